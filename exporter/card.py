@@ -1,0 +1,49 @@
+"""CARD.md: the human-readable card of a guard bundle, rendered from its manifest (deterministic: no clock)."""
+from __future__ import annotations
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def render_card(m: dict) -> str:
+    src = m.get("source_model", {})
+    cal = m.get("calibration") or {}
+    at = cal.get("at_threshold") or {}
+    teacher = m.get("teacher", {})
+    exp = m.get("exporter", {})
+    lines = [
+        "# reftguard guard bundle",
+        "",
+        "Flags prompts whose layer-l last-token state points along the refusal feature R_l:",
+        f"`score = cos(h_{m['layer']} - c, R_{m['layer']})`, flagged when `score > threshold`.",
+        "",
+        "## Where it came from",
+        f"- backbone: `{src.get('name')}` ({src.get('architecture')}, weights sha256 `{str(src.get('weights_sha256', ''))[:16]}…`)",
+        f"- teacher: {teacher.get('kind', 'n/a')}; layer {m['layer']} of {m.get('num_layers_total')}, hidden size {m['hidden_size']}, centre `{m.get('score', {}).get('center')}`",
+        f"- prompt format: the model's chat template around one user turn ({m['prompt_format'].get('source')}); max {m['max_tokens']} tokens, default truncation `{m.get('truncation')}`",
+        f"- export: opset {exp.get('opset')}, {exp.get('dtype')}, parity max |Δscore| vs PyTorch {_fmt(exp.get('parity_max_abs_diff'))}, batch-invariance max |Δ| {_fmt(exp.get('batch_invariance_max_abs_diff'))}",
+        "",
+        "## Threshold",
+        f"- threshold: **{_fmt(m['threshold'])}**, chosen by: {cal.get('method', 'n/a')} (target {cal.get('target', 'n/a')})",
+        f"- calibration data: {cal.get('data', 'n/a')} (hash `{cal.get('data_hash', 'n/a')}`, n={cal.get('n', 'n/a')})",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for key in ("auroc", "recall_at_1pct_fpr", "recall_at_5pct_fpr", "recall", "fpr", "precision", "f1"):
+        lines.append(f"| {key} | {_fmt(at.get(key))} |")
+    lines += [
+        "",
+        "## Known limits",
+        "- The score measures closeness to a refusal direction of one backbone; it is not a policy classifier and its",
+        "  false-positive rate on your traffic can differ from the calibration set. Watch `reftguard_false_positive_rate`.",
+        "- A zero-training (difference-of-means) feature partly tracks writing style; a trained ReFT teacher separates better.",
+        "- Text beyond max_tokens is truncated (or rejected) before scoring.",
+        "",
+    ]
+    return "\n".join(lines)

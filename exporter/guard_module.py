@@ -1,0 +1,109 @@
+"""The guard as a torch module: decoder layers 0..l-1, last-real-token gather and an fp32 cosine head.
+
+`layer = l` means the hidden state after the first l decoder layers (transformers'
+`hidden_states[l]`), taken *before* any final norm. Inputs are right-padded; real tokens keep positions
+0..n-1 and, under the causal mask, never attend to padding, so a prompt's score does not depend on the
+batch it is in.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from reftguard.exporter.families import family_for
+
+
+def causal_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Additive [b, 1, t, t] mask: query i sees key j iff j <= i and key j is a real token."""
+    t = attention_mask.shape[1]
+    idx = torch.arange(t, device=attention_mask.device)
+    causal = idx.unsqueeze(0) <= idx.unsqueeze(1)  # [t(query), t(key)]
+    allowed = causal.unsqueeze(0) & attention_mask.bool().unsqueeze(1)  # [b, t, t]
+    neg = torch.finfo(dtype).min
+    return torch.where(allowed, torch.zeros((), dtype=dtype), torch.full((), neg, dtype=dtype)).unsqueeze(1)
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real token per row, from the mask (never from pad ids: the pad id can occur in the template)."""
+    t = attention_mask.shape[1]
+    pos = torch.arange(t, device=attention_mask.device).unsqueeze(0) * attention_mask
+    return pos.argmax(dim=1)
+
+
+class TruncatedDecoder(nn.Module):
+    """The first `num_layers` decoder layers of a causal LM, no final norm, no LM head, no cache."""
+
+    def __init__(self, causal_lm: Any, num_layers: int):
+        super().__init__()
+        fam = family_for(causal_lm.config)
+        base = fam.decoder(causal_lm)
+        self.embed_tokens = base.embed_tokens
+        self.rotary_emb = base.rotary_emb
+        self.layers = nn.ModuleList(list(base.layers)[:num_layers])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, collect: bool = False):
+        x = self.embed_tokens(input_ids)
+        b, t = input_ids.shape
+        position_ids = torch.arange(t, device=input_ids.device).unsqueeze(0).expand(b, t)
+        pos_emb = self.rotary_emb(x, position_ids)
+        mask = causal_padding_mask(attention_mask, x.dtype)
+        states = []
+        for layer in self.layers:
+            out = layer(x, attention_mask=mask, position_ids=position_ids, position_embeddings=pos_emb, use_cache=False)
+            x = out[0] if isinstance(out, tuple) else out
+            if collect:
+                states.append(x)
+        return states if collect else x
+
+
+class CosineHead(nn.Module):
+    """fp32 cos(h - c, R) and ||h||; R and c are graph initializers."""
+
+    def __init__(self, refusal_feature, center=None, eps: float = 1e-8):
+        super().__init__()
+        r = torch.as_tensor(refusal_feature, dtype=torch.float32)
+        c = torch.zeros_like(r) if center is None else torch.as_tensor(center, dtype=torch.float32)
+        self.register_buffer("refusal_feature", r)
+        self.register_buffer("center", c)
+        self.eps = eps
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = h.float()
+        hc = h - self.center
+        num = (hc * self.refusal_feature).sum(-1)
+        den = torch.clamp(torch.linalg.vector_norm(hc, dim=-1) * torch.linalg.vector_norm(self.refusal_feature), min=self.eps)
+        return num / den, torch.linalg.vector_norm(h, dim=-1)
+
+
+class GuardModule(nn.Module):
+    """(input_ids, attention_mask) -> (score [b] fp32, feature_norm [b] fp32)."""
+
+    def __init__(self, causal_lm: Any, layer: int, refusal_feature, center=None):
+        super().__init__()
+        self.decoder = TruncatedDecoder(causal_lm, layer)
+        self.head = CosineHead(refusal_feature, center)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        h = self.decoder(input_ids, attention_mask)
+        idx = last_token_index(attention_mask)
+        last = h[torch.arange(h.shape[0], device=h.device), idx]
+        return self.head(last)
+
+
+@torch.no_grad()
+def last_token_states(causal_lm: Any, batches, num_layers: int | None = None) -> "torch.Tensor":
+    """Last-real-token states after each of the first `num_layers` layers: [n, num_layers, hidden] fp32.
+
+    `batches` yields (input_ids, attention_mask) LongTensors (right-padded); rows come back in order.
+    """
+    n_layers = num_layers or causal_lm.config.num_hidden_layers
+    dec = TruncatedDecoder(causal_lm, n_layers).eval()
+    out = []
+    for input_ids, mask in batches:
+        states = dec(input_ids, mask, collect=True)
+        idx = last_token_index(mask)
+        rows = torch.arange(input_ids.shape[0])
+        out.append(torch.stack([s[rows, idx].float() for s in states], dim=1))
+    return torch.cat(out, dim=0)

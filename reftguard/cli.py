@@ -1,0 +1,74 @@
+"""The one `reftguard` CLI. Subcommands are loaded lazily so that a client-only install (grpcio +
+protobuf) can run `reftguard score` without numpy, onnxruntime or torch present."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+
+# name -> (module, handler, one-line help). Each handler module exposes `add_arguments(parser)` via
+# the function named `<handler>_args` and the handler itself `<handler>(ns) -> int`.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "fit": ("reftguard.commands", "fit", "Zero-training fit of the refusal feature R_l on labeled prompts -> teacher dir."),
+    "export": ("reftguard.commands", "export", "Export a teacher dir to an ONNX guard bundle (parity-checked, sealed)."),
+    "calibrate": ("reftguard.commands", "calibrate", "Set a bundle's threshold for a target recall or FPR on labeled data."),
+    "eval": ("reftguard.commands", "eval", "Evaluate a bundle on labeled data (AUROC, recall@FPR, per source/kind)."),
+    "default-bundle": ("reftguard.commands", "default_bundle", "Build (once, then cached) the embedded default bundle."),
+}
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def register(name: str, module: str, handler: str, help: str) -> None:
+    COMMANDS[name] = (module, handler, help)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = argparse.ArgumentParser(prog="reftguard", description="Streaming data guard for LLM finetuning pipelines.")
+    top.add_argument("--verbose", "-v", action="store_true", help="Log progress at INFO level.")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, _, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    head = [a for a in argv if not a.startswith("-")]
+    if not head or head[0] not in COMMANDS:
+        top.parse_args(argv or ["--help"])
+        return 2
+    name = head[0]
+    module_name, handler, help_ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        print(f"reftguard {name}: needs an optional dependency that is not installed ({exc.name}); "
+              f"install the matching extra, e.g. pip install 'reftguard[server]' or 'reftguard[train]'", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog=f"reftguard {name}", description=help_)
+    parser.add_argument("--verbose", "-v", action="store_true", help="Log progress at INFO level.")
+    getattr(module, f"{handler}_args")(parser)
+    rest = list(argv)
+    rest.remove(name)
+    ns = parser.parse_args(rest)
+    _setup_logging(ns.verbose)
+    try:
+        return int(getattr(module, handler)(ns) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError, RuntimeError) as exc:
+        # Bundle, data, model-loading and argument errors all carry a message meant for the user.
+        if ns.verbose:
+            raise
+        print(f"reftguard {name}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

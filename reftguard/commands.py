@@ -1,0 +1,84 @@
+"""Handlers of the model-side subcommands (fit, export, calibrate, eval, default-bundle)."""
+from __future__ import annotations
+
+import argparse
+
+from reftguard.config import add_dataclass_args, from_args
+
+
+def fit_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.training.fit import FitConfig
+
+    add_dataclass_args(p, FitConfig, group="fit")
+
+
+def fit(ns) -> int:
+    from reftguard.training.fit import FitConfig, fit as run_fit
+
+    cfg = from_args(FitConfig, ns)
+    if not cfg.data:
+        raise ValueError("--data is required (one or more labeled JSONL files)")
+    t = run_fit(cfg)
+    print(f"{'layer':>5} {'auroc':>8} {'r@1%fpr':>8} {'gap':>8}")
+    for row in t.record["layer_table"]:
+        mark = " <" if row["layer"] == t.layer else ""
+        print(f"{row['layer']:>5} {row['auroc']:>8.4f} {row['recall_at_1pct_fpr']:>8.4f} {row['gap']:>8.4f}{mark}")
+    print(f"teacher written to {cfg.out} (layer {t.layer}, centre {t.center_kind})")
+    return 0
+
+
+def export_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.exporter.export import ExportConfig
+
+    add_dataclass_args(p, ExportConfig, group="export")
+
+
+def export(ns) -> int:
+    from reftguard.exporter.export import ExportConfig, export_bundle
+
+    b = export_bundle(from_args(ExportConfig, ns))
+    ex = b.manifest["exporter"]
+    print(f"bundle {b.bundle_id} at {b.root}: parity {ex['parity_max_abs_diff']:.2e}, batch invariance {ex['batch_invariance_max_abs_diff']:.2e}")
+    return 0
+
+
+def calibrate_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.calibration import CalibrateConfig
+
+    add_dataclass_args(p, CalibrateConfig, group="calibrate")
+
+
+def calibrate(ns) -> int:
+    from reftguard.calibration import CalibrateConfig, calibrate as run
+
+    b = run(from_args(CalibrateConfig, ns))
+    at = b.manifest["calibration"]["at_threshold"]
+    print(f"bundle {b.bundle_id}: threshold {b.threshold:.4f} -> recall {at['recall']:.4f}, FPR {at['fpr']:.4f}, AUROC {at['auroc']:.4f}")
+    return 0
+
+
+def eval_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.calibration import EvalConfig
+
+    add_dataclass_args(p, EvalConfig, group="eval")
+
+
+def eval(ns) -> int:  # noqa: A001 - the subcommand is called eval
+    from reftguard.calibration import EvalConfig, evaluate_bundle, format_table
+
+    print(format_table(evaluate_bundle(from_args(EvalConfig, ns))))
+    return 0
+
+
+def default_bundle_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, help="Build the default bundle here instead of the cache ($REFTGUARD_CACHE or ~/.cache/reftguard).")
+    p.add_argument("--print-path", action="store_true", help="Print only the bundle path (for scripts).")
+    p.add_argument("--rebuild", action="store_true", help="Rebuild even if a valid cached bundle exists.")
+
+
+def default_bundle(ns) -> int:
+    from reftguard.default_bundle import default_bundle as build
+
+    b = build(ns.out, rebuild=ns.rebuild)
+    print(b.root if ns.print_path else f"default bundle {b.bundle_id} at {b.root} (threshold {b.threshold:.4f})")
+    return 0

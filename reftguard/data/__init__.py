@@ -1,0 +1,96 @@
+"""Labeled prompt files shipped with reftguard (see PROVENANCE.md) and the loader for that schema.
+
+Kept in the core package (stdlib only) because fitting, calibration, evaluation and the default bundle
+all read the same schema.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterable
+
+LABELS = {"benign": 0, "harmful": 1}
+TRAIN_FILES = ("guard-train.jsonl", "guard-train-extra.jsonl")
+DEV_FILES = ("guard-dev.jsonl", "handwritten-dev.jsonl")
+
+
+class DataError(ValueError):
+    """A labeled prompt file does not follow the schema."""
+
+
+@dataclass(frozen=True)
+class LabeledPrompt:
+    id: str
+    text: str
+    label: int  # 1 harmful, 0 benign
+    source: str = "unknown"
+    kind: str = "unknown"
+
+
+def packaged(name: str) -> Path:
+    """Path of a data file shipped inside the package."""
+    p = Path(str(resources.files(__package__).joinpath(name)))
+    if not p.is_file():
+        raise FileNotFoundError(f"packaged data file {name} is missing from {p.parent}")
+    return p
+
+
+def load_labeled(paths: str | Path | Iterable[str | Path]) -> list[LabeledPrompt]:
+    """Read `{"id","text","label":"harmful"|"benign", "source"?, "kind"?}` JSONL from one or more files."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[LabeledPrompt] = []
+    seen: set[str] = set()
+    for path in paths:
+        path = Path(path)
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{where}: not valid JSON ({exc.msg})") from exc
+                if not isinstance(rec, dict):
+                    raise DataError(f"{where}: expected a JSON object")
+                text, label = rec.get("text"), rec.get("label")
+                if not isinstance(text, str) or not text.strip():
+                    raise DataError(f"{where}: field 'text' must be a non-empty string")
+                if label not in LABELS:
+                    raise DataError(f"{where}: field 'label' must be 'harmful' or 'benign', got {label!r}")
+                pid = str(rec.get("id", f"{path.name}:{lineno}"))
+                if pid in seen:
+                    raise DataError(f"{where}: duplicate id {pid!r}")
+                seen.add(pid)
+                out.append(
+                    LabeledPrompt(
+                        id=pid,
+                        text=text,
+                        label=LABELS[label],
+                        source=str(rec.get("source") or "unknown"),
+                        kind=str(rec.get("kind") or "unknown"),
+                    )
+                )
+    if not out:
+        raise DataError(f"no labeled prompts in {[str(p) for p in paths]}")
+    return out
+
+
+def data_hash(prompts: list[LabeledPrompt]) -> str:
+    h = hashlib.sha256()
+    for p in prompts:
+        h.update(json.dumps([p.id, p.text, p.label], ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def holdout_split(prompts: list[LabeledPrompt], fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Deterministic (fit_idx, held_idx) split by hashing ids, stratified by label."""
+    fit, held = [], []
+    for i, p in enumerate(prompts):
+        u = int(hashlib.sha256(f"{seed}:{p.id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (held if u < fraction else fit).append(i)
+    return fit, held

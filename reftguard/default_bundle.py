@@ -1,0 +1,94 @@
+"""The embedded default bundle: built once from the packaged SmolLM2 and packaged data, then cached.
+
+Recipe (deterministic: same inputs, same bundle_id):
+  teacher  = the shipped trained teacher if the package carries one, else a zero-training fit on
+             guard-train.jsonl + guard-train-extra.jsonl;
+  bundle   = export(teacher), calibrated on guard-dev.jsonl at the default recall target.
+The cache key hashes the recipe, the reftguard version, the data and the backbone file, so a change to
+any of them builds a fresh bundle.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from reftguard import __version__
+from reftguard.bundle import BundleError, GuardBundle
+
+log = logging.getLogger("reftguard.default")
+
+RECIPE = {
+    "fit": {"center": "midpoint", "holdout": 0.2, "max_tokens": 512, "max_layer": 0},
+    "calibration": {"data": ["guard-dev.jsonl"], "target_recall": 0.9},
+}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("REFTGUARD_CACHE", Path.home() / ".cache" / "reftguard"))
+
+
+def _shipped_teacher() -> Path | None:
+    from importlib import resources
+
+    p = Path(str(resources.files("reftguard.data").joinpath("default_teacher")))
+    return p if (p / "teacher.json").is_file() else None
+
+
+def cache_key() -> str:
+    from reftguard.data import TRAIN_FILES, packaged
+    from reftguard.training.models import packaged_gguf
+
+    h = hashlib.sha256(json.dumps([RECIPE, __version__], sort_keys=True).encode())
+    for name in TRAIN_FILES + tuple(RECIPE["calibration"]["data"]):
+        h.update(packaged(name).read_bytes())
+    gguf = packaged_gguf()
+    h.update(f"{gguf.name}:{gguf.stat().st_size}".encode())
+    teacher = _shipped_teacher()
+    if teacher:
+        for f in sorted(teacher.rglob("*")):
+            if f.is_file():
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build(out: Path) -> GuardBundle:
+    from reftguard.calibration import CalibrateConfig, calibrate
+    from reftguard.data import TRAIN_FILES, packaged
+    from reftguard.exporter.export import ExportConfig, export_bundle
+    from reftguard.training.fit import FitConfig, fit
+
+    t0 = time.time()
+    work = out.parent / (out.name + ".work")
+    shutil.rmtree(work, ignore_errors=True)
+    teacher_dir = _shipped_teacher()
+    if teacher_dir is None:
+        teacher_dir = work / "teacher"
+        fit(FitConfig(model="packaged:smollm2", data=[str(packaged(f)) for f in TRAIN_FILES], out=str(teacher_dir), **RECIPE["fit"]))
+    export_bundle(ExportConfig(teacher=str(teacher_dir), out=str(out)))
+    cal = RECIPE["calibration"]
+    bundle = calibrate(CalibrateConfig(bundle=str(out), data=[str(packaged(d)) for d in cal["data"]], target_recall=cal["target_recall"]))
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("default bundle %s built in %.0fs at %s", bundle.bundle_id, time.time() - t0, out)
+    return bundle
+
+
+def default_bundle(out: str | Path | None = None, rebuild: bool = False) -> GuardBundle:
+    """The default bundle at `out` (or the cache), built on first use; concurrent callers wait on a lock."""
+    target = Path(out) if out else cache_root() / f"default-{cache_key()}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / (target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists() and not rebuild:
+            try:
+                return GuardBundle.load(target)
+            except BundleError as exc:
+                log.warning("cached default bundle is unusable (%s); rebuilding", exc)
+        if target.exists():
+            shutil.rmtree(target)
+        return build(target)

@@ -1,0 +1,118 @@
+"""Detection metrics and threshold selection (numpy only).
+
+Convention everywhere: a prompt is flagged when `score > threshold` (strict). Labels are 1 = harmful,
+0 = benign.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+
+
+def _arrays(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    if s.shape != y.shape or s.ndim != 1:
+        raise ValueError(f"scores and labels must be 1-D and the same length, got {s.shape} and {y.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores contain NaN or inf")
+    return s, y
+
+
+def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); None if one class is absent."""
+    s, y = _arrays(scores, labels)
+    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    u = ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def confusion(scores: Sequence[float], labels: Sequence[int], threshold: float) -> dict:
+    s, y = _arrays(scores, labels)
+    flag = s > threshold
+    tp = int(np.sum(flag & (y == 1)))
+    fp = int(np.sum(flag & (y == 0)))
+    fn = int(np.sum(~flag & (y == 1)))
+    tn = int(np.sum(~flag & (y == 0)))
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    fpr = fp / (fp + tn) if fp + tn else None
+    f1 = (2 * precision * recall / (precision + recall)) if precision and recall else (0.0 if recall is not None else None)
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": precision, "recall": recall, "fpr": fpr, "f1": f1}
+
+
+def threshold_for_fpr(scores: Sequence[float], labels: Sequence[int], target_fpr: float) -> float:
+    """The lowest threshold whose FPR is <= target_fpr (maximises recall under the FPR budget)."""
+    s, y = _arrays(scores, labels)
+    neg = np.sort(s[y == 0])[::-1]
+    if len(neg) == 0:
+        raise ValueError("no benign examples: cannot pick a threshold for a target FPR")
+    allowed = int(math.floor(target_fpr * len(neg) + 1e-9))
+    if allowed >= len(neg):
+        return float(neg[-1] - 1e-6)
+    return float(neg[allowed])
+
+
+def threshold_for_recall(scores: Sequence[float], labels: Sequence[int], target_recall: float) -> float:
+    """The highest threshold whose recall is >= target_recall (fewest false positives at that recall).
+
+    It sits halfway between the k-th highest harmful score and the next lower score of any example,
+    so small score noise does not flip the k-th harmful prompt.
+    """
+    s, y = _arrays(scores, labels)
+    pos = np.sort(s[y == 1])[::-1]
+    if len(pos) == 0:
+        raise ValueError("no harmful examples: cannot pick a threshold for a target recall")
+    k = max(1, int(math.ceil(target_recall * len(pos) - 1e-9)))
+    kth = pos[k - 1]
+    below = s[s < kth]
+    return float((kth + below.max()) / 2.0) if len(below) else float(kth - 1e-6)
+
+
+def recall_at_fpr(scores: Sequence[float], labels: Sequence[int], fpr: float) -> float | None:
+    s, y = _arrays(scores, labels)
+    if y.sum() == 0 or (1 - y).sum() == 0:
+        return None
+    return confusion(s, y, threshold_for_fpr(s, y, fpr))["recall"]
+
+
+def summarize(scores: Sequence[float], labels: Sequence[int], threshold: float) -> dict:
+    s, y = _arrays(scores, labels)
+    out = {
+        "n": int(len(s)),
+        "n_harmful": int(y.sum()),
+        "n_benign": int((1 - y).sum()),
+        "threshold": float(threshold),
+        "auroc": auroc(s, y),
+        "recall_at_1pct_fpr": recall_at_fpr(s, y, 0.01),
+        "recall_at_5pct_fpr": recall_at_fpr(s, y, 0.05),
+    }
+    out.update(confusion(s, y, threshold))
+    return out
+
+
+def evaluate(scores: Sequence[float], labels: Sequence[int], threshold: float, groups: dict[str, Sequence[str]]) -> dict:
+    """Overall metrics plus the same per group (e.g. groups={"source": [...], "kind": [...]} -> by_source, by_kind)."""
+    report = summarize(scores, labels, threshold)
+    s, y = _arrays(scores, labels)
+    for name, values in groups.items():
+        idx: dict[str, list[int]] = defaultdict(list)
+        for i, v in enumerate(values):
+            idx[str(v)].append(i)
+        report[f"by_{name}"] = {k: summarize(s[v], y[v], threshold) for k, v in sorted(idx.items())}
+    return report

@@ -1,0 +1,41 @@
+"""Refusal-feature math on hidden states (numpy only, testable without torch).
+
+R_l = mean(h_l | harmful) - mean(h_l | benign). The score is cos(h_l - c, R_l) where c is the
+centre: zero (plain cosine, the paper's form) or the midpoint of the two class means ("centered"),
+which removes the shared offset of all last-token states so the cosine measures the harmful-benign
+axis rather than the common direction.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CENTERS = ("none", "midpoint")
+
+
+def class_means(h: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h = np.asarray(h, dtype=np.float64)
+    y = np.asarray(y)
+    if not (y == 1).any() or not (y == 0).any():
+        raise ValueError("need both harmful (1) and benign (0) examples to fit a refusal feature")
+    return h[y == 1].mean(axis=0), h[y == 0].mean(axis=0)
+
+
+def refusal_feature(h: np.ndarray, y: np.ndarray, center: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """(R, c): the difference-of-means direction and the centre vector for `center`."""
+    if center not in CENTERS:
+        raise ValueError(f"unknown center {center!r}; use one of {CENTERS}")
+    mu_h, mu_b = class_means(h, y)
+    r = (mu_h - mu_b).astype(np.float32)
+    c = ((mu_h + mu_b) / 2.0).astype(np.float32) if center == "midpoint" else np.zeros_like(r)
+    return r, c
+
+
+def cosine_scores(h: np.ndarray, r: np.ndarray, c: np.ndarray | None = None, eps: float = 1e-8) -> np.ndarray:
+    """cos(h - c, r) row-wise in float32 arithmetic, matching the exported ONNX head."""
+    h = np.asarray(h, dtype=np.float32)
+    if c is not None:
+        h = h - np.asarray(c, dtype=np.float32)
+    r = np.asarray(r, dtype=np.float32)
+    num = h @ r
+    den = np.maximum(np.linalg.norm(h, axis=-1) * np.linalg.norm(r), eps)
+    return (num / den).astype(np.float32)

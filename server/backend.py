@@ -1,0 +1,79 @@
+"""The inference backend: one onnxruntime session over a verified guard bundle.
+
+`OrtBackend.run` takes padded int64 arrays and returns fp32 `score` and `feature_norm`. The provider is
+CUDA when onnxruntime-gpu is installed and a GPU is visible (unless forced to CPU), else CPU; the
+choice is logged and exposed as `.provider`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from reftguard.bundle import GuardBundle
+from reftguard.encoding import PromptEncoder, length_sorted_batches
+
+log = logging.getLogger("reftguard.backend")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class OrtBackend:
+    def __init__(self, bundle: GuardBundle, device: str = "auto", threads: int = 0):
+        import onnxruntime as ort
+
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        self.bundle = bundle
+        avail = ort.get_available_providers()
+        want_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in avail
+        if device == "cuda" and not want_cuda:
+            raise RuntimeError(f"device 'cuda' requested but onnxruntime offers only {avail}; install reftguard[gpu]")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or available_cores()
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(bundle.model_path), sess_options=opts, providers=providers)
+        self.provider = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        log.info("bundle %s: onnxruntime provider %s (%d threads)", bundle.bundle_id, self.provider, opts.intra_op_num_threads)
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        score, norm = self.session.run(["score", "feature_norm"], {"input_ids": input_ids, "attention_mask": attention_mask})
+        return score.astype(np.float32, copy=False), norm.astype(np.float32, copy=False)
+
+
+@dataclass
+class Scored:
+    scores: np.ndarray  # float32 [n]
+    norms: np.ndarray  # float32 [n]
+    num_tokens: list[int]
+    truncated: list[bool]
+
+
+class BundleScorer:
+    """Encode -> length-sorted batches -> backend, in-process (calibration, eval, scan --bundle, parity)."""
+
+    def __init__(self, bundle: GuardBundle, backend: OrtBackend | None = None, max_batch: int = 32, max_batch_tokens: int = 16384):
+        self.bundle = bundle
+        self.backend = backend or OrtBackend(bundle)
+        self.encoder = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens)
+        self.max_batch, self.max_batch_tokens = max_batch, max_batch_tokens
+
+    def score_ids(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.zeros(len(ids), dtype=np.float32)
+        norms = np.zeros(len(ids), dtype=np.float32)
+        for rows, input_ids, mask in length_sorted_batches(ids, self.max_batch, self.max_batch_tokens, self.bundle.pad_token_id):
+            s, n = self.backend.run(input_ids, mask)
+            scores[rows], norms[rows] = s, n
+        return scores, norms
+
+    def score_texts(self, texts: list[str], truncation: str = "right") -> Scored:
+        enc = self.encoder.encode(texts, truncation)
+        scores, norms = self.score_ids(enc.ids)
+        return Scored(scores, norms, enc.lengths, enc.truncated)

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from reftguard.data import packaged  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_labeled(path: Path, n_per_label: int = 40, source: str = "guard-train.jsonl") -> Path:
+    """A balanced slice of a packaged labeled file (keeps tiny-model tests fast)."""
+    counts = {"harmful": 0, "benign": 0}
+    rows = []
+    for line in packaged(source).read_text().splitlines():
+        rec = json.loads(line)
+        if counts[rec["label"]] < n_per_label:
+            counts[rec["label"]] += 1
+            rows.append(line)
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    small_labeled(d / "train.jsonl", 40, "guard-train-extra.jsonl")
+    small_labeled(d / "dev.jsonl", 25, "guard-dev.jsonl")
+    return d
+
+
+def _texts() -> list[str]:
+    return [json.loads(l)["text"] for l in packaged("guard-train.jsonl").read_text().splitlines()[:400]]
+
+
+@pytest.fixture(scope="session", params=["llama", "qwen2"])
+def tiny_model(request, tmp_path_factory) -> Path:
+    from tests.tiny import build_model
+
+    return build_model(tmp_path_factory.mktemp(f"tiny-{request.param}"), request.param, _texts())
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    from tests.tiny import build_model
+
+    return build_model(tmp_path_factory.mktemp("tiny-llama-main"), "llama", _texts())
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_llama, data_dir, tmp_path_factory) -> Path:
+    from reftguard.training.fit import FitConfig, fit
+
+    out = tmp_path_factory.mktemp("teacher")
+    fit(FitConfig(model=str(tiny_llama), data=[str(data_dir / "train.jsonl")], out=str(out), max_tokens=128))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_teacher, data_dir, tmp_path_factory) -> Path:
+    """A sealed, calibrated guard bundle from the tiny Llama (read-only for tests: copy before mutating)."""
+    from reftguard.calibration import CalibrateConfig, calibrate
+    from reftguard.exporter.export import ExportConfig, export_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "bundle"
+    export_bundle(ExportConfig(teacher=str(tiny_teacher), out=str(out)))
+    calibrate(CalibrateConfig(bundle=str(out), data=[str(data_dir / "dev.jsonl")], target_recall=0.9))
+    return out
