@@ -1,0 +1,33 @@
+"""ServerConfig: every knob of `reftguard serve`, with a --flag and a REFTGUARD_* env twin."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reftguard.config import option
+from reftguard.encoding import TRUNCATION_POLICIES
+
+
+@dataclass
+class ServerConfig:
+    bundle: str = option("", "Guard bundle directory or .tar. Empty: the embedded default bundle (built on first use).")
+    host: str = option("0.0.0.0", "Interface for the gRPC port.")
+    port: int = option(50051, "gRPC port (Guard, grpc.health.v1, reflection).")
+    metrics_host: str = option("0.0.0.0", "Interface for the Prometheus /metrics port; bind it to an internal interface to keep it private.")
+    metrics_port: int = option(9464, "Prometheus /metrics port; 0 disables the metrics endpoint.")
+    device: str = option("auto", "Inference device: 'auto' uses CUDA when onnxruntime-gpu sees a GPU, else CPU.", choices=("auto", "cpu", "cuda"))
+    threads: int = option(0, "onnxruntime intra-op threads on CPU (0 = all cores this process may use).")
+    max_batch_size: int = option(32, "Most prompts in one inference batch.")
+    max_batch_tokens: int = option(8192, "Token budget of one batch, counted as padded length x rows; bounds memory and latency per batch.")
+    max_queue_delay_ms: float = option(2.0, "How long the batcher waits for more work to fill a batch once it has some; trades latency for batch size.")
+    sort_window: int = option(256, "Queued prompts considered together when sorting by length to cut padding.")
+    max_queue_items: int = option(4096, "Prompts waiting for inference before unary calls are rejected with RESOURCE_EXHAUSTED (streams wait).")
+    max_queue_tokens: int = option(1 << 20, "Tokens waiting for inference before unary calls are rejected (streams wait).")
+    max_client_batch: int = option(256, "Most items in one ScoreRequest; more is INVALID_ARGUMENT.")
+    max_chars: int = option(200_000, "Most characters in one item's text (checked before tokenizing); more is INVALID_ARGUMENT.")
+    truncation: str = option("right", "Default policy for prompts over the bundle's max_tokens: error, left or right.", choices=TRUNCATION_POLICIES)
+    sources: list = option(["default", "ingest", "scan", "api", "review"], "Allowed `source` tags for metric labels; anything else is counted as 'other'.")
+    metrics_window_s: float = option(300.0, "Sliding window of the flag-rate, false-positive-rate and miss-rate gauges, in seconds.")
+    tokenize_workers: int = option(2, "Threads that tokenize requests off the event loop.")
+    grace: float = option(20.0, "Seconds to finish in-flight work after SIGTERM before exiting.")
+    max_concurrent_rpcs: int = option(1024, "Concurrent RPCs the server accepts before new ones get RESOURCE_EXHAUSTED.")
+    max_message_mb: int = option(16, "Largest gRPC message accepted or sent, in MiB.")
