@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "calibrate": ("reftguard.commands", "calibrate", "Set a bundle's threshold for a target recall or FPR on labeled data."),
     "eval": ("reftguard.commands", "eval", "Evaluate a bundle on labeled data (AUROC, recall@FPR, per source/kind)."),
     "default-bundle": ("reftguard.commands", "default_bundle", "Build (once, then cached) the embedded default bundle."),
+    "serve": ("reftguard.server.cli", "serve", "Serve a guard bundle over gRPC with batching and Prometheus metrics."),
+    "score": ("reftguard.clients.cli", "score", "Score prompts against a running guard service."),
+    "health": ("reftguard.clients.cli", "health", "Exit 0 iff the guard service reports SERVING."),
+    "info": ("reftguard.clients.cli", "info", "Print the served bundle, threshold and limits."),
 }
 
 
