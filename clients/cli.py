@@ -11,7 +11,7 @@ from reftguard.clients.client import ClientConfig, GuardClient
 from reftguard.v1 import guard_pb2 as pb
 
 
-def _target_args(p: argparse.ArgumentParser) -> None:
+def target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="localhost:50051", help="HOST:PORT of the guard service [env REFTGUARD_TARGET].")
     p.add_argument("--token", default=None, help="Bearer token (or env REFTGUARD_TOKEN).")
     p.add_argument("--tls-ca", default=None, help="CA certificate (PEM) to verify the server; enables TLS.")
@@ -20,17 +20,21 @@ def _target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="Seconds per RPC.")
 
 
-def _client(ns) -> GuardClient:
+def client_config(ns) -> ClientConfig:
+    """The ClientConfig from the flags of `target_args` (and their env twins)."""
     import os
 
     target = os.environ.get("REFTGUARD_TARGET", ns.target) if ns.target == "localhost:50051" else ns.target
-    cfg = ClientConfig(target=target, timeout=ns.timeout, token=ns.token or os.environ.get("REFTGUARD_TOKEN"),
-                       tls_ca=ns.tls_ca, tls_cert=ns.tls_cert, tls_key=ns.tls_key)
-    return GuardClient(cfg)
+    return ClientConfig(target=target, timeout=ns.timeout, token=ns.token or os.environ.get("REFTGUARD_TOKEN"),
+                        tls_ca=ns.tls_ca, tls_cert=ns.tls_cert, tls_key=ns.tls_key)
+
+
+def _client(ns) -> GuardClient:
+    return GuardClient(client_config(ns))
 
 
 def score_args(p: argparse.ArgumentParser) -> None:
-    _target_args(p)
+    target_args(p)
     p.add_argument("texts", nargs="*", help="Prompts to score; none (or '-') reads one prompt per line from stdin.")
     p.add_argument("--threshold", type=float, default=None, help="Override the bundle threshold for this call.")
     p.add_argument("--source", default="", help="Source tag for the server's metrics (must be on its allow-list).")
@@ -77,7 +81,7 @@ def score(ns) -> int:
 
 
 def health_args(p: argparse.ArgumentParser) -> None:
-    _target_args(p)
+    target_args(p)
     p.add_argument("--service", default="", help="Service name to check ('' = the whole server).")
 
 
@@ -94,7 +98,7 @@ def health(ns) -> int:
 
 
 def info_args(p: argparse.ArgumentParser) -> None:
-    _target_args(p)
+    target_args(p)
 
 
 def info(ns) -> int:

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "score": ("reftguard.clients.cli", "score", "Score prompts against a running guard service."),
     "health": ("reftguard.clients.cli", "health", "Exit 0 iff the guard service reports SERVING."),
     "info": ("reftguard.clients.cli", "info", "Print the served bundle, threshold and limits."),
+    "scan": ("reftguard.clients.scan.cli", "scan", "Split a dataset (JSONL/CSV/Parquet/HF) into allowed/flagged/errors with a report; resumable."),
 }
 
 

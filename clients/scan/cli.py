@@ -1,0 +1,53 @@
+"""`reftguard scan INPUT --out DIR`: the command line over `runner.Scan`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from reftguard.clients.cli import client_config, target_args
+from reftguard.clients.scan.formats import FORMATS
+
+
+def scan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="JSONL / CSV / Parquet file, or an HF save_to_disk folder.")
+    p.add_argument("--out", required=True, help="Output folder: allowed.*, flagged.*, errors.*, report.json, report.html; also the checkpoint.")
+    target_args(p)
+    p.add_argument("--bundle", default=None, help="Score in this process with this guard bundle (no server); otherwise --target is used.")
+    p.add_argument("--format", choices=sorted(FORMATS), default=None, help="Input format (default: from the suffix, or an HF folder's files).")
+    p.add_argument("--split", default=None, help="Split to scan when the HF folder holds a DatasetDict.")
+    p.add_argument("--text-field", default=None, help="Field holding a plain prompt; default: auto-detect messages (OpenAI), conversations (ShareGPT), text or prompt.")
+    p.add_argument("--source-field", default="source", help="Field whose values split the report's flag rate (default: source).")
+    p.add_argument("--threshold", type=float, default=None, help="Override the bundle threshold for this scan.")
+    p.add_argument("--source", default="", help="Source tag sent with each request (a label of the server's metrics).")
+    p.add_argument("--truncation", choices=("error", "left", "right"), default=None,
+                   help="Policy for prompts over max_tokens; 'error' sends such rows to errors.* (default: the server's / bundle's).")
+    p.add_argument("--batch-size", type=int, default=32, help="Items per ScoreStream request.")
+    p.add_argument("--concurrency", "--in-flight", dest="in_flight", type=int, default=8,
+                   help="Unanswered requests on the stream; bounds client memory and server queueing.")
+    p.add_argument("--chunk-rows", type=int, default=1000, help="Rows per checkpoint: at most this much work is redone after a kill.")
+    p.add_argument("--restart", action="store_true", help="Discard a checkpoint in --out from a different scan instead of refusing.")
+    p.add_argument("--no-progress", action="store_true", help="No progress bar (it is off anyway when stderr is not a terminal).")
+
+
+def scan(ns) -> int:
+    from reftguard.clients.scan.progress import print_summary, scan_progress
+    from reftguard.clients.scan.runner import Scan, ScanConfig
+
+    if ns.chunk_rows < 1 or ns.batch_size < 1 or ns.in_flight < 1:
+        raise ValueError("--chunk-rows, --batch-size and --concurrency must be >= 1")
+    remote = ns.bundle is None
+    cfg = ScanConfig(input=ns.input, out=ns.out, bundle=ns.bundle, client=client_config(ns) if remote else None, format=ns.format,
+                     split=ns.split, text_field=ns.text_field, source_field=ns.source_field, threshold=ns.threshold, source=ns.source,
+                     truncation=ns.truncation, batch_size=ns.batch_size, in_flight=ns.in_flight, chunk_rows=ns.chunk_rows, restart=ns.restart)
+    s = Scan(cfg)
+    try:
+        from reftguard.clients.scan.checkpoint import Checkpoint
+
+        ck = Checkpoint.load(s.out)
+        done = ck.rows_done if ck and ck.fingerprint == s.fingerprint else 0
+        with scan_progress(s.reader.count(), done, enabled=not ns.no_progress and sys.stderr.isatty()) as on_rows:
+            report = s.run(on_rows)
+    finally:
+        s.close()
+    print_summary(report, ns.out)
+    return 0

@@ -1,0 +1,175 @@
+"""Scoring engines: the remote gRPC service or an in-process ORT session, with identical decisions.
+
+Both take rows in input order and yield `(row, outcome)` in the same order, exactly once per row;
+`outcome` is None for a row that cannot be scored (its `error` says why). An item's score is the
+highest score among its user turns (the first one on a tie) and it is flagged when score > threshold,
+which is what the server does, so the two modes agree up to ORT's batch-shape float noise.
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections import deque
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import grpc
+
+from reftguard.clients.client import ClientConfig, GuardClient
+from reftguard.clients.scan.records import DEFAULT_MAX_CHARS
+from reftguard.clients.requests import chunked
+from reftguard.clients.scan.rows import Outcome, Row
+
+Decided = Iterator[tuple[Row, "Outcome | None"]]
+
+
+def _check_threshold(threshold: float | None) -> None:
+    if threshold is not None and not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+        raise ValueError(f"threshold {threshold!r} is not a number in [-1, 1]")
+
+
+def item_turns(item: dict) -> list[tuple[int, str]]:
+    """(turn index, text) of what gets scored in an item; -1 for a plain text item."""
+    if "messages" in item:
+        return [(t, m["content"]) for t, m in enumerate(item["messages"]) if m["role"] == "user"]
+    return [(-1, item["text"])]
+
+
+class RemoteEngine:
+    """Scores through one long-lived ScoreStream with at most `in_flight` unanswered requests."""
+
+    mode = "remote"
+
+    def __init__(self, cfg: ClientConfig, *, batch_size: int = 32, in_flight: int = 8, threshold: float | None = None,
+                 source: str = "", truncation: str | None = None):
+        _check_threshold(threshold)
+        self.cfg, self.batch_size, self.in_flight = cfg, batch_size, in_flight
+        self.kw = {"threshold": threshold, "source": source, "truncation": truncation}
+        self.client = GuardClient(cfg)
+        info = self.client.info()
+        self.bundle_id = info.bundle_id
+        self.threshold = float(info.threshold if threshold is None else threshold)
+        self.max_chars = int(info.limits.max_chars) or DEFAULT_MAX_CHARS
+        self.manifest = json.loads(info.manifest_json or "{}")
+        self.where = cfg.target
+
+    @property
+    def card(self) -> str:
+        # The card file stays on the server; render the same card from the manifest it sent. The
+        # renderer is stdlib-only, imported lazily so the client install stays light.
+        from reftguard.exporter.card import render_card
+
+        try:
+            return render_card(self.manifest)
+        except (KeyError, TypeError, AttributeError):
+            return json.dumps(self.manifest, indent=2, sort_keys=True)
+
+    def decide(self, rows: Iterable[Row]) -> Decided:
+        rows = iter(rows)
+        pending: deque[Row] = deque()  # pulled from `rows`, not yet yielded; appended by the client's loop thread
+
+        def feed():
+            for row in rows:
+                pending.append(row)
+                if row.item is not None:
+                    yield row.item
+
+        while True:
+            try:
+                for d in self.client.score_stream(feed(), batch_size=self.batch_size, max_in_flight=self.in_flight, **self.kw):
+                    while pending[0].item is None:
+                        yield pending.popleft(), None
+                    row = pending.popleft()
+                    if d.id != row.item["id"]:
+                        raise RuntimeError(f"decision for item {d.id} arrived where item {row.item['id']} was expected")
+                    yield row, Outcome(float(d.score), d.verdict == 2, int(d.turn), bool(d.truncated))
+                while pending:  # unscorable rows after the last scored one
+                    yield pending.popleft(), None
+                return
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                # Rows are checked before sending, so this is a rule only the server can apply (e.g.
+                # truncation 'error' on a prompt over max_tokens). The stream is gone; score what it
+                # left unanswered one by one to find the culprit, then stream the rest.
+                yield from self._isolate(pending)
+
+    def _isolate(self, pending: deque[Row]) -> Decided:
+        while pending:
+            row = pending.popleft()
+            if row.item is not None:
+                try:
+                    (d,) = self.client.score([row.item], **self.kw)
+                    yield row, Outcome(float(d.score), d.verdict == 2, int(d.turn), bool(d.truncated))
+                    continue
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                        raise
+                    row.error, row.item = f"rejected by the server: {err.details()}", None
+            yield row, None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class LocalEngine:
+    """Scores in this process with the bundle's ORT session (`BundleScorer`), `batch_rows` rows at a time."""
+
+    mode = "in-process"
+
+    def __init__(self, bundle: str | Path, *, threshold: float | None = None, truncation: str | None = None, batch_rows: int = 512):
+        from reftguard.bundle import GuardBundle  # lazy: the in-process mode needs onnxruntime + tokenizers
+        from reftguard.server.backend import BundleScorer
+
+        _check_threshold(threshold)
+        self.bundle = GuardBundle.load(bundle)
+        self.scorer = BundleScorer(self.bundle)
+        self.bundle_id = self.bundle.bundle_id
+        # An override travels to the server as a proto float32; round it the same way so both modes
+        # compare scores against the identical number.
+        self.threshold = float(self.bundle.threshold) if threshold is None else struct.unpack("f", struct.pack("f", threshold))[0]
+        self.truncation = truncation or self.bundle.manifest.get("truncation") or "right"
+        self.batch_rows = batch_rows
+        self.max_chars = DEFAULT_MAX_CHARS
+        self.manifest = self.bundle.manifest
+        self.where = str(self.bundle.root)
+
+    @property
+    def card(self) -> str:
+        p = self.bundle.root / "CARD.md"
+        return p.read_text(encoding="utf-8") if p.is_file() else ""
+
+    def decide(self, rows: Iterable[Row]) -> Decided:
+        for batch in chunked(rows, self.batch_rows):
+            yield from self._decide_batch(batch)
+
+    def _decide_batch(self, batch: list[Row]) -> Decided:
+        from reftguard.encoding import PromptTooLong
+
+        live = [r for r in batch if r.item is not None]
+        while True:
+            turns = [(r, t, text) for r in live for t, text in item_turns(r.item)]
+            try:
+                scored = self.scorer.score_texts([x[2] for x in turns], self.truncation) if turns else None
+                break
+            except PromptTooLong as exc:  # only with truncation 'error': that row becomes an errors row
+                bad = turns[exc.index][0]
+                bad.error, bad.item = f"rejected: item {bad.item['id']} is too long: {exc}", None
+                live = [r for r in live if r is not bad]
+        best: dict[int, list] = {}  # id(row) -> [score, turn, truncated]
+        for k, (r, t, _) in enumerate(turns):
+            s, cut = float(scored.scores[k]), bool(scored.truncated[k])
+            cur = best.get(id(r))
+            if cur is None:
+                best[id(r)] = [s, t, cut]
+            else:
+                if s > cur[0]:  # strictly greater: the first of equal maxima wins, as on the server
+                    cur[0], cur[1] = s, t
+                cur[2] = cur[2] or cut
+        for r in batch:
+            b = best.get(id(r))
+            yield r, (Outcome(b[0], b[0] > self.threshold, b[1], b[2]) if r.item is not None else None)
+
+    def close(self) -> None:
+        pass
