@@ -41,3 +41,13 @@ class AppendFileWriter:
     def close(self) -> None:
         if self.f is not None and not self.f.closed:
             self.f.close()
+
+
+def replace_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file, fsync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -159,10 +159,19 @@ def _hf_saver(features):
         import datasets
         from datasets.table import InMemoryTable
 
+        from datasets import utils as hf_utils
+
         ds = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features))
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        ds.save_to_disk(str(tmp))
+        quiet = hf_utils.are_progress_bars_disabled()
+        hf_utils.disable_progress_bars()  # our own progress bar is the one to watch
+        try:
+            # One shard even when empty: a 0-row save without a shard cannot be loaded back.
+            ds.save_to_disk(str(tmp), num_shards=1)
+        finally:
+            if not quiet:
+                hf_utils.enable_progress_bars()
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
 
@@ -199,11 +208,12 @@ class ParquetFormat:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
             yield from batch.to_pylist()
 
-    def write_output(self, path: Path, records: list[dict[str, Any]], like: Path) -> None:
+    def rewrite(self, path: Path, records: list[dict[str, Any]]) -> None:
+        """Replace an output atomically with `records`, keeping its schema."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        _write_parquet(pa.Table.from_pylist(records, schema=pq.read_schema(like)), path)
+        _write_parquet(pa.Table.from_pylist(records, schema=pq.read_schema(path)), path)
 
 
 class HfFormat:
@@ -224,9 +234,10 @@ class HfFormat:
 
         yield from _read_table_rows(datasets.load_from_disk(str(path)).with_format("arrow")[:])
 
-    def write_output(self, path: Path, records: list[dict[str, Any]], like: Path) -> None:
+    def rewrite(self, path: Path, records: list[dict[str, Any]]) -> None:
+        """Replace an output folder with `records` (saved beside it, then swapped in), keeping its features."""
         import datasets
         import pyarrow as pa
 
-        features = datasets.load_from_disk(str(like)).features
+        features = datasets.load_from_disk(str(path)).features
         _hf_saver(features)(pa.Table.from_pylist(records, schema=features.arrow_schema), path)

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from reftguard.clients.scan.appendfile import AppendFileWriter
+from reftguard.clients.scan.appendfile import AppendFileWriter, replace_bytes
 from reftguard.clients.scan.rows import DECISION_COLUMNS, ERROR_COLUMNS, OUR_COLUMNS, Row
 
 csv.field_size_limit(1 << 30)  # prompts can be long; the default 128 KiB limit would reject them
@@ -81,7 +81,8 @@ class CsvFormat:
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
             yield from csv.DictReader(f)
 
-    def write_output(self, path: Path, records: list[dict[str, Any]], like: Path) -> None:
-        with open(like, newline="", encoding="utf-8") as f:
+    def rewrite(self, path: Path, records: list[dict[str, Any]]) -> None:
+        """Replace an output atomically with `records`, keeping its columns."""
+        with open(path, newline="", encoding="utf-8") as f:
             columns = next(csv.reader(f))
-        path.write_bytes(_header(columns) + _encoder(columns)(records))
+        replace_bytes(path, _header(columns) + _encoder(columns)(records))

@@ -7,6 +7,7 @@ which is what the server does, so the two modes agree up to ORT's batch-shape fl
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import struct
@@ -18,7 +19,6 @@ import grpc
 
 from reftguard.clients.client import ClientConfig, GuardClient
 from reftguard.clients.scan.records import DEFAULT_MAX_CHARS
-from reftguard.clients.requests import chunked
 from reftguard.clients.scan.rows import Outcome, Row
 
 Decided = Iterator[tuple[Row, "Outcome | None"]]
@@ -114,7 +114,7 @@ class RemoteEngine:
 
 
 class LocalEngine:
-    """Scores in this process with the bundle's ORT session (`BundleScorer`), `batch_rows` rows at a time."""
+    """Scores in this process with the bundle's ORT session (`BundleScorer`), in groups of `batch_rows` rows."""
 
     mode = "in-process"
 
@@ -141,8 +141,10 @@ class LocalEngine:
         return p.read_text(encoding="utf-8") if p.is_file() else ""
 
     def decide(self, rows: Iterable[Row]) -> Decided:
-        for batch in chunked(rows, self.batch_rows):
-            yield from self._decide_batch(batch)
+        # Groups are aligned to absolute row positions (and the scan passes its checkpoint chunk size),
+        # so a resumed scan scores exactly the same groups and writes bit-identical scores.
+        for _, group in itertools.groupby(rows, key=lambda r: r.index // self.batch_rows):
+            yield from self._decide_batch(list(group))
 
     def _decide_batch(self, batch: list[Row]) -> Decided:
         from reftguard.encoding import PromptTooLong

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from reftguard.clients.scan.appendfile import AppendFileWriter
+from reftguard.clients.scan.appendfile import AppendFileWriter, replace_bytes
 from reftguard.clients.scan.rows import Row
 
 
@@ -66,5 +66,6 @@ class JsonlFormat:
                 if line.strip():
                     yield json.loads(line)
 
-    def write_output(self, path: Path, records: list[dict[str, Any]], like: Path) -> None:
-        path.write_bytes(_encode(records))
+    def rewrite(self, path: Path, records: list[dict[str, Any]]) -> None:
+        """Replace an output atomically with `records`."""
+        replace_bytes(path, _encode(records))

@@ -88,9 +88,18 @@ def build_report(scan, ck, paths: dict[str, Path]) -> dict[str, Any]:
     }
 
 
-def write_report(out: Path, report: dict[str, Any], card: str) -> None:
+CARD = ".reftguard/card.md"  # kept so that `review --apply` can re-render the report
+
+
+def write_report(out: Path, report: dict[str, Any], card: str | None = None) -> None:
     from reftguard.clients.scan.html import render_html
 
+    card_path = out / CARD
+    if card is None:
+        card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
+    else:
+        card_path.parent.mkdir(parents=True, exist_ok=True)
+        card_path.write_text(card, encoding="utf-8")
     for name, text in (("report.json", json.dumps(report, indent=2) + "\n"), ("report.html", render_html(report, card))):
         tmp = out / (name + ".tmp")
         tmp.write_text(text, encoding="utf-8")

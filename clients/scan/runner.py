@@ -50,7 +50,7 @@ def make_engine(cfg: ScanConfig):
     if cfg.bundle and (cfg.target or cfg.client):
         raise ValueError("give either a target (remote service) or a bundle (in-process), not both")
     if cfg.bundle:
-        return LocalEngine(cfg.bundle, threshold=cfg.threshold, truncation=cfg.truncation)
+        return LocalEngine(cfg.bundle, threshold=cfg.threshold, truncation=cfg.truncation, batch_rows=cfg.chunk_rows)
     client = cfg.client or ClientConfig(target=cfg.target or "localhost:50051")
     if cfg.target:
         client.target = cfg.target
