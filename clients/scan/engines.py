@@ -106,7 +106,7 @@ class RemoteEngine:
                 except grpc.RpcError as err:
                     if err.code() != grpc.StatusCode.INVALID_ARGUMENT:
                         raise
-                    row.error, row.item = f"rejected by the server: {err.details()}", None
+                    row.error, row.item = f"rejected: {err.details()}", None
             yield row, None
 
     def close(self) -> None:
@@ -157,7 +157,9 @@ class LocalEngine:
                 break
             except PromptTooLong as exc:  # only with truncation 'error': that row becomes an errors row
                 bad = turns[exc.index][0]
-                bad.error, bad.item = f"rejected: item {bad.item['id']} is too long: {exc}", None
+                bad.error = (f"rejected: prompt too long ({exc.num_tokens} tokens or characters; the limit is {exc.max_tokens} tokens) "
+                             "and truncation is 'error'")
+                bad.item = None
                 live = [r for r in live if r is not bad]
         best: dict[int, list] = {}  # id(row) -> [score, turn, truncated]
         for k, (r, t, _) in enumerate(turns):

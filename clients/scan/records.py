@@ -77,7 +77,7 @@ def to_item(record: dict[str, Any], index: int, text_field: str | None = None, m
             raise RecordError("missing field", f"field {text_field!r} is missing")
         return {"id": item_id, "text": _check_text(record[text_field], f"field {text_field!r}", max_chars)}
     for field in CHAT_FIELDS:
-        if record.get(field) is not None:
+        if record.get(field) not in (None, ""):  # "" is an empty CSV cell: the field is absent
             return {"id": item_id, "messages": _chat(record[field], field, max_chars)}
     for field in TEXT_FIELDS:
         if field in record:
@@ -101,8 +101,8 @@ def scored_text(record: dict[str, Any], turn: int, text_field: str | None = None
         for field in CHAT_FIELDS:
             chat = record.get(field)
             if isinstance(chat, str):
-                chat = json.loads(chat)
-            if chat is not None and turn < len(chat):
+                chat = json.loads(chat) if chat else None
+            if chat and turn < len(chat):
                 m = chat[turn]
                 return str(m.get("content", m.get("value", "")))
     for field in (text_field,) + TEXT_FIELDS if text_field else TEXT_FIELDS:

@@ -44,18 +44,21 @@ class ScanConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def make_engine(cfg: ScanConfig):
+def make_engine(*, target: str | None = None, bundle: str | None = None, client: ClientConfig | None = None, threshold: float | None = None,
+                source: str = "", truncation: str | None = None, batch_size: int = 32, in_flight: int = 8, batch_rows: int = 512):
+    """A RemoteEngine (target / client config) or a LocalEngine (bundle); shared by scan, hf and ray."""
     from reftguard.clients.scan.engines import LocalEngine, RemoteEngine
 
-    if cfg.bundle and (cfg.target or cfg.client):
+    if bundle and (target or client):
         raise ValueError("give either a target (remote service) or a bundle (in-process), not both")
-    if cfg.bundle:
-        return LocalEngine(cfg.bundle, threshold=cfg.threshold, truncation=cfg.truncation, batch_rows=cfg.chunk_rows)
-    client = cfg.client or ClientConfig(target=cfg.target or "localhost:50051")
-    if cfg.target:
-        client.target = cfg.target
-    return RemoteEngine(client, batch_size=cfg.batch_size, in_flight=cfg.in_flight, threshold=cfg.threshold,
-                        source=cfg.source, truncation=cfg.truncation)
+    if bundle:
+        return LocalEngine(bundle, threshold=threshold, truncation=truncation, batch_rows=batch_rows)
+    if not (target or client):
+        raise ValueError("give a target (HOST:PORT of the guard service) or a bundle folder")
+    cfg = client or ClientConfig(target=target)
+    if target:
+        cfg.target = target
+    return RemoteEngine(cfg, batch_size=batch_size, in_flight=in_flight, threshold=threshold, source=source, truncation=truncation)
 
 
 class Scan:
@@ -66,7 +69,8 @@ class Scan:
         self.input, self.out = Path(cfg.input), Path(cfg.out)
         self.fmt = detect_format(self.input, cfg.format)
         self.reader = self.fmt.reader(self.input, cfg.split)
-        self.engine = engine or make_engine(cfg)
+        self.engine = engine or make_engine(target=cfg.target, bundle=cfg.bundle, client=cfg.client, threshold=cfg.threshold, source=cfg.source,
+                                            truncation=cfg.truncation, batch_size=cfg.batch_size, in_flight=cfg.in_flight, batch_rows=cfg.chunk_rows)
         self.fingerprint = fingerprint(input=input_identity(self.input), format=self.fmt.name, split=cfg.split, text_field=cfg.text_field,
                                        bundle_id=self.engine.bundle_id, threshold=self.engine.threshold, truncation=cfg.truncation,
                                        chunk_rows=cfg.chunk_rows)
