@@ -116,6 +116,10 @@ class TokenBudgetBatcher:
         self._wakeup.set()
         return futures
 
+    def swap_backend(self, run) -> None:
+        """Use `run` from the next batch on (the batch in flight finishes on the old one)."""
+        self._run = run
+
     # -- consumer side -------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="token-budget-batcher")

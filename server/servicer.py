@@ -17,6 +17,7 @@ import grpc
 from reftguard import __version__
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, PromptTooLong
+from reftguard.server.auth import client_identity
 from reftguard.server.batcher import DeadlineExpired, Overloaded, TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
@@ -52,6 +53,7 @@ class Engine:
 class GuardServicer(guard_pb2_grpc.GuardServicer):
     def __init__(self, engine: Engine):
         self.e = engine
+        self._streams: dict[str, int] = {}  # open ScoreStreams per client identity
 
     # -- RPCs ------------------------------------------------------------------------------------
     async def Score(self, request, context):
@@ -59,6 +61,20 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
 
     async def ScoreStream(self, request_iterator, context):
         self.e.metrics.requests.labels(method="ScoreStream").inc()
+        who = client_identity(context.invocation_metadata(), context.peer())
+        if self._streams.get(who, 0) >= self.e.cfg.max_streams_per_client:
+            await self._abort(context, RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"{self.e.cfg.max_streams_per_client} concurrent streams from this client; close one first"))
+        self._streams[who] = self._streams.get(who, 0) + 1
+        try:
+            async for resp in self._stream(request_iterator, context):
+                yield resp
+        finally:
+            self._streams[who] -= 1
+            if not self._streams[who]:
+                del self._streams[who]
+
+    async def _stream(self, request_iterator, context):
         pending: asyncio.Queue = asyncio.Queue(maxsize=STREAM_IN_FLIGHT)
 
         async def read():
