@@ -18,6 +18,7 @@ from prometheus_client import start_http_server
 
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder
+from reftguard.server.auth import TokenAuthInterceptor, load_tokens
 from reftguard.server.backend import OrtBackend
 from reftguard.server.batcher import TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
@@ -72,7 +73,15 @@ class GuardServer:
 
     async def start(self) -> None:
         cfg = self.cfg
+        interceptors = []
+        tokens = load_tokens(cfg.auth_token, cfg.auth_token_file)
+        if tokens:
+            interceptors.append(TokenAuthInterceptor(
+                tokens, exempt_health=cfg.auth_exempt_health, exempt_reflection=cfg.auth_exempt_reflection,
+                on_reject=lambda: self.metrics.errors.labels(code="UNAUTHENTICATED").inc(),
+            ))
         self.server = grpc.aio.server(
+            interceptors=interceptors,
             maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", cfg.max_message_mb << 20),
@@ -81,7 +90,11 @@ class GuardServer:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         await self._set_serving(False)
-        self.port = self.server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        address = f"{cfg.host}:{cfg.port}"
+        if cfg.tls_cert or cfg.tls_key:
+            self.port = self.server.add_secure_port(address, tls_credentials(cfg))
+        else:
+            self.port = self.server.add_insecure_port(address)
         await self.server.start()  # health answers NOT_SERVING while the bundle loads
         loop = asyncio.get_running_loop()
         if self.bundle is None:
@@ -112,6 +125,30 @@ class GuardServer:
         await self._set_serving(True)
         log.info("serving bundle %s (layer %d, %s) on port %d", b.bundle_id, b.layer, backend.provider, self.port)
 
+    async def reload(self) -> bool:
+        """Re-read and verify the bundle at --bundle and swap it in (SIGHUP). A bundle that fails
+        verification, or whose tokenizer differs (queued prompts were tokenized with the old one),
+        is refused and the current bundle keeps serving."""
+        loop = asyncio.get_running_loop()
+        old = self.engine.bundle
+        try:
+            if not self.cfg.bundle:
+                raise ValueError("reload needs an explicit --bundle path")
+            new = await loop.run_in_executor(None, GuardBundle.load, self.cfg.bundle)
+            if new.manifest["files"]["tokenizer.json"] != old.manifest["files"]["tokenizer.json"]:
+                raise ValueError("the new bundle has a different tokenizer; restart the server to switch")
+            backend = await loop.run_in_executor(None, lambda: OrtBackend(new, self.cfg.device, self.cfg.threads))
+        except Exception as exc:  # keep serving the verified bundle we have
+            log.error("reload refused, still serving %s: %s", old.bundle_id, exc)
+            self.metrics.reloads.labels(result="refused").inc()
+            return False
+        self.batcher.swap_backend(backend.run)
+        self.engine.bundle, self.engine.provider = new, backend.provider
+        self.metrics.set_bundle(new.bundle_id, new.backbone, new.layer, backend.provider, new.expected_fpr)
+        self.metrics.reloads.labels(result="ok").inc()
+        log.info("reloaded: %s -> %s", old.bundle_id, new.bundle_id)
+        return True
+
     async def _warmup(self, encoder: PromptEncoder) -> None:
         ids = encoder.encode(["warmup: how do I bake bread?", "warmup"], "right").ids
         await asyncio.gather(*(await self.batcher.submit(ids, wait=True)))
@@ -121,6 +158,10 @@ class GuardServer:
         if self._stopped.is_set():
             return
         await self._set_serving(False)
+        if self.cfg.drain_delay > 0:
+            await asyncio.sleep(self.cfg.drain_delay)  # still serving: RPCs already on their way get answered
+        if hasattr(self, "servicer"):
+            self.servicer.draining.set()
         if self.server is not None:
             await self.server.stop(self.cfg.grace if grace is None else grace)
         if hasattr(self, "batcher"):
@@ -129,6 +170,14 @@ class GuardServer:
 
     async def wait(self) -> None:
         await self._stopped.wait()
+
+
+def tls_credentials(cfg: ServerConfig) -> grpc.ServerCredentials:
+    if not (cfg.tls_cert and cfg.tls_key):
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    read = lambda p: open(p, "rb").read()  # noqa: E731
+    client_ca = read(cfg.tls_client_ca) if cfg.tls_client_ca else None
+    return grpc.ssl_server_credentials([(read(cfg.tls_key), read(cfg.tls_cert))], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
 def start_metrics(cfg: ServerConfig, metrics: GuardMetrics) -> int | None:
@@ -144,6 +193,7 @@ async def serve(cfg: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: (log.info("signal %s: draining for up to %.0fs", s.name, cfg.grace), loop.create_task(gs.stop())))
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(gs.reload()))
     await gs.start()
     await gs.wait()
     log.info("drained; exiting")

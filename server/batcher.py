@@ -28,6 +28,10 @@ class Overloaded(Exception):
     """The queue is over its item or token bound and the caller asked not to wait."""
 
 
+class ShuttingDown(Exception):
+    """The server stopped before this prompt was scored."""
+
+
 class DeadlineExpired(Exception):
     """The RPC's deadline passed before its prompt reached the backend; the work was dropped."""
 
@@ -116,6 +120,10 @@ class TokenBudgetBatcher:
         self._wakeup.set()
         return futures
 
+    def swap_backend(self, run) -> None:
+        """Use `run` from the next batch on (the batch in flight finishes on the old one)."""
+        self._run = run
+
     # -- consumer side -------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="token-budget-batcher")
@@ -129,7 +137,7 @@ class TokenBudgetBatcher:
                 pass
         for job in self._queue:
             if not job.future.done():
-                job.future.set_exception(RuntimeError("server shutting down"))
+                job.future.set_exception(ShuttingDown("server shutting down before this prompt was scored; retry"))
         self._queue.clear()
 
     async def _release(self, jobs: list[Job]) -> None:

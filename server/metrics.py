@@ -79,6 +79,7 @@ class GuardMetrics:
         self.errors = Counter("reftguard_errors", "RPCs answered with an error, by gRPC status.", ["code"], registry=r)
         self.requests = Counter("reftguard_requests", "RPCs received.", ["method"], registry=r)
         self.serving = Gauge("reftguard_serving", "1 while the health service reports SERVING.", registry=r)
+        self.reloads = Counter("reftguard_reloads", "Bundle reload attempts (SIGHUP), by result.", ["result"], registry=r)
         self.bundle_info = Gauge("reftguard_bundle_info", "The bundle being served.", ["bundle_id", "backbone", "layer", "provider"], registry=r)
 
         self._flag_rates: dict[str, SlidingRate] = {}
