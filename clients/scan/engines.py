@@ -17,9 +17,10 @@ from typing import Iterable, Iterator
 
 import grpc
 
-from reftguard.clients.client import ClientConfig, GuardClient
+from reftguard.clients.client import ClientConfig
 from reftguard.clients.scan.records import DEFAULT_MAX_CHARS
 from reftguard.clients.scan.rows import Outcome, Row
+from reftguard.clients.scan.stream import LoopClient
 
 Decided = Iterator[tuple[Row, "Outcome | None"]]
 
@@ -46,7 +47,7 @@ class RemoteEngine:
         _check_threshold(threshold)
         self.cfg, self.batch_size, self.in_flight = cfg, batch_size, in_flight
         self.kw = {"threshold": threshold, "source": source, "truncation": truncation}
-        self.client = GuardClient(cfg)
+        self.client = LoopClient(cfg)
         info = self.client.info()
         self.bundle_id = info.bundle_id
         self.threshold = float(info.threshold if threshold is None else threshold)
@@ -77,7 +78,7 @@ class RemoteEngine:
 
         while True:
             try:
-                for d in self.client.score_stream(feed(), batch_size=self.batch_size, max_in_flight=self.in_flight, **self.kw):
+                for d in self.client.score_stream(feed(), handoff=self.batch_size, batch_size=self.batch_size, max_in_flight=self.in_flight, **self.kw):
                     while pending[0].item is None:
                         yield pending.popleft(), None
                     row = pending.popleft()
