@@ -88,10 +88,11 @@ def main() -> None:
     print(f"  scan remote       : {rate:8.1f} rows/s")
     res["in_process_over_ort"] = res["in_process_rows_per_s"] / res["ort_rows_per_s"]
     res["remote_over_ort"] = res["remote_rows_per_s"] / res["ort_rows_per_s"]
+    rows = [("bare ORT", "ort", f"(batch {res['ort_best_batch']})"), ("in-process", "in_process", ""), ("remote", "remote", "(target >= 0.85)")]
     print(f"\n{'path':<14}{'rows/s':>10}{'x bare ORT':>12}")
-    print(f"{'bare ORT':<14}{res['ort_rows_per_s']:>10.1f}{1.0:>12.2f}   (batch {res['ort_best_batch']})")
-    print(f"{'in-process':<14}{res['in_process_rows_per_s']:>10.1f}{res['in_process_over_ort']:>12.2f}")
-    print(f"{'remote':<14}{res['remote_rows_per_s']:>10.1f}{res['remote_over_ort']:>12.2f}   (target >= 0.85)")
+    for label, key, note in rows:
+        rate = res[f"{key}_rows_per_s"]
+        print(f"{label:<14}{rate:>10.1f}{rate / res['ort_rows_per_s']:>12.2f}   {note}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
 

@@ -4,8 +4,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from reftguard.clients.scan.formats import FORMATS
 from reftguard.data import packaged
+from tests.harness import run_server
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle):
+    """A guard server on loopback for the scan tests (import it into a test module to use it)."""
+    with run_server(tiny_bundle, max_queue_delay_ms=2.0) as rs:
+        yield rs
+
 
 EXT = {"jsonl": "in.jsonl", "csv": "in.csv", "parquet": "in.parquet", "hf": "in_hf"}
 

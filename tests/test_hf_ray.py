@@ -5,14 +5,7 @@ import pytest
 
 from reftguard.bundle import GuardBundle
 from reftguard.clients.scan import ScanConfig, run_scan
-from tests.harness import run_server
-from tests.scan_data import mixed_records, outputs, write
-
-
-@pytest.fixture(scope="module")
-def server(tiny_bundle):
-    with run_server(tiny_bundle, max_queue_delay_ms=2.0) as rs:
-        yield rs
+from tests.scan_data import mixed_records, outputs, server, write  # noqa: F401 (server is a fixture)
 
 
 @pytest.fixture(scope="module")

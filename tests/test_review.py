@@ -12,14 +12,7 @@ from reftguard.clients import GuardClient
 from reftguard.clients.review.app import ReviewApp
 from reftguard.clients.review.session import ReviewSession, apply_reviews
 from reftguard.clients.scan import ScanConfig, run_scan
-from tests.harness import run_server
-from tests.scan_data import outputs, text_records, write
-
-
-@pytest.fixture(scope="module")
-def server(tiny_bundle):
-    with run_server(tiny_bundle, max_queue_delay_ms=2.0) as rs:
-        yield rs
+from tests.scan_data import outputs, server, text_records, write  # noqa: F401 (server is a fixture)
 
 
 @pytest.fixture

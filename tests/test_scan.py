@@ -13,16 +13,9 @@ from reftguard.clients.scan.digest import MultisetHash, output_digest, row_diges
 from reftguard.clients.scan.formats import FORMATS
 from reftguard.clients.scan.report import summarize
 from reftguard.server.backend import BundleScorer
-from tests.harness import run_server
-from tests.scan_data import mixed_records, outputs, text_records, user_turns, write
+from tests.scan_data import mixed_records, outputs, server, text_records, user_turns, write  # noqa: F401 (server is a fixture)
 
 OURS = ("reftguard_score", "reftguard_verdict", "reftguard_turn", "reftguard_bundle_id")
-
-
-@pytest.fixture(scope="module")
-def server(tiny_bundle):
-    with run_server(tiny_bundle, max_queue_delay_ms=2.0) as rs:
-        yield rs
 
 
 @pytest.fixture(scope="module")

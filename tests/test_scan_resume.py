@@ -14,16 +14,9 @@ from collections import Counter
 import pytest
 
 from reftguard.clients.scan import ScanConfig, run_scan
-from tests.harness import run_server
-from tests.scan_data import outputs, text_records, write
+from tests.scan_data import outputs, server, text_records, write  # noqa: F401 (server is a fixture)
 
 ROWS, CHUNK = 3000, 100
-
-
-@pytest.fixture(scope="module")
-def server(tiny_bundle):
-    with run_server(tiny_bundle, max_queue_delay_ms=2.0) as rs:
-        yield rs
 
 
 def _input(fmt: str, folder):

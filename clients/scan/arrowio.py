@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
+from reftguard.clients.scan.fileformat import FileFormat
 from reftguard.clients.scan.rows import BUNDLE, ERROR, OUR_COLUMNS, RAW, ROW, SCORE, TURN, VERDICT, Row
 
 BATCH_ROWS = 1024
@@ -190,14 +191,8 @@ def _read_table_rows(table) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-class ParquetFormat:
-    name = "parquet"
-
-    def reader(self, path: Path, split: str | None = None) -> ParquetReader:
-        return ParquetReader(path)
-
-    def output_path(self, out: Path, name: str) -> Path:
-        return out / f"{name}.parquet"
+class ParquetFormat(FileFormat):
+    name, suffix, reader_class = "parquet", ".parquet", ParquetReader
 
     def writer(self, out: Path, name: str, reader) -> PartsWriter:
         return PartsWriter(out / ".reftguard" / "parts" / name, self.output_path(out, name), output_schema(reader.schema, name), _write_parquet)
@@ -216,14 +211,12 @@ class ParquetFormat:
         _write_parquet(pa.Table.from_pylist(records, schema=pq.read_schema(path)), path)
 
 
-class HfFormat:
-    name = "hf"
+class HfFormat(FileFormat):
+    name, suffix, reader_class = "hf", "", HfReader
 
     def reader(self, path: Path, split: str | None = None) -> HfReader:
         return HfReader(path, split)
 
-    def output_path(self, out: Path, name: str) -> Path:
-        return out / name
 
     def writer(self, out: Path, name: str, reader: HfReader) -> PartsWriter:
         features = _hf_features(reader.features, name)

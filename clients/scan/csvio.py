@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from reftguard.clients.scan.appendfile import AppendFileWriter, replace_bytes
+from reftguard.clients.scan.fileformat import FileFormat
 from reftguard.clients.scan.rows import DECISION_COLUMNS, ERROR_COLUMNS, OUR_COLUMNS, Row
 
 csv.field_size_limit(1 << 30)  # prompts can be long; the default 128 KiB limit would reject them
@@ -64,14 +65,8 @@ def _header(columns: list[str]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-class CsvFormat:
-    name = "csv"
-
-    def reader(self, path: Path, split: str | None = None) -> CsvReader:
-        return CsvReader(path)
-
-    def output_path(self, out: Path, name: str) -> Path:
-        return out / f"{name}.csv"
+class CsvFormat(FileFormat):
+    name, suffix, reader_class = "csv", ".csv", CsvReader
 
     def writer(self, out: Path, name: str, reader: CsvReader) -> AppendFileWriter:
         columns = _columns(reader.header, name)

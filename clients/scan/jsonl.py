@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from reftguard.clients.scan.appendfile import AppendFileWriter, replace_bytes
+from reftguard.clients.scan.fileformat import FileFormat
 from reftguard.clients.scan.rows import Row
 
 
@@ -48,14 +49,8 @@ def _encode(records: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records).encode("utf-8", "surrogatepass")
 
 
-class JsonlFormat:
-    name = "jsonl"
-
-    def reader(self, path: Path, split: str | None = None) -> JsonlReader:
-        return JsonlReader(path)
-
-    def output_path(self, out: Path, name: str) -> Path:
-        return out / f"{name}.jsonl"
+class JsonlFormat(FileFormat):
+    name, suffix, reader_class = "jsonl", ".jsonl", JsonlReader
 
     def writer(self, out: Path, name: str, reader: JsonlReader) -> AppendFileWriter:
         return AppendFileWriter(self.output_path(out, name), _encode)
