@@ -178,3 +178,17 @@ def test_rerun_resumes_or_refuses(tiny_bundle, tmp_path):
     assert again["threshold"] == pytest.approx(0.5) and again["rows"]["output"] == 40
     with pytest.raises(ValueError, match="not both"):
         run_scan(ScanConfig(input=str(path), out=str(tmp_path / "o2"), bundle=str(tiny_bundle), client=ClientConfig()))
+
+
+def test_cli_passes_the_token_and_reports_service_errors(tiny_bundle, tmp_path, capsys):
+    from reftguard.cli import main
+    from tests.harness import run_server
+
+    path = write("jsonl", text_records(20), tmp_path)
+    with run_server(tiny_bundle, auth_token="s3cret") as rs:
+        args = ["scan", str(path), "--target", rs.target, "--no-progress", "--batch-size", "4"]
+        assert main(args + ["--out", str(tmp_path / "denied"), "--token", "wrong"]) == 1
+        assert "UNAUTHENTICATED" in capsys.readouterr().err
+        assert main(args + ["--out", str(tmp_path / "ok"), "--token", "s3cret"]) == 0
+    report = json.loads((tmp_path / "ok" / "report.json").read_text())
+    assert report["rows"]["output"] == 20 and report["exactly_once"] and report["mode"] == "remote"

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import grpc
+
 from reftguard.clients.cli import client_config, target_args
 from reftguard.clients.scan.formats import FORMATS
 
@@ -39,7 +41,11 @@ def scan(ns) -> int:
     cfg = ScanConfig(input=ns.input, out=ns.out, bundle=ns.bundle, client=client_config(ns) if remote else None, format=ns.format,
                      split=ns.split, text_field=ns.text_field, source_field=ns.source_field, threshold=ns.threshold, source=ns.source,
                      truncation=ns.truncation, batch_size=ns.batch_size, in_flight=ns.in_flight, chunk_rows=ns.chunk_rows, restart=ns.restart)
-    s = Scan(cfg)
+    try:
+        s = Scan(cfg)
+    except grpc.RpcError as err:
+        print(f"reftguard scan: cannot reach the guard service at {cfg.client.target}: {err.code().name}: {err.details()}", file=sys.stderr)
+        return 1
     try:
         from reftguard.clients.scan.checkpoint import Checkpoint
 
@@ -47,6 +53,11 @@ def scan(ns) -> int:
         done = ck.rows_done if ck and ck.fingerprint == s.fingerprint else 0
         with scan_progress(s.reader.count(), done, enabled=not ns.no_progress and sys.stderr.isatty()) as on_rows:
             report = s.run(on_rows)
+    except grpc.RpcError as err:
+        # the checkpoint holds everything committed so far: the same command resumes from there
+        print(f"reftguard scan: the guard service failed: {err.code().name}: {err.details()}; rerun the same command to resume",
+              file=sys.stderr)
+        return 1
     finally:
         s.close()
     print_summary(report, ns.out)

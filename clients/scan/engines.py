@@ -52,6 +52,8 @@ class RemoteEngine:
         self.bundle_id = info.bundle_id
         self.threshold = float(info.threshold if threshold is None else threshold)
         self.max_chars = int(info.limits.max_chars) or DEFAULT_MAX_CHARS
+        if info.limits.max_client_batch:  # a bigger request would be rejected whole
+            self.batch_size = min(self.batch_size, int(info.limits.max_client_batch))
         self.manifest = json.loads(info.manifest_json or "{}")
         self.where = cfg.target
 

@@ -42,6 +42,7 @@ class LoopClient(GuardClient):
                 out.put(batch)
                 out.put(_END)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                out.put(batch)  # decisions that did arrive are still delivered, in order, before the error
                 out.put(exc)
 
         fut = asyncio.run_coroutine_threadsafe(pump(), self._loop)
