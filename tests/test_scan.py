@@ -192,3 +192,17 @@ def test_cli_passes_the_token_and_reports_service_errors(tiny_bundle, tmp_path, 
         assert main(args + ["--out", str(tmp_path / "ok"), "--token", "s3cret"]) == 0
     report = json.loads((tmp_path / "ok" / "report.json").read_text())
     assert report["rows"]["output"] == 20 and report["exactly_once"] and report["mode"] == "remote"
+
+
+def test_undecodable_text_is_an_error_row_kept_byte_for_byte(tiny_bundle, tmp_path):
+    csv_in = tmp_path / "latin1.csv"
+    csv_in.write_bytes(b"id,text\nb1,caf\xe9 au lait\nb2,fine\n")
+    jsonl_in = tmp_path / "surrogate.jsonl"
+    jsonl_in.write_text('{"id": "s1", "text": "bad \\ud800 half"}\n{"id": "s2", "text": "fine"}\n')
+    for path, fmt in ((csv_in, "csv"), (jsonl_in, "jsonl")):
+        out = tmp_path / f"out-{fmt}"
+        report = run_scan(ScanConfig(input=str(path), out=str(out), bundle=str(tiny_bundle)))
+        assert report["exactly_once"] and report["errors_by_kind"] == {"bad text": 1}
+        assert report["rows"]["allowed"] + report["rows"]["flagged"] == 1
+    assert (tmp_path / "out-csv" / "errors.csv").read_bytes().splitlines()[1].startswith(b"b1,caf\xe9 au lait,0,bad text")
+    assert json.loads((tmp_path / "out-jsonl" / "errors.jsonl").read_text())["text"] == "bad \ud800 half"

@@ -1,6 +1,8 @@
 """CSV: a header row, then one row per record (all values are strings). A row whose cell count differs
 from the header's becomes an errors row with its cells as a JSON list in `reftguard_raw`. Chat fields
-are JSON strings in their cells (records.py parses them)."""
+are JSON strings in their cells (records.py parses them). Bytes that are not UTF-8 are carried as
+lone surrogates (`surrogateescape`): such a cell's row goes to errors, and its bytes are written back
+unchanged."""
 from __future__ import annotations
 
 import csv
@@ -19,7 +21,7 @@ csv.field_size_limit(1 << 30)  # prompts can be long; the default 128 KiB limit 
 class CsvReader:
     def __init__(self, path: Path):
         self.path = path
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
             self.header = next(csv.reader(f), [])
 
     def _records(self) -> Iterator[list[str]]:
@@ -78,6 +80,6 @@ class CsvFormat(FileFormat):
 
     def rewrite(self, path: Path, records: list[dict[str, Any]]) -> None:
         """Replace an output atomically with `records`, keeping its columns."""
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
             columns = next(csv.reader(f))
         replace_bytes(path, _header(columns) + _encoder(columns)(records))

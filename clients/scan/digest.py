@@ -18,7 +18,8 @@ MOD = 1 << 256
 
 def _canonical(record: dict[str, Any]) -> bytes:
     body = {k: v for k, v in record.items() if k not in OUR_COLUMNS}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    # surrogatepass: CSV cells keep undecodable bytes as lone surrogates; they must hash, not crash
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
 
 
 def row_digest(record: dict[str, Any] | None, raw: str | None = None) -> int:

@@ -45,8 +45,16 @@ class JsonlReader:
                 yield parse_line(i, line)
 
 
+def _line(record: dict[str, Any]) -> bytes:
+    text = json.dumps(record, ensure_ascii=False, default=str)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate (from a "\ud800" escape) stays an escape, so the file stays UTF-8
+        return json.dumps(record, ensure_ascii=True, default=str).encode("ascii") + b"\n"
+
+
 def _encode(records: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records).encode("utf-8", "surrogatepass")
+    return b"".join(_line(r) for r in records)
 
 
 class JsonlFormat(FileFormat):

@@ -38,6 +38,10 @@ def _check_text(value: Any, where: str, max_chars: int) -> str:
         raise RecordError("empty text", f"{where} is empty")
     if "\x00" in value:
         raise RecordError("bad text", f"{where} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordError("bad text", f"{where} is not valid Unicode (a lone surrogate or undecodable byte)") from None
     if len(value) > max_chars:
         raise RecordError("too long", f"{where} has {len(value)} characters; the limit is {max_chars}")
     return value
