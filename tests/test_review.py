@@ -23,7 +23,7 @@ def scanned(server, tmp_path):
     return out
 
 
-def _drive(session: ReviewSession, keys: list[str]) -> ReviewApp:
+def _drive(session: ReviewSession, keys: list[str]):
     async def go():
         app = ReviewApp(session)
         async with app.run_test() as pilot:
@@ -91,7 +91,7 @@ def test_review_cli_sends_feedback_with_target(server, scanned, monkeypatch):
                 await pilot.press("r", "q")
         asyncio.run(go())
 
-    monkeypatch.setattr(app_mod.ReviewApp, "run", run_with_keys)
+    monkeypatch.setattr(app_mod.app_class(), "run", run_with_keys)
     before = server.value("reftguard_feedback_total", served="flag", reviewed="benign")
     assert main(["review", str(scanned), "--target", server.target, "--apply"]) == 0
     assert server.value("reftguard_feedback_total", served="flag", reviewed="benign") == before + 1

@@ -206,3 +206,20 @@ def test_undecodable_text_is_an_error_row_kept_byte_for_byte(tiny_bundle, tmp_pa
         assert report["rows"]["allowed"] + report["rows"]["flagged"] == 1
     assert (tmp_path / "out-csv" / "errors.csv").read_bytes().splitlines()[1].startswith(b"b1,caf\xe9 au lait,0,bad text")
     assert json.loads((tmp_path / "out-jsonl" / "errors.jsonl").read_text())["text"] == "bad \ud800 half"
+
+
+def test_scan_modules_import_only_the_light_client():
+    """DESIGN 8: optional integrations are imported inside the functions that need them."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "import reftguard.clients.scan, reftguard.clients.scan.cli, reftguard.clients.scan.engines, reftguard.clients.hf\n"
+        "import reftguard.clients.ray, reftguard.clients.review.app, reftguard.clients.review.cli\n"
+        "heavy = ('pyarrow', 'pandas', 'datasets', 'ray', 'rich', 'textual', 'numpy', 'onnxruntime', 'tokenizers', 'torch')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
