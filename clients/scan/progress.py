@@ -19,12 +19,12 @@ def scan_progress(total: int | None, done: int, enabled: bool = True):
         def render(self, task) -> Text:
             return Text(f"{task.speed:,.0f} rows/s" if task.speed else "-- rows/s")
 
-    progress = Progress(TextColumn("scan"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+    progress = Progress(BarColumn(bar_width=24), MofNCompleteColumn(), RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                         TimeRemainingColumn(), TextColumn("{task.fields[counts]}"), console=Console(stderr=True), transient=False)
     task = progress.add_task("scan", total=total, completed=done, counts="")
 
     def on_rows(rows: int, counts: dict[str, int]) -> None:
-        progress.update(task, completed=rows, counts=f"flagged {counts['flagged']:,}  errors {counts['errors']:,}")
+        progress.update(task, completed=rows, counts=f"flag {counts['flagged']:,} err {counts['errors']:,}")
 
     with progress:
         yield on_rows
