@@ -8,6 +8,7 @@ every row is written the outputs are finalized and the report is built from the 
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,9 +90,7 @@ class Scan:
 
         self.out.mkdir(parents=True, exist_ok=True)
         ck = self._checkpoint()
-        if ck.done:
-            import json
-
+        if ck.done:  # the same command again after it finished: nothing to do
             return json.loads((self.out / "report.json").read_text())
         writers = {n: self.fmt.writer(self.out, n, self.reader) for n in OUTPUTS}
         for n, w in writers.items():
@@ -116,20 +115,21 @@ class Scan:
         cfg, bundle_id = self.cfg, self.engine.bundle_id
         h = MultisetHash.from_hex(ck.input_hash, ck.rows_done)
         buffers: dict[str, list] = {n: [] for n in OUTPUTS}
-        started = time.monotonic()
+        last = time.monotonic()
 
         def commit(final: bool = False) -> None:
+            # outputs first (flushed, fsynced), then the checkpoint that describes them
+            nonlocal last
             for n, w in writers.items():
                 w.write(buffers[n])
                 ck.counts[n] += len(buffers[n])
                 buffers[n] = []
                 ck.outputs[n] = w.commit()
+            now = time.monotonic()
             ck.rows_done, ck.input_hash, ck.scanned = h.count, h.hex, final
-            ck.elapsed_s += time.monotonic() - commit.t
-            commit.t = time.monotonic()
+            ck.elapsed_s, last = ck.elapsed_s + (now - last), now
             ck.commit(self.out)
 
-        commit.t = started
         rows = (prepare(r, cfg.text_field, self.engine.max_chars) for r in self.reader.rows(ck.rows_done))
         pending = 0
         for row, outcome in self.engine.decide(rows):
