@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "calibrate": ("reftguard.commands", "calibrate", "Set a bundle's threshold for a target recall or FPR on labeled data."),
     "eval": ("reftguard.commands", "eval", "Evaluate a bundle on labeled data (AUROC, recall@FPR, per source/kind)."),
     "default-bundle": ("reftguard.commands", "default_bundle", "Build (once, then cached) the embedded default bundle."),
+    "train-teacher": ("reftguard.train_commands", "train_teacher", "Train a ReFT teacher (SFT + refusal-feature regulariser) -> teacher dir."),
 }
 
 
