@@ -20,7 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see reftguard/train_commands.py
 from dataclasses import replace
 from pathlib import Path
 
