@@ -136,11 +136,12 @@ def test_cli_train_teacher(tiny_llama, data_dir, tmp_path, capsys):
 
     out = tmp_path / "t"
     rc = main(["train-teacher", "--quick", "--model", str(tiny_llama), "--data", str(data_dir / "train.jsonl"), "--out", str(out),
-               "--layer", "2", "--steps", "4", "--sft-pool", "6", "--reply-tokens", "6", "--probe-size", "40", "--eval-size", "40", "--no-progress"])
+               "--layer", "0", "--max-layer", "3", "--steps", "4", "--sft-pool", "6", "--reply-tokens", "6", "--probe-size", "40", "--eval-size", "40", "--no-progress"])
     assert rc == 0
     t = Teacher.load(out)
     assert t.record["config"]["steps"] == 4 and t.record["config"]["refresh_every"] == 15  # --quick default, explicit flags win
-    assert "train-teacher" in t.record["command"]
+    assert t.record["command"].startswith("reftguard train-teacher") and "--quick" not in t.record["command"]
+    assert t.layer == t.record["chosen_layer"] and len(t.record["layer_table"]) == 3  # --layer 0: chosen by the table
     assert "teacher written to" in capsys.readouterr().out
 
 

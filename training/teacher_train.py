@@ -306,7 +306,7 @@ def train(cfg: TrainConfig, command: str = ""):
 
     from reftguard.exporter.guard_module import TruncatedDecoder, last_token_index
     from reftguard.training import sft
-    from reftguard.training.fit import encode_texts, layer_table
+    from reftguard.training.fit import collect_states, encode_texts, layer_table
     from reftguard.training.generation import record_replies
     from reftguard.training.models import load_causal_lm, torch_threads
     from reftguard.training.teacher import Teacher
@@ -341,7 +341,7 @@ def train(cfg: TrainConfig, command: str = ""):
     layer, table = cfg.layer, None
     if layer == 0:
         top = min(cfg.max_layer or n_layers, n_layers)
-        st = np.concatenate([layer_states_all(lm, probe_ids, top, cfg.batch_size, pad), layer_states_all(lm, eval_ids, top, cfg.batch_size, pad)])
+        st = np.concatenate([collect_states(lm, probe_ids, top, cfg.batch_size, pad), collect_states(lm, eval_ids, top, cfg.batch_size, pad)])
         ysel = np.concatenate([y[probe_idx], y[eval_idx]])
         table = layer_table(st, ysel, list(range(len(probe_idx))), list(range(len(probe_idx), len(ysel))), cfg.center)
         layer = max(table, key=lambda r: (r["auroc"] or 0.0, r["recall_at_1pct_fpr"] or 0.0))["layer"]
@@ -508,12 +508,6 @@ def train(cfg: TrainConfig, command: str = ""):
     log.info("teacher written to %s in %.0fs: layer %d, held AUROC %.4f, recall@1%%FPR %.4f", out, seconds, layer,
              held["auroc"] or 0, held["recall_at_1pct_fpr"] or 0)
     return teacher
-
-
-def layer_states_all(lm, ids, top: int, batch_size: int, pad_id: int) -> np.ndarray:
-    from reftguard.training.fit import collect_states
-
-    return collect_states(lm, ids, top, batch_size, pad_id)
 
 
 def _save_adapter_half(adapter_dir: Path) -> None:
