@@ -70,29 +70,73 @@ def logistic_probe(h: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 
         return loss
 
     opt.step(closure)
-    wn, bn = w.detach().numpy(), float(b)
+    wn, bn = w.detach().numpy(), b.item()
     return lambda hh: ((hh - mu) / sd).astype(np.float32) @ wn + bn
 
 
-def teacher_scores(teacher_dir: Path, dev, batch: int) -> np.ndarray:
-    t = Teacher.load(teacher_dir)
-    lm, tok = t.load_model()
-    ids = encode_texts(t.tokenizer_dir, t.prompt_format, t.max_tokens, [p.text for p in dev])
-    return cosine_scores(layer_states(lm, ids, t.layer, batch, tok.pad_token_id), t.refusal_feature, t.center)
-
-
-def helpfulness(lm, tok, teacher: Teacher, prompts: list[str], reference: list[str] | None, reply_tokens: int) -> tuple[dict, list[str]]:
+def helpfulness(lm, tok, tok_dir: Path, fmt, prompts: list[str], reference: list[str] | None, reply_tokens: int) -> tuple[dict, list[str]]:
     """Refusal rate of greedy replies and perplexity of `reference` replies (the model's own if None)."""
     from reftguard.encoding import PromptEncoder
     from reftguard.training import sft
     from reftguard.training.generation import greedy_replies, is_refusal
 
-    enc = PromptEncoder(teacher.tokenizer_dir / "tokenizer.json", teacher.prompt_format, teacher.max_tokens)
+    enc = PromptEncoder(Path(tok_dir) / "tokenizer.json", fmt, 512)
     replies = greedy_replies(lm, tok, enc.encode(prompts, "right").ids, reply_tokens)
     ref = reference if reference is not None else replies
     pairs = sft.encode_pairs(enc, prompts, ref, sft.turn_end(tok), reply_tokens)
     return {"refusal_rate": float(np.mean([is_refusal(r) for r in replies])), "perplexity": sft.perplexity(lm, pairs, tok.pad_token_id),
             "n": len(prompts)}, replies
+
+
+def cached(path: Path, compute) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=1, ensure_ascii=False))
+    return value
+
+
+def slug(s: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in s).strip("_")[-60:]
+
+
+def zero_stage(ns, dev, y, kinds, train_files) -> dict:
+    """Zero-training fit and logistic probe (same states of the starting model), and its helpfulness."""
+    from reftguard.prompt import PromptFormat
+    from reftguard.training.fit import encode_texts as encode
+    from reftguard.training.models import load_causal_lm
+
+    lm, tok = load_causal_lm(ns.model)
+    tok_dir = Path(ns.out) / "tokenizer"
+    tok.save_pretrained(tok_dir)
+    fmt = PromptFormat.from_hf_tokenizer(tok)
+    train_prompts = load_labeled(train_files)
+    y_tr = np.array([q.label for q in train_prompts])
+    pick = balanced_subset(list(range(len(train_prompts))), y_tr, ns.fit_size, 0)
+    enc = lambda ps: encode(tok_dir, fmt, 512, [q.text for q in ps])  # noqa: E731
+    h_tr = layer_states(lm, enc([train_prompts[i] for i in pick]), ns.layer, ns.batch, tok.pad_token_id)
+    h_dev = layer_states(lm, enc(dev), ns.layer, ns.batch, tok.pad_token_id)
+    r, c = refusal_feature(h_tr, y_tr[pick], "midpoint")
+    rows = {
+        f"zero-training (diff of means, {len(pick)} train prompts)": metrics(cosine_scores(h_dev, r, c), y, kinds),
+        "logistic probe on zero-training states": metrics(logistic_probe(h_tr, y_tr[pick])(h_dev), y, kinds),
+    }
+    benign = [q.text for q in dev if q.label == 0][: ns.helpful_n]
+    helpful, ref = helpfulness(lm, tok, tok_dir, fmt, benign, None, ns.reply_tokens)
+    return {"rows": rows, "helpfulness": helpful, "benign": benign, "reference_replies": ref}
+
+
+def teacher_stage(teacher_dir: Path, dev, y, kinds, ns, benign, ref) -> dict:
+    """Dev metrics of a trained teacher; with `benign`, also its helpfulness against the reference replies."""
+    t = Teacher.load(teacher_dir)
+    lm, tok = t.load_model()
+    ids = encode_texts(t.tokenizer_dir, t.prompt_format, t.max_tokens, [p.text for p in dev])
+    scores = cosine_scores(layer_states(lm, ids, t.layer, ns.batch, tok.pad_token_id), t.refusal_feature, t.center)
+    row = {"metrics": metrics(scores, y, kinds)}
+    if benign is not None:
+        row["helpfulness"], row["replies"] = helpfulness(lm, tok, t.tokenizer_dir, t.prompt_format, benign, ref, ns.reply_tokens)
+    return row
 
 
 def variant_configs(base: TrainConfig) -> dict[str, TrainConfig]:
@@ -162,38 +206,23 @@ def main(argv=None) -> int:
         teacher_dirs[name] = Path(cfg.out)
         results["seconds"][name] = round(time.time() - t1, 1)
 
-    # Zero-training fit and the logistic probe share the starting model's states.
-    from reftguard.training.models import load_causal_lm
-
-    lm, tok = load_causal_lm(ns.model)
-    some_teacher = Teacher.load(next(iter(teacher_dirs.values())))
-    train_prompts = load_labeled(train_files)
-    y_tr = np.array([q.label for q in train_prompts])
-    pick = balanced_subset(list(range(len(train_prompts))), y_tr, ns.fit_size, 0)
-    enc = lambda ps: encode_texts(some_teacher.tokenizer_dir, some_teacher.prompt_format, 512, [q.text for q in ps])  # noqa: E731
-    h_tr = layer_states(lm, enc([train_prompts[i] for i in pick]), ns.layer, ns.batch, tok.pad_token_id)
-    h_dev = layer_states(lm, enc(dev), ns.layer, ns.batch, tok.pad_token_id)
-    r, c = refusal_feature(h_tr, y_tr[pick], "midpoint")
-    results["rows"]["zero-training (diff of means)"] = metrics(cosine_scores(h_dev, r, c), y, kinds)
-    results["rows"]["logistic probe on zero-training states"] = metrics(logistic_probe(h_tr, y_tr[pick])(h_dev), y, kinds)
-
-    benign = [q.text for q in dev if q.label == 0][: ns.helpful_n]
-    before, ref = helpfulness(lm, tok, some_teacher, benign, None, ns.reply_tokens)
-    results["helpfulness"]["starting model"] = before
-    del lm
-
+    # Each stage caches its result in OUT/stages/, so an interrupted or partial run (e.g. --skip while a
+    # variant is still training elsewhere) is completed by the next one without redoing work.
+    zero = cached(out / "stages" / "zero.json", lambda: zero_stage(ns, dev, y, kinds, train_files))
+    results["rows"].update(zero["rows"])
+    results["helpfulness"]["starting model"] = zero["helpfulness"]
+    benign, ref = zero["benign"], zero["reference_replies"]
     for name, d in teacher_dirs.items():
-        results["rows"][name] = metrics(teacher_scores(d, dev, ns.batch), y, kinds)
-        if name.startswith("SFT + reg"):
-            t = Teacher.load(d)
-            lm_t, tok_t = t.load_model()
-            results["helpfulness"][name], replies = helpfulness(lm_t, tok_t, t, benign, ref, ns.reply_tokens)
-            (out / "benign_replies_after.json").write_text(json.dumps(dict(zip(benign, replies)), indent=1, ensure_ascii=False))
+        full = name.startswith("SFT + reg")
+        row = cached(out / "stages" / f"{slug(name)}-{slug(str(d))}.json", lambda: teacher_stage(d, dev, y, kinds, ns, benign if full else None, ref))
+        results["rows"][name] = row["metrics"]
+        if full:
+            results["helpfulness"][name] = row["helpfulness"]
         results.setdefault("teachers", {})[name] = str(d)
     (out / "benign_replies_before.json").write_text(json.dumps(dict(zip(benign, ref)), indent=1, ensure_ascii=False))
     results["seconds"]["total"] = round(time.time() - t0, 1)
     note = f"Trained variants: {ns.steps} steps of the --quick config at layer {ns.layer}" + (
-        f"; the full ReFT row is {ns.full_teacher}" if ns.full_teacher else "") + f"; zero-training/probe fitted on {len(pick)} balanced training prompts."
+        f"; the full ReFT row is {ns.full_teacher}" if ns.full_teacher else "") + "; all rows at the same layer, fitted on training files only."
     (out / "table.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (out / "table.md").write_text(markdown(results, note))
     print(markdown(results, note))
