@@ -466,8 +466,7 @@ def train(cfg: TrainConfig, command: str = ""):
                 for p in params:
                     p.copy_(p.half().float())
         model.save_pretrained(str(out / "adapter"))
-        if cfg.adapter_dtype == "float16":
-            _save_adapter_half(out / "adapter")
+        _finish_adapter(out / "adapter", cfg.model, half=cfg.adapter_dtype == "float16")
         adapter, model_ref = "adapter", cfg.model
     final_idx = balanced_subset(fit_idx, y, cfg.final_size, cfg.seed)
     h_final = layer_states(base, [ids[i] for i in final_idx], layer, cfg.batch_size, pad)
@@ -520,11 +519,19 @@ def compact_tokenizer(tokenizer_dir: Path) -> None:
     Tokenizer.from_file(str(f)).save(str(f), pretty=False)
 
 
-def _save_adapter_half(adapter_dir: Path) -> None:
+def _finish_adapter(adapter_dir: Path, model_ref: str, half: bool) -> None:
+    """Make the saved adapter portable and small: name the base model by its reftguard reference instead of
+    this machine's path, drop peft's boilerplate README, and store the weights in float16 if asked."""
     from safetensors.torch import load_file, save_file
 
-    f = adapter_dir / "adapter_model.safetensors"
-    save_file({k: v.half().contiguous() for k, v in load_file(str(f)).items()}, str(f), metadata={"format": "pt"})
+    conf = adapter_dir / "adapter_config.json"
+    meta = json.loads(conf.read_text())
+    meta["base_model_name_or_path"] = model_ref
+    conf.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (adapter_dir / "README.md").unlink(missing_ok=True)
+    if half:
+        f = adapter_dir / "adapter_model.safetensors"
+        save_file({k: v.half().contiguous() for k, v in load_file(str(f)).items()}, str(f), metadata={"format": "pt"})
 
 
 def _add(window: dict, **kv: float) -> None:
