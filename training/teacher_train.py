@@ -66,8 +66,8 @@ class TrainConfig:
     layer: int = option(16, "Layer l of the refusal feature; 0 picks it by the zero-training table (held-out AUROC).")
     max_layer: int = option(20, "With --layer 0: consider layers 1..max_layer (lower layers train and serve faster).")
     center: str = option("midpoint", "Centre subtracted before the cosine: 'midpoint' of the class means or 'none'.", choices=CENTERS)
-    steps: int = option(300, "Optimizer steps.")
-    lr: float = option(5e-4, "Peak learning rate (AdamW).")
+    steps: int = option(120, "Optimizer steps.")
+    lr: float = option(1e-3, "Peak learning rate (AdamW).")
     warmup: int = option(10, "Linear warm-up steps; constant learning rate after.")
     weight_decay: float = option(0.0, "AdamW weight decay.")
     grad_clip: float = option(1.0, "Clip the gradient norm to this (0 = off).")
@@ -82,29 +82,29 @@ class TrainConfig:
     reg_margin: float = option(0.0, "Push harmful scores above t+margin and benign below t-margin.")
     reg_per_class: int = option(8, "Harmful and benign prompts per regulariser batch (each).")
     sft_weight: float = option(0.5, "Weight of the SFT loss on replies (0 = regulariser only).")
-    sft_per_class: int = option(2, "Harmful and benign pairs per SFT batch (each).")
-    sft_pool: int = option(256, "Benign prompts that get an SFT reply (greedy replies cost generation time once).")
-    reply_tokens: int = option(48, "Longest reply in tokens, for SFT targets and generated benign replies.")
+    sft_per_class: int = option(1, "Harmful and benign pairs per SFT batch (each).")
+    sft_pool: int = option(64, "Benign prompts that get an SFT reply (greedy replies cost generation time once).")
+    reply_tokens: int = option(32, "Longest reply in tokens, for SFT targets and generated benign replies.")
     sft_max_tokens: int = option(256, "Longest SFT prompt in tokens (template included); longer ones are cut.")
     reply_cache: str = option("", "Benign-reply cache file (default: OUT/benign_replies.jsonl); share it between runs of the same model.")
     refresh_every: int = option(20, "Re-estimate R_l and the centre every K steps from the current model.")
     ema: float = option(0.0, "EMA weight of the previous R_l at a refresh (0 = replace it with the new estimate).")
-    probe_size: int = option(256, "Fixed, balanced probe subset of the fit split used to re-estimate R_l.")
+    probe_size: int = option(160, "Fixed, balanced probe subset of the fit split used to re-estimate R_l.")
     holdout: float = option(0.15, "Fraction of the training file held back for the AUROC log (and the layer choice).")
-    eval_size: int = option(400, "At most this many held-back prompts are scored at each evaluation.")
-    eval_every: int = option(50, "Score the held-back split every this many steps (and at the end).")
+    eval_size: int = option(200, "At most this many held-back prompts are scored at each evaluation.")
+    eval_every: int = option(40, "Score the held-back split every this many steps (and at the end).")
     log_every: int = option(10, "Write a log row (losses, mean cosines) every this many steps.")
-    checkpoint_every: int = option(50, "Save a resumable checkpoint every this many steps (0 = only at the end).")
+    checkpoint_every: int = option(20, "Save a resumable checkpoint every this many steps (0 = only at the end).")
     resume: bool = option(True, "Resume from OUT/checkpoint.pt when it exists and matches this config.")
     stop_at: int = option(0, "Stop after this step with a checkpoint, without finishing (simulates an interruption).")
-    final_size: int = option(1024, "The saved R_l is estimated on this many fit-split prompts (balanced; more = less noise, slower).")
+    final_size: int = option(600, "The saved R_l is estimated on this many fit-split prompts (balanced; more = less noise, slower).")
     max_tokens: int = option(512, "Longest prompt for the regulariser and the saved teacher (template included).")
     batch_size: int = option(32, "Prompts per no-grad forward batch (refreshes, evaluation).")
     seed: int = option(0, "Seed of the split, the probe, the batches and the LoRA initialisation.")
     progress: bool = option(True, "Show a tqdm progress bar.")
 
 
-QUICK = dict(steps=60, reg_per_class=6, sft_per_class=2, sft_pool=48, reply_tokens=32, sft_max_tokens=160, probe_size=128,
+QUICK = dict(steps=40, lr=5e-4, reg_per_class=6, sft_per_class=2, sft_pool=48, reply_tokens=32, sft_max_tokens=160, probe_size=128,
              eval_size=200, eval_every=30, refresh_every=15, final_size=128, checkpoint_every=0, max_tokens=256)
 
 
@@ -383,6 +383,7 @@ def train(cfg: TrainConfig, command: str = ""):
         load_trainable_state(model, blob["trainable"])
         opt.load_state_dict(blob["optimizer"])
         start, rows, state = blob["step"], blob["rows"], FeatureState.from_dict(blob["feature"])
+        t0 -= blob.get("seconds", 0.0)  # report wall time over all sessions of the run
         log.info("resumed from %s at step %d", ck, start)
     elif (out / LOG_FILE).exists():
         (out / LOG_FILE).unlink()
@@ -394,7 +395,8 @@ def train(cfg: TrainConfig, command: str = ""):
     def save_checkpoint(step: int) -> None:
         if acc.is_main_process:
             torch.save({"step": step, "trainable": trainable_state(model, params), "optimizer": opt.state_dict(),
-                        "feature": state.to_dict(), "rows": rows, "config_key": _config_key(cfg), "layer": layer}, ck)
+                        "feature": state.to_dict(), "rows": rows, "config_key": _config_key(cfg), "layer": layer,
+                        "seconds": time.time() - t0}, ck)
 
     # 5-7. the loop
     from tqdm import tqdm
