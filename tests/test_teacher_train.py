@@ -176,7 +176,7 @@ def test_shipped_default_teacher_beats_zero_training_on_dev(tmp_path):
     zero, _ = load_causal_lm(teacher.model)
     train_prompts = load_labeled([packaged(f) for f in TRAIN_FILES])
     y_train = np.array([p.label for p in train_prompts])
-    pick = balanced_subset(list(range(len(train_prompts))), y_train, 600, 0)
+    pick = balanced_subset(list(range(len(train_prompts))), y_train, 400, 0)
     h_fit = layer_states(zero, enc([train_prompts[i] for i in pick]), teacher.layer, 32, tok.pad_token_id)
     r, c = refusal_feature(h_fit, y_train[pick], teacher.center_kind)
     s_zero = cosine_scores(layer_states(zero, enc(dev), teacher.layer, 32, tok.pad_token_id), r, c)

@@ -220,7 +220,8 @@ def refresh(state: FeatureState | None, h: np.ndarray, y: np.ndarray, center: st
     s = cosine_scores(h, r, c)
     mh, mb = float(s[y == 1].mean()), float(s[y == 0].mean())
     new = FeatureState(r.astype(np.float32), c.astype(np.float32), (mh + mb) / 2.0, (state.refreshes + 1) if state else 0, drift)
-    return new, {"refresh": new.refreshes, "drift": drift, "probe_harmful_cos": mh, "probe_benign_cos": mb}
+    # The first estimate has no predecessor: its drift is logged as null, not as a perfect 1.
+    return new, {"refresh": new.refreshes, "drift": drift if state is not None else None, "probe_harmful_cos": mh, "probe_benign_cos": mb}
 
 
 def held_metrics(h: np.ndarray, y: np.ndarray, state: FeatureState) -> dict:
