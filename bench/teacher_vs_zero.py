@@ -5,15 +5,16 @@ Rows (all at the same layer l, all fitted/trained on the training files only, de
   logistic probe    logistic regression on the same zero-training states (a strong non-ReFT reference)
   SFT only          train-teacher with reg_weight 0
   regulariser only  train-teacher with sft_weight 0
-  SFT + regulariser the full ReFT teacher (or --full-teacher DIR, e.g. the shipped default teacher)
+  SFT + regulariser the full ReFT teacher, same config and steps as the two rows above
+  --full-teacher    optionally one more row, e.g. the shipped default teacher (trained longer)
 Columns: AUROC and recall at 1% FPR. A `kind` holds one label only, so a kind's cell compares that kind
 against every prompt of the other label (a harmful kind against all benign prompts, a benign kind against
 all harmful ones).
 
-Helpfulness (starting model vs full teacher): refusal rate of greedy replies on 50 benign dev prompts
+Helpfulness (starting model vs the ReFT teachers): refusal rate of greedy replies on 50 benign dev prompts
 (refusal-phrase detector) and the perplexity of the starting model's greedy replies to them.
 
-    python bench/teacher_vs_zero.py --out bench/results [--steps 80] [--full-teacher DIR]
+    python bench/teacher_vs_zero.py [--steps 80] [--full-teacher reftguard/data/default_teacher]
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ from reftguard.training.teacher_train import QUICK, TrainConfig, balanced_subset
 
 log = logging.getLogger("bench.teacher_vs_zero")
 
+REFT_ROW = "SFT + regulariser (ReFT)"
+FULL_ROW = "shipped default teacher (ReFT, default config)"
 KINDS_ORDER = ("direct", "rephrased", "jailbreak", "disguised", "chat", "task", "instruction", "hard_negative")
 
 
@@ -143,7 +146,7 @@ def variant_configs(base: TrainConfig) -> dict[str, TrainConfig]:
     return {
         "SFT only": replace(base, reg_weight=0.0, out=base.out + "/sft_only"),
         "regulariser only": replace(base, sft_weight=0.0, out=base.out + "/reg_only"),
-        "SFT + regulariser (ReFT)": replace(base, out=base.out + "/reft"),
+        REFT_ROW: replace(base, out=base.out + "/reft"),
     }
 
 
@@ -165,13 +168,14 @@ def markdown(results: dict, steps_note: str) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="bench/results", help="Directory for teachers, table.md and table.json.")
+    p.add_argument("--out", default="runs/bench", help="Work directory: trained teachers, cached stages, table.md and table.json.")
+    p.add_argument("--table-dir", default="bench/results", help="Also write table.md and table.json here (committed; no weights).")
     p.add_argument("--model", default="packaged:smollm2")
     p.add_argument("--dev", default="guard-dev.jsonl", help="Packaged dev file (or a path) to score; never trained on.")
     p.add_argument("--layer", type=int, default=16)
     p.add_argument("--steps", type=int, default=80, help="Training steps of every variant (the fixed config is --quick otherwise).")
     p.add_argument("--fit-size", type=int, default=1200, help="Balanced training prompts for the zero-training fit and the probe.")
-    p.add_argument("--full-teacher", default="", help="Use this teacher dir as the SFT + regulariser row instead of training one.")
+    p.add_argument("--full-teacher", default="", help="Add this teacher dir (e.g. reftguard/data/default_teacher) as one more row.")
     p.add_argument("--skip", default="", help="Comma-separated variants not to train (e.g. 'SFT only').")
     p.add_argument("--helpful-n", type=int, default=50)
     p.add_argument("--reply-tokens", type=int, default=48)
@@ -197,14 +201,13 @@ def main(argv=None) -> int:
     for name, cfg in variant_configs(base_cfg).items():
         if name in skip:
             continue
-        if name.startswith("SFT + reg") and ns.full_teacher:
-            teacher_dirs[name] = Path(ns.full_teacher)
-            continue
         t1 = time.time()
         if not (Path(cfg.out) / "teacher.json").is_file():
             train(replace(cfg, reply_cache=str(out / "benign_replies.jsonl")))
         teacher_dirs[name] = Path(cfg.out)
         results["seconds"][name] = round(time.time() - t1, 1)
+    if ns.full_teacher:
+        teacher_dirs[FULL_ROW] = Path(ns.full_teacher)
 
     # Each stage caches its result in OUT/stages/, so an interrupted or partial run (e.g. --skip while a
     # variant is still training elsewhere) is completed by the next one without redoing work.
@@ -213,7 +216,7 @@ def main(argv=None) -> int:
     results["helpfulness"]["starting model"] = zero["helpfulness"]
     benign, ref = zero["benign"], zero["reference_replies"]
     for name, d in teacher_dirs.items():
-        full = name.startswith("SFT + reg")
+        full = name in (REFT_ROW, FULL_ROW)  # helpfulness is measured for the teachers meant to be used
         row = cached(out / "stages" / f"{slug(name)}-{slug(str(d))}.json", lambda: teacher_stage(d, dev, y, kinds, ns, benign if full else None, ref))
         results["rows"][name] = row["metrics"]
         if full:
@@ -222,9 +225,11 @@ def main(argv=None) -> int:
     (out / "benign_replies_before.json").write_text(json.dumps(dict(zip(benign, ref)), indent=1, ensure_ascii=False))
     results["seconds"]["total"] = round(time.time() - t0, 1)
     note = f"Trained variants: {ns.steps} steps of the --quick config at layer {ns.layer}" + (
-        f"; the full ReFT row is {ns.full_teacher}" if ns.full_teacher else "") + "; all rows at the same layer, fitted on training files only."
-    (out / "table.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (out / "table.md").write_text(markdown(results, note))
+        f"; the shipped-teacher row is {ns.full_teacher} (its own config and step count)" if ns.full_teacher else "") + "; all rows at the same layer, fitted on training files only."
+    for d in {out, Path(ns.table_dir)}:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "table.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        (d / "table.md").write_text(markdown(results, note))
     print(markdown(results, note))
     return 0
 
