@@ -103,7 +103,9 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
     module = GuardModule(model, teacher.layer, teacher.refusal_feature, teacher.center).eval()
 
     out = Path(cfg.out)
-    work = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; a bundle is read by other users (the server container)
     try:
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
             src = teacher.tokenizer_dir / name
