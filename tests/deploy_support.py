@@ -208,6 +208,16 @@ def wait_for(check: Callable[[], object], timeout: float, interval: float = 0.5,
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
 
 
+def settle(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    """Poll `check` until it is true or `timeout` passes; the caller asserts on what it last saw."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 def http_get(url: str, timeout: float = 5.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback URLs built by the tests
         return r.read().decode()
