@@ -229,3 +229,23 @@ def test_flag_rate_spike_alert_fires_on_a_harmful_burst(guard, exemplars, tmp_pa
         assert float(firing[0]["value"]) > 0.5  # the 5m (here 10 s) flag rate the alert reports
     finally:
         prom.close()
+
+
+def test_guard_down_alert_fires_when_the_server_stops(low_fpr_bundle, tmp_path):
+    server = GuardServer.for_bundle(low_fpr_bundle, tmp_path / "serve.log")
+    prom = None
+    try:
+        server.start()
+        prom = Prometheus(tmp_path, f"127.0.0.1:{server.metrics_port}", scaled_rule_files(tmp_path)).start()
+        wait_for(lambda: prom.scalar('up{job="reftguard"}') == 1 and prom.scalar("reftguard_serving") == 1, 30,
+                 what="the guard to be scraped as up and serving")
+        assert prom.alerts("ReftguardDown") == []
+        assert server.terminate(timeout=30) == 0, server.log_tail()
+        # for: 1m scaled to 2 s: firing within a few scrapes of the target going away.
+        firing = wait_for(lambda: [a for a in prom.alerts("ReftguardDown") if a["state"] == "firing"], 30,
+                          what="ReftguardDown to fire")
+        assert firing[0]["labels"]["job"] == "reftguard" and firing[0]["labels"]["severity"] == "page"
+    finally:
+        server.close()
+        if prom is not None:
+            prom.close()
