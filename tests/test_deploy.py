@@ -492,6 +492,12 @@ def test_image_entrypoint_serves_outside_a_container(target, tiny_bundle, tmp_pa
         missing = {n: k for n, k in CONTRACT_METRICS.items() if declared.get(n) != k}
         assert not missing, f"metrics the dashboard and rules rely on are not exported as promised: {missing}"
         assert re.search(r"^reftguard_serving(\{[^}]*\})? 1(\.0)?$", text, re.M), "reftguard_serving should be 1"
+        # The Kubernetes readiness probe asks for a named health service: the server must serve it.
+        (c,) = k8s_docs()[("Deployment", "reftguard")]["spec"]["template"]["spec"]["containers"]
+        service = c["readinessProbe"]["grpc"]["service"]
+        r = subprocess.run(["reftguard", "health", "--target", server.target, "--service", service],
+                           env=server.env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, f"health of {service!r}: {r.stdout}{r.stderr}"
         assert server.terminate(timeout=DEFAULTS.grace + 10) == 0, server.log_tail()
     finally:
         server.close()
