@@ -11,7 +11,9 @@ from reftguard.v1 import guard_pb2 as pb
 
 LABELS = {None: pb.LABEL_UNSPECIFIED, "": pb.LABEL_UNSPECIFIED, "benign": pb.BENIGN, "harmful": pb.HARMFUL}
 TRUNCATIONS = {None: pb.TRUNCATION_UNSPECIFIED, "error": pb.TRUNCATION_ERROR, "left": pb.TRUNCATION_LEFT, "right": pb.TRUNCATION_RIGHT}
-RETRYABLE = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+# Scoring is idempotent, so a call the server cancelled (e.g. mid-shutdown) is safe to send again.
+# A caller's own cancellation surfaces as asyncio.CancelledError, never as this status.
+RETRYABLE = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 def to_item(x: Any, index: int) -> pb.Item:

@@ -158,6 +158,10 @@ class GuardServer:
         if self._stopped.is_set():
             return
         await self._set_serving(False)
+        if self.cfg.drain_delay > 0:
+            await asyncio.sleep(self.cfg.drain_delay)  # still serving: RPCs already on their way get answered
+        if hasattr(self, "servicer"):
+            self.servicer.draining.set()
         if self.server is not None:
             await self.server.stop(self.cfg.grace if grace is None else grace)
         if hasattr(self, "batcher"):

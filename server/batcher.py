@@ -28,6 +28,10 @@ class Overloaded(Exception):
     """The queue is over its item or token bound and the caller asked not to wait."""
 
 
+class ShuttingDown(Exception):
+    """The server stopped before this prompt was scored."""
+
+
 class DeadlineExpired(Exception):
     """The RPC's deadline passed before its prompt reached the backend; the work was dropped."""
 
@@ -133,7 +137,7 @@ class TokenBudgetBatcher:
                 pass
         for job in self._queue:
             if not job.future.done():
-                job.future.set_exception(RuntimeError("server shutting down"))
+                job.future.set_exception(ShuttingDown("server shutting down before this prompt was scored; retry"))
         self._queue.clear()
 
     async def _release(self, jobs: list[Job]) -> None:

@@ -29,6 +29,7 @@ class ServerConfig:
     metrics_window_s: float = option(300.0, "Sliding window of the flag-rate, false-positive-rate and miss-rate gauges, in seconds.")
     tokenize_workers: int = option(2, "Threads that tokenize requests off the event loop.")
     grace: float = option(20.0, "Seconds to finish in-flight work after SIGTERM before exiting.")
+    drain_delay: float = option(0.0, "Seconds to keep serving after SIGTERM with health NOT_SERVING, so load balancers stop routing here before the port closes (set ~5 behind a Kubernetes Service).")
     max_concurrent_rpcs: int = option(1024, "Concurrent RPCs the server accepts before new ones get RESOURCE_EXHAUSTED.")
     max_message_mb: int = option(16, "Largest gRPC message accepted or sent, in MiB.")
     max_streams_per_client: int = option(64, "Concurrent ScoreStream calls one client (token, else IP) may hold; more get RESOURCE_EXHAUSTED.")

@@ -18,7 +18,7 @@ from reftguard import __version__
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, PromptTooLong
 from reftguard.server.auth import client_identity
-from reftguard.server.batcher import DeadlineExpired, Overloaded, TokenBudgetBatcher
+from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown, TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
 from reftguard.server.validation import LABEL_NAMES, RequestError, invalid, parse_score_request
@@ -54,6 +54,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
     def __init__(self, engine: Engine):
         self.e = engine
         self._streams: dict[str, int] = {}  # open ScoreStreams per client identity
+        self.draining = asyncio.Event()  # set on SIGTERM: streams finish what they read, then UNAVAILABLE
 
     # -- RPCs ------------------------------------------------------------------------------------
     async def Score(self, request, context):
@@ -76,16 +77,31 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
 
     async def _stream(self, request_iterator, context):
         pending: asyncio.Queue = asyncio.Queue(maxsize=STREAM_IN_FLIGHT)
+        DRAIN = object()
 
         async def read():
             # Admission happens here, in request order; when the batcher queue is full, `submit`
-            # waits and we stop reading, so HTTP/2 flow control pushes back on the client.
+            # waits and we stop reading, so HTTP/2 flow control pushes back on the client. On drain we
+            # stop reading too: requests the client sent but got no answer for are re-sent elsewhere.
+            it = request_iterator.__aiter__()
+            end = None
             try:
-                async for req in request_iterator:
-                    task = asyncio.ensure_future(self._score(req, context, wait=True))
-                    await pending.put(task)
+                while True:
+                    nxt = asyncio.ensure_future(it.__anext__())
+                    drain = asyncio.ensure_future(self.draining.wait())
+                    await asyncio.wait({nxt, drain}, return_when=asyncio.FIRST_COMPLETED)
+                    drain.cancel()
+                    if not nxt.done():
+                        nxt.cancel()
+                        end = DRAIN
+                        break
+                    try:
+                        req = nxt.result()
+                    except StopAsyncIteration:
+                        break
+                    await pending.put(asyncio.ensure_future(self._score(req, context, wait=True)))
             finally:
-                await pending.put(None)
+                await pending.put(end)
 
         reader = asyncio.ensure_future(read())
         try:
@@ -93,6 +109,8 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
                 task = await pending.get()
                 if task is None:
                     break
+                if task is DRAIN:
+                    await self._abort(context, RequestError(grpc.StatusCode.UNAVAILABLE, "server is draining; reconnect and re-send unanswered requests"))
                 try:
                     yield await task
                 except RequestError as err:
@@ -102,7 +120,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             reader.cancel()
             while not pending.empty():
                 t = pending.get_nowait()
-                if t is not None:
+                if isinstance(t, asyncio.Future):
                     t.cancel()
 
     async def Feedback(self, request, context):
@@ -180,7 +198,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             results = await asyncio.gather(*futures)
         except DeadlineExpired as exc:
             raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)) from exc
-        except RuntimeError as exc:
+        except ShuttingDown as exc:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, str(exc)) from exc
         except Exception as exc:  # the backend failed on this batch
             raise RequestError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
