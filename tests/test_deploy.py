@@ -359,7 +359,7 @@ def test_compose_stack_is_consistent(dockerfile):
     env = {**dockerfile.env("cuda"), **{k: str(v) for k, v in guard["environment"].items()}}
     cfg = serve_config(dockerfile.entrypoint("cuda"), env)
     assert {p.split(":")[1] for p in guard["ports"]} == {str(cfg.port), str(cfg.metrics_port)}
-    assert int(guard["stop_grace_period"].rstrip("s")) > cfg.grace
+    assert int(guard["stop_grace_period"].rstrip("s")) > cfg.drain_delay + cfg.grace
     assert guard["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     # Every bind mount's host side exists (paths are relative to deploy/).
     for svc in services.values():
@@ -422,12 +422,13 @@ def test_k8s_deployment_matches_the_image_and_server(dockerfile):
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["grpc"]["port"] == cfg.port, probe
     assert c["readinessProbe"]["grpc"]["service"] == "reftguard.v1.Guard"
-    # A liveness probe must not kill a pod that is draining within --grace.
+    # Behind a Service the server keeps answering for a drain delay after SIGTERM (NOT_SERVING).
+    assert cfg.drain_delay >= 5
+    shutdown = cfg.drain_delay + cfg.grace
+    # A liveness probe must not kill a pod that is draining, and SIGKILL comes only after the drain.
     live = c["livenessProbe"]
-    assert live["periodSeconds"] * live["failureThreshold"] > cfg.grace
-    # SIGKILL only after preStop + the server's drain + a margin.
-    pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert pod["terminationGracePeriodSeconds"] >= pre_stop + cfg.grace + 5
+    assert live["periodSeconds"] * live["failureThreshold"] > shutdown
+    assert pod["terminationGracePeriodSeconds"] >= shutdown + 5
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1 and env["REFTGUARD_DEVICE"] == "cuda"
     # The bundle: a read-only volume where the server looks for it; the user matches the image's.
     mounts = {m["name"]: m for m in c["volumeMounts"]}
@@ -498,7 +499,7 @@ def test_image_entrypoint_serves_outside_a_container(target, tiny_bundle, tmp_pa
         r = subprocess.run(["reftguard", "health", "--target", server.target, "--service", service],
                            env=server.env, capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, f"health of {service!r}: {r.stdout}{r.stderr}"
-        assert server.terminate(timeout=DEFAULTS.grace + 10) == 0, server.log_tail()
+        assert server.terminate(timeout=DEFAULTS.drain_delay + DEFAULTS.grace + 10) == 0, server.log_tail()
     finally:
         server.close()
         for p in [bundle, *bundle.rglob("*")]:
