@@ -72,17 +72,21 @@ class AsyncGuardClient:
     async def __aexit__(self, *exc):
         await self.close()
 
+    async def _pause_or_raise(self, err: grpc.aio.AioRpcError, attempt: int) -> None:
+        """Back off before retry number `attempt`, or re-raise `err` when it is not retryable."""
+        if not self.backoff.should_retry(err, attempt):
+            raise err
+        await asyncio.sleep(self.backoff.delay(attempt, err))
+        self.retries += 1
+
     async def _unary(self, method, request):
         attempt = 0
         while True:
             try:
                 return await method(request, timeout=self.cfg.timeout, metadata=self._metadata)
             except grpc.aio.AioRpcError as err:
-                if not self.backoff.should_retry(err, attempt):
-                    raise
-                await asyncio.sleep(self.backoff.delay(attempt, err))
+                await self._pause_or_raise(err, attempt)
                 attempt += 1
-                self.retries += 1
 
     async def score(self, items: Iterable[Any], *, threshold: float | None = None, source: str = "", truncation: str | None = None) -> list[pb.Decision]:
         """Score one batch (≤ the server's max_client_batch items); retries overload and unavailability."""
@@ -163,11 +167,8 @@ class AsyncGuardClient:
                     for d in resp.decisions:
                         yield d
             except grpc.aio.AioRpcError as err:
-                if not self.backoff.should_retry(err, attempt):
-                    raise
-                await asyncio.sleep(self.backoff.delay(attempt, err))
+                await self._pause_or_raise(err, attempt)
                 attempt += 1
-                self.retries += 1
             finally:
                 dead.set()
                 async with room:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from reftguard import __version__
-from reftguard.bundle import FEATURE, MODEL, GuardBundle, seal
+from reftguard.bundle import FEATURE, MODEL, GuardBundle, seal, staged
 from reftguard.config import option
 from reftguard.exporter.card import render_card
 
@@ -121,10 +120,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
     module = GuardModule(model, teacher.layer, teacher.refusal_feature, teacher.center).eval()
 
     out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
-    work.chmod(0o755)  # mkdtemp makes it private; a bundle is read by other users (the server container)
-    try:
+    with staged(out) as work:
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
             src = teacher.tokenizer_dir / name
             if src.is_file():
@@ -174,12 +170,6 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
             raise RuntimeError(f"export parity failed: max |ORT - PyTorch| = {report['parity_max_abs_diff']:.2e} > atol {cfg.atol:.0e}")
         manifest["exporter"].update(report)
         seal(work, manifest, card=render_card)
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     bundle = GuardBundle.load(out)
     log.info("exported %s to %s in %.1fs (parity %.1e)", bundle.bundle_id, out, time.time() - t0, report["parity_max_abs_diff"])
     return bundle

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from reftguard.bundle import MODEL, GuardBundle, seal
+from reftguard.bundle import MODEL, GuardBundle, seal, staged
 from reftguard.config import option
 from reftguard.encoding import PromptEncoder, pad_batch
 
@@ -63,10 +62,7 @@ def quantize_bundle(cfg: QuantizeConfig) -> GuardBundle:
     pick = [prompts[i].text for i in rng.choice(len(prompts), size=min(cfg.calib_prompts, len(prompts)), replace=False)]
     ids = PromptEncoder(src.tokenizer_path, src.prompt_format, src.max_tokens).encode(pick, "right").ids
     out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".quantize-", dir=out.parent))
-    work.chmod(0o755)
-    try:
+    with staged(out) as work:
         for f in src.root.iterdir():
             if f.is_file() and f.name not in (MODEL, "guard.json"):
                 shutil.copy(f, work / f.name)
@@ -84,10 +80,4 @@ def quantize_bundle(cfg: QuantizeConfig) -> GuardBundle:
         seal(work, manifest, card=render_card)
         manifest["quantization"].update(validate_against(GuardBundle.load(work), src))
         seal(work, manifest, card=render_card)
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return calibrate(CalibrateConfig(bundle=str(out), data=cfg.calibrate_on, target_recall=cfg.target_recall))
