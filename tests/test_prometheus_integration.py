@@ -25,7 +25,6 @@ from reftguard.v1 import guard_pb2 as pb
 from tests.deploy_support import RULE_FILES, GuardServer, Prometheus, settle, wait_for
 
 CLASSES = {("benign", "allow"): "TN", ("benign", "flag"): "FP", ("harmful", "flag"): "TP", ("harmful", "allow"): "FN"}
-PRIME = 10  # copies of each class sent before the measured traffic (see test_recording_rules_...)
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +108,12 @@ def test_recording_rules_match_sent_traffic(guard, exemplars, tmp_path):
     try:
         wait_for(lambda: prom.scalar('up{job="reftguard"}') == 1, 30, what="the guard target to be up")
         with GuardClient(guard.target) as client:
-            # Priming: a labeled counter has no series until its first increment, and rate() cannot see
-            # the increment that creates a series. Create every series first (PRIME of each class, so
-            # rate()'s extrapolation is the same for all of them), and let Prometheus scrape them.
-            classes = sorted(exemplars)
-            send(client, [(c, exemplars[c]) for c in classes for _ in range(PRIME)], "ingest")
+            # The server creates every bounded series at zero on start-up, so once Prometheus has
+            # scraped those zeros, rate() sees every increment of the measured traffic.
             wait_scraped(prom, guard)
             before = {c: prom.scalar(f'sum(reftguard_labeled_total{{label="{l}", verdict="{v}"}})')
                       for (l, v), c in CLASSES.items() if c in exemplars}
+            assert set(before.values()) == {0.0}, before
 
             # The measured traffic: 60 benign with enough false positives to break the FP budget
             # (2 x the calibrated FPR + 1 point) by 10 points, 30 harmful (6 missed where the bundle
