@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from reftguard import __version__
-from reftguard.bundle import FEATURE, MODEL, GuardBundle, seal
+from reftguard.bundle import FEATURE, MODEL, GuardBundle, seal, staged
 from reftguard.config import option
 from reftguard.exporter.card import render_card
 
@@ -62,25 +61,43 @@ def _export_onnx(module, path: Path, opset: int, sample) -> None:
     )
 
 
-def validate(bundle: GuardBundle, module, texts=PARITY_PROMPTS) -> dict:
-    """Parity of ORT vs PyTorch on one mixed-length batch, and ORT batch invariance (each prompt alone)."""
-    import torch
-
-    from reftguard.encoding import pad_batch
+def _parity(bundle: GuardBundle, reference, texts) -> dict:
+    """Scores of `bundle` (ORT) vs `reference(input_ids, mask) -> (scores, norms)` on one mixed-length
+    batch, plus ORT batch invariance (each prompt alone vs in the batch)."""
+    from reftguard.encoding import PromptEncoder, pad_batch
     from reftguard.server.backend import OrtBackend
-    from reftguard.encoding import PromptEncoder
 
     enc = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens).encode(list(texts), "right")
     input_ids, mask = pad_batch(enc.ids, bundle.pad_token_id)
     backend = OrtBackend(bundle, device="cpu")
-    ort_scores, ort_norms = backend.run(input_ids, mask)
-    with torch.no_grad():
-        pt_scores, pt_norms = module(torch.from_numpy(input_ids), torch.from_numpy(mask))
-    parity = float(np.max(np.abs(ort_scores - pt_scores.numpy())))
-    norm_rel = float(np.max(np.abs(ort_norms - pt_norms.numpy()) / np.maximum(pt_norms.numpy(), 1e-6)))
+    scores, norms = backend.run(input_ids, mask)
+    ref_scores, ref_norms = reference(input_ids, mask)
     alone = np.array([backend.run(*pad_batch([row], bundle.pad_token_id))[0][0] for row in enc.ids])
-    invariance = float(np.max(np.abs(alone - ort_scores)))
-    return {"parity_max_abs_diff": parity, "feature_norm_max_rel_diff": norm_rel, "batch_invariance_max_abs_diff": invariance, "n": len(texts)}
+    return {
+        "parity_max_abs_diff": float(np.max(np.abs(scores - ref_scores))),
+        "feature_norm_max_rel_diff": float(np.max(np.abs(norms - ref_norms) / np.maximum(ref_norms, 1e-6))),
+        "batch_invariance_max_abs_diff": float(np.max(np.abs(alone - scores))),
+        "n": len(texts),
+    }
+
+
+def validate(bundle: GuardBundle, module, texts=PARITY_PROMPTS) -> dict:
+    """Parity of the exported graph against the PyTorch module it came from."""
+    import torch
+
+    def reference(input_ids, mask):
+        with torch.no_grad():
+            s, n = module(torch.from_numpy(input_ids), torch.from_numpy(mask))
+        return s.numpy(), n.numpy()
+
+    return _parity(bundle, reference, texts)
+
+
+def validate_against(bundle: GuardBundle, reference_bundle: GuardBundle, texts=PARITY_PROMPTS) -> dict:
+    """Parity of a derived bundle (e.g. int8) against the bundle it came from."""
+    from reftguard.server.backend import OrtBackend
+
+    return _parity(bundle, OrtBackend(reference_bundle, device="cpu").run, texts)
 
 
 def export_bundle(cfg: ExportConfig) -> GuardBundle:
@@ -103,8 +120,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
     module = GuardModule(model, teacher.layer, teacher.refusal_feature, teacher.center).eval()
 
     out = Path(cfg.out)
-    work = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent if out.parent.exists() else None))
-    try:
+    with staged(out) as work:
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
             src = teacher.tokenizer_dir / name
             if src.is_file():
@@ -154,12 +170,6 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
             raise RuntimeError(f"export parity failed: max |ORT - PyTorch| = {report['parity_max_abs_diff']:.2e} > atol {cfg.atol:.0e}")
         manifest["exporter"].update(report)
         seal(work, manifest, card=render_card)
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     bundle = GuardBundle.load(out)
     log.info("exported %s to %s in %.1fs (parity %.1e)", bundle.bundle_id, out, time.time() - t0, report["parity_max_abs_diff"])
     return bundle

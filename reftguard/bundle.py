@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tarfile
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -73,6 +75,24 @@ def seal(root: str | Path, manifest: dict, card: Callable[[dict], str] | None = 
     manifest["bundle_id"] = compute_bundle_id(manifest)
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return manifest
+
+
+@contextmanager
+def staged(out: str | Path):
+    """Yield a fresh directory beside `out`; on success it replaces `out` whole, on error it is removed,
+    so a reader never sees a half-written bundle."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; a bundle is read by other users (the server container)
+    try:
+        yield work
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 @dataclass

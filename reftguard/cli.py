@@ -15,7 +15,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("reftguard.commands", "export", "Export a teacher dir to an ONNX guard bundle (parity-checked, sealed)."),
     "calibrate": ("reftguard.commands", "calibrate", "Set a bundle's threshold for a target recall or FPR on labeled data."),
     "eval": ("reftguard.commands", "eval", "Evaluate a bundle on labeled data (AUROC, recall@FPR, per source/kind)."),
+    "quantize": ("reftguard.commands", "quantize", "Static int8 (QDQ) copy of a bundle for CPU serving, recalibrated on itself."),
     "default-bundle": ("reftguard.commands", "default_bundle", "Build (once, then cached) the embedded default bundle."),
+    "serve": ("reftguard.server.cli", "serve", "Serve a guard bundle over gRPC with batching and Prometheus metrics."),
+    "score": ("reftguard.clients.cli", "score", "Score prompts against a running guard service."),
+    "health": ("reftguard.clients.cli", "health", "Exit 0 iff the guard service reports SERVING."),
+    "info": ("reftguard.clients.cli", "info", "Print the served bundle, threshold and limits."),
     "train-teacher": ("reftguard.train_commands", "train_teacher", "Train a ReFT teacher (SFT + refusal-feature regulariser) -> teacher dir."),
 }
 
@@ -41,15 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = head[0]
     module_name, handler, help_ = COMMANDS[name]
+    parser = argparse.ArgumentParser(prog=f"reftguard {name}", description=help_)
+    parser.add_argument("--verbose", "-v", action="store_true", help="Log progress at INFO level.")
     try:
         module = importlib.import_module(module_name)
+        getattr(module, f"{handler}_args")(parser)
     except ImportError as exc:
         print(f"reftguard {name}: needs an optional dependency that is not installed ({exc.name}); "
               f"install the matching extra, e.g. pip install 'reftguard[server]' or 'reftguard[train]'", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog=f"reftguard {name}", description=help_)
-    parser.add_argument("--verbose", "-v", action="store_true", help="Log progress at INFO level.")
-    getattr(module, f"{handler}_args")(parser)
     rest = list(argv)
     rest.remove(name)
     ns = parser.parse_args(rest)

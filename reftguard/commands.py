@@ -82,3 +82,19 @@ def default_bundle(ns) -> int:
     b = build(ns.out, rebuild=ns.rebuild)
     print(b.root if ns.print_path else f"default bundle {b.bundle_id} at {b.root} (threshold {b.threshold:.4f})")
     return 0
+
+
+def quantize_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.exporter.quantize import QuantizeConfig
+
+    add_dataclass_args(p, QuantizeConfig, group="quantize")
+
+
+def quantize(ns) -> int:
+    from reftguard.exporter.quantize import QuantizeConfig, quantize_bundle
+
+    b = quantize_bundle(from_args(QuantizeConfig, ns))
+    q = b.manifest["quantization"]
+    print(f"int8 bundle {b.bundle_id} at {b.root}: |Δscore| vs fp32 {q['parity_max_abs_diff']:.3f}, "
+          f"batch invariance {q['batch_invariance_max_abs_diff']:.1e}, threshold {b.threshold:.4f}")
+    return 0

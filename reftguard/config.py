@@ -16,9 +16,9 @@ T = TypeVar("T")
 ENV_PREFIX = "REFTGUARD_"
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None, env: bool = True) -> Any:
-    """A dataclass field with a help line (and optional choices) for the CLI."""
-    meta = {"help": help, "choices": choices, "env": env}
+def option(default: Any, help: str, *, choices: tuple | None = None, env: bool = True, secret: bool = False) -> Any:
+    """A dataclass field with a help line (and optional choices) for the CLI; `secret` values never appear in --help."""
+    meta = {"help": help, "choices": choices, "env": env, "secret": secret}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -68,7 +68,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, group: str
             default = _parse_value(os.environ[env], tp, env)
         help_text = f.metadata.get("help", "")
         help_text += f" [env {env}]" if env else ""
-        help_text += f" (default: {default})" if default not in (None, "", []) else ""
+        if default not in (None, "", []) and not f.metadata.get("secret"):
+            help_text += f" (default: {default})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
         if f.metadata.get("choices"):
             kwargs["choices"] = f.metadata["choices"]

@@ -14,15 +14,18 @@ import numpy as np
 from reftguard.prompt import PromptFormat
 
 TRUNCATION_POLICIES = ("error", "left", "right")
+# No token of a BPE vocabulary is anywhere near this long, so text beyond budget x this many characters
+# can never fit; it is cut (or rejected) before tokenizing, which keeps a 1 MB prompt cheap.
+MAX_CHARS_PER_TOKEN = 64
 
 
 class PromptTooLong(ValueError):
     """A prompt is over max_tokens and the truncation policy is `error`."""
 
-    def __init__(self, index: int, num_tokens: int, max_tokens: int):
+    def __init__(self, index: int, num_tokens: int, max_tokens: int, unit: str = "tokens"):
         self.index, self.num_tokens, self.max_tokens = index, num_tokens, max_tokens
         super().__init__(
-            f"item {index} has {num_tokens} tokens, over the limit of {max_tokens}; "
+            f"item {index} has {num_tokens} {unit}, over the limit of {max_tokens} tokens; "
             "shorten it or use truncation 'left' or 'right'"
         )
 
@@ -59,11 +62,17 @@ class PromptEncoder:
         if truncation not in TRUNCATION_POLICIES:
             raise ValueError(f"unknown truncation policy {truncation!r}; use one of {TRUNCATION_POLICIES}")
         budget = self.max_tokens - self.overhead
-        encs = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        max_chars = budget * MAX_CHARS_PER_TOKEN
+        precut = [len(t) > max_chars for t in texts]
+        for i, long in enumerate(precut):
+            if long and truncation == "error":
+                raise PromptTooLong(i, len(texts[i]), self.max_tokens, unit="characters")
+        clipped = [t if not long else (t[:max_chars] if truncation == "right" else t[-max_chars:]) for t, long in zip(texts, precut)]
+        encs = self.tokenizer.encode_batch(clipped, add_special_tokens=False)
         ids, truncated = [], []
         for i, enc in enumerate(encs):
             body = enc.ids
-            cut = len(body) > budget
+            cut = len(body) > budget or precut[i]
             if cut:
                 if truncation == "error":
                     raise PromptTooLong(i, len(body) + self.overhead, self.max_tokens)

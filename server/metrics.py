@@ -1,0 +1,138 @@
+"""Prometheus metrics of the guard (DESIGN section 5): fixed buckets, bounded labels, own registry.
+
+Sliding-window rates (flag rate, false-positive rate, miss rate) are computed at scrape time from
+time-bucketed counts, so they answer "what fraction over the last N seconds" without Prometheus-side
+math, and show NaN (no data) rather than a misleading 0 when the window is empty.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+SCORE_BUCKETS = tuple(round(-1.0 + 0.05 * i, 2) for i in range(1, 41))  # -0.95 .. 1.0
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+BATCH_TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+RATIO_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+PHASES = ("queue", "tokenize", "infer", "total")
+
+
+class SlidingRate:
+    """numerator/denominator over the last `window_s` seconds, in `slots` time buckets. Thread-safe."""
+
+    def __init__(self, window_s: float, slots: int = 60, clock=time.monotonic):
+        self.width = window_s / slots
+        self.window_s = window_s
+        self.clock = clock
+        self._buckets: deque[list[float]] = deque()  # [start, num, den]
+        self._lock = threading.Lock()
+
+    def add(self, num: float, den: float = 1.0) -> None:
+        now = self.clock()
+        start = now - (now % self.width)
+        with self._lock:
+            if self._buckets and self._buckets[-1][0] == start:
+                self._buckets[-1][1] += num
+                self._buckets[-1][2] += den
+            else:
+                self._buckets.append([start, num, den])
+            self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._buckets and self._buckets[0][0] <= now - self.window_s - self.width:
+            self._buckets.popleft()
+
+    def value(self) -> float:
+        now = self.clock()
+        with self._lock:
+            self._trim(now)
+            num = sum(b[1] for b in self._buckets if b[0] > now - self.window_s - self.width)
+            den = sum(b[2] for b in self._buckets if b[0] > now - self.window_s - self.width)
+        return num / den if den else float("nan")
+
+
+class GuardMetrics:
+    def __init__(self, sources: list[str], window_s: float = 300.0, registry: CollectorRegistry | None = None):
+        disable_created_metrics()  # *_created series double the exposition and no dashboard uses them
+        self.registry = registry or CollectorRegistry()
+        self.sources = set(sources) | {"other"}
+        self.window_s = window_s
+        r = self.registry
+        self.decisions = Counter("reftguard_decisions", "Decisions served.", ["verdict", "source"], registry=r)
+        self.flag_rate_gauge = Gauge("reftguard_flag_rate", "Fraction of decisions flagged over the sliding window.", ["source"], registry=r)
+        self.score = Histogram("reftguard_score", "Distribution of guard scores (cosine with R_l).", buckets=SCORE_BUCKETS, registry=r)
+        self.feedback = Counter("reftguard_feedback", "Human review verdicts.", ["served", "reviewed"], registry=r)
+        self.labeled = Counter("reftguard_labeled", "Decisions on traffic that carried a label.", ["verdict", "label"], registry=r)
+        fpr = Gauge("reftguard_false_positive_rate", "Flagged benign / benign over the sliding window (labeled traffic and reviews).", registry=r)
+        miss = Gauge("reftguard_miss_rate", "Allowed harmful / harmful over the sliding window (labeled traffic and reviews).", registry=r)
+        self.expected_fpr = Gauge("reftguard_expected_fpr", "Calibrated FPR at the active threshold (from the bundle manifest).", registry=r)
+        self.phase = Histogram("reftguard_phase_seconds", "Time per phase of a request.", ["phase"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("reftguard_batch_size", "Prompts per inference batch.", buckets=BATCH_SIZE_BUCKETS, registry=r)
+        self.batch_tokens = Histogram("reftguard_batch_tokens", "Padded tokens per inference batch.", buckets=BATCH_TOKEN_BUCKETS, registry=r)
+        self.batch_padding = Histogram("reftguard_batch_padding_ratio", "Fraction of padded tokens in a batch.", buckets=RATIO_BUCKETS, registry=r)
+        self.queue_depth = Gauge("reftguard_queue_depth", "Prompts waiting for inference.", registry=r)
+        self.queue_tokens = Gauge("reftguard_queue_tokens", "Tokens waiting for inference.", registry=r)
+        self.truncated = Counter("reftguard_truncated", "Prompts truncated to max_tokens.", registry=r)
+        self.errors = Counter("reftguard_errors", "RPCs answered with an error, by gRPC status.", ["code"], registry=r)
+        self.requests = Counter("reftguard_requests", "RPCs received.", ["method"], registry=r)
+        self.serving = Gauge("reftguard_serving", "1 while the health service reports SERVING.", registry=r)
+        self.reloads = Counter("reftguard_reloads", "Bundle reload attempts (SIGHUP), by result.", ["result"], registry=r)
+        self.bundle_info = Gauge("reftguard_bundle_info", "The bundle being served.", ["bundle_id", "backbone", "layer", "provider"], registry=r)
+
+        self._flag_rates: dict[str, SlidingRate] = {}
+        self._fpr = SlidingRate(window_s)
+        self._miss = SlidingRate(window_s)
+        fpr.set_function(self._fpr.value)
+        miss.set_function(self._miss.value)
+        # Create every bounded label combination at zero, so rate() sees the first increment too.
+        for s in self.sources:
+            self._flag_rate(s)
+            for verdict in ("allow", "flag"):
+                self.decisions.labels(verdict=verdict, source=s)
+        for verdict in ("allow", "flag"):
+            for label in ("benign", "harmful"):
+                self.labeled.labels(verdict=verdict, label=label)
+                self.feedback.labels(served=verdict, reviewed=label)
+        for code in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAUTHENTICATED", "UNAVAILABLE", "INTERNAL"):
+            self.errors.labels(code=code)
+        for method in ("Score", "ScoreStream", "Feedback", "Info"):
+            self.requests.labels(method=method)
+
+    def source_label(self, source: str) -> str:
+        if not source:
+            return "default" if "default" in self.sources else "other"
+        return source if source in self.sources else "other"
+
+    def _flag_rate(self, source: str) -> SlidingRate:
+        if source not in self._flag_rates:
+            rate = SlidingRate(self.window_s)
+            self._flag_rates[source] = rate
+            self.flag_rate_gauge.labels(source=source).set_function(rate.value)
+        return self._flag_rates[source]
+
+    def set_bundle(self, bundle_id: str, backbone: str, layer: int, provider: str, expected_fpr: float | None) -> None:
+        self.bundle_info.clear()
+        self.bundle_info.labels(bundle_id=bundle_id, backbone=backbone, layer=str(layer), provider=provider).set(1)
+        self.expected_fpr.set(float("nan") if expected_fpr is None else expected_fpr)
+
+    def record_decision(self, source: str, flagged: bool, score: float, label: str | None) -> None:
+        verdict = "flag" if flagged else "allow"
+        self.decisions.labels(verdict=verdict, source=source).inc()
+        self._flag_rate(source).add(1.0 if flagged else 0.0)
+        self.score.observe(score)
+        if label is not None:
+            self.labeled.labels(verdict=verdict, label=label).inc()
+            self._confusion(flagged, label)
+
+    def record_feedback(self, served_flag: bool, reviewed: str) -> None:
+        self.feedback.labels(served="flag" if served_flag else "allow", reviewed=reviewed).inc()
+        self._confusion(served_flag, reviewed)
+
+    def _confusion(self, flagged: bool, label: str) -> None:
+        if label == "benign":
+            self._fpr.add(1.0 if flagged else 0.0)
+        elif label == "harmful":
+            self._miss.add(0.0 if flagged else 1.0)

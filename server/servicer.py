@@ -1,0 +1,268 @@
+"""The gRPC transport: Guard servicer (Score, ScoreStream, Feedback, Info).
+
+Requests are validated, tokenized in a thread pool, handed to the batcher and turned into decisions.
+An item's score is the highest score among its user turns; `turn` says which one.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import grpc
+
+from reftguard import __version__
+from reftguard.bundle import GuardBundle
+from reftguard.encoding import PromptEncoder, PromptTooLong
+from reftguard.server.auth import client_identity
+from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown, TokenBudgetBatcher
+from reftguard.server.config import ServerConfig
+from reftguard.server.metrics import GuardMetrics
+from reftguard.server.validation import LABEL_NAMES, RequestError, invalid, parse_score_request
+from reftguard.v1 import guard_pb2 as pb
+from reftguard.v1 import guard_pb2_grpc
+
+log = logging.getLogger("reftguard.servicer")
+STREAM_IN_FLIGHT = 8  # requests of one stream being worked on before the server stops reading it
+RETRY_AFTER_MS = "100"
+
+
+class BadMessage:
+    """What the safe deserializer returns for bytes that are not a valid message (e.g. invalid UTF-8)."""
+
+    def __init__(self, error: str):
+        self.error = error
+
+
+@dataclass
+class Engine:
+    """Everything a request needs, owned by the server process."""
+
+    cfg: ServerConfig
+    bundle: GuardBundle
+    encoder: PromptEncoder
+    batcher: TokenBudgetBatcher
+    metrics: GuardMetrics
+    tokenize_pool: Executor
+    provider: str
+
+
+class GuardServicer(guard_pb2_grpc.GuardServicer):
+    def __init__(self, engine: Engine):
+        self.e = engine
+        self._streams: dict[str, int] = {}  # open ScoreStreams per client identity
+        self.draining = asyncio.Event()  # set on SIGTERM: streams finish what they read, then UNAVAILABLE
+
+    # -- RPCs ------------------------------------------------------------------------------------
+    async def Score(self, request, context):
+        return await self._guarded("Score", context, self._score(request, context, wait=False))
+
+    async def ScoreStream(self, request_iterator, context):
+        self.e.metrics.requests.labels(method="ScoreStream").inc()
+        who = client_identity(context.invocation_metadata(), context.peer())
+        if self._streams.get(who, 0) >= self.e.cfg.max_streams_per_client:
+            await self._abort(context, RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"{self.e.cfg.max_streams_per_client} concurrent streams from this client; close one first"))
+        self._streams[who] = self._streams.get(who, 0) + 1
+        try:
+            async for resp in self._stream(request_iterator, context):
+                yield resp
+        finally:
+            self._streams[who] -= 1
+            if not self._streams[who]:
+                del self._streams[who]
+
+    async def _stream(self, request_iterator, context):
+        pending: asyncio.Queue = asyncio.Queue(maxsize=STREAM_IN_FLIGHT)
+        DRAIN = object()
+
+        async def read():
+            # Admission happens here, in request order; when the batcher queue is full, `submit`
+            # waits and we stop reading, so HTTP/2 flow control pushes back on the client. On drain we
+            # stop reading too: requests the client sent but got no answer for are re-sent elsewhere.
+            it = request_iterator.__aiter__()
+            end = None
+            try:
+                while True:
+                    nxt = asyncio.ensure_future(it.__anext__())
+                    drain = asyncio.ensure_future(self.draining.wait())
+                    await asyncio.wait({nxt, drain}, return_when=asyncio.FIRST_COMPLETED)
+                    drain.cancel()
+                    if not nxt.done():
+                        nxt.cancel()
+                        end = DRAIN
+                        break
+                    try:
+                        req = nxt.result()
+                    except StopAsyncIteration:
+                        break
+                    await pending.put(asyncio.ensure_future(self._score(req, context, wait=True)))
+            finally:
+                await pending.put(end)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while True:
+                task = await pending.get()
+                if task is None:
+                    break
+                if task is DRAIN:
+                    await self._abort(context, RequestError(grpc.StatusCode.UNAVAILABLE, "server is draining; reconnect and re-send unanswered requests"))
+                try:
+                    yield await task
+                except RequestError as err:
+                    await self._abort(context, err)
+            await reader
+        finally:
+            reader.cancel()
+            while not pending.empty():
+                t = pending.get_nowait()
+                if isinstance(t, asyncio.Future):
+                    t.cancel()
+
+    async def Feedback(self, request, context):
+        async def work():
+            if isinstance(request, BadMessage):
+                raise invalid(f"request is not a valid FeedbackRequest: {request.error}")
+            if request.served not in (pb.ALLOW, pb.FLAG):
+                raise invalid(f"served must be ALLOW or FLAG, got {request.served}")
+            if request.reviewed not in LABEL_NAMES:
+                raise invalid(f"reviewed must be BENIGN or HARMFUL, got {request.reviewed}")
+            self.e.metrics.record_feedback(request.served == pb.FLAG, LABEL_NAMES[request.reviewed])
+            log.info("feedback id=%s served=%s reviewed=%s", request.id, pb.Verdict.Name(request.served), pb.Label.Name(request.reviewed))
+            return pb.FeedbackResponse()
+
+        return await self._guarded("Feedback", context, work())
+
+    async def Info(self, request, context):
+        self.e.metrics.requests.labels(method="Info").inc()
+        cfg, b = self.e.cfg, self.e.bundle
+        return pb.InfoResponse(
+            bundle_id=b.bundle_id,
+            manifest_json=json.dumps(b.manifest, sort_keys=True),
+            threshold=b.threshold,
+            expected_fpr=b.expected_fpr if b.expected_fpr is not None else float("nan"),
+            version=__version__,
+            provider=self.e.provider,
+            limits=pb.Limits(
+                max_client_batch=cfg.max_client_batch,
+                max_tokens=b.max_tokens,
+                max_chars=cfg.max_chars,
+                max_batch_size=cfg.max_batch_size,
+                max_batch_tokens=cfg.max_batch_tokens,
+                max_queue_items=cfg.max_queue_items,
+            ),
+            sources=sorted(self.e.metrics.sources),
+            layer=b.layer,
+            backbone=b.backbone,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------
+    async def _guarded(self, method: str, context, coro):
+        self.e.metrics.requests.labels(method=method).inc()
+        try:
+            return await coro
+        except RequestError as err:
+            await self._abort(context, err)
+
+    async def _abort(self, context, err: RequestError):
+        self.e.metrics.errors.labels(code=err.code.name).inc()
+        if err.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            context.set_trailing_metadata((("retry-after-ms", RETRY_AFTER_MS),))
+        await context.abort(err.code, err.message)
+
+    async def _score(self, request, context, *, wait: bool) -> pb.ScoreResponse:
+        e = self.e
+        t0 = time.monotonic()
+        if isinstance(request, BadMessage):
+            raise invalid(f"request is not a valid ScoreRequest: {request.error}")
+        parsed = parse_score_request(request, max_client_batch=e.cfg.max_client_batch, max_chars=e.cfg.max_chars, default_truncation=e.cfg.truncation)
+        loop = asyncio.get_running_loop()
+        try:
+            enc = await loop.run_in_executor(e.tokenize_pool, e.encoder.encode, [t.text for t in parsed.turns], parsed.truncation)
+        except PromptTooLong as exc:
+            turn = parsed.turns[exc.index]
+            item = request.items[turn.item]
+            raise invalid(f"item {turn.item} (id {item.id!r}) is too long: {exc}") from exc
+        t_tok = time.monotonic()
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        try:
+            futures = await e.batcher.submit(enc.ids, wait=wait, deadline=deadline)
+        except Overloaded as exc:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
+        try:
+            results = await asyncio.gather(*futures)
+        except DeadlineExpired as exc:
+            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)) from exc
+        except ShuttingDown as exc:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, str(exc)) from exc
+        except Exception as exc:  # the backend failed on this batch
+            raise RequestError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
+        return self._respond(request, parsed, enc, results, t0, t_tok)
+
+    def _respond(self, request, parsed, enc, results, t0: float, t_tok: float) -> pb.ScoreResponse:
+        e = self.e
+        threshold = e.bundle.threshold if parsed.threshold is None else parsed.threshold
+        source = e.metrics.source_label(parsed.source)
+        best: dict[int, int] = {}  # item -> index of its highest-scoring turn
+        for k, turn in enumerate(parsed.turns):
+            if turn.item not in best or results[k][0] > results[best[turn.item]][0]:
+                best[turn.item] = k
+        decisions = []
+        for i, item in enumerate(request.items):
+            k = best[i]
+            score = results[k][0]
+            flagged = score > threshold
+            truncated = any(enc.truncated[j] for j, t in enumerate(parsed.turns) if t.item == i)
+            decisions.append(
+                pb.Decision(
+                    id=item.id,
+                    verdict=pb.FLAG if flagged else pb.ALLOW,
+                    score=score,
+                    threshold=threshold,
+                    margin=score - threshold,
+                    truncated=truncated,
+                    num_tokens=enc.lengths[k],
+                    turn=parsed.turns[k].turn,
+                )
+            )
+            e.metrics.record_decision(source, flagged, score, parsed.labels[i])
+            if truncated:
+                e.metrics.truncated.inc()
+        now = time.monotonic()
+        jobs = [r[2] for r in results]
+        queue_s = max(j.started - j.enqueued for j in jobs)
+        infer_s = max(j.infer_s for j in jobs)
+        m = e.metrics.phase
+        m.labels(phase="tokenize").observe(t_tok - t0)
+        m.labels(phase="queue").observe(queue_s)
+        m.labels(phase="infer").observe(infer_s)
+        m.labels(phase="total").observe(now - t0)
+        timing = pb.Timing(queue_ms=queue_s * 1e3, tokenize_ms=(t_tok - t0) * 1e3, infer_ms=infer_s * 1e3, total_ms=(now - t0) * 1e3)
+        return pb.ScoreResponse(decisions=decisions, bundle_id=e.bundle.bundle_id, timing=timing)
+
+
+def safe_deserializer(cls):
+    def parse(data: bytes):
+        try:
+            return cls.FromString(data)
+        except Exception as exc:  # DecodeError, invalid UTF-8 in a string field, ...
+            return BadMessage(f"{type(exc).__name__}: {exc} (is every string valid UTF-8?)")
+
+    return parse
+
+
+def guard_handler(servicer: GuardServicer) -> grpc.GenericRpcHandler:
+    """The Guard service with deserializers that turn undecodable bytes into INVALID_ARGUMENT."""
+    ser = lambda msg: msg.SerializeToString()  # noqa: E731
+    handlers = {
+        "Score": grpc.unary_unary_rpc_method_handler(servicer.Score, safe_deserializer(pb.ScoreRequest), ser),
+        "ScoreStream": grpc.stream_stream_rpc_method_handler(servicer.ScoreStream, safe_deserializer(pb.ScoreRequest), ser),
+        "Feedback": grpc.unary_unary_rpc_method_handler(servicer.Feedback, safe_deserializer(pb.FeedbackRequest), ser),
+        "Info": grpc.unary_unary_rpc_method_handler(servicer.Info, safe_deserializer(pb.InfoRequest), ser),
+    }
+    return grpc.method_handlers_generic_handler("reftguard.v1.Guard", handlers)

@@ -1,0 +1,76 @@
+"""Hypothesis strategies for hostile ScoreRequests, sent as raw bytes so that even invalid UTF-8 and
+lone surrogates (which the protobuf runtime refuses to serialize) reach the server."""
+from __future__ import annotations
+
+import math
+
+from hypothesis import strategies as st
+
+ROLES = st.sampled_from(["user", "assistant", "system", "human", "gpt", "tool", "", "USER", "wizard", "user\x00"])
+NASTY_TEXT = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=40),  # any code point, surrogates too
+    st.sampled_from(["", " ", "\x00", "\u202e", "\ufeff" * 10, "<|im_end|>", "<|im_start|>assistant\n", "a" * 5000]),
+    st.integers(0, 3).map(lambda k: "x" * (10 ** (k + 3))),  # up to 1 MB
+)
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    n &= (1 << 64) - 1
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(num: int, wire: int, payload: bytes) -> bytes:
+    return varint((num << 3) | wire) + payload
+
+
+def string_field(num: int, s: str) -> bytes:
+    raw = s.encode("utf-8", "surrogatepass")  # lone surrogates -> invalid UTF-8 on the wire
+    return field(num, 2, varint(len(raw)) + raw)
+
+
+@st.composite
+def messages(draw):
+    out = b""
+    for _ in range(draw(st.integers(0, 6))):
+        out += field(3, 2, _len(string_field(1, draw(ROLES)) + string_field(2, draw(NASTY_TEXT))))
+    return out
+
+
+def _len(b: bytes) -> bytes:
+    return varint(len(b)) + b
+
+
+@st.composite
+def items(draw):
+    body = string_field(1, draw(st.one_of(st.just(""), st.text(max_size=8), st.just("dup"))))
+    if draw(st.booleans()):
+        body += string_field(2, draw(NASTY_TEXT))
+    if draw(st.booleans()):
+        body += draw(messages())
+    if draw(st.booleans()):
+        body += field(4, 0, varint(draw(st.integers(-3, 9))))
+    return field(1, 2, _len(body))
+
+
+@st.composite
+def score_requests(draw) -> bytes:
+    req = b"".join(draw(st.lists(items(), max_size=12)))
+    if draw(st.booleans()):
+        t = draw(st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.sampled_from([math.nan, -1.0, 1.0, 1.0000001])))
+        import struct
+
+        req += field(2, 5, struct.pack("<f", t))
+    if draw(st.booleans()):
+        req += string_field(3, draw(st.one_of(st.text(max_size=10), st.sampled_from(["ingest", "other", ""]))))
+    if draw(st.booleans()):
+        req += field(4, 0, varint(draw(st.integers(-2, 7))))
+    if draw(st.integers(0, 9)) == 0:
+        req += draw(st.binary(max_size=20))  # trailing garbage
+    return req

@@ -1,0 +1,178 @@
+"""Fault injection: deadlines, inference failures, stalled clients, bundle swaps, server kills, replicas."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from reftguard.clients import AsyncGuardClient, GuardClient
+from reftguard.v1 import guard_pb2 as pb
+from reftguard.v1 import guard_pb2_grpc
+from tests.harness import run_server
+from tests.test_serve_process import ServeProcess
+
+
+def test_expired_deadline_work_is_not_run(tiny_bundle):
+    with run_server(tiny_bundle, max_queue_delay_ms=400.0, max_batch_size=64) as rs:
+        before = rs.value("reftguard_batch_size_sum")
+        ch = grpc.insecure_channel(rs.target)
+        stub = guard_pb2_grpc.GuardStub(ch)
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Score(pb.ScoreRequest(items=[pb.Item(id="late", text="too slow")]), timeout=0.1)
+        assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(0.6)  # past the batcher's linger: the job must have been dropped, not inferred
+        assert rs.value("reftguard_batch_size_sum") == before
+        assert rs.gs.batcher.queued_items == 0
+        assert len(stub.Score(pb.ScoreRequest(items=[pb.Item(id="ok", text="in time")]), timeout=10).decisions) == 1
+        ch.close()
+
+
+def test_inference_failure_is_internal_and_isolated(tiny_bundle):
+    with run_server(tiny_bundle) as rs:
+        real = rs.gs.batcher._run
+
+        def flaky(input_ids, mask):
+            if input_ids.shape[1] > 60:  # "corrupted" batches: the long prompts
+                raise RuntimeError("injected: bad input shape")
+            return real(input_ids, mask)
+
+        rs.gs.batcher.swap_backend(flaky)
+        with GuardClient(rs.target, max_retries=0) as c:
+            assert len(c.score(["short one"])) == 1  # other batches unaffected
+            for _ in range(3):
+                with pytest.raises(grpc.RpcError) as exc:
+                    c.score(["long " * 100])
+                assert exc.value.code() == grpc.StatusCode.INTERNAL
+                assert "injected" in exc.value.details()
+            time.sleep(0.2)
+            assert not c.health(), "three failed batches in a row must flip health to NOT_SERVING"
+            assert rs.value("reftguard_errors_total", code="INTERNAL") == 3
+            rs.gs.batcher.swap_backend(real)
+            assert len(c.score(["recovered"])) == 1
+            time.sleep(0.2)
+            assert c.health()
+
+
+def test_stalled_stream_is_bounded_by_flow_control(tiny_bundle):
+    with run_server(tiny_bundle) as rs:
+        async def run():
+            ch = grpc.aio.insecure_channel(rs.target)
+            call = guard_pb2_grpc.GuardStub(ch).ScoreStream()
+            req = pb.ScoreRequest(items=[pb.Item(id=str(i), text="stall " * 200) for i in range(16)])
+            written, blocked = 0, False
+            for _ in range(4000):  # ~75 MB if nothing pushed back
+                try:
+                    await asyncio.wait_for(call.write(req), timeout=2.0)
+                except asyncio.TimeoutError:
+                    blocked = True
+                    break
+                written += 1
+            depth = rs.gs.batcher.queued_items
+            call.cancel()
+            await ch.close()
+            return written, blocked, depth
+
+        written, blocked, depth = asyncio.run(run())
+        assert blocked, f"the server kept reading a stream whose responses are never read ({written} requests)"
+        assert written < 4000
+        assert depth <= 8 * 16, depth  # at most STREAM_IN_FLIGHT requests of that stream queued
+
+
+def test_bundle_swapped_on_disk_needs_verified_reload(tiny_bundle, tmp_path, data_dir):
+    from reftguard.calibration import CalibrateConfig, calibrate
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    with run_server(b) as rs, GuardClient(rs.target) as c:
+        first = c.info().bundle_id
+        with open(b / "model.onnx", "ab") as f:  # swapped/tampered on disk
+            f.write(b"junk")
+        assert c.info().bundle_id == first  # not picked up silently
+        assert rs.call(rs.gs.reload()) is False  # explicit reload verifies and refuses
+        assert c.info().bundle_id == first and len(c.score(["still serving"])) == 1
+        shutil.rmtree(b)
+        shutil.copytree(tiny_bundle, b)
+        calibrate(CalibrateConfig(bundle=str(b), data=[str(data_dir / "dev.jsonl")], target_fpr=0.05))
+        assert rs.call(rs.gs.reload()) is True
+        info = c.info()
+        assert info.bundle_id != first and info.bundle_id == json.loads((b / "guard.json").read_text())["bundle_id"]
+        assert rs.value("reftguard_reloads_total", result="refused") == 1
+        assert rs.value("reftguard_reloads_total", result="ok") == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sigkill_mid_stream_client_reconnects_without_loss(tiny_bundle):
+    port = _free_port()
+    sp = ServeProcess(tiny_bundle, "--port", str(port))
+    items = [{"id": f"k{i}", "text": f"kill test prompt {i} " + "y" * (i % 31)} for i in range(1500)]
+    got: list[str] = []
+    errors: list[BaseException] = []
+
+    def consume():
+        try:
+            with GuardClient(f"127.0.0.1:{port}", max_retries=40) as c:
+                for d in c.score_stream(items, batch_size=10, max_in_flight=4):
+                    got.append(d.id)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    try:
+        deadline = time.time() + 60
+        while len(got) < 200 and time.time() < deadline:
+            time.sleep(0.01)
+        sp.proc.kill()
+        sp.proc.wait()
+        killed_at = len(got)
+        sp = ServeProcess(tiny_bundle, "--port", str(port))
+        t.join(180)
+    finally:
+        sp.proc.kill()
+    assert not errors, errors
+    assert 0 < killed_at < len(items)
+    assert got == [it["id"] for it in items]  # nothing lost, nothing twice, in order
+
+
+def test_two_replicas_one_drained_mid_run(tiny_bundle):
+    def served(rs) -> float:
+        return sum(rs.value("reftguard_decisions_total", verdict=v, source="default") for v in ("allow", "flag"))
+
+    with run_server(tiny_bundle) as a, run_server(tiny_bundle) as b:
+        target = f"ipv4:127.0.0.1:{a.gs.port},127.0.0.1:{b.gs.port}"
+        items = [{"id": f"r{i}", "text": f"replica prompt {i} " + "z" * (i % 50)} for i in range(4000)]
+        received = [0]
+
+        async def run():
+            async with AsyncGuardClient(target, max_retries=40) as c:
+                async def stream(k):
+                    shard, ids = items[k::4], []
+                    async for d in c.score_stream(shard, batch_size=8, max_in_flight=4):
+                        ids.append(d.id)
+                        received[0] += 1
+                    return ids, shard
+
+                task = asyncio.gather(*(stream(k) for k in range(4)))
+                while received[0] < 300:
+                    await asyncio.sleep(0.01)
+                # drain replica a mid-run, on its own loop, without blocking ours
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(a.gs.stop(grace=2.0), a.loop))
+                return await task
+
+        results = asyncio.run(run())
+        for ids, shard in results:
+            assert ids == [it["id"] for it in shard]
+        assert served(b) > 0
+        assert received[0] == len(items)

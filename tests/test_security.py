@@ -1,0 +1,105 @@
+"""TLS, mutual TLS and bearer-token auth over real sockets."""
+from __future__ import annotations
+
+import argparse
+
+import grpc
+import pytest
+
+from reftguard.clients import ClientConfig, GuardClient
+from reftguard.config import add_dataclass_args
+from reftguard.server.config import ServerConfig
+from tests.certs import make_pki
+from tests.harness import run_server
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def _target(rs) -> str:
+    return f"localhost:{rs.gs.port}"
+
+
+def test_token_auth(tiny_bundle, tmp_path, monkeypatch):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# rotated\nold-token\nnew-token\n")
+    with run_server(tiny_bundle, auth_token_file=str(tokens)) as rs:
+        with GuardClient(rs.target, token="new-token") as ok:
+            assert len(ok.score(["hello"])) == 1
+        with GuardClient(rs.target, token="old-token") as ok2:
+            assert len(ok2.score(["hello"])) == 1
+        for bad in ("wrong", None):
+            with GuardClient(rs.target, token=bad, max_retries=0) as c:
+                with pytest.raises(grpc.RpcError) as exc:
+                    c.score(["hello"])
+                assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                with pytest.raises(grpc.RpcError) as exc:
+                    list(c.score_stream(["a", "b"]))
+                assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                assert c.health()  # exempt by default
+        assert rs.value("reftguard_errors_total", code="UNAUTHENTICATED") == 4
+        assert "wrong" not in rs.metrics_text()
+
+
+def test_token_never_shown_in_help(monkeypatch):
+    monkeypatch.setenv("REFTGUARD_AUTH_TOKEN", "s3cret-value")
+    p = argparse.ArgumentParser()
+    add_dataclass_args(p, ServerConfig)
+    assert "s3cret-value" not in p.format_help()
+    assert p.parse_args([]).auth_token == "s3cret-value"
+
+
+def test_health_can_require_token(tiny_bundle):
+    with run_server(tiny_bundle, auth_token="t", auth_exempt_health=False) as rs:
+        with GuardClient(rs.target, max_retries=0) as c:
+            with pytest.raises(grpc.RpcError) as exc:
+                c.health()
+            assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_tls_and_mtls(tiny_bundle, pki):
+    with run_server(tiny_bundle, tls_cert=pki["server_cert"], tls_key=pki["server_key"]) as rs:
+        with GuardClient(ClientConfig(target=_target(rs), tls_ca=pki["ca"])) as c:
+            assert len(c.score(["over tls"])) == 1
+        with GuardClient(_target(rs), max_retries=0, timeout=5) as plain:
+            with pytest.raises(grpc.RpcError) as exc:
+                plain.score(["plaintext to a TLS port"])
+            assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+    with run_server(tiny_bundle, tls_cert=pki["server_cert"], tls_key=pki["server_key"], tls_client_ca=pki["ca"]) as rs:
+        with GuardClient(ClientConfig(target=_target(rs), tls_ca=pki["ca"], tls_cert=pki["client_cert"], tls_key=pki["client_key"])) as c:
+            assert len(c.score(["mutual tls"])) == 1
+        with GuardClient(ClientConfig(target=_target(rs), tls_ca=pki["ca"], max_retries=0, timeout=5)) as no_cert:
+            with pytest.raises(grpc.RpcError) as exc:
+                no_cert.score(["no client cert"])
+            assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_stream_limit_per_client(tiny_bundle):
+    import asyncio
+
+    from reftguard.v1 import guard_pb2 as pb
+    from reftguard.v1 import guard_pb2_grpc
+
+    with run_server(tiny_bundle, max_streams_per_client=2) as rs:
+        async def run():
+            ch = grpc.aio.insecure_channel(rs.target)
+            stub = guard_pb2_grpc.GuardStub(ch)
+            calls = [stub.ScoreStream() for _ in range(3)]
+            for c in calls:
+                await c.write(pb.ScoreRequest(items=[pb.Item(id="x", text="hi")]))
+            codes = []
+            for c in calls:
+                try:
+                    await c.read()
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.aio.AioRpcError as e:
+                    codes.append(e.code())
+            for c in calls:
+                c.cancel()
+            await ch.close()
+            return codes
+
+        codes = asyncio.run(run())
+        assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 1 and codes.count(grpc.StatusCode.OK) == 2
