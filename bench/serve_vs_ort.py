@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Fewer prompts and configurations (< 3 min on 2 cores).")
     ap.add_argument("--json", default="", help="Write the results here.")
     ap.add_argument("--batch-size", type=int, default=32, help="Server --max-batch-size.")
+    ap.add_argument("--int8", default="", help="Also time bare ORT on this int8 bundle (from `reftguard quantize`).")
     args = ap.parse_args()
     if args.bundle:
         bundle = GuardBundle.load(args.bundle)
@@ -136,6 +137,11 @@ def main() -> None:
     res: dict = {"bundle_id": bundle.bundle_id, "layer": bundle.layer, "n_prompts": n, "avg_tokens": tokens / n}
     ort = bench_ort(bundle, texts, (16, 32) if args.quick else (8, 16, 32, 64))
     res["ort_prompts_per_s"], res["ort_best_batch"] = ort["prompts_per_s"], ort["batch_size"]
+    if args.int8:
+        q = bench_ort(GuardBundle.load(args.int8), texts, (ort["batch_size"],))
+        res["int8_ort_prompts_per_s"] = q["prompts_per_s"]
+        res["int8_over_fp32"] = q["prompts_per_s"] / ort["prompts_per_s"]
+        print(f"  int8 / fp32 bare ORT = {res['int8_over_fp32']:.2f}x")
     server = Server(str(bundle.root), ["--max-batch-size", str(max(args.batch_size, ort["batch_size"]))])
     try:
         target = f"127.0.0.1:{server.port}"

@@ -25,6 +25,7 @@ def render_card(m: dict) -> str:
         "## Where it came from",
         f"- backbone: `{src.get('name')}` ({src.get('architecture')}, weights sha256 `{str(src.get('weights_sha256', ''))[:16]}…`)",
         f"- teacher: {teacher.get('kind', 'n/a')}; layer {m['layer']} of {m.get('num_layers_total')}, hidden size {m['hidden_size']}, centre `{m.get('score', {}).get('center')}`",
+        *([f"- reproduce the teacher: `{teacher['record']['command']}`"] if teacher.get("record", {}).get("command") else []),
         f"- prompt format: the model's chat template around one user turn ({m['prompt_format'].get('source')}); max {m['max_tokens']} tokens, default truncation `{m.get('truncation')}`",
         f"- export: opset {exp.get('opset')}, {exp.get('dtype')}, parity max |Δscore| vs PyTorch {_fmt(exp.get('parity_max_abs_diff'))}, batch-invariance max |Δ| {_fmt(exp.get('batch_invariance_max_abs_diff'))}",
         "",

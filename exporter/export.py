@@ -23,6 +23,10 @@ from reftguard.exporter.card import render_card
 
 log = logging.getLogger("reftguard.export")
 
+# Teacher-record entries left out of the manifest: timings and machine-local paths would make the
+# bundle id differ between identical builds; the full record stays in the teacher directory.
+VOLATILE_RECORD_KEYS = ("layer_table", "seconds", "config", "log", "plot")
+
 PARITY_PROMPTS = (
     "hi",
     "How do I bake sourdough bread at home?",
@@ -155,7 +159,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
                 "n": holdout.get("n"),
                 "at_threshold": holdout,
             },
-            "teacher": {"kind": teacher.kind, "record": {k: v for k, v in teacher.record.items() if k != "layer_table"}},
+            "teacher": {"kind": teacher.kind, "record": {k: v for k, v in teacher.record.items() if k not in VOLATILE_RECORD_KEYS}},
             "exporter": {
                 "version": __version__,
                 "opset": cfg.opset,

@@ -3,7 +3,8 @@
 Why static: ORT's *dynamic* quantization computes activation scales per batch, so a prompt's score
 changes with its batch-mates (measured up to 0.08). Static QDQ fixes every activation scale at
 calibration time from training prompts, so each row is quantized the same way whatever else is in the
-batch. Only the decoder's MatMuls are quantized; the cosine head (Mul/ReduceSum/norms) stays fp32.
+batch. Only the decoder's weight MatMuls are quantized (attention products and MLP down-projections stay
+fp32, see `keep_fp32`); the cosine head (Mul/ReduceSum/norms) stays fp32.
 The quantized model scores differently from the fp32 one, so its threshold is recalibrated on the int8
 model itself before the bundle is sealed.
 """
@@ -31,6 +32,7 @@ class QuantizeConfig:
     calib_prompts: int = option(64, "Prompts used for activation ranges.")
     calibrate_on: list = option([], "Labeled JSONL to recalibrate the threshold on with the int8 model (dev data).")
     target_recall: float = option(0.9, "Recall target for the recalibrated threshold.")
+    keep_fp32: list = option(["down_proj"], "Node-name substrings whose MatMuls stay fp32 (LLM MLP down-projections carry activation outliers that a static int8 range clips).")
 
 
 class _Reader:
@@ -68,15 +70,22 @@ def quantize_bundle(cfg: QuantizeConfig) -> GuardBundle:
                 shutil.copy(f, work / f.name)
         pre = work / "pre.onnx"
         quant_pre_process(str(src.model_path), str(pre), skip_symbolic_shape=True)
+        import onnx
+
+        # Only weight MatMuls (the *_proj layers) are quantized: attention's activation x activation
+        # products and the listed outlier-prone projections stay fp32.
+        keep = [n.name for n in onnx.load(str(pre), load_external_data=False).graph.node
+                if n.op_type == "MatMul" and ("_proj/" not in n.name or any(k in n.name for k in cfg.keep_fp32))]
         quantize_static(
-            str(pre), str(work / MODEL), _Reader(ids),
+            str(pre), str(work / MODEL), _Reader(ids), nodes_to_exclude=keep,
             quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"], per_channel=True,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
         )
         pre.unlink()
         manifest = dict(src.manifest)
         manifest["exporter"] = dict(src.manifest["exporter"], dtype="int8 (static QDQ, MatMul only; head fp32)")
-        manifest["quantization"] = {"from_bundle": src.bundle_id, "calib_prompts": len(ids), "method": "static QDQ MinMax, per-channel weights"}
+        manifest["quantization"] = {"from_bundle": src.bundle_id, "calib_prompts": len(ids), "method": "static QDQ MinMax, per-channel weights",
+                                    "kept_fp32": sorted(cfg.keep_fp32), "kept_fp32_nodes": len(keep)}
         seal(work, manifest, card=render_card)
         manifest["quantization"].update(validate_against(GuardBundle.load(work), src))
         seal(work, manifest, card=render_card)

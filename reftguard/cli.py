@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("reftguard.clients.cli", "info", "Print the served bundle, threshold and limits."),
     "scan": ("reftguard.clients.scan.cli", "scan", "Split a dataset (JSONL/CSV/Parquet/HF) into allowed/flagged/errors with a report; resumable."),
     "review": ("reftguard.clients.review.cli", "review", "Walk the flagged items of a scan: keep or release each (terminal UI), send Feedback, --apply."),
+    "train-teacher": ("reftguard.train_commands", "train_teacher", "Train a ReFT teacher (SFT + refusal-feature regulariser) -> teacher dir."),
 }
 
 

@@ -87,8 +87,19 @@ class GuardMetrics:
         self._miss = SlidingRate(window_s)
         fpr.set_function(self._fpr.value)
         miss.set_function(self._miss.value)
+        # Create every bounded label combination at zero, so rate() sees the first increment too.
         for s in self.sources:
             self._flag_rate(s)
+            for verdict in ("allow", "flag"):
+                self.decisions.labels(verdict=verdict, source=s)
+        for verdict in ("allow", "flag"):
+            for label in ("benign", "harmful"):
+                self.labeled.labels(verdict=verdict, label=label)
+                self.feedback.labels(served=verdict, reviewed=label)
+        for code in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAUTHENTICATED", "UNAVAILABLE", "INTERNAL"):
+            self.errors.labels(code=code)
+        for method in ("Score", "ScoreStream", "Feedback", "Info"):
+            self.requests.labels(method=method)
 
     def source_label(self, source: str) -> str:
         if not source:

@@ -39,7 +39,7 @@ def _texts() -> list[str]:
     return [json.loads(l)["text"] for l in packaged("guard-train.jsonl").read_text().splitlines()[:400]]
 
 
-@pytest.fixture(scope="session", params=["llama", "qwen2"])
+@pytest.fixture(scope="session", params=["llama", "qwen2", "gemma2"])
 def tiny_model(request, tmp_path_factory) -> Path:
     from tests.tiny import build_model
 

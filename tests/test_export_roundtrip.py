@@ -51,3 +51,21 @@ def test_layer_out_of_range_is_clear(tiny_teacher, tmp_path):
     shutil.copytree(tiny_teacher / "tokenizer", tmp_path / "bad" / "tokenizer")
     with pytest.raises(ValueError, match="layer 99 is out of range"):
         export_bundle(ExportConfig(teacher=str(tmp_path / "bad"), out=str(tmp_path / "x")))
+
+
+def test_sliding_window_limit_is_enforced(data_dir, tmp_path):
+    from tests.conftest import _texts
+    from tests.tiny import build_model
+
+    model = build_model(tmp_path / "gemma2", "gemma2", _texts())  # sliding window 128
+    fit(FitConfig(model=str(model), data=[str(data_dir / "train.jsonl")], out=str(tmp_path / "t"), max_tokens=128, layer=2))
+    with pytest.raises(ValueError, match="exceeds the model's sliding window"):
+        export_bundle(ExportConfig(teacher=str(tmp_path / "t"), out=str(tmp_path / "b"), max_tokens=200))
+
+
+def test_unreachable_hub_id_fails_clearly(monkeypatch):
+    from reftguard.training.models import ModelLoadError, load_causal_lm
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="could not be fetched from the hub"):
+        load_causal_lm("reftguard-test/does-not-exist")

@@ -276,3 +276,14 @@ def test_reflection_lists_services(server):
     names = {s.name for s in resp.list_services_response.service}
     ch.close()
     assert {"reftguard.v1.Guard", "grpc.health.v1.Health"} <= names
+
+
+def test_bounded_series_exist_from_start(tiny_bundle):
+    with run_server(tiny_bundle, sources=["ingest"]) as rs:
+        m = rs.metrics()
+        for verdict in ("allow", "flag"):
+            for source in ("ingest", "other"):
+                assert m[("reftguard_decisions_total", (("source", source), ("verdict", verdict)))] == 0
+            for label in ("benign", "harmful"):
+                assert m[("reftguard_labeled_total", (("label", label), ("verdict", verdict)))] == 0
+        assert m[("reftguard_errors_total", (("code", "RESOURCE_EXHAUSTED"),))] == 0

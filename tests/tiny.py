@@ -31,7 +31,7 @@ def train_tokenizer(texts: list[str], vocab_size: int = 600):
 
 def build_model(out: Path, arch: str, texts: list[str], num_layers: int = 3, seed: int = 0) -> Path:
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+    from transformers import AutoModelForCausalLM, Gemma2Config, LlamaConfig, Qwen2Config
 
     tok = train_tokenizer(texts)
     common = dict(
@@ -45,7 +45,8 @@ def build_model(out: Path, arch: str, texts: list[str], num_layers: int = 3, see
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
     )
-    config = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch](**common)
+    extra = {"gemma2": dict(head_dim=8, sliding_window=128, bos_token_id=tok.bos_token_id)}.get(arch, {})
+    config = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma2": Gemma2Config}[arch](**common, **extra)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     out.mkdir(parents=True, exist_ok=True)

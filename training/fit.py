@@ -108,7 +108,7 @@ def fit(cfg: FitConfig):
     held_scores = cosine_scores(states[held_idx, layer - 1], *refusal_feature(states[fit_idx, layer - 1], y[fit_idx], cfg.center))
     record = {
         "method": "difference of means (zero-training)",
-        "data": [str(d) for d in cfg.data],
+        "data": [Path(d).name for d in cfg.data],  # names, not paths: the record ends up in the bundle id
         "data_hash": data_hash(prompts),
         "n": len(prompts),
         "n_harmful": int(y.sum()),

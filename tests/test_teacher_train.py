@@ -1,0 +1,187 @@
+"""ReFT teacher training on a tiny random Llama: the regulariser, R_l refreshes, reply-only loss, export and
+resume; plus the shipped default teacher on the real SmolLM2 (slow)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from reftguard.training import sft
+from reftguard.training.teacher import Teacher
+from reftguard.training.teacher_train import (
+    TrainConfig,
+    estimate_feature,
+    layer_states,
+    regulariser_loss,
+    train,
+)
+
+
+def tiny_config(model, data_dir, out, **kw) -> TrainConfig:
+    base = dict(
+        model=str(model), data=[str(data_dir / "train.jsonl")], out=str(out), layer=2, steps=12, lr=1e-3, warmup=2,
+        reg_per_class=6, sft_per_class=2, sft_pool=12, reply_tokens=8, sft_max_tokens=96, max_tokens=96,
+        refresh_every=4, probe_size=40, eval_size=40, eval_every=6, log_every=2, final_size=64,
+        lora_rank=4, progress=False, resume=False, seed=0,
+    )
+    return TrainConfig(**(base | kw))
+
+
+def separation(model_dir_or_teacher, data_dir, layer: int):
+    """(regulariser loss, harmful - benign mean cosine) on the training file, R_l re-estimated on it."""
+    from reftguard.data import load_labeled
+    from reftguard.prompt import PromptFormat
+    from reftguard.training.fit import encode_texts
+    from reftguard.training.models import load_causal_lm
+
+    if isinstance(model_dir_or_teacher, Teacher):
+        lm, tok = model_dir_or_teacher.load_model()
+        tok_dir = model_dir_or_teacher.tokenizer_dir
+    else:
+        lm, tok = load_causal_lm(str(model_dir_or_teacher))
+        tok_dir = model_dir_or_teacher
+    prompts = load_labeled(data_dir / "train.jsonl")
+    y = np.array([p.label for p in prompts])
+    ids = encode_texts(tok_dir, PromptFormat.from_hf_tokenizer(tok), 96, [p.text for p in prompts])
+    h = layer_states(lm, ids, layer, 16, tok.pad_token_id)
+    r, c, t, stats = estimate_feature(h, y, "midpoint")
+    from reftguard.features import cosine_scores
+
+    s = torch.from_numpy(cosine_scores(h, r, c))
+    loss = float(regulariser_loss(s, torch.from_numpy(y), t, 10.0, 0.0))
+    return loss, stats["harmful_cos"] - stats["benign_cos"]
+
+
+def test_regulariser_lowers_its_loss_and_widens_the_gap(tiny_llama, data_dir, tmp_path):
+    loss0, gap0 = separation(tiny_llama, data_dir, 2)
+    teacher = train(tiny_config(tiny_llama, data_dir, tmp_path / "t", sft_weight=0.0, steps=30))
+    loss1, gap1 = separation(Teacher.load(tmp_path / "t"), data_dir, 2)
+    assert teacher.kind == "reft" and teacher.adapter == "adapter"
+    assert loss1 < loss0 - 0.05, (loss0, loss1)
+    assert gap1 > gap0 + 0.05, (gap0, gap1)
+
+
+def test_refusal_feature_is_refreshed(tiny_llama, data_dir, tmp_path):
+    teacher = train(tiny_config(tiny_llama, data_dir, tmp_path / "t", steps=12, refresh_every=4))
+    rows = [json.loads(l) for l in (tmp_path / "t" / "train_log.jsonl").read_text().splitlines()]
+    refreshes = [r for r in rows if "refresh" in r]
+    assert [r["refresh"] for r in refreshes] == [0, 1, 2, 3]  # the initial estimate, then steps 4, 8, 12
+    assert [r["step"] for r in refreshes] == [0, 4, 8, 12]
+    assert teacher.record["refreshes"] == 3
+    # Each refresh measured a changed R_l (drift = cosine to the previous estimate < 1).
+    assert all(r["drift"] < 1.0 - 1e-6 for r in refreshes[1:])
+    for key in ("reg_loss", "sft_loss", "batch_harmful_cos", "batch_benign_cos", "held_auroc"):
+        assert any(key in r for r in rows), key
+    assert (tmp_path / "t" / "train_curves.png").stat().st_size > 1000
+
+
+def test_prompt_tokens_carry_no_loss(tiny_llama):
+    """The gradient of the SFT loss w.r.t. the final hidden state is zero at every position whose next token
+    is a prompt token (or padding), and non-zero where the next token is a reply token."""
+    from reftguard.encoding import PromptEncoder
+    from reftguard.prompt import PromptFormat
+    from reftguard.training.models import load_causal_lm
+
+    lm, tok = load_causal_lm(str(tiny_llama))
+    enc = PromptEncoder(tiny_llama / "tokenizer.json", PromptFormat.from_hf_tokenizer(tok), 96)
+    pairs = sft.encode_pairs(enc, ["How do I bake bread?", "hi"], ["Mix flour and water.", "Hello there, how can I help?"], sft.turn_end(tok), 16)
+    ids, mask, labels = (torch.from_numpy(a) for a in sft.collate(pairs, tok.pad_token_id))
+    captured = {}
+
+    def keep(_module, _inp, out):
+        out.retain_grad()
+        captured["h"] = out
+
+    handle = lm.model.norm.register_forward_hook(keep)
+    sft.reply_loss(lm, ids, mask, labels).backward()
+    handle.remove()
+    g = captured["h"].grad.abs().sum(-1)  # [batch, seq]
+    for i, p in enumerate(pairs):
+        # position j predicts token j+1: reply tokens are n_prompt..len-1, so positions n_prompt-1..len-2
+        assert torch.all(g[i, : p.n_prompt - 1] == 0)
+        assert torch.all(g[i, len(p.ids) - 1 :] == 0)
+        assert torch.all(g[i, p.n_prompt - 1 : len(p.ids) - 1] > 0)
+
+
+def test_teacher_exports_with_parity(tiny_llama, data_dir, tmp_path):
+    from reftguard.exporter.export import ExportConfig, export_bundle
+
+    train(tiny_config(tiny_llama, data_dir, tmp_path / "t", steps=6))
+    bundle = export_bundle(ExportConfig(teacher=str(tmp_path / "t"), out=str(tmp_path / "b")))
+    assert bundle.manifest["exporter"]["parity_max_abs_diff"] < 1e-4
+    assert bundle.manifest["teacher"]["kind"] == "reft"
+    np.testing.assert_allclose(bundle.refusal_feature(), Teacher.load(tmp_path / "t").refusal_feature)
+
+
+def test_resume_equals_uninterrupted_run(tiny_llama, data_dir, tmp_path):
+    whole = train(tiny_config(tiny_llama, data_dir, tmp_path / "a", steps=10, refresh_every=3))
+    assert train(tiny_config(tiny_llama, data_dir, tmp_path / "b", steps=10, refresh_every=3, stop_at=5)) is None
+    assert (tmp_path / "b" / "checkpoint.pt").is_file()
+    resumed = train(tiny_config(tiny_llama, data_dir, tmp_path / "b", steps=10, refresh_every=3, resume=True))
+    np.testing.assert_array_equal(whole.refusal_feature, resumed.refusal_feature)
+    np.testing.assert_array_equal(whole.center, resumed.center)
+    from safetensors.numpy import load_file
+
+    a = load_file(str(tmp_path / "a" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_cli_train_teacher(tiny_llama, data_dir, tmp_path, capsys):
+    from reftguard.cli import main
+
+    out = tmp_path / "t"
+    rc = main(["train-teacher", "--quick", "--model", str(tiny_llama), "--data", str(data_dir / "train.jsonl"), "--out", str(out),
+               "--layer", "0", "--max-layer", "3", "--steps", "4", "--sft-pool", "6", "--reply-tokens", "6", "--probe-size", "40", "--eval-size", "40", "--no-progress"])
+    assert rc == 0
+    t = Teacher.load(out)
+    assert t.record["config"]["steps"] == 4 and t.record["config"]["refresh_every"] == 15  # --quick default, explicit flags win
+    assert t.record["command"].startswith("reftguard train-teacher") and "--quick" not in t.record["command"]
+    assert t.layer == t.record["chosen_layer"] and len(t.record["layer_table"]) == 3  # --layer 0: chosen by the table
+    assert "teacher written to" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_shipped_default_teacher_beats_zero_training_on_dev(tmp_path):
+    """The packaged teacher loads, exports with parity, and separates guard-dev better than a zero-training
+    feature at the same layer (fitted here on a balanced slice of the training files, to keep this test short)."""
+    from reftguard import evaluation
+    from reftguard.data import TRAIN_FILES, load_labeled, packaged
+    from reftguard.default_bundle import _shipped_teacher
+    from reftguard.exporter.export import ExportConfig, export_bundle
+    from reftguard.features import cosine_scores, refusal_feature
+    from reftguard.training.fit import encode_texts
+    from reftguard.training.teacher_train import balanced_subset
+
+    root = _shipped_teacher()
+    assert root is not None, "reftguard/data/default_teacher/teacher.json is missing"
+    teacher = Teacher.load(root)
+    assert teacher.kind == "reft" and teacher.adapter
+    bundle = export_bundle(ExportConfig(teacher=str(root), out=str(tmp_path / "b")))
+    assert bundle.manifest["exporter"]["parity_max_abs_diff"] < 1e-4
+
+    dev = load_labeled(packaged("guard-dev.jsonl"))
+    y_dev = np.array([p.label for p in dev])
+    enc = lambda ps: encode_texts(teacher.tokenizer_dir, teacher.prompt_format, teacher.max_tokens, [p.text for p in ps])  # noqa: E731
+    trained, tok = teacher.load_model()
+    s_teacher = cosine_scores(layer_states(trained, enc(dev), teacher.layer, 32, tok.pad_token_id), teacher.refusal_feature, teacher.center)
+    del trained
+
+    from reftguard.training.models import load_causal_lm
+
+    zero, _ = load_causal_lm(teacher.model)
+    train_prompts = load_labeled([packaged(f) for f in TRAIN_FILES])
+    y_train = np.array([p.label for p in train_prompts])
+    pick = balanced_subset(list(range(len(train_prompts))), y_train, 400, 0)
+    h_fit = layer_states(zero, enc([train_prompts[i] for i in pick]), teacher.layer, 32, tok.pad_token_id)
+    r, c = refusal_feature(h_fit, y_train[pick], teacher.center_kind)
+    s_zero = cosine_scores(layer_states(zero, enc(dev), teacher.layer, 32, tok.pad_token_id), r, c)
+
+    a_t, a_z = evaluation.auroc(s_teacher, y_dev), evaluation.auroc(s_zero, y_dev)
+    r_t, r_z = evaluation.recall_at_fpr(s_teacher, y_dev, 0.01), evaluation.recall_at_fpr(s_zero, y_dev, 0.01)
+    assert a_t > a_z + 0.02, (a_t, a_z)
+    assert r_t > r_z, (r_t, r_z)

@@ -1,0 +1,104 @@
+"""Greedy replies of a causal LM, a file cache for them, and a refusal-phrase detector.
+
+The teacher's benign SFT targets are the *starting* model's own greedy replies (so SFT keeps what the
+model already does on benign prompts); they are generated once and cached as JSONL keyed by prompt
+id and text hash, so reruns and resumes reuse them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+# Phrases that mark a reply as a refusal. Matched case-insensitively in the first 200 characters:
+# refusals open with them, while helpful replies may mention "cannot" later on.
+REFUSAL_PATTERNS = (
+    r"\bi can ?not\b", r"\bi can't\b", r"\bi cannot\b", r"\bi won't\b", r"\bi will not\b", r"\bi'm sorry\b",
+    r"\bi am sorry\b", r"\bsorry,", r"\bi'm not able\b", r"\bi am not able\b", r"\bi'm unable\b",
+    r"\bi am unable\b", r"\bi must decline\b", r"\bi have to refuse\b", r"\bnot something i can\b",
+    r"\bas an ai\b", r"\bi'm not going to\b", r"\bi apologi[sz]e\b",
+)
+_REFUSAL_RE = re.compile("|".join(REFUSAL_PATTERNS), re.IGNORECASE)
+
+
+def is_refusal(reply: str) -> bool:
+    return bool(_REFUSAL_RE.search(reply[:200].replace("\u2019", "'")))
+
+
+def greedy_replies(causal_lm, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, batch_size: int = 16) -> list[str]:
+    """Greedy continuations of already-templated prompts, decoded without special tokens.
+
+    Prompts are batched by length and left-padded (generation appends on the right).
+    """
+    import torch
+
+    pad = tokenizer.pad_token_id
+    out: list[str] = [""] * len(prompt_ids)
+    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(prompt_ids[i]) for i in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, i in enumerate(rows):
+            ids[r, width - len(prompt_ids[i]) :] = torch.tensor(prompt_ids[i])
+            mask[r, width - len(prompt_ids[i]) :] = 1
+        with torch.no_grad():
+            gen = causal_lm.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+            )
+        for r, i in enumerate(rows):
+            out[i] = tokenizer.decode(gen[r, width:], skip_special_tokens=True).strip()
+    return out
+
+
+class ReplyCache:
+    """JSONL file of {"key", "reply"}; the key binds a reply to the prompt id, its text and the generator."""
+
+    def __init__(self, path: str | Path, generator: str):
+        self.path = Path(path)
+        self.generator = generator
+        self.replies: dict[str, str] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    self.replies[rec["key"]] = rec["reply"]
+
+    def key(self, prompt_id: str, text: str) -> str:
+        return hashlib.sha256(json.dumps([self.generator, prompt_id, text]).encode()).hexdigest()[:24]
+
+    def missing(self, items: list[tuple[str, str]]) -> list[int]:
+        return [i for i, (pid, text) in enumerate(items) if self.key(pid, text) not in self.replies]
+
+    def get(self, prompt_id: str, text: str) -> str:
+        return self.replies[self.key(prompt_id, text)]
+
+    def add(self, items: list[tuple[str, str]], replies: list[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            for (pid, text), reply in zip(items, replies):
+                k = self.key(pid, text)
+                self.replies[k] = reply
+                f.write(json.dumps({"key": k, "id": pid, "reply": reply}, ensure_ascii=False) + "\n")
+
+
+def record_replies(paths) -> dict[str, str]:
+    """Replies carried by the data itself: a `reply`/`response`/`output` field or the first assistant turn
+    of `messages`, keyed by record id. Records without one get the model's own greedy reply."""
+    out: dict[str, str] = {}
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                pid = str(rec.get("id", f"{Path(path).name}:{lineno}"))
+                reply = rec.get("reply") or rec.get("response") or rec.get("output")
+                if not reply and isinstance(rec.get("messages"), list):
+                    reply = next((m.get("content") for m in rec["messages"] if isinstance(m, dict) and m.get("role") == "assistant"), None)
+                if isinstance(reply, str) and reply.strip():
+                    out[pid] = reply
+    return out

@@ -1,0 +1,570 @@
+"""ReFT teacher training: SFT (refuse harmful, keep benign replies) plus a refusal-feature regulariser at
+layer l, with R_l re-estimated from the current model during training.
+
+Recipe, top to bottom (one file on purpose, in the nanoGPT / torchtune style):
+  1. load the starting causal LM, derive the serving prompt format, split the training file into a fit
+     split and a held-back split (never dev data);
+  2. choose the layer (fixed, or by the zero-training table on the fit probe vs the held split);
+  3. build SFT pairs: harmful -> one of a varied set of refusals; benign -> the record's reply, else the
+     starting model's greedy reply (generated once, cached in the output directory);
+  4. wrap the model in LoRA (peft) or train it fully; AdamW with a linear warm-up;
+  5. every step: a balanced, length-bucketed batch for the regulariser (forward through layers[:l] only)
+     and one for SFT (full model, loss on reply tokens only);
+  6. every K steps: re-estimate R_l and the centre from the current model on a fixed probe subset
+     (no gradient flows into R_l; optional EMA) and log the drift;
+  7. every N steps: log losses, mean cosines and AUROC on the held-back split; checkpoint;
+  8. save the teacher directory (adapter, R_l from the final model, log, plot) for `reftguard export`.
+
+The regulariser. With R = R_l (a constant between refreshes) and c the centre, s = cos(h_l - c, R) is
+exactly the score the exported guard computes. The loss is a logistic loss on the scaled cosine,
+    L_reg = BCE(sigmoid(scale * (s - t - margin * (2y - 1))), y),
+where t is the midpoint of the harmful and benign mean scores on the probe at the last refresh. It
+raises s on harmful and lowers it on benign prompts. We prefer it to a hinge because every example keeps
+a (shrinking) gradient, so the tails that decide recall at 1% FPR keep being pushed after the bulk is
+separated; `scale` sets how soft the decision is and `margin` shifts the targets apart.
+
+Reproducibility: every random choice at step s is drawn from a generator seeded by (seed, s, rank), the
+learning rate is a function of s, and checkpoints carry the trainable weights, the optimizer and the
+R_l state, so a resumed run equals an uninterrupted one.
+
+Multi-GPU: `accelerate launch -m reftguard.cli train-teacher ...` works because we use accelerate
+thinly: `Accelerator` gives the device and rank, each rank draws its own batches, and gradients of the
+trainable parameters are averaged with `accelerator.reduce` (we do not wrap the model in DDP because the
+regulariser runs submodules of it directly).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reftguard import evaluation
+from reftguard.config import option
+from reftguard.data import data_hash, holdout_split, load_labeled
+from reftguard.encoding import PromptEncoder, pad_batch
+from reftguard.features import CENTERS, cosine_scores, refusal_feature
+from reftguard.prompt import PromptFormat
+
+log = logging.getLogger("reftguard.teacher_train")
+
+LOG_FILE = "train_log.jsonl"
+PLOT_FILE = "train_curves.png"
+CHECKPOINT = "checkpoint.pt"
+REPLY_CACHE = "benign_replies.jsonl"
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TrainConfig:
+    model: str = option("packaged:smollm2", "Starting causal LM: local directory, hub id, .gguf file, or packaged:smollm2.")
+    data: list = option([], "Labeled training JSONL file(s). Never pass dev data: it is for evaluation only.")
+    out: str = option("teacher", "Teacher directory to write (adapter, R_l, log, plot, checkpoint).")
+    layer: int = option(16, "Layer l of the refusal feature; 0 picks it by the zero-training table (held-out AUROC).")
+    max_layer: int = option(20, "With --layer 0: consider layers 1..max_layer (lower layers train and serve faster).")
+    center: str = option("midpoint", "Centre subtracted before the cosine: 'midpoint' of the class means or 'none'.", choices=CENTERS)
+    steps: int = option(120, "Optimizer steps.")
+    lr: float = option(1e-3, "Peak learning rate (AdamW).")
+    warmup: int = option(10, "Linear warm-up steps; constant learning rate after.")
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    grad_clip: float = option(1.0, "Clip the gradient norm to this (0 = off).")
+    full_finetune: bool = option(False, "Train all weights instead of a LoRA adapter (large output; not for the shipped teacher).")
+    lora_rank: int = option(8, "LoRA rank.")
+    lora_alpha: float = option(16.0, "LoRA alpha (the update is scaled by alpha / rank).")
+    lora_targets: list = option(ALL_PROJECTIONS, "Module names LoRA adapts (comma-separated).")
+    lora_all_layers: bool = option(False, "Put LoRA on every decoder layer; by default only on layers below l, which is all the guard reads and keeps the adapter small.")
+    adapter_dtype: str = option("float16", "dtype the adapter is saved in ('float16' halves its size; 'float32').", choices=("float16", "float32"))
+    reg_weight: float = option(1.0, "Weight of the refusal-feature regulariser (0 = SFT only).")
+    reg_scale: float = option(10.0, "Scale of the cosine inside the logistic regulariser (higher = harder decision).")
+    reg_margin: float = option(0.0, "Push harmful scores above t+margin and benign below t-margin.")
+    reg_per_class: int = option(8, "Harmful and benign prompts per regulariser batch (each).")
+    sft_weight: float = option(0.5, "Weight of the SFT loss on replies (0 = regulariser only).")
+    sft_per_class: int = option(1, "Harmful and benign pairs per SFT batch (each).")
+    sft_pool: int = option(64, "Benign prompts that get an SFT reply (greedy replies cost generation time once).")
+    reply_tokens: int = option(32, "Longest reply in tokens, for SFT targets and generated benign replies.")
+    sft_max_tokens: int = option(256, "Longest SFT prompt in tokens (template included); longer ones are cut.")
+    reply_cache: str = option("", "Benign-reply cache file (default: OUT/benign_replies.jsonl); share it between runs of the same model.")
+    refresh_every: int = option(20, "Re-estimate R_l and the centre every K steps from the current model.")
+    ema: float = option(0.0, "EMA weight of the previous R_l at a refresh (0 = replace it with the new estimate).")
+    probe_size: int = option(160, "Fixed, balanced probe subset of the fit split used to re-estimate R_l.")
+    holdout: float = option(0.15, "Fraction of the training file held back for the AUROC log (and the layer choice).")
+    eval_size: int = option(200, "At most this many held-back prompts are scored at each evaluation.")
+    eval_every: int = option(40, "Score the held-back split every this many steps (and at the end).")
+    log_every: int = option(10, "Write a log row (losses, mean cosines) every this many steps.")
+    checkpoint_every: int = option(20, "Save a resumable checkpoint every this many steps (0 = only at the end).")
+    resume: bool = option(True, "Resume from OUT/checkpoint.pt when it exists and matches this config.")
+    stop_at: int = option(0, "Stop after this step with a checkpoint, without finishing (simulates an interruption).")
+    final_size: int = option(600, "The saved R_l is estimated on this many fit-split prompts (balanced; more = less noise, slower).")
+    max_tokens: int = option(512, "Longest prompt for the regulariser and the saved teacher (template included).")
+    batch_size: int = option(32, "Prompts per no-grad forward batch (refreshes, evaluation).")
+    seed: int = option(0, "Seed of the split, the probe, the batches and the LoRA initialisation.")
+    progress: bool = option(True, "Show a tqdm progress bar.")
+
+
+QUICK = dict(steps=40, lr=5e-4, reg_per_class=6, sft_per_class=2, sft_pool=48, reply_tokens=32, sft_max_tokens=160, probe_size=128,
+             eval_size=200, eval_every=30, refresh_every=15, final_size=128, checkpoint_every=0, max_tokens=256)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+class BalancedLengthSampler:
+    """Per step: `per_class` harmful and `per_class` benign rows of similar length.
+
+    Each class is sorted by length; a step draws one quantile q and samples each class from a window of
+    its sorted rows around q. Batches are then short or long as a whole, which keeps padding (and the
+    step time) low, while both classes cover all lengths over the run.
+    """
+
+    def __init__(self, lengths: list[int], labels: list[int], per_class: int, window: int = 48):
+        self.per_class = per_class
+        self.window = window
+        self.sorted = {y: sorted((i for i, v in enumerate(labels) if v == y), key=lambda i: lengths[i]) for y in (0, 1)}
+        if any(len(v) == 0 for v in self.sorted.values()):
+            raise ValueError("training data needs both harmful and benign prompts")
+
+    def batch(self, rng: np.random.Generator) -> list[int]:
+        q = rng.random()
+        rows: list[int] = []
+        for y in (1, 0):
+            pool = self.sorted[y]
+            w = min(len(pool), max(self.window, self.per_class))
+            start = min(int(q * len(pool)), len(pool) - w)
+            pick = rng.choice(w, size=min(self.per_class, w), replace=False)
+            rows += [pool[start + int(j)] for j in pick]
+        return rows
+
+
+def step_rng(seed: int, step: int, rank: int, stream: int) -> np.random.Generator:
+    """A generator that depends only on (seed, step, rank, stream): resume needs no sampler state."""
+    return np.random.default_rng([seed, step, rank, stream])
+
+
+def subset(pool: list[int], size: int, seed: int, stream: int) -> list[int]:
+    """A fixed random subset of `pool` (sorted), the same for every run with this seed."""
+    rng = np.random.default_rng([seed, stream])
+    return sorted(rng.choice(pool, size=min(size, len(pool)), replace=False).tolist())
+
+
+def balanced_subset(idx: list[int], labels: np.ndarray, size: int, seed: int) -> list[int]:
+    """Up to size/2 harmful and size/2 benign rows of `idx`, fixed by the seed."""
+    return [i for y in (1, 0) for i in subset([i for i in idx if labels[i] == y], size // 2, seed, 7 + y)]
+
+
+# ------------------------------------------------------------------------------------- the regulariser
+
+
+def cosine(h, r, c):
+    """cos(h - c, r) row-wise, the exported guard's score (torch; r and c carry no gradient)."""
+    hc = h.float() - c
+    return (hc @ r) / (hc.norm(dim=-1) * r.norm()).clamp_min(1e-8)
+
+
+def regulariser_loss(scores, labels, threshold: float, scale: float, margin: float):
+    """Logistic loss on scale * (cos - t), with the targets pushed `margin` apart (see module docstring)."""
+    import torch.nn.functional as F
+
+    y = labels.float()
+    logits = scale * (scores - threshold - margin * (2 * y - 1))
+    return F.binary_cross_entropy_with_logits(logits, y)
+
+
+@dataclass
+class FeatureState:
+    """R_l, the centre and the decision midpoint t; refreshed from the model, never trained by gradient."""
+
+    r: np.ndarray
+    c: np.ndarray
+    t: float
+    refreshes: int = 0
+    last_drift: float = 1.0
+
+    def to_dict(self) -> dict:
+        return {"r": self.r.tolist(), "c": self.c.tolist(), "t": self.t, "refreshes": self.refreshes, "last_drift": self.last_drift}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureState":
+        return cls(np.asarray(d["r"], np.float32), np.asarray(d["c"], np.float32), float(d["t"]), int(d["refreshes"]), float(d["last_drift"]))
+
+
+def layer_states(lm, ids: list[list[int]], layer: int, batch_size: int, pad_id: int) -> np.ndarray:
+    """[n, hidden] last-token states after `layer` layers, in eval mode and without gradient."""
+    from reftguard.training.fit import collect_states
+
+    was_training = lm.training
+    lm.eval()
+    try:
+        return collect_states(lm, ids, layer, batch_size, pad_id)[:, layer - 1]
+    finally:
+        lm.train(was_training)
+
+
+def estimate_feature(h: np.ndarray, y: np.ndarray, center: str) -> tuple[np.ndarray, np.ndarray, float, dict]:
+    """(R, c, t, stats): difference of means, centre, and the midpoint of the class-mean scores."""
+    r, c = refusal_feature(h, y, center)
+    s = cosine_scores(h, r, c)
+    mh, mb = float(s[y == 1].mean()), float(s[y == 0].mean())
+    return r, c, (mh + mb) / 2.0, {"harmful_cos": mh, "benign_cos": mb}
+
+
+def refresh(state: FeatureState | None, h: np.ndarray, y: np.ndarray, center: str, ema: float) -> tuple[FeatureState, dict]:
+    r, c, _, _ = estimate_feature(h, y, center)
+    drift = 1.0
+    if state is not None:
+        drift = float(np.dot(state.r, r) / max(np.linalg.norm(state.r) * np.linalg.norm(r), 1e-12))
+        r = ema * state.r + (1.0 - ema) * r
+        c = ema * state.c + (1.0 - ema) * c
+    s = cosine_scores(h, r, c)
+    mh, mb = float(s[y == 1].mean()), float(s[y == 0].mean())
+    new = FeatureState(r.astype(np.float32), c.astype(np.float32), (mh + mb) / 2.0, (state.refreshes + 1) if state else 0, drift)
+    # The first estimate has no predecessor: its drift is logged as null, not as a perfect 1.
+    return new, {"refresh": new.refreshes, "drift": drift if state is not None else None, "probe_harmful_cos": mh, "probe_benign_cos": mb}
+
+
+def held_metrics(h: np.ndarray, y: np.ndarray, state: FeatureState) -> dict:
+    s = cosine_scores(h, state.r, state.c)
+    return {"held_auroc": evaluation.auroc(s, y), "held_recall_at_1pct_fpr": evaluation.recall_at_fpr(s, y, 0.01)}
+
+
+# ------------------------------------------------------------------------------------------ the model
+
+
+def wrap_trainable(lm, cfg: TrainConfig, layer: int):
+    """(model to save, trainable parameters). LoRA by default; the layers above l get LoRA only when asked."""
+    import torch
+
+    if cfg.full_finetune:
+        params = [p for p in lm.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        return lm, params
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(cfg.seed)  # LoRA A is random: seed it for reproducible runs
+    lcfg = LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=list(cfg.lora_targets),
+        layers_to_transform=None if cfg.lora_all_layers else list(range(layer)),
+        bias="none",
+    )
+    peft_model = get_peft_model(lm, lcfg)
+    return peft_model, [p for p in peft_model.parameters() if p.requires_grad]
+
+
+def trainable_state(model, params) -> dict:
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {names[id(p)]: p.detach().clone() for p in params}
+
+
+def load_trainable_state(model, state: dict) -> None:
+    import torch
+
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, t in state.items():
+            named[n].copy_(t)
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+
+
+# ------------------------------------------------------------------------------------------- the loop
+
+
+def _config_key(cfg: TrainConfig) -> dict:
+    """Fields that must match for a checkpoint to be resumed (the run length and logging may change)."""
+    skip = {"steps", "stop_at", "resume", "progress", "out", "eval_every", "log_every", "checkpoint_every", "reply_cache", "final_size"}
+    return {k: v for k, v in asdict(cfg).items() if k not in skip}
+
+
+def _benign_replies(cfg, out, lm, tok, encoder, prompts, benign_idx, own) -> list[str]:
+    from reftguard.training.generation import ReplyCache, greedy_replies
+
+    cache = ReplyCache(cfg.reply_cache or out / REPLY_CACHE, generator=f"{cfg.model}|greedy|{cfg.reply_tokens}")
+    items = [(prompts[i].id, prompts[i].text) for i in benign_idx if prompts[i].id not in own]
+    todo = cache.missing(items)
+    if todo:
+        log.info("generating greedy replies for %d benign prompts (cached in %s)", len(todo), cache.path)
+        was = lm.training
+        lm.eval()
+        for k in range(0, len(todo), 16):  # add chunk by chunk: an interrupted run keeps what it generated
+            chunk = [items[j] for j in todo[k : k + 16]]
+            ids = encoder.encode([text for _, text in chunk], truncation="right").ids
+            cache.add(chunk, greedy_replies(lm, tok, ids, cfg.reply_tokens))
+        lm.train(was)
+    return [own.get(prompts[i].id) or cache.get(prompts[i].id, prompts[i].text) for i in benign_idx]
+
+
+def train(cfg: TrainConfig, command: str = ""):
+    import torch
+    from accelerate import Accelerator
+
+    from reftguard.exporter.guard_module import TruncatedDecoder, last_token_index
+    from reftguard.training import sft
+    from reftguard.training.fit import collect_states, encode_texts, layer_table
+    from reftguard.training.generation import record_replies
+    from reftguard.training.models import load_causal_lm, torch_threads
+    from reftguard.training.teacher import Teacher
+
+    if not cfg.data:
+        raise ValueError("no training data: pass --data TRAIN.jsonl (labeled harmful/benign prompts)")
+    if cfg.sft_weight <= 0 and cfg.reg_weight <= 0:
+        raise ValueError("sft_weight and reg_weight are both 0: nothing to train")
+    torch_threads()
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    dev, rank = acc.device, acc.process_index
+    t0 = time.time()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 1. model, prompt format, data split
+    torch.manual_seed(cfg.seed)
+    lm, tok = load_causal_lm(cfg.model)
+    tok.save_pretrained(out / "tokenizer")
+    compact_tokenizer(out / "tokenizer")
+    fmt = PromptFormat.from_hf_tokenizer(tok)
+    prompts = load_labeled(cfg.data)
+    y = np.array([p.label for p in prompts])
+    ids = encode_texts(out / "tokenizer", fmt, cfg.max_tokens, [p.text for p in prompts])
+    pad = tok.pad_token_id
+    fit_idx, held_idx = holdout_split(prompts, cfg.holdout, cfg.seed)
+    probe_idx = balanced_subset(fit_idx, y, cfg.probe_size, cfg.seed)
+    eval_idx = balanced_subset(held_idx, y, cfg.eval_size, cfg.seed)
+    probe_ids, eval_ids = [ids[i] for i in probe_idx], [ids[i] for i in eval_idx]
+
+    # 2. layer
+    n_layers = int(lm.config.num_hidden_layers)
+    layer, table = cfg.layer, None
+    if layer == 0:
+        top = min(cfg.max_layer or n_layers, n_layers)
+        st = np.concatenate([collect_states(lm, probe_ids, top, cfg.batch_size, pad), collect_states(lm, eval_ids, top, cfg.batch_size, pad)])
+        ysel = np.concatenate([y[probe_idx], y[eval_idx]])
+        table = layer_table(st, ysel, list(range(len(probe_idx))), list(range(len(probe_idx), len(ysel))), cfg.center)
+        layer = max(table, key=lambda r: (r["auroc"] or 0.0, r["recall_at_1pct_fpr"] or 0.0))["layer"]
+        log.info("layer %d chosen by the zero-training table (held AUROC %.4f)", layer, table[layer - 1]["auroc"])
+    if not 1 <= layer <= n_layers:
+        raise ValueError(f"layer {layer} is out of range 1..{n_layers}")
+
+    # 3. SFT pairs (built before LoRA so benign replies come from the starting model)
+    sft_pairs, sft_labels = [], []
+    if cfg.sft_weight > 0:
+        enc_sft = PromptEncoder(out / "tokenizer" / "tokenizer.json", fmt, cfg.sft_max_tokens)
+        harm = [i for i in fit_idx if y[i] == 1]
+        ben = subset([i for i in fit_idx if y[i] == 0], cfg.sft_pool, cfg.seed, 11)
+        ben_replies = _benign_replies(cfg, out, lm, tok, enc_sft, prompts, ben, record_replies(cfg.data))
+        texts = [prompts[i].text for i in harm + ben]
+        replies = [sft.refusal_for(prompts[i].id, cfg.seed) for i in harm] + ben_replies
+        sft_pairs = sft.encode_pairs(enc_sft, texts, replies, sft.turn_end(tok), cfg.reply_tokens)
+        sft_labels = [1] * len(harm) + [0] * len(ben)
+
+    # 4. trainable model and optimizer
+    model, params = wrap_trainable(lm, cfg, layer)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.to(dev)
+    base.train()
+    decoder = TruncatedDecoder(base, layer)  # shares the (LoRA-wrapped) layers: the regulariser's cheap forward
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    reg_sampler = BalancedLengthSampler([len(ids[i]) for i in fit_idx], [int(y[i]) for i in fit_idx], cfg.reg_per_class)
+    sft_sampler = BalancedLengthSampler([len(p.ids) for p in sft_pairs], sft_labels, cfg.sft_per_class) if sft_pairs else None
+    y_probe, y_eval = y[probe_idx], y[eval_idx]
+
+    # resume
+    start, rows, state = 0, [], None
+    ck = out / CHECKPOINT
+    if cfg.resume and ck.is_file():
+        blob = torch.load(ck, map_location="cpu", weights_only=False)
+        if blob["config_key"] != _config_key(cfg) or blob["layer"] != layer:
+            raise ValueError(f"{ck} was written by a different config; remove it or use --no-resume to start over")
+        load_trainable_state(model, blob["trainable"])
+        opt.load_state_dict(blob["optimizer"])
+        start, rows, state = blob["step"], blob["rows"], FeatureState.from_dict(blob["feature"])
+        t0 -= blob.get("seconds", 0.0)  # report wall time over all sessions of the run
+        log.info("resumed from %s at step %d", ck, start)
+    elif (out / LOG_FILE).exists():
+        (out / LOG_FILE).unlink()
+    if state is None:
+        state, info = refresh(None, layer_states(base, probe_ids, layer, cfg.batch_size, pad), y_probe, cfg.center, cfg.ema)
+        rows.append({"step": 0, **info, **held_metrics(layer_states(base, eval_ids, layer, cfg.batch_size, pad), y_eval, state)})
+        _write_rows(out, rows[-1:])
+
+    def save_checkpoint(step: int) -> None:
+        if acc.is_main_process:
+            torch.save({"step": step, "trainable": trainable_state(model, params), "optimizer": opt.state_dict(),
+                        "feature": state.to_dict(), "rows": rows, "config_key": _config_key(cfg), "layer": layer,
+                        "seconds": time.time() - t0}, ck)
+
+    # 5-7. the loop
+    from tqdm import tqdm
+
+    window: dict[str, list[float]] = {}
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not cfg.progress or not acc.is_main_process, desc="train-teacher")
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, step)
+        loss = torch.zeros((), device=dev)
+        if cfg.reg_weight > 0:
+            rows_b = [fit_idx[j] for j in reg_sampler.batch(step_rng(cfg.seed, step, rank, 0))]
+            input_ids, mask = (torch.from_numpy(a).to(dev) for a in pad_batch([ids[i] for i in rows_b], pad))
+            h = decoder(input_ids, mask)
+            h = h[torch.arange(h.shape[0], device=dev), last_token_index(mask)]
+            yb = torch.from_numpy(y[rows_b]).to(dev)
+            s = cosine(h, torch.from_numpy(state.r).to(dev), torch.from_numpy(state.c).to(dev))
+            reg = regulariser_loss(s, yb, state.t, cfg.reg_scale, cfg.reg_margin)
+            loss = loss + cfg.reg_weight * reg
+            _add(window, reg_loss=reg.item(), batch_harmful_cos=s[yb == 1].mean().item(), batch_benign_cos=s[yb == 0].mean().item())
+        if cfg.sft_weight > 0:
+            pick = sft_sampler.batch(step_rng(cfg.seed, step, rank, 1))
+            input_ids, mask, labels = (torch.from_numpy(a).to(dev) for a in sft.collate([sft_pairs[j] for j in pick], pad))
+            sl = sft.reply_loss(base, input_ids, mask, labels)
+            loss = loss + cfg.sft_weight * sl
+            _add(window, sft_loss=sl.item())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if acc.num_processes > 1:
+            for p in params:
+                if p.grad is not None:
+                    p.grad = acc.reduce(p.grad, reduction="mean")
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        _add(window, loss=loss.item())
+        done = step + 1
+        info: dict = {}
+        if done % cfg.refresh_every == 0:
+            state, info = refresh(state, layer_states(base, probe_ids, layer, cfg.batch_size, pad), y_probe, cfg.center, cfg.ema)
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            info |= held_metrics(layer_states(base, eval_ids, layer, cfg.batch_size, pad), y_eval, state)
+        if info or done % cfg.log_every == 0:
+            row = {"step": done, "lr": lr_at(cfg, step), "seconds": round(time.time() - t0, 1)}
+            row |= {k: float(np.mean(v)) for k, v in window.items()} | info
+            window = {}
+            rows.append(row)
+            if acc.is_main_process:
+                _write_rows(out, [row])
+            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("reg_loss", "sft_loss", "held_auroc") if k in row})
+        if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.stop_at:
+            save_checkpoint(done)
+        if done == cfg.stop_at:
+            log.info("stopped at step %d (checkpoint %s)", done, ck)
+            return None
+    bar.close()
+
+    # 8. the teacher directory
+    if not acc.is_main_process:
+        return None
+    adapter = None
+    if cfg.full_finetune:
+        base.save_pretrained(out / "model")
+        model_ref = str((out / "model").resolve())
+    else:
+        if cfg.adapter_dtype == "float16":
+            # Round the adapter to what is saved, so R_l below is measured on exactly the shipped weights.
+            with torch.no_grad():
+                for p in params:
+                    p.copy_(p.half().float())
+        model.save_pretrained(str(out / "adapter"))
+        _finish_adapter(out / "adapter", cfg.model, half=cfg.adapter_dtype == "float16")
+        adapter, model_ref = "adapter", cfg.model
+    final_idx = balanced_subset(fit_idx, y, cfg.final_size, cfg.seed)
+    h_final = layer_states(base, [ids[i] for i in final_idx], layer, cfg.batch_size, pad)
+    r, c, _, stats = estimate_feature(h_final, y[final_idx], cfg.center)
+    final_state = FeatureState(r, c, 0.0, state.refreshes, state.last_drift)
+    h_eval = layer_states(base, eval_ids, layer, cfg.batch_size, pad)
+    held_scores = cosine_scores(h_eval, r, c)
+    held = evaluation.summarize(held_scores, y_eval, evaluation.threshold_for_recall(held_scores, y_eval, 0.95))
+    seconds = round(time.time() - t0, 1)
+    rows.append({"step": cfg.steps, "final": True, **held_metrics(h_eval, y_eval, final_state), **stats, "seconds": seconds})
+    _write_rows(out, rows[-1:])
+    _plot(rows, out / PLOT_FILE)
+    record = {
+        "method": "ReFT teacher: SFT + refusal-feature regulariser with R_l re-estimated during training",
+        "command": command,
+        "data": [str(d) for d in cfg.data],
+        "data_hash": data_hash(prompts),
+        "n": len(prompts),
+        "n_harmful": int(y.sum()),
+        "holdout_fraction": cfg.holdout,
+        "config": asdict(cfg) | {"layer": layer},
+        "layer_table": table,
+        "chosen_layer": layer,
+        "refreshes": state.refreshes,
+        "n_sft_pairs": len(sft_pairs),
+        "holdout_at_layer": held,
+        "final_feature_on": f"{len(final_idx)} fit-split prompts",
+        "seconds": seconds,
+        "log": LOG_FILE,
+        "plot": PLOT_FILE,
+    }
+    teacher = Teacher(
+        model=model_ref, layer=layer, hidden_size=int(base.config.hidden_size), num_layers=n_layers, prompt_format=fmt,
+        max_tokens=cfg.max_tokens, refusal_feature=r, center=c, center_kind=cfg.center, kind="reft", adapter=adapter, record=record,
+    )
+    teacher.save(out)
+    if ck.exists():
+        ck.unlink()  # finished: the checkpoint would only be resumed into a no-op
+    log.info("teacher written to %s in %.0fs: layer %d, held AUROC %.4f, recall@1%%FPR %.4f", out, seconds, layer,
+             held["auroc"] or 0, held["recall_at_1pct_fpr"] or 0)
+    return teacher
+
+
+def compact_tokenizer(tokenizer_dir: Path) -> None:
+    """Rewrite tokenizer.json without indentation (same tokenizer): the default teacher ships it as package
+    data, and SmolLM2's drops from 3.5 MB to 1.6 MB."""
+    from tokenizers import Tokenizer
+
+    f = tokenizer_dir / "tokenizer.json"
+    Tokenizer.from_file(str(f)).save(str(f), pretty=False)
+
+
+def _finish_adapter(adapter_dir: Path, model_ref: str, half: bool) -> None:
+    """Make the saved adapter portable and small: name the base model by its reftguard reference instead of
+    this machine's path, drop peft's boilerplate README, and store the weights in float16 if asked."""
+    from safetensors.torch import load_file, save_file
+
+    conf = adapter_dir / "adapter_config.json"
+    meta = json.loads(conf.read_text())
+    meta["base_model_name_or_path"] = model_ref
+    conf.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (adapter_dir / "README.md").unlink(missing_ok=True)
+    if half:
+        f = adapter_dir / "adapter_model.safetensors"
+        save_file({k: v.half().contiguous() for k, v in load_file(str(f)).items()}, str(f), metadata={"format": "pt"})
+
+
+def _add(window: dict, **kv: float) -> None:
+    for k, v in kv.items():
+        window.setdefault(k, []).append(v)
+
+
+def _write_rows(out: Path, rows: list[dict]) -> None:
+    with open(out / LOG_FILE, "a", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("losses", ("reg_loss", "sft_loss")), ("mean cosine (batch)", ("batch_harmful_cos", "batch_benign_cos")),
+              ("held-back split", ("held_auroc", "held_recall_at_1pct_fpr")), ("R_l drift (cos to previous)", ("drift",)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    for ax, (title, keys) in zip(axes, panels):
+        for k in keys:
+            pts = [(r["step"], r[k]) for r in rows if r.get(k) is not None and not r.get("final")]
+            if pts:
+                ax.plot(*zip(*pts), marker=".", label=k)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
