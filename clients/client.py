@@ -150,11 +150,12 @@ class AsyncGuardClient:
                     await call.write(req)
                 await call.done_writing()
             except (grpc.RpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+                write_failed.set()
                 return  # the call died; the reading side decides whether to retry
 
         while unacked or not exhausted:
             call = self.stub.ScoreStream(metadata=self._metadata)
-            dead = asyncio.Event()
+            dead, write_failed = asyncio.Event(), asyncio.Event()
             writer = asyncio.ensure_future(write(call, dead))
             try:
                 async for resp in call:
@@ -167,6 +168,14 @@ class AsyncGuardClient:
                     for d in resp.decisions:
                         yield d
             except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.INTERNAL and write_failed.is_set() and unacked:
+                    # grpc.aio reports a write that raced the server closing the stream as a local
+                    # INTERNAL error, hiding the server's real status. Ask again with a unary call,
+                    # which has no such race: it either answers (and we go on) or raises the real status.
+                    req = unacked.popleft()
+                    for d in (await self._unary(self.stub.Score, req)).decisions:
+                        yield d
+                    continue
                 await self._pause_or_raise(err, attempt)
                 attempt += 1
             finally:

@@ -62,6 +62,14 @@ def test_inference_failure_is_internal_and_isolated(tiny_bundle):
 
 def test_stalled_stream_is_bounded_by_flow_control(tiny_bundle):
     with run_server(tiny_bundle) as rs:
+        real = rs.gs.batcher._run
+
+        def slow(input_ids, mask):  # inference slower than the client writes: only flow control bounds memory
+            time.sleep(0.05)
+            return real(input_ids, mask)
+
+        rs.gs.batcher.swap_backend(slow)
+
         async def run():
             ch = grpc.aio.insecure_channel(rs.target)
             call = guard_pb2_grpc.GuardStub(ch).ScoreStream()

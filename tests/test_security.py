@@ -39,7 +39,9 @@ def test_token_auth(tiny_bundle, tmp_path, monkeypatch):
                     list(c.score_stream(["a", "b"]))
                 assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
                 assert c.health()  # exempt by default
-        assert rs.value("reftguard_errors_total", code="UNAUTHENTICATED") == 4
+        # 2 unary + 2 stream rejections; a stream whose rejection raced its own writes is confirmed by
+        # one unary probe (see AsyncGuardClient.score_stream), which is rejected and counted too.
+        assert 4 <= rs.value("reftguard_errors_total", code="UNAUTHENTICATED") <= 6
         assert "wrong" not in rs.metrics_text()
 
 
