@@ -88,16 +88,22 @@ def test_stream_limit_per_client(tiny_bundle):
         async def run():
             ch = grpc.aio.insecure_channel(rs.target)
             stub = guard_pb2_grpc.GuardStub(ch)
-            calls = [stub.ScoreStream() for _ in range(3)]
-            for c in calls:
-                await c.write(pb.ScoreRequest(items=[pb.Item(id="x", text="hi")]))
+            calls = [stub.ScoreStream() for _ in range(2)]
             codes = []
-            for c in calls:
-                try:
-                    await c.read()
-                    codes.append(grpc.StatusCode.OK)
-                except grpc.aio.AioRpcError as e:
-                    codes.append(e.code())
+            for c in calls:  # two streams held open, each answered
+                await c.write(pb.ScoreRequest(items=[pb.Item(id="x", text="hi")]))
+                await c.read()
+                codes.append(grpc.StatusCode.OK)
+            # The third is refused before it reads anything; we send nothing on it, so no write can
+            # race the server's close and mask the status.
+            third = stub.ScoreStream()
+            calls.append(third)
+            try:
+                await third.read()
+                codes.append(grpc.StatusCode.OK)
+            except grpc.aio.AioRpcError as e:
+                codes.append(e.code())
+                assert "concurrent streams" in e.details()
             for c in calls:
                 c.cancel()
             await ch.close()
