@@ -50,6 +50,7 @@ class GuardServer:
         self.metrics_port: int | None = None
         self._stopped = asyncio.Event()
         self._failures = 0
+        self._draining = False
 
     async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -58,10 +59,13 @@ class GuardServer:
         self.metrics.serving.set(1 if serving else 0)
 
     def _on_batch_error(self, exc: BaseException | None) -> None:
-        # Repeated inference failures mean the backend is broken, not one bad batch: tell the load balancer.
+        # Repeated inference failures mean the backend is broken, not one bad batch: tell the load
+        # balancer. Only the transitions change health, and never while draining (that stays NOT_SERVING).
+        broken_before = self._failures >= FAILURES_BEFORE_NOT_SERVING
         self._failures = self._failures + 1 if exc is not None else 0
-        if self._failures in (0, FAILURES_BEFORE_NOT_SERVING):
-            asyncio.get_running_loop().create_task(self._set_serving(self._failures == 0))
+        broken = self._failures >= FAILURES_BEFORE_NOT_SERVING
+        if broken != broken_before and not self._draining:
+            asyncio.get_running_loop().create_task(self._set_serving(not broken))
 
     def _on_batch(self, stats) -> None:
         m = self.metrics
@@ -157,6 +161,7 @@ class GuardServer:
         """Drain: NOT_SERVING, refuse new RPCs, finish in-flight ones within `grace`, stop."""
         if self._stopped.is_set():
             return
+        self._draining = True
         await self._set_serving(False)
         if self.cfg.drain_delay > 0:
             await asyncio.sleep(self.cfg.drain_delay)  # still serving: RPCs already on their way get answered

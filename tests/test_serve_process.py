@@ -75,6 +75,16 @@ def test_sigterm_drains_in_flight_work_then_exits_zero(served):
     futures = [stub.Score.future(req, timeout=60) for _ in range(8)]
     time.sleep(0.05)
     served.proc.send_signal(signal.SIGTERM)
+    # health flips to NOT_SERVING (within the 1 s drain delay) and stays there while in-flight batches complete
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    health = health_pb2_grpc.HealthStub(channel)
+    check = lambda: health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status  # noqa: E731
+    deadline = time.time() + 10
+    while check() != health_pb2.HealthCheckResponse.NOT_SERVING:
+        assert time.time() < deadline, "health never went NOT_SERVING after SIGTERM"
+    while not all(f.done() for f in futures):
+        assert check() == health_pb2.HealthCheckResponse.NOT_SERVING
     # every RPC sent before SIGTERM is answered (the drain delay keeps serving while health says NOT_SERVING)
     assert [len(f.result().decisions) for f in futures] == [64] * 8
     assert served.proc.wait(30) == 0
