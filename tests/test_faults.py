@@ -87,13 +87,14 @@ def test_stalled_stream_is_bounded_by_flow_control(tiny_bundle):
             processed = (rs.value("reftguard_batch_size_sum") - before) / 16
             call.cancel()
             await ch.close()
-            return written, processed, max_depth
+            return written, processed, max_depth, req.ByteSize()
 
-        written, processed, max_depth = asyncio.run(run())
+        written, processed, max_depth, req_bytes = asyncio.run(run())
         # Unbounded reading would take ~20 KB requests as fast as the client writes them (thousands in
         # 3 s); with flow control the client can only get ahead of the slow backend by the stream's
-        # in-flight bound plus transport buffers (a few MB).
-        assert written - processed <= 8 + 300, (written, processed)
+        # in-flight bound plus what the transport buffers.
+        slack = (16 << 20) // req_bytes  # HTTP/2 windows and socket buffers on loopback: up to ~16 MiB
+        assert written - processed <= 8 + 1 + slack, (written, processed, slack)
         # at most STREAM_IN_FLIGHT requests waiting in the stream's queue plus the one being admitted
         assert max_depth <= (8 + 1) * 16, max_depth
 
