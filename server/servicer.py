@@ -209,6 +209,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         threshold = e.bundle.threshold if parsed.threshold is None else parsed.threshold
         source = e.metrics.source_label(parsed.source)
         best: dict[int, int] = {}  # item -> index of its highest-scoring turn
+        truncated_items = {t.item for t, cut in zip(parsed.turns, enc.truncated) if cut}
         for k, turn in enumerate(parsed.turns):
             if turn.item not in best or results[k][0] > results[best[turn.item]][0]:
                 best[turn.item] = k
@@ -217,7 +218,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             k = best[i]
             score = results[k][0]
             flagged = score > threshold
-            truncated = any(enc.truncated[j] for j, t in enumerate(parsed.turns) if t.item == i)
+            truncated = i in truncated_items
             decisions.append(
                 pb.Decision(
                     id=item.id,
