@@ -1,4 +1,4 @@
-"""Greedy replies of a causal LM, a file cache for them, and a refusal-phrase detector.
+"""Greedy replies of a causal LM and a file cache for them (the refusal detector is training/judge.py).
 
 The teacher's benign SFT targets are the *starting* model's own greedy replies (so SFT keeps what the
 model already does on benign prompts); they are generated once and cached as JSONL keyed by prompt
@@ -8,22 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
-# Phrases that mark a reply as a refusal. Matched case-insensitively in the first 200 characters:
-# refusals open with them, while helpful replies may mention "cannot" later on.
-REFUSAL_PATTERNS = (
-    r"\bi can ?not\b", r"\bi can't\b", r"\bi cannot\b", r"\bi won't\b", r"\bi will not\b", r"\bi'm sorry\b",
-    r"\bi am sorry\b", r"\bsorry,", r"\bi'm not able\b", r"\bi am not able\b", r"\bi'm unable\b",
-    r"\bi am unable\b", r"\bi must decline\b", r"\bi have to refuse\b", r"\bnot something i can\b",
-    r"\bas an ai\b", r"\bi'm not going to\b", r"\bi apologi[sz]e\b",
-)
-_REFUSAL_RE = re.compile("|".join(REFUSAL_PATTERNS), re.IGNORECASE)
-
-
-def is_refusal(reply: str) -> bool:
-    return bool(_REFUSAL_RE.search(reply[:200].replace("\u2019", "'")))
+from reftguard.training.judge import is_refusal  # noqa: F401  (the one refusal detector; re-exported for callers)
 
 
 def greedy_replies(causal_lm, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, batch_size: int = 16) -> list[str]:

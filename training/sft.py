@@ -87,20 +87,26 @@ def collate(pairs: list[SftPair], pad_id: int) -> tuple[np.ndarray, np.ndarray, 
     return ids, mask, labels
 
 
-def reply_loss(causal_lm, input_ids, attention_mask, labels, reduction: str = "mean"):
-    """Next-token cross-entropy on labelled (reply) positions only.
+def reply_logits(causal_lm, input_ids, attention_mask, labels):
+    """(logits, targets) at the positions whose next token is a reply token, in row-major order.
 
-    The LM head runs only on positions whose next token is a reply token: with a 49k vocabulary the
-    head over every prompt position would cost more than the decoder layers we train.
+    The LM head runs only there: with a 49k vocabulary the head over every prompt position would cost
+    more than the decoder layers we train. Distillation relies on the row-major order to line the
+    student's positions up with cached teacher targets.
     """
-    import torch.nn.functional as F
-
     decoder = causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else causal_lm.model
     hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     target = labels[:, 1:]
     keep = target != IGNORE
-    logits = causal_lm.lm_head(hidden[:, :-1][keep])
-    return F.cross_entropy(logits.float(), target[keep], reduction=reduction)
+    return causal_lm.lm_head(hidden[:, :-1][keep]).float(), target[keep]
+
+
+def reply_loss(causal_lm, input_ids, attention_mask, labels, reduction: str = "mean"):
+    """Next-token cross-entropy on labelled (reply) positions only."""
+    import torch.nn.functional as F
+
+    logits, target = reply_logits(causal_lm, input_ids, attention_mask, labels)
+    return F.cross_entropy(logits, target, reduction=reduction)
 
 
 def perplexity(causal_lm, pairs: list[SftPair], pad_id: int, batch_size: int = 8) -> float:

@@ -34,7 +34,6 @@ regulariser runs submodules of it directly).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -44,6 +43,8 @@ import numpy as np
 
 from reftguard import evaluation
 from reftguard.config import option
+from reftguard.training.common import (LoraOptions, OptimOptions, add, compact_tokenizer, finish_adapter, lr_at, plot,
+                                       round_to_saved_dtype, step_rng, wrap_trainable, write_rows)
 from reftguard.data import data_hash, holdout_split, load_labeled
 from reftguard.encoding import PromptEncoder, pad_batch
 from reftguard.features import CENTERS, cosine_scores, refusal_feature
@@ -55,11 +56,10 @@ LOG_FILE = "train_log.jsonl"
 PLOT_FILE = "train_curves.png"
 CHECKPOINT = "checkpoint.pt"
 REPLY_CACHE = "benign_replies.jsonl"
-ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(OptimOptions, LoraOptions):
     model: str = option("packaged:smollm2", "Starting causal LM: local directory, hub id, .gguf file, or packaged:smollm2.")
     data: list = option([], "Labeled training JSONL file(s). Never pass dev data: it is for evaluation only.")
     out: str = option("teacher", "Teacher directory to write (adapter, R_l, log, plot, checkpoint).")
@@ -67,16 +67,7 @@ class TrainConfig:
     max_layer: int = option(20, "With --layer 0: consider layers 1..max_layer (lower layers train and serve faster).")
     center: str = option("midpoint", "Centre subtracted before the cosine: 'midpoint' of the class means or 'none'.", choices=CENTERS)
     steps: int = option(120, "Optimizer steps.")
-    lr: float = option(1e-3, "Peak learning rate (AdamW).")
-    warmup: int = option(10, "Linear warm-up steps; constant learning rate after.")
-    weight_decay: float = option(0.0, "AdamW weight decay.")
-    grad_clip: float = option(1.0, "Clip the gradient norm to this (0 = off).")
-    full_finetune: bool = option(False, "Train all weights instead of a LoRA adapter (large output; not for the shipped teacher).")
-    lora_rank: int = option(8, "LoRA rank.")
-    lora_alpha: float = option(16.0, "LoRA alpha (the update is scaled by alpha / rank).")
-    lora_targets: list = option(ALL_PROJECTIONS, "Module names LoRA adapts (comma-separated).")
     lora_all_layers: bool = option(False, "Put LoRA on every decoder layer; by default only on layers below l, which is all the guard reads and keeps the adapter small.")
-    adapter_dtype: str = option("float16", "dtype the adapter is saved in ('float16' halves its size; 'float32').", choices=("float16", "float32"))
     reg_weight: float = option(1.0, "Weight of the refusal-feature regulariser (0 = SFT only).")
     reg_scale: float = option(10.0, "Scale of the cosine inside the logistic regulariser (higher = harder decision).")
     reg_margin: float = option(0.0, "Push harmful scores above t+margin and benign below t-margin.")
@@ -136,11 +127,6 @@ class BalancedLengthSampler:
             pick = rng.choice(w, size=min(self.per_class, w), replace=False)
             rows += [pool[start + int(j)] for j in pick]
         return rows
-
-
-def step_rng(seed: int, step: int, rank: int, stream: int) -> np.random.Generator:
-    """A generator that depends only on (seed, step, rank, stream): resume needs no sampler state."""
-    return np.random.default_rng([seed, step, rank, stream])
 
 
 def subset(pool: list[int], size: int, seed: int, stream: int) -> list[int]:
@@ -232,30 +218,6 @@ def held_metrics(h: np.ndarray, y: np.ndarray, state: FeatureState) -> dict:
 # ------------------------------------------------------------------------------------------ the model
 
 
-def wrap_trainable(lm, cfg: TrainConfig, layer: int):
-    """(model to save, trainable parameters). LoRA by default; the layers above l get LoRA only when asked."""
-    import torch
-
-    if cfg.full_finetune:
-        params = [p for p in lm.parameters()]
-        for p in params:
-            p.requires_grad_(True)
-        return lm, params
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(cfg.seed)  # LoRA A is random: seed it for reproducible runs
-    lcfg = LoraConfig(
-        r=cfg.lora_rank,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=0.0,
-        target_modules=list(cfg.lora_targets),
-        layers_to_transform=None if cfg.lora_all_layers else list(range(layer)),
-        bias="none",
-    )
-    peft_model = get_peft_model(lm, lcfg)
-    return peft_model, [p for p in peft_model.parameters() if p.requires_grad]
-
-
 def trainable_state(model, params) -> dict:
     names = {id(p): n for n, p in model.named_parameters()}
     return {names[id(p)]: p.detach().clone() for p in params}
@@ -268,10 +230,6 @@ def load_trainable_state(model, state: dict) -> None:
     with torch.no_grad():
         for n, t in state.items():
             named[n].copy_(t)
-
-
-def lr_at(cfg: TrainConfig, step: int) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
 
 
 # ------------------------------------------------------------------------------------------- the loop
@@ -364,7 +322,7 @@ def train(cfg: TrainConfig, command: str = ""):
         sft_labels = [1] * len(harm) + [0] * len(ben)
 
     # 4. trainable model and optimizer
-    model, params = wrap_trainable(lm, cfg, layer)
+    model, params = wrap_trainable(lm, cfg, cfg.seed, None if cfg.lora_all_layers else list(range(layer)))
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.to(dev)
     base.train()
@@ -391,7 +349,7 @@ def train(cfg: TrainConfig, command: str = ""):
     if state is None:
         state, info = refresh(None, layer_states(base, probe_ids, layer, cfg.batch_size, pad), y_probe, cfg.center, cfg.ema)
         rows.append({"step": 0, **info, **held_metrics(layer_states(base, eval_ids, layer, cfg.batch_size, pad), y_eval, state)})
-        _write_rows(out, rows[-1:])
+        write_rows(out / LOG_FILE, rows[-1:])
 
     def save_checkpoint(step: int) -> None:
         if acc.is_main_process:
@@ -417,13 +375,13 @@ def train(cfg: TrainConfig, command: str = ""):
             s = cosine(h, torch.from_numpy(state.r).to(dev), torch.from_numpy(state.c).to(dev))
             reg = regulariser_loss(s, yb, state.t, cfg.reg_scale, cfg.reg_margin)
             loss = loss + cfg.reg_weight * reg
-            _add(window, reg_loss=reg.item(), batch_harmful_cos=s[yb == 1].mean().item(), batch_benign_cos=s[yb == 0].mean().item())
+            add(window, reg_loss=reg.item(), batch_harmful_cos=s[yb == 1].mean().item(), batch_benign_cos=s[yb == 0].mean().item())
         if cfg.sft_weight > 0:
             pick = sft_sampler.batch(step_rng(cfg.seed, step, rank, 1))
             input_ids, mask, labels = (torch.from_numpy(a).to(dev) for a in sft.collate([sft_pairs[j] for j in pick], pad))
             sl = sft.reply_loss(base, input_ids, mask, labels)
             loss = loss + cfg.sft_weight * sl
-            _add(window, sft_loss=sl.item())
+            add(window, sft_loss=sl.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if acc.num_processes > 1:
@@ -433,7 +391,7 @@ def train(cfg: TrainConfig, command: str = ""):
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
-        _add(window, loss=loss.item())
+        add(window, loss=loss.item())
         done = step + 1
         info: dict = {}
         if done % cfg.refresh_every == 0:
@@ -446,7 +404,7 @@ def train(cfg: TrainConfig, command: str = ""):
             window = {}
             rows.append(row)
             if acc.is_main_process:
-                _write_rows(out, [row])
+                write_rows(out / LOG_FILE, [row])
             bar.set_postfix({k: f"{row[k]:.3f}" for k in ("reg_loss", "sft_loss", "held_auroc") if k in row})
         if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.stop_at:
             save_checkpoint(done)
@@ -463,13 +421,9 @@ def train(cfg: TrainConfig, command: str = ""):
         base.save_pretrained(out / "model")
         model_ref = str((out / "model").resolve())
     else:
-        if cfg.adapter_dtype == "float16":
-            # Round the adapter to what is saved, so R_l below is measured on exactly the shipped weights.
-            with torch.no_grad():
-                for p in params:
-                    p.copy_(p.half().float())
+        round_to_saved_dtype(params, cfg.adapter_dtype)  # R_l below is then measured on exactly the shipped weights
         model.save_pretrained(str(out / "adapter"))
-        _finish_adapter(out / "adapter", cfg.model, half=cfg.adapter_dtype == "float16")
+        finish_adapter(out / "adapter", cfg.model, half=cfg.adapter_dtype == "float16")
         adapter, model_ref = "adapter", cfg.model
     final_idx = balanced_subset(fit_idx, y, cfg.final_size, cfg.seed)
     h_final = layer_states(base, [ids[i] for i in final_idx], layer, cfg.batch_size, pad)
@@ -480,8 +434,8 @@ def train(cfg: TrainConfig, command: str = ""):
     held = evaluation.summarize(held_scores, y_eval, evaluation.threshold_for_recall(held_scores, y_eval, 0.95))
     seconds = round(time.time() - t0, 1)
     rows.append({"step": cfg.steps, "final": True, **held_metrics(h_eval, y_eval, final_state), **stats, "seconds": seconds})
-    _write_rows(out, rows[-1:])
-    _plot(rows, out / PLOT_FILE)
+    write_rows(out / LOG_FILE, rows[-1:])
+    plot(rows, PANELS, out / PLOT_FILE)
     record = {
         "method": "ReFT teacher: SFT + refusal-feature regulariser with R_l re-estimated during training",
         "command": command,
@@ -513,58 +467,5 @@ def train(cfg: TrainConfig, command: str = ""):
     return teacher
 
 
-def compact_tokenizer(tokenizer_dir: Path) -> None:
-    """Rewrite tokenizer.json without indentation (same tokenizer): the default teacher ships it as package
-    data, and SmolLM2's drops from 3.5 MB to 1.6 MB."""
-    from tokenizers import Tokenizer
-
-    f = tokenizer_dir / "tokenizer.json"
-    Tokenizer.from_file(str(f)).save(str(f), pretty=False)
-
-
-def _finish_adapter(adapter_dir: Path, model_ref: str, half: bool) -> None:
-    """Make the saved adapter portable and small: name the base model by its reftguard reference instead of
-    this machine's path, drop peft's boilerplate README, and store the weights in float16 if asked."""
-    from safetensors.torch import load_file, save_file
-
-    conf = adapter_dir / "adapter_config.json"
-    meta = json.loads(conf.read_text())
-    meta["base_model_name_or_path"] = model_ref
-    conf.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    (adapter_dir / "README.md").unlink(missing_ok=True)
-    if half:
-        f = adapter_dir / "adapter_model.safetensors"
-        save_file({k: v.half().contiguous() for k, v in load_file(str(f)).items()}, str(f), metadata={"format": "pt"})
-
-
-def _add(window: dict, **kv: float) -> None:
-    for k, v in kv.items():
-        window.setdefault(k, []).append(v)
-
-
-def _write_rows(out: Path, rows: list[dict]) -> None:
-    with open(out / LOG_FILE, "a", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-
-
-def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = (("losses", ("reg_loss", "sft_loss")), ("mean cosine (batch)", ("batch_harmful_cos", "batch_benign_cos")),
-              ("held-back split", ("held_auroc", "held_recall_at_1pct_fpr")), ("R_l drift (cos to previous)", ("drift",)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
-    for ax, (title, keys) in zip(axes, panels):
-        for k in keys:
-            pts = [(r["step"], r[k]) for r in rows if r.get(k) is not None and not r.get("final")]
-            if pts:
-                ax.plot(*zip(*pts), marker=".", label=k)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+PANELS = (("losses", ("reg_loss", "sft_loss")), ("mean cosine (batch)", ("batch_harmful_cos", "batch_benign_cos")),
+          ("held-back split", ("held_auroc", "held_recall_at_1pct_fpr")), ("R_l drift (cos to previous)", ("drift",)))
