@@ -1,4 +1,5 @@
-"""Handler of `reftguard train-teacher` (kept apart from reftguard/commands.py: it needs the train extra)."""
+"""Handlers of the training commands: train-teacher, make-data, distill, evaluate-model, pipeline (kept apart
+from reftguard/commands.py: they need the train extra)."""
 from __future__ import annotations
 
 import argparse
@@ -21,30 +22,36 @@ def train_teacher_args(p: argparse.ArgumentParser) -> None:
     add_dataclass_args(p, TrainConfig, group="train-teacher")
 
 
-def _defaults() -> dict:
-    from reftguard.training.teacher_train import TrainConfig
-
-    return asdict(TrainConfig())
-
-
-def quick_config(ns: argparse.Namespace):
-    """TrainConfig from the parsed flags; with --quick, QUICK values replace options still at their default."""
-    from reftguard.training.teacher_train import QUICK, TrainConfig
-
-    cfg = from_args(TrainConfig, ns)
-    if getattr(ns, "quick", False):
-        defaults = _defaults()
-        for k, v in QUICK.items():
+def with_quick(cfg, quick: dict, enabled: bool):
+    """With --quick, the `quick` values replace the options of `cfg` that are still at their default
+    (so options set by flag or env var win)."""
+    if enabled:
+        defaults = asdict(type(cfg)())
+        for k, v in quick.items():
             if getattr(cfg, k) == defaults[k]:
                 setattr(cfg, k, v)
     return cfg
 
 
-def command_line(cfg) -> str:
-    """The `reftguard train-teacher` command that reproduces `cfg` (every non-default option spelled out,
+def quick_config(ns: argparse.Namespace):
+    """TrainConfig from the parsed flags (with --quick applied)."""
+    from reftguard.training.teacher_train import QUICK, TrainConfig
+
+    return with_quick(from_args(TrainConfig, ns), QUICK, getattr(ns, "quick", False))
+
+
+def command_line(*cfgs, name: str = "train-teacher") -> str:
+    """The `reftguard NAME` command that reproduces `cfgs` (every non-default option spelled out,
     whether it came from a flag, an env var or --quick)."""
-    defaults = _defaults()
-    parts = ["reftguard", "train-teacher"]
+    parts = ["reftguard", name]
+    for cfg in cfgs:
+        parts += _flags(cfg)
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _flags(cfg) -> list[str]:
+    defaults = asdict(type(cfg)())
+    parts: list[str] = []
     for k, v in asdict(cfg).items():
         if v == defaults[k] or k == "progress":
             continue
@@ -53,7 +60,7 @@ def command_line(cfg) -> str:
             parts.append(flag if v else "--no-" + k.replace("_", "-"))
         else:
             parts += [flag, ",".join(map(str, v)) if isinstance(v, list) else str(v)]
-    return " ".join(shlex.quote(p) for p in parts)
+    return parts
 
 
 def train_teacher(ns) -> int:
@@ -68,4 +75,93 @@ def train_teacher(ns) -> int:
     print(f"teacher written to {cfg.out}: layer {t.layer}, {t.record['refreshes']} R_l refreshes, "
           f"held-back AUROC {held['auroc']:.4f}, recall@1%FPR {held['recall_at_1pct_fpr']:.4f}, {t.record['seconds']:.0f}s")
     print(f"next: reftguard export --teacher {cfg.out} --out BUNDLE")
+    return 0
+
+
+def _quick_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--quick", action="store_true", help=f"{what}; options you set to non-default values still win.")
+
+
+def make_data_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.training.pipeline_data import DataConfig
+
+    add_dataclass_args(p, DataConfig, group="make-data")
+
+
+def make_data(ns) -> int:
+    from reftguard.training.pipeline_data import DataConfig, make_data
+
+    for k, path in make_data(from_args(DataConfig, ns)).items():
+        print(f"{k}: {path}")
+    return 0
+
+
+def distill_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.training.distill import DistillConfig
+
+    _quick_flag(p, "A short smoke run (16 steps of 4 pairs)")
+    add_dataclass_args(p, DistillConfig, group="distill")
+
+
+def distill(ns) -> int:
+    from reftguard.training.distill import QUICK, DistillConfig, distill
+
+    cfg = with_quick(from_args(DistillConfig, ns), QUICK, ns.quick)
+    s = distill(cfg, command=command_line(cfg, name="distill"))
+    print(f"student written to {cfg.out} ({s['method']}): {s['batches']['user']} user / {s['batches']['align']} alignment batches, "
+          f"{s['seconds']:.0f}s; evaluate it with: reftguard evaluate-model --model {cfg.out} --task-eval TASK_EVAL.jsonl")
+    return 0
+
+
+def evaluate_model_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.training.model_eval import EvalModelConfig
+
+    add_dataclass_args(p, EvalModelConfig, group="evaluate-model")
+
+
+def evaluate_model(ns) -> int:
+    from reftguard.cli import print_json
+    from reftguard.training.model_eval import EvalModelConfig, evaluate_model
+
+    print_json(evaluate_model(from_args(EvalModelConfig, ns)))
+    return 0
+
+
+def pipeline_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.training.distill import DistillConfig
+    from reftguard.training.pipeline import PipelineConfig
+    from reftguard.training.pipeline_data import DataConfig
+
+    _quick_flag(p, "Small sizes for a smoke run (a few minutes on 2 CPU cores)")
+    add_dataclass_args(p, PipelineConfig, group="pipeline")
+    # --out, --user-data and --align-data come from distill: OUT is the run directory, the user data is
+    # what gets filtered, and the student lands in OUT/student.
+    add_dataclass_args(p, DistillConfig, group="distill")
+    add_dataclass_args(p, DataConfig, group="make-data (inputs not given are generated)")
+    _add_eval_args(p)
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    """evaluate-model's options except --model and --eval-out, which the pipeline sets itself."""
+    import dataclasses
+
+    from reftguard.training.model_eval import EvalModelConfig
+
+    keep = [f for f in dataclasses.fields(EvalModelConfig) if f.name not in ("model", "eval_out")]
+    sub = dataclasses.make_dataclass("EvalOptions", [(f.name, f.type, f) for f in keep])
+    add_dataclass_args(p, sub, group="evaluate")
+
+
+def pipeline(ns) -> int:
+    from reftguard.training.distill import DistillConfig
+    from reftguard.training.model_eval import EvalModelConfig
+    from reftguard.training.pipeline import QUICK, PipelineConfig, render_markdown, run_pipeline
+    from reftguard.training.pipeline_data import DataConfig
+
+    cfgs = [from_args(c, ns) for c in (PipelineConfig, DistillConfig, DataConfig, EvalModelConfig)]
+    for c in cfgs:
+        with_quick(c, QUICK.get(type(c), {}), ns.quick)
+    report = run_pipeline(*cfgs, command=command_line(*cfgs, name="pipeline"))
+    print(render_markdown(report))
+    print(f"report: {cfgs[1].out}/report.json")
     return 0

@@ -89,3 +89,15 @@ def record_replies(paths) -> dict[str, str]:
                 if isinstance(reply, str) and reply.strip():
                     out[pid] = reply
     return out
+
+
+def prompt_encoder(tokenizer, max_tokens: int):
+    """The serving PromptEncoder for an in-memory HF tokenizer (written to a temporary tokenizer.json)."""
+    import tempfile
+
+    from reftguard.encoding import PromptEncoder
+    from reftguard.prompt import PromptFormat
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return PromptEncoder(Path(tmp) / "tokenizer.json", PromptFormat.from_hf_tokenizer(tokenizer), max_tokens)

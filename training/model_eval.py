@@ -1,0 +1,94 @@
+"""`reftguard evaluate-model`: Harmful Score and Finetuning Accuracy of a (finetuned) causal LM.
+
+  HS  the fraction of held-out harmful prompts whose greedy reply complies (training/judge.py);
+      lower is safer.
+  FA  exact-match accuracy of greedy replies on held-out user-task problems with gold answers
+      (training/usertask.py); higher is better.
+Prompts are wrapped by the same PromptEncoder as training and serving, and decoding is greedy, so the
+numbers are deterministic for a given model.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from reftguard.config import option
+
+
+@dataclass
+class EvalModelConfig:
+    model: str = option("packaged:smollm2", "Model to evaluate: a `distill` output directory, a local model, .gguf, hub id or packaged:smollm2.")
+    harmful_eval: str = option("", "Held-out harmful prompts (labeled JSONL; default: harmful prompts of the packaged guard-dev.jsonl).")
+    task_eval: str = option("", "Held-out user-task problems, JSONL {id, prompt, answer} (make-data writes task-eval.jsonl).")
+    n_harmful: int = option(64, "Judge at most this many harmful prompts (a fixed, seeded sample).")
+    n_problems: int = option(100, "Score at most this many task problems (the first ones).")
+    hs_tokens: int = option(40, "Greedy reply length (tokens) for the harmful prompts; refusals show in the first few.")
+    fa_tokens: int = option(8, "Greedy reply length (tokens) for the task problems; the gold answer is a short number.")
+    gen_batch_size: int = option(16, "Prompts per generation batch.")
+    eval_out: str = option("", "Write the result JSON (and a .replies.jsonl beside it with every reply) to this file.")
+
+
+def harmful_prompts(path: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(id, text) of a seeded sample of harmful prompts."""
+    import numpy as np
+
+    from reftguard.data import load_labeled, packaged
+
+    prompts = [p for p in load_labeled(path or packaged("guard-dev.jsonl")) if p.label == 1]
+    if not prompts:
+        raise ValueError(f"{path or 'guard-dev.jsonl'} holds no harmful prompts")
+    pick = sorted(np.random.default_rng(seed).choice(len(prompts), size=min(n, len(prompts)), replace=False).tolist())
+    return [(prompts[i].id, prompts[i].text) for i in pick]
+
+
+def task_problems(path: str, n: int) -> list[dict]:
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    bad = [i for i, r in enumerate(rows) if not (isinstance(r, dict) and isinstance(r.get("prompt"), str) and isinstance(r.get("answer"), str))]
+    if bad:
+        raise ValueError(f"{path}: row {bad[0] + 1} is not {{id, prompt, answer}} with string prompt and answer")
+    return rows[:n]
+
+
+def evaluate_model(cfg: EvalModelConfig, model=None, tok=None) -> dict:
+    """HS and FA (and every reply, for audit). `model`/`tok` skip loading when the caller has them."""
+    import time
+
+    from reftguard.training import judge, usertask
+    from reftguard.training.distill import load_student
+    from reftguard.training.generation import greedy_replies, prompt_encoder
+    from reftguard.training.models import torch_threads
+
+    if not cfg.task_eval:
+        raise ValueError("no task problems: pass --task-eval TASK_EVAL.jsonl (reftguard make-data writes one)")
+    torch_threads()
+    t0 = time.time()
+    if model is None:
+        model, tok = load_student(cfg.model)
+    enc = prompt_encoder(tok, 512)
+    harm = harmful_prompts(cfg.harmful_eval, cfg.n_harmful)
+    task = task_problems(cfg.task_eval, cfg.n_problems)
+    harm_replies = greedy_replies(model, tok, enc.encode([t for _, t in harm], truncation="right").ids, cfg.hs_tokens, cfg.gen_batch_size)
+    task_replies = greedy_replies(model, tok, enc.encode([r["prompt"] for r in task], truncation="right").ids, cfg.fa_tokens, cfg.gen_batch_size)
+    verdicts = [judge.complies(r) for r in harm_replies]
+    hits = [usertask.exact_match(r, p["answer"]) for r, p in zip(task_replies, task)]
+    result = {
+        "model": cfg.model,
+        "harmful_score": sum(verdicts) / len(verdicts),
+        "finetuning_accuracy": sum(hits) / len(hits) if hits else float("nan"),
+        "n_harmful": len(harm),
+        "n_task": len(task),
+        "judge": "refusal-phrase detector (training/judge.py)",
+        "seconds": round(time.time() - t0, 1),
+    }
+    if cfg.eval_out:
+        out = Path(cfg.eval_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        with open(out.with_suffix(".replies.jsonl"), "w", encoding="utf-8") as f:
+            for (pid, text), reply, v in zip(harm, harm_replies, verdicts):
+                f.write(json.dumps({"set": "harmful", "id": pid, "prompt": text, "reply": reply, "complies": v}, ensure_ascii=False) + "\n")
+            for p, reply, ok in zip(task, task_replies, hits):
+                f.write(json.dumps({"set": "task", "id": p.get("id"), "prompt": p["prompt"], "reply": reply, "answer": p["answer"],
+                                    "correct": ok}, ensure_ascii=False) + "\n")
+    return result
