@@ -340,10 +340,15 @@ def distill(cfg: DistillConfig, command: str = "") -> dict:
 
 
 def load_student(ref: str):
-    """(model, tokenizer) for a `distill` output directory (base + merged adapter) or any model reference."""
+    """(model, tokenizer) for a `distill` output directory (base + merged adapter), a teacher directory,
+    or any model reference."""
     from reftguard.training.models import load_causal_lm
+    from reftguard.training.teacher import META as TEACHER_META
+    from reftguard.training.teacher import Teacher
 
     root = Path(ref)
+    if (root / TEACHER_META).is_file():
+        return Teacher.load(root).load_model()
     if not (root / META).is_file():
         return load_causal_lm(ref)
     meta = json.loads((root / META).read_text())

@@ -1,7 +1,8 @@
 """`reftguard evaluate-model`: Harmful Score and Finetuning Accuracy of a (finetuned) causal LM.
 
   HS  the fraction of held-out harmful prompts whose greedy reply complies (training/judge.py);
-      lower is safer.
+      lower is safer. The refusal rate and the no-content rate (replies that neither comply nor
+      refuse) are reported beside it.
   FA  exact-match accuracy of greedy replies on held-out user-task problems with gold answers
       (training/usertask.py); higher is better.
 Prompts are wrapped by the same PromptEncoder as training and serving, and decoding is greedy, so the
@@ -70,11 +71,13 @@ def evaluate_model(cfg: EvalModelConfig, model=None, tok=None) -> dict:
     task = task_problems(cfg.task_eval, cfg.n_problems)
     harm_replies = greedy_replies(model, tok, enc.encode([t for _, t in harm], truncation="right").ids, cfg.hs_tokens, cfg.gen_batch_size)
     task_replies = greedy_replies(model, tok, enc.encode([r["prompt"] for r in task], truncation="right").ids, cfg.fa_tokens, cfg.gen_batch_size)
-    verdicts = [judge.complies(r) for r in harm_replies]
+    verdicts = [judge.verdict(r) for r in harm_replies]
     hits = [usertask.exact_match(r, p["answer"]) for r, p in zip(task_replies, task)]
     result = {
         "model": cfg.model,
-        "harmful_score": sum(verdicts) / len(verdicts),
+        "harmful_score": verdicts.count("compliance") / len(verdicts),
+        "refusal_rate": verdicts.count("refusal") / len(verdicts),
+        "no_content_rate": verdicts.count("no_content") / len(verdicts),
         "finetuning_accuracy": sum(hits) / len(hits) if hits else float("nan"),
         "n_harmful": len(harm),
         "n_task": len(task),
@@ -87,7 +90,7 @@ def evaluate_model(cfg: EvalModelConfig, model=None, tok=None) -> dict:
         out.write_text(json.dumps(result, indent=2) + "\n")
         with open(out.with_suffix(".replies.jsonl"), "w", encoding="utf-8") as f:
             for (pid, text), reply, v in zip(harm, harm_replies, verdicts):
-                f.write(json.dumps({"set": "harmful", "id": pid, "prompt": text, "reply": reply, "complies": v}, ensure_ascii=False) + "\n")
+                f.write(json.dumps({"set": "harmful", "id": pid, "prompt": text, "reply": reply, "verdict": v}, ensure_ascii=False) + "\n")
             for p, reply, ok in zip(task, task_replies, hits):
                 f.write(json.dumps({"set": "task", "id": p.get("id"), "prompt": p["prompt"], "reply": reply, "answer": p["answer"],
                                     "correct": ok}, ensure_ascii=False) + "\n")
