@@ -281,3 +281,40 @@ def test_pipeline_end_to_end_writes_every_report_field(tiny_llama, tiny_teacher,
     assert {json.loads(line).get("verdict") for line in replies[:16]} <= {"compliance", "refusal", "no_content"}
     assert r["eval"]["refusal_rate"] + r["eval"]["no_content_rate"] + r["harmful_score"] == pytest.approx(1.0)
     assert "Harmful Score" in (out / "report.md").read_text()
+
+
+def test_pipeline_without_filter_trains_on_every_row(tiny_llama, tiny_teacher, tiny_distill_data, tmp_path):
+    from reftguard.training.distill import DistillConfig
+    from reftguard.training.model_eval import EvalModelConfig
+    from reftguard.training.pipeline import PipelineConfig, run_pipeline
+    from reftguard.training.pipeline_data import DataConfig
+
+    d = _cfg(tiny_llama, tiny_teacher, tiny_distill_data, tmp_path / "run", steps=4, align_loss="ce")
+    ev = EvalModelConfig(task_eval=str(tiny_distill_data["task_eval"]), harmful_eval=str(tiny_distill_data["harmful_eval"]), n_harmful=4,
+                         n_problems=4, hs_tokens=4, fa_tokens=4)
+    r = run_pipeline(PipelineConfig(filter=False), d, DataConfig(), ev)
+    assert r["rows_removed"] == 0 and r["flag_rate"] is None and r["scan"] is None
+    assert r["poison"] == {"harmful_in": 3, "benign_in": 27, "harmful_kept": 3, "benign_removed": 0}
+    assert r["distill"]["user_pairs"] == 30 and r["distill"]["method"].startswith("finetuning + hard-label SFT")
+    assert not (tmp_path / "run" / "data").exists()  # every input was given: nothing generated
+    assert r["config"]["inputs"]["user"] == str(tiny_distill_data["user"])
+
+
+def test_distill_and_evaluate_model_cli(tiny_llama, tiny_teacher, tiny_distill_data, tmp_path, capsys):
+    from reftguard.cli import main
+
+    out = tmp_path / "student"
+    rc = main(["distill", "--quick", "--student", str(tiny_llama), "--teacher", str(tiny_teacher), "--user-data", str(tiny_distill_data["user"]),
+               "--align-data", str(tiny_distill_data["align"]), "--out", str(out), "--no-progress", "--max-tokens", "96", "--steps", "8"])
+    assert rc == 0
+    meta = json.loads((out / "student.json").read_text())
+    assert meta["config"]["steps"] == 8 and meta["config"]["batch_size"] == 4  # explicit flag wins over --quick, --quick fills the rest
+    assert meta["command"].startswith("reftguard distill") and "--steps 8" in meta["command"]
+    assert "student written to" in capsys.readouterr().out
+    rc = main(["evaluate-model", "--model", str(out), "--task-eval", str(tiny_distill_data["task_eval"]), "--harmful-eval",
+               str(tiny_distill_data["harmful_eval"]), "--n-harmful", "4", "--hs-tokens", "4", "--fa-tokens", "4", "--eval-out", str(tmp_path / "e.json")])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((tmp_path / "e.json").read_text()) and printed["n_harmful"] == 4
+    assert len((tmp_path / "e.replies.jsonl").read_text().splitlines()) == 4 + printed["n_task"]
+    assert main(["evaluate-model", "--model", str(out)]) == 1  # no --task-eval: a clear error, not a traceback
