@@ -318,3 +318,24 @@ def test_distill_and_evaluate_model_cli(tiny_llama, tiny_teacher, tiny_distill_d
     assert printed == json.loads((tmp_path / "e.json").read_text()) and printed["n_harmful"] == 4
     assert len((tmp_path / "e.replies.jsonl").read_text().splitlines()) == 4 + printed["n_task"]
     assert main(["evaluate-model", "--model", str(out)]) == 1  # no --task-eval: a clear error, not a traceback
+
+
+def test_labeled_and_pair_files_name_the_bad_line(tmp_path):
+    from reftguard.data import DataError, load_labeled
+    from reftguard.training.distill import load_pairs
+
+    f = tmp_path / "x.jsonl"
+    f.write_text('{"text": "hi", "label": "benign"}\n\n{"text": "yo", "label": "benign"\n')
+    with pytest.raises(DataError, match=r"x.jsonl:3: not valid JSON"):
+        load_labeled(f)
+    f.write_text('{"text": "hi", "label": "benign"}\n\n{"text": "yo", "label": "harmful"}\n')
+    assert [p.id for p in load_labeled(f)] == ["x.jsonl:1", "x.jsonl:3"]  # default ids name file and line
+    f.write_text('{"id": "a", "text": "hi", "label": "benign"}\n{"id": "a", "text": "yo", "label": "harmful"}\n')
+    with pytest.raises(DataError, match="x.jsonl:2: duplicate id 'a'"):
+        load_labeled(f)
+    f.write_text('{"prompt": "p", "reply": "r"}\n{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}\n')
+    ids, prompts, replies = load_pairs(f)
+    assert prompts == ["p", "q"] and replies == ["r", "a"] and ids[0].endswith("x.jsonl:1")
+    f.write_text("[1, 2]\n")
+    with pytest.raises(DataError, match="x.jsonl:1: needs a user prompt"):
+        load_pairs(f)

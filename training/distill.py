@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from reftguard.config import option
-from reftguard.data import DataError
+from reftguard.data import DataError, iter_jsonl
 from reftguard.training.common import (LoraOptions, OptimOptions, add, compact_tokenizer, finish_adapter, lr_at, plot,
                                        round_to_saved_dtype, wrap_trainable, write_rows)
 
@@ -78,21 +78,13 @@ def load_pairs(path: str | Path) -> tuple[list[str], list[str], list[str]]:
     user turn and the assistant turn after it) or flat records ({text|prompt, reply|response|output})."""
     ids, prompts, replies = [], [], []
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg})") from exc
-            prompt, reply = _exchange(rec)
-            if not (isinstance(prompt, str) and prompt.strip() and isinstance(reply, str) and reply.strip()):
-                raise DataError(f"{where}: needs a user prompt and an assistant reply (messages, or text + reply)")
-            ids.append(str(rec.get("id", f"{path.name}:{lineno}")))
-            prompts.append(prompt)
-            replies.append(reply)
+    for where, rec in iter_jsonl(path):
+        prompt, reply = _exchange(rec)
+        if not (isinstance(prompt, str) and prompt.strip() and isinstance(reply, str) and reply.strip()):
+            raise DataError(f"{where}: needs a user prompt and an assistant reply (messages, or text + reply)")
+        ids.append(str(rec.get("id", where)))
+        prompts.append(prompt)
+        replies.append(reply)
     if not ids:
         raise DataError(f"{path}: no records")
     return ids, prompts, replies

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
 LABELS = {"benign": 0, "harmful": 1}
 TRAIN_FILES = ("guard-train.jsonl", "guard-train-extra.jsonl")
@@ -38,6 +38,20 @@ def packaged(name: str) -> Path:
     return p
 
 
+def iter_jsonl(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """(`file:line`, parsed record) for every non-blank line; invalid JSON raises DataError naming the line."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg})") from exc
+
+
 def load_labeled(paths: str | Path | Iterable[str | Path]) -> list[LabeledPrompt]:
     """Read `{"id","text","label":"harmful"|"benign", "source"?, "kind"?}` JSONL from one or more files."""
     if isinstance(paths, (str, Path)):
@@ -45,36 +59,27 @@ def load_labeled(paths: str | Path | Iterable[str | Path]) -> list[LabeledPrompt
     out: list[LabeledPrompt] = []
     seen: set[str] = set()
     for path in paths:
-        path = Path(path)
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{where}: not valid JSON ({exc.msg})") from exc
-                if not isinstance(rec, dict):
-                    raise DataError(f"{where}: expected a JSON object")
-                text, label = rec.get("text"), rec.get("label")
-                if not isinstance(text, str) or not text.strip():
-                    raise DataError(f"{where}: field 'text' must be a non-empty string")
-                if label not in LABELS:
-                    raise DataError(f"{where}: field 'label' must be 'harmful' or 'benign', got {label!r}")
-                pid = str(rec.get("id", f"{path.name}:{lineno}"))
-                if pid in seen:
-                    raise DataError(f"{where}: duplicate id {pid!r}")
-                seen.add(pid)
-                out.append(
-                    LabeledPrompt(
-                        id=pid,
-                        text=text,
-                        label=LABELS[label],
-                        source=str(rec.get("source") or "unknown"),
-                        kind=str(rec.get("kind") or "unknown"),
-                    )
+        for where, rec in iter_jsonl(path):
+            if not isinstance(rec, dict):
+                raise DataError(f"{where}: expected a JSON object")
+            text, label = rec.get("text"), rec.get("label")
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"{where}: field 'text' must be a non-empty string")
+            if label not in LABELS:
+                raise DataError(f"{where}: field 'label' must be 'harmful' or 'benign', got {label!r}")
+            pid = str(rec.get("id", f"{Path(path).name}:{where.rsplit(':', 1)[1]}"))
+            if pid in seen:
+                raise DataError(f"{where}: duplicate id {pid!r}")
+            seen.add(pid)
+            out.append(
+                LabeledPrompt(
+                    id=pid,
+                    text=text,
+                    label=LABELS[label],
+                    source=str(rec.get("source") or "unknown"),
+                    kind=str(rec.get("kind") or "unknown"),
                 )
+            )
     if not out:
         raise DataError(f"no labeled prompts in {[str(p) for p in paths]}")
     return out
