@@ -117,7 +117,8 @@ def plot(rows: list[dict], panels, path: Path) -> None:
                 ax.plot(*zip(*pts), marker=".", label=k)
         ax.set_title(title)
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
