@@ -298,6 +298,8 @@ def test_pipeline_without_filter_trains_on_every_row(tiny_llama, tiny_teacher, t
     assert r["distill"]["user_pairs"] == 30 and r["distill"]["method"].startswith("finetuning + hard-label SFT")
     assert not (tmp_path / "run" / "data").exists()  # every input was given: nothing generated
     assert r["config"]["inputs"]["user"] == str(tiny_distill_data["user"])
+    with pytest.raises(ValueError, match="must be JSONL"):
+        run_pipeline(PipelineConfig(filter=False), replace(d, user_data=str(tmp_path / "u.csv")), DataConfig(), ev)
 
 
 def test_distill_and_evaluate_model_cli(tiny_llama, tiny_teacher, tiny_distill_data, tmp_path, capsys):

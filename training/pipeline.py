@@ -76,6 +76,9 @@ def run_pipeline(p: PipelineConfig, d: DistillConfig, data: DataConfig, ev: Eval
         given = {k: v or str(made[k]) for k, v in given.items()}
         timings["make_data"] = round(time.time() - t0, 1)
     user = Path(given["user"])
+    if user.suffix != ".jsonl":
+        # scan reads CSV/Parquet/HF too, but distill trains on JSONL chat records; convert first
+        raise ValueError(f"pipeline user data must be JSONL chat records, got {user}; `reftguard scan` can filter other formats")
 
     scan_report, scan_dir, train_on = None, None, user
     if p.filter:
