@@ -81,7 +81,8 @@ def helpfulness(lm, tok, tok_dir: Path, fmt, prompts: list[str], reference: list
     """Refusal rate of greedy replies and perplexity of `reference` replies (the model's own if None)."""
     from reftguard.encoding import PromptEncoder
     from reftguard.training import sft
-    from reftguard.training.generation import greedy_replies, is_refusal
+    from reftguard.training.generation import greedy_replies
+    from reftguard.training.judge import is_refusal
 
     enc = PromptEncoder(Path(tok_dir) / "tokenizer.json", fmt, 512)
     replies = greedy_replies(lm, tok, enc.encode(prompts, "right").ids, reply_tokens)

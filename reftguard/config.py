@@ -54,11 +54,13 @@ def _parse_value(raw: str, tp: Any, name: str) -> Any:
         raise ValueError(f"{name}: cannot parse {raw!r} as {getattr(tp, '__name__', tp)}") from exc
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, group: str | None = None) -> None:
-    """Add one `--flag` per field of `cls`; the default is the env twin if set, else the field default."""
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, group: str | None = None, skip: tuple[str, ...] = ()) -> None:
+    """Add one `--flag` per field of `cls` (except `skip`); the default is the env twin if set, else the field default."""
     target = parser.add_argument_group(group or cls.__name__) if group is not False else parser
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
         tp = hints[f.name]
         base = _base_type(tp)
         flag = "--" + f.name.replace("_", "-")

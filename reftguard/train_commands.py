@@ -129,6 +129,7 @@ def evaluate_model(ns) -> int:
 
 def pipeline_args(p: argparse.ArgumentParser) -> None:
     from reftguard.training.distill import DistillConfig
+    from reftguard.training.model_eval import EvalModelConfig
     from reftguard.training.pipeline import PipelineConfig
     from reftguard.training.pipeline_data import DataConfig
 
@@ -138,18 +139,8 @@ def pipeline_args(p: argparse.ArgumentParser) -> None:
     # what gets filtered, and the student lands in OUT/student.
     add_dataclass_args(p, DistillConfig, group="distill")
     add_dataclass_args(p, DataConfig, group="make-data (inputs not given are generated)")
-    _add_eval_args(p)
-
-
-def _add_eval_args(p: argparse.ArgumentParser) -> None:
-    """evaluate-model's options except --model and --eval-out, which the pipeline sets itself."""
-    import dataclasses
-
-    from reftguard.training.model_eval import EvalModelConfig
-
-    keep = [f for f in dataclasses.fields(EvalModelConfig) if f.name not in ("model", "eval_out")]
-    sub = dataclasses.make_dataclass("EvalOptions", [(f.name, f.type, f) for f in keep])
-    add_dataclass_args(p, sub, group="evaluate")
+    # evaluate-model's --model and --eval-out are set by the pipeline itself (OUT/student, OUT/eval.json)
+    add_dataclass_args(p, EvalModelConfig, group="evaluate", skip=("model", "eval_out"))
 
 
 def pipeline(ns) -> int:

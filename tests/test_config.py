@@ -33,3 +33,12 @@ def test_from_env_bad_value(monkeypatch):
     monkeypatch.setenv("REFTGUARD_TLS", "maybe")
     with pytest.raises(ValueError, match="REFTGUARD_TLS"):
         from_env(Demo)
+
+
+def test_skipped_fields_get_no_flag_and_keep_their_default():
+    p = argparse.ArgumentParser()
+    add_dataclass_args(p, Demo, skip=("port",))
+    assert "--port" not in p.format_help() and "--tls" in p.format_help()
+    with pytest.raises(SystemExit):
+        p.parse_args(["--port", "7"])
+    assert from_args(Demo, p.parse_args(["--tls"])).port == 50051

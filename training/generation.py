@@ -1,4 +1,4 @@
-"""Greedy replies of a causal LM and a file cache for them (the refusal detector is training/judge.py).
+"""Greedy replies of a causal LM and a file cache for them.
 
 The teacher's benign SFT targets are the *starting* model's own greedy replies (so SFT keeps what the
 model already does on benign prompts); they are generated once and cached as JSONL keyed by prompt
@@ -9,9 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-
-from reftguard.training.judge import is_refusal  # noqa: F401  (the one refusal detector; re-exported for callers)
-
 
 def greedy_replies(causal_lm, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, batch_size: int = 16) -> list[str]:
     """Greedy continuations of already-templated prompts, decoded without special tokens.

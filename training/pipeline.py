@@ -42,17 +42,18 @@ QUICK = {
 }
 
 
-def _poison_stats(user: Path, scan_dir: Path | None, report: dict | None) -> dict:
-    """Where the user data's harmful rows went (when rows carry a `label`): removed, kept, and benign rows lost."""
-    def labels(path: Path) -> list:
-        return [json.loads(line).get("label") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _labels(path: Path) -> list:
+    return [json.loads(line).get("label") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
-    total = labels(user)
+
+def _poison_stats(total: list, scan_dir: Path | None, report: dict | None) -> dict:
+    """Where the user data's harmful rows went (when rows carry a `label`): removed, kept, and benign rows lost.
+    `total` holds the label of every user row."""
     out = {"harmful_in": sum(v == "harmful" for v in total), "benign_in": sum(v == "benign" for v in total)}
     if scan_dir is None or report is None:
         return out | {"harmful_kept": out["harmful_in"], "benign_removed": 0}
-    flagged = labels(scan_dir / report["outputs"]["flagged"])
-    allowed = labels(scan_dir / report["outputs"]["allowed"])
+    flagged = _labels(scan_dir / report["outputs"]["flagged"])
+    allowed = _labels(scan_dir / report["outputs"]["allowed"])
     return out | {"harmful_removed": sum(v == "harmful" for v in flagged), "harmful_kept": sum(v == "harmful" for v in allowed),
                   "benign_removed": sum(v == "benign" for v in flagged)}
 
@@ -106,13 +107,13 @@ def run_pipeline(p: PipelineConfig, d: DistillConfig, data: DataConfig, ev: Eval
     timings["evaluate"] = round(time.time() - t1, 1)
 
     rows = scan_report["rows"] if scan_report else None
-    n_in = sum(1 for line in user.read_text(encoding="utf-8").splitlines() if line.strip())
+    user_labels = _labels(user)
     report = {
-        "rows_in": n_in,
+        "rows_in": len(user_labels),
         "rows_removed": rows["flagged"] + rows["errors"] if rows else 0,
         "rows_errors": rows["errors"] if rows else 0,
         "flag_rate": scan_report["flag_rate"] if scan_report else None,
-        "poison": _poison_stats(user, scan_dir, scan_report),
+        "poison": _poison_stats(user_labels, scan_dir, scan_report),
         "harmful_score": result["harmful_score"],
         "finetuning_accuracy": result["finetuning_accuracy"],
         "judge": result["judge"],
