@@ -30,7 +30,7 @@ import numpy as np
 
 from reftguard.config import option
 from reftguard.data import DataError, iter_jsonl
-from reftguard.training.common import (LoraOptions, OptimOptions, add, compact_tokenizer, finish_adapter, lr_at, plot,
+from reftguard.training.common import (LoraOptions, OptimOptions, add, finish_adapter, lr_at, plot,
                                        round_to_saved_dtype, wrap_trainable, write_rows)
 
 log = logging.getLogger("reftguard.distill")
@@ -182,9 +182,8 @@ def distill(cfg: DistillConfig, command: str = "") -> dict:
     from accelerate import Accelerator
     from tqdm import tqdm
 
-    from reftguard.encoding import PromptEncoder
-    from reftguard.prompt import PromptFormat
     from reftguard.training import kd, sft
+    from reftguard.training.generation import prompt_encoder
     from reftguard.training.models import load_causal_lm, torch_threads
     from reftguard.training.teacher import Teacher
 
@@ -208,10 +207,7 @@ def distill(cfg: DistillConfig, command: str = "") -> dict:
     # 1-2. student, prompt format, pairs
     torch.manual_seed(cfg.seed)
     student, tok = load_causal_lm(cfg.student)
-    tok.save_pretrained(out / "tokenizer")
-    compact_tokenizer(out / "tokenizer")
-    fmt = PromptFormat.from_hf_tokenizer(tok)
-    enc = PromptEncoder(out / "tokenizer" / "tokenizer.json", fmt, cfg.max_tokens)
+    enc = prompt_encoder(tok, cfg.max_tokens)  # the serving encoder; the student dir needs no tokenizer copy
     end, pad = sft.turn_end(tok), tok.pad_token_id
     _, up, ur = load_pairs(cfg.user_data)
     user_pairs = sft.encode_pairs(enc, up, ur, end, cfg.reply_tokens)
