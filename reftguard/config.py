@@ -100,3 +100,14 @@ def from_env(cls: type[T], **overrides: Any) -> T:
             kwargs[f.name] = _parse_value(os.environ[env], hints[f.name], env)
     kwargs.update(overrides)
     return cls(**kwargs)
+
+
+def portable(value):
+    """`value` with absolute paths made relative to the working directory (or cut to their last part):
+    records and commands that ship inside the package must not carry this machine's paths."""
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        rel = os.path.relpath(value)
+        return os.path.basename(value) if rel.startswith("..") else rel
+    return value

@@ -11,7 +11,7 @@ from dataclasses import asdict
 # whose cores are shared with other jobs (measured: 2 threads 3.5x slower than 1 under load).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from reftguard.config import add_dataclass_args, from_args
+from reftguard.config import add_dataclass_args, from_args, portable
 
 
 def train_teacher_args(p: argparse.ArgumentParser) -> None:
@@ -56,6 +56,7 @@ def _flags(cfg) -> list[str]:
         if v == defaults[k] or k == "progress":
             continue
         flag = "--" + k.replace("_", "-")
+        v = portable(v)
         if isinstance(v, bool):
             parts.append(flag if v else "--no-" + k.replace("_", "-"))
         else:

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from reftguard import evaluation
-from reftguard.config import option
+from reftguard.config import option, portable
 from reftguard.training.common import (LoraOptions, OptimOptions, add, compact_tokenizer, finish_adapter, lr_at, plot,
                                        round_to_saved_dtype, step_rng, wrap_trainable, write_rows)
 from reftguard.data import data_hash, holdout_split, load_labeled
@@ -72,8 +72,12 @@ class TrainConfig(OptimOptions, LoraOptions):
     reg_scale: float = option(10.0, "Scale of the cosine inside the logistic regulariser (higher = harder decision).")
     reg_margin: float = option(0.0, "Push harmful scores above t+margin and benign below t-margin.")
     reg_per_class: int = option(8, "Harmful and benign prompts per regulariser batch (each).")
+    hard_negative_share: float = option(0.0, "Share of every benign draw (regulariser batches, R_l probe, SFT pool) taken from benign prompts of kind 'hard_negative': safe prompts that sound unsafe are rare in the data but decide the false-positive rate on them.")
+    hard_negative_weight: float = option(1.0, "Regulariser loss weight of benign hard negatives relative to the other prompts.")
     sft_weight: float = option(0.5, "Weight of the SFT loss on replies (0 = regulariser only).")
     sft_per_class: int = option(1, "Harmful and benign pairs per SFT batch (each).")
+    sft_benign_ratio: int = option(1, "Benign SFT pairs per step = this x sft_per_class: more helpful pairs keep the teacher from refusing benign prompts.")
+    drop_refused_replies: bool = option(False, "Leave out benign SFT pairs whose starting-model reply is a refusal (it would teach the teacher to refuse benign prompts).")
     sft_pool: int = option(64, "Benign prompts that get an SFT reply (greedy replies cost generation time once).")
     reply_tokens: int = option(32, "Longest reply in tokens, for SFT targets and generated benign replies.")
     sft_max_tokens: int = option(256, "Longest SFT prompt in tokens (template included); longer ones are cut.")
@@ -103,30 +107,53 @@ QUICK = dict(steps=40, lr=5e-4, reg_per_class=6, sft_per_class=2, sft_pool=48, r
 
 
 class BalancedLengthSampler:
-    """Per step: `per_class` harmful and `per_class` benign rows of similar length.
+    """Per step: a fixed number of rows from each stratum (harmful, benign, ...), all of similar length.
 
-    Each class is sorted by length; a step draws one quantile q and samples each class from a window of
-    its sorted rows around q. Batches are then short or long as a whole, which keeps padding (and the
-    step time) low, while both classes cover all lengths over the run.
+    Each stratum is sorted by length; a step draws one quantile q and samples every stratum from a window
+    of its sorted rows around q. Batches are then short or long as a whole, which keeps padding (and the
+    step time) low, while all strata cover all lengths over the run. `counts` maps stratum -> rows per
+    batch; by default the strata are the labels and each gives `per_class` rows.
     """
 
-    def __init__(self, lengths: list[int], labels: list[int], per_class: int, window: int = 48):
-        self.per_class = per_class
+    def __init__(self, lengths: list[int], labels: list[int], per_class: int, window: int = 48, counts: dict[int, int] | None = None):
+        counts = dict(counts or {1: per_class, 0: per_class})
         self.window = window
-        self.sorted = {y: sorted((i for i, v in enumerate(labels) if v == y), key=lambda i: lengths[i]) for y in (0, 1)}
-        if any(len(v) == 0 for v in self.sorted.values()):
+        self.sorted = {y: sorted((i for i, v in enumerate(labels) if v == y), key=lambda i: lengths[i]) for y in counts}
+        if not self.sorted.get(1) or not any(self.sorted[y] for y in counts if y != 1):
             raise ValueError("training data needs both harmful and benign prompts")
+        for y in (0, HARD):  # a benign stratum with no rows hands its share to the other one
+            other = HARD if y == 0 else 0
+            if counts.get(y) and not self.sorted[y] and other in counts:
+                counts[other] += counts.pop(y)
+        self.counts = counts
 
     def batch(self, rng: np.random.Generator) -> list[int]:
         q = rng.random()
         rows: list[int] = []
-        for y in (1, 0):
+        for y, n in self.counts.items():
             pool = self.sorted[y]
-            w = min(len(pool), max(self.window, self.per_class))
+            if not pool or n <= 0:
+                continue
+            w = min(len(pool), max(self.window, n))
             start = min(int(q * len(pool)), len(pool) - w)
-            pick = rng.choice(w, size=min(self.per_class, w), replace=False)
+            pick = rng.choice(w, size=min(n, w), replace=False)
             rows += [pool[start + int(j)] for j in pick]
         return rows
+
+
+HARD = 2  # stratum of benign hard negatives (labels are 1 harmful, 0 benign)
+
+
+def strata(prompts, y: np.ndarray) -> np.ndarray:
+    """Label per row, with benign prompts of kind 'hard_negative' put in their own stratum HARD."""
+    return np.array([HARD if (y[i] == 0 and p.kind == "hard_negative") else int(y[i]) for i, p in enumerate(prompts)])
+
+
+def split_counts(per_class: int, share: float, benign_per_class: int | None = None) -> dict[int, int]:
+    """Rows per stratum: per_class harmful; the benign rows split between hard negatives and the rest."""
+    ben = per_class if benign_per_class is None else benign_per_class
+    hard = int(round(ben * share))
+    return {1: per_class, 0: ben - hard, HARD: hard}
 
 
 def subset(pool: list[int], size: int, seed: int, stream: int) -> list[int]:
@@ -135,9 +162,13 @@ def subset(pool: list[int], size: int, seed: int, stream: int) -> list[int]:
     return sorted(rng.choice(pool, size=min(size, len(pool)), replace=False).tolist())
 
 
-def balanced_subset(idx: list[int], labels: np.ndarray, size: int, seed: int) -> list[int]:
-    """Up to size/2 harmful and size/2 benign rows of `idx`, fixed by the seed."""
-    return [i for y in (1, 0) for i in subset([i for i in idx if labels[i] == y], size // 2, seed, 7 + y)]
+def balanced_subset(idx: list[int], labels: np.ndarray, size: int, seed: int, hard: np.ndarray | None = None, share: float = 0.0) -> list[int]:
+    """Up to size/2 harmful and size/2 benign rows of `idx`, fixed by the seed; with `hard` (the strata of
+    `strata()`) and `share` > 0, that share of the benign half is hard negatives."""
+    if hard is None or share <= 0:
+        return [i for y in (1, 0) for i in subset([i for i in idx if labels[i] == y], size // 2, seed, 7 + y)]
+    counts = split_counts(size // 2, share)
+    return sorted(i for y, n in counts.items() for i in subset([i for i in idx if hard[i] == y], n, seed, 7 + y))
 
 
 # ------------------------------------------------------------------------------------- the regulariser
@@ -149,13 +180,16 @@ def cosine(h, r, c):
     return (hc @ r) / (hc.norm(dim=-1) * r.norm()).clamp_min(1e-8)
 
 
-def regulariser_loss(scores, labels, threshold: float, scale: float, margin: float):
-    """Logistic loss on scale * (cos - t), with the targets pushed `margin` apart (see module docstring)."""
+def regulariser_loss(scores, labels, threshold: float, scale: float, margin: float, weights=None):
+    """Logistic loss on scale * (cos - t), with the targets pushed `margin` apart (see module docstring);
+    `weights` (per row) make some rows count more, normalised so the loss stays a weighted mean."""
     import torch.nn.functional as F
 
     y = labels.float()
     logits = scale * (scores - threshold - margin * (2 * y - 1))
-    return F.binary_cross_entropy_with_logits(logits, y)
+    if weights is None:
+        return F.binary_cross_entropy_with_logits(logits, y)
+    return (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * weights).sum() / weights.sum()
 
 
 @dataclass
@@ -292,7 +326,8 @@ def train(cfg: TrainConfig, command: str = ""):
     ids = encode_texts(out / "tokenizer", fmt, cfg.max_tokens, [p.text for p in prompts])
     pad = tok.pad_token_id
     fit_idx, held_idx = holdout_split(prompts, cfg.holdout, cfg.seed)
-    probe_idx = balanced_subset(fit_idx, y, cfg.probe_size, cfg.seed)
+    hard = strata(prompts, y)
+    probe_idx = balanced_subset(fit_idx, y, cfg.probe_size, cfg.seed, hard, cfg.hard_negative_share)
     eval_idx = balanced_subset(held_idx, y, cfg.eval_size, cfg.seed)
     probe_ids, eval_ids = [ids[i] for i in probe_idx], [ids[i] for i in eval_idx]
 
@@ -314,8 +349,14 @@ def train(cfg: TrainConfig, command: str = ""):
     if cfg.sft_weight > 0:
         enc_sft = PromptEncoder(out / "tokenizer" / "tokenizer.json", fmt, cfg.sft_max_tokens)
         harm = [i for i in fit_idx if y[i] == 1]
-        ben = subset([i for i in fit_idx if y[i] == 0], cfg.sft_pool, cfg.seed, 11)
+        ben = [i for i in balanced_subset(fit_idx, y, 2 * cfg.sft_pool, cfg.seed + 11, hard, cfg.hard_negative_share) if y[i] == 0]
         ben_replies = _benign_replies(cfg, out, lm, tok, enc_sft, prompts, ben, record_replies(cfg.data))
+        if cfg.drop_refused_replies:
+            from reftguard.training.judge import is_refusal
+
+            keep = [k for k, r in enumerate(ben_replies) if not is_refusal(r)]
+            log.info("benign SFT pool: %d of %d starting-model replies are refusals and are left out", len(ben) - len(keep), len(ben))
+            ben, ben_replies = [ben[k] for k in keep], [ben_replies[k] for k in keep]
         texts = [prompts[i].text for i in harm + ben]
         replies = [sft.refusal_for(prompts[i].id, cfg.seed) for i in harm] + ben_replies
         sft_pairs = sft.encode_pairs(enc_sft, texts, replies, sft.turn_end(tok), cfg.reply_tokens)
@@ -328,8 +369,11 @@ def train(cfg: TrainConfig, command: str = ""):
     base.train()
     decoder = TruncatedDecoder(base, layer)  # shares the (LoRA-wrapped) layers: the regulariser's cheap forward
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    reg_sampler = BalancedLengthSampler([len(ids[i]) for i in fit_idx], [int(y[i]) for i in fit_idx], cfg.reg_per_class)
-    sft_sampler = BalancedLengthSampler([len(p.ids) for p in sft_pairs], sft_labels, cfg.sft_per_class) if sft_pairs else None
+    reg_sampler = BalancedLengthSampler([len(ids[i]) for i in fit_idx], [int(hard[i]) for i in fit_idx], cfg.reg_per_class,
+                                        counts=split_counts(cfg.reg_per_class, cfg.hard_negative_share))
+    sft_sampler = BalancedLengthSampler([len(p.ids) for p in sft_pairs], sft_labels, cfg.sft_per_class,
+                                        counts={1: cfg.sft_per_class, 0: cfg.sft_per_class * cfg.sft_benign_ratio}) if sft_pairs else None
+    row_weight = np.where(hard == HARD, cfg.hard_negative_weight, 1.0).astype(np.float32)
     y_probe, y_eval = y[probe_idx], y[eval_idx]
 
     # resume
@@ -373,7 +417,8 @@ def train(cfg: TrainConfig, command: str = ""):
             h = h[torch.arange(h.shape[0], device=dev), last_token_index(mask)]
             yb = torch.from_numpy(y[rows_b]).to(dev)
             s = cosine(h, torch.from_numpy(state.r).to(dev), torch.from_numpy(state.c).to(dev))
-            reg = regulariser_loss(s, yb, state.t, cfg.reg_scale, cfg.reg_margin)
+            wb = torch.from_numpy(row_weight[rows_b]).to(dev) if cfg.hard_negative_weight != 1.0 else None
+            reg = regulariser_loss(s, yb, state.t, cfg.reg_scale, cfg.reg_margin, wb)
             loss = loss + cfg.reg_weight * reg
             add(window, reg_loss=reg.item(), batch_harmful_cos=s[yb == 1].mean().item(), batch_benign_cos=s[yb == 0].mean().item())
         if cfg.sft_weight > 0:
@@ -425,7 +470,7 @@ def train(cfg: TrainConfig, command: str = ""):
         model.save_pretrained(str(out / "adapter"))
         finish_adapter(out / "adapter", cfg.model, half=cfg.adapter_dtype == "float16")
         adapter, model_ref = "adapter", cfg.model
-    final_idx = balanced_subset(fit_idx, y, cfg.final_size, cfg.seed)
+    final_idx = balanced_subset(fit_idx, y, cfg.final_size, cfg.seed, hard, cfg.hard_negative_share)
     h_final = layer_states(base, [ids[i] for i in final_idx], layer, cfg.batch_size, pad)
     r, c, _, stats = estimate_feature(h_final, y[final_idx], cfg.center)
     final_state = FeatureState(r, c, 0.0, state.refreshes, state.last_drift)
@@ -439,12 +484,12 @@ def train(cfg: TrainConfig, command: str = ""):
     record = {
         "method": "ReFT teacher: SFT + refusal-feature regulariser with R_l re-estimated during training",
         "command": command,
-        "data": [str(d) for d in cfg.data],
+        "data": portable([str(d) for d in cfg.data]),
         "data_hash": data_hash(prompts),
         "n": len(prompts),
         "n_harmful": int(y.sum()),
         "holdout_fraction": cfg.holdout,
-        "config": asdict(cfg) | {"layer": layer},
+        "config": {k: portable(v) for k, v in asdict(cfg).items()} | {"layer": layer},
         "layer_table": table,
         "chosen_layer": layer,
         "refreshes": state.refreshes,
