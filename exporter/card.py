@@ -31,7 +31,9 @@ def render_card(m: dict) -> str:
         "",
         "## Threshold",
         f"- threshold: **{_fmt(m['threshold'])}**, chosen by: {cal.get('method', 'n/a')} (target {cal.get('target', 'n/a')})",
-        f"- calibration data: {cal.get('data', 'n/a')} (hash `{cal.get('data_hash', 'n/a')}`, n={cal.get('n', 'n/a')})",
+        f"- calibration data: {cal.get('data', 'n/a')} (split `{cal.get('split', 'all')}`, hash `{cal.get('data_hash', 'n/a')}`, n={cal.get('n', 'n/a')}); set by `{cal.get('set_by', 'the target')}`",
+        "",
+        "In-sample figures (on the calibration data itself; see docs/results.md for held-out ones):",
         "",
         "| metric | value |",
         "|---|---|",
@@ -44,7 +46,8 @@ def render_card(m: dict) -> str:
         "- The score measures closeness to a refusal direction of one backbone; it is not a policy classifier and its",
         "  false-positive rate on your traffic can differ from the calibration set. Watch `reftguard_false_positive_rate`.",
         "- A zero-training (difference-of-means) feature partly tracks writing style; a trained ReFT teacher separates better.",
-        "- Text beyond max_tokens is truncated (or rejected) before scoring.",
+        "- A prompt beyond max_tokens is scored as overlapping windows (the highest window counts) up to the server's",
+        "  max_windows; the `left`/`right` policies truncate instead, and `error` rejects.",
         "",
     ]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("reftguard.commands", "export", "Export a teacher dir to an ONNX guard bundle (parity-checked, sealed)."),
     "calibrate": ("reftguard.commands", "calibrate", "Set a bundle's threshold for a target recall or FPR on labeled data."),
     "eval": ("reftguard.commands", "eval", "Evaluate a bundle on labeled data (AUROC, recall@FPR, per source/kind)."),
+    "robustness": ("reftguard.commands", "robustness", "Per-kind/category flag rates, AUROC, worst examples and score plots of a bundle (JSON, Markdown, PNG, HTML)."),
     "quantize": ("reftguard.commands", "quantize", "Static int8 (QDQ) copy of a bundle for CPU serving, recalibrated on itself."),
     "default-bundle": ("reftguard.commands", "default_bundle", "Build (once, then cached) the embedded default bundle."),
     "serve": ("reftguard.server.cli", "serve", "Serve a guard bundle over gRPC with batching and Prometheus metrics."),

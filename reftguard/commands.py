@@ -70,6 +70,23 @@ def eval(ns) -> int:  # noqa: A001 - the subcommand is called eval
     return 0
 
 
+def robustness_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.robustness import RobustnessConfig
+
+    add_dataclass_args(p, RobustnessConfig, group="robustness")
+
+
+def robustness(ns) -> int:
+    from reftguard.robustness import RobustnessConfig, run
+
+    cfg = from_args(RobustnessConfig, ns)
+    r = run(cfg)
+    o = r["overall"]
+    print(f"bundle {r['bundle_id']}: n={o['n']} AUROC {o['auroc'] or float('nan'):.4f}, FPR {o['fpr'] or 0:.4f}, recall {o['recall'] or 0:.4f} "
+          f"at threshold {r['threshold']:.4f}; report in {cfg.out}/report.md and report.html")
+    return 0
+
+
 def default_bundle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="Build the default bundle here instead of the cache ($REFTGUARD_CACHE or ~/.cache/reftguard).")
     p.add_argument("--print-path", action="store_true", help="Print only the bundle path (for scripts).")

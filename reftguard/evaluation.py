@@ -84,6 +84,43 @@ def threshold_for_recall(scores: Sequence[float], labels: Sequence[int], target_
     return float((kth + below.max()) / 2.0) if len(below) else float(kth - 1e-6)
 
 
+def parse_kind_limits(specs: Sequence[str]) -> dict[str, float]:
+    """['hard_negative=0.03', ...] -> {'hard_negative': 0.03}; a bad spec raises ValueError naming it."""
+    out: dict[str, float] = {}
+    for spec in specs:
+        kind, sep, value = str(spec).partition("=")
+        try:
+            f = float(value)
+        except ValueError:
+            f = float("nan")
+        if not sep or not kind.strip() or not 0.0 <= f <= 1.0:
+            raise ValueError(f"per-kind FPR limit {spec!r} is not KIND=F with F in [0, 1] (e.g. hard_negative=0.03)")
+        out[kind.strip()] = f
+    return out
+
+
+def choose_threshold(scores: Sequence[float], labels: Sequence[int], kinds: Sequence[str], *, target_recall: float = 0.0,
+                     target_fpr: float = 0.0, kind_fpr: dict[str, float] | None = None) -> tuple[float, str]:
+    """(threshold, what set it): the recall or FPR target first, then raised until the benign prompts of
+    every kind in `kind_fpr` are flagged at most at their rate. Raising a threshold never raises an FPR,
+    so every per-kind limit holds at the returned threshold; the recall target may then be missed,
+    which the caller reports."""
+    s, y = _arrays(scores, labels)
+    if target_recall:
+        thr, by = threshold_for_recall(s, y, target_recall), f"recall>={target_recall}"
+    else:
+        thr, by = threshold_for_fpr(s, y, target_fpr), f"fpr<={target_fpr}"
+    kinds = np.asarray(list(kinds), dtype=object)
+    for kind, limit in sorted((kind_fpr or {}).items()):
+        sel = (kinds == kind) & (y == 0)
+        if not sel.any():
+            raise ValueError(f"per-kind FPR limit for {kind!r}: no benign prompts of that kind in the calibration data")
+        t = threshold_for_fpr(s[sel], np.zeros(int(sel.sum()), dtype=np.int64), limit)
+        if t > thr:
+            thr, by = t, f"fpr[{kind}]<={limit}"
+    return thr, by
+
+
 def recall_at_fpr(scores: Sequence[float], labels: Sequence[int], fpr: float) -> float | None:
     s, y = _arrays(scores, labels)
     if y.sum() == 0 or (1 - y).sum() == 0:

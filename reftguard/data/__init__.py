@@ -28,6 +28,8 @@ class LabeledPrompt:
     label: int  # 1 harmful, 0 benign
     source: str = "unknown"
     kind: str = "unknown"
+    category: str = ""
+    group: str = ""  # contrast group: prompts that share surface words stay on one side of every split
 
 
 def packaged(name: str) -> Path:
@@ -78,6 +80,8 @@ def load_labeled(paths: str | Path | Iterable[str | Path]) -> list[LabeledPrompt
                     label=LABELS[label],
                     source=str(rec.get("source") or "unknown"),
                     kind=str(rec.get("kind") or "unknown"),
+                    category=str(rec.get("category") or ""),
+                    group=str(rec.get("group") or ""),
                 )
             )
     if not out:
@@ -90,6 +94,30 @@ def data_hash(prompts: list[LabeledPrompt]) -> str:
     for p in prompts:
         h.update(json.dumps([p.id, p.text, p.label], ensure_ascii=False).encode())
     return h.hexdigest()[:16]
+
+
+SPLITS = ("calib", "report")
+
+
+def split_of(p: LabeledPrompt, salt: str = "calib-report") -> str:
+    """'calib' or 'report', half and half by a hash of the prompt's contrast group (else its id).
+
+    Dev files are cut this way so that a threshold is chosen on one half and every figure is reported
+    on the other; prompts of one contrast group never straddle the cut."""
+    u = int(hashlib.sha256(f"{salt}:{p.group or p.id}".encode()).hexdigest()[:8], 16)
+    return SPLITS[u & 1]
+
+
+def select_split(prompts: list[LabeledPrompt], split: str) -> list[LabeledPrompt]:
+    """The prompts of one split ('' or 'all' keeps everything)."""
+    if split in ("", "all"):
+        return prompts
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS} or 'all', got {split!r}")
+    out = [p for p in prompts if split_of(p) == split]
+    if not out:
+        raise DataError(f"no prompts in split {split!r}")
+    return out
 
 
 def holdout_split(prompts: list[LabeledPrompt], fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:

@@ -1,0 +1,87 @@
+"""The robustness report's numbers against hand-computed values, and the per-kind calibration limit."""
+import json
+
+import numpy as np
+import pytest
+
+from reftguard import evaluation
+from reftguard.data import LabeledPrompt, load_labeled, select_split, split_of
+from reftguard.robustness import build_report, html_page, markdown, plot_png, slice_rows
+
+
+def _p(i, label, kind, category="", group=""):
+    return LabeledPrompt(id=f"p{i}", text=f"prompt {i}", label=label, kind=kind, category=category, group=group)
+
+
+# 3 hard negatives, 2 instructions (benign); 3 direct (harmful)
+PROMPTS = [_p(0, 0, "hard_negative", "homonym"), _p(1, 0, "hard_negative", "homonym"), _p(2, 0, "hard_negative", "history"),
+           _p(3, 0, "instruction"), _p(4, 0, "instruction"),
+           _p(5, 1, "direct"), _p(6, 1, "direct"), _p(7, 1, "direct")]
+SCORES = np.array([0.50, 0.10, -0.20, -0.40, -0.30, 0.60, 0.40, 0.05])
+
+
+def test_slice_rows_by_hand():
+    rows = {(r["slice"], r["label"]): r for r in slice_rows(SCORES, np.array([p.label for p in PROMPTS]), [p.kind for p in PROMPTS], 0.3)}
+    hn = rows[("hard_negative", "benign")]
+    # flagged at 0.3: only 0.50 of the three
+    assert hn["n"] == 3 and hn["flag_rate"] == pytest.approx(1 / 3)
+    # AUROC of hard negatives vs the 3 harmful: pairs (harmful > benign): 0.60 beats all 3, 0.40 beats 0.10 and -0.20,
+    # 0.05 beats -0.20 -> 6 of 9
+    assert hn["auroc"] == pytest.approx(6 / 9)
+    ins = rows[("instruction", "benign")]
+    assert ins["flag_rate"] == 0.0 and ins["auroc"] == pytest.approx(1.0)
+    d = rows[("direct", "harmful")]
+    # recall at 0.3: 0.60 and 0.40 -> 2/3; AUROC vs the 5 benign: 0.60 beats 5, 0.40 beats 4, 0.05 beats 3 -> 12/15
+    assert d["flag_rate"] == pytest.approx(2 / 3) and d["auroc"] == pytest.approx(12 / 15)
+
+
+def test_report_worst_examples_and_outputs(tmp_path):
+    files = ["a.jsonl"] * 5 + ["b.jsonl"] * 3
+    r = build_report(SCORES, PROMPTS, files, 0.3, worst=2)
+    assert [w["id"] for w in r["worst"]["hard_negative"]] == ["p0", "p1"]  # highest-scored benign first
+    assert [w["id"] for w in r["worst"]["direct"]] == ["p7", "p6"]  # lowest-scored harmful first
+    assert r["overall"]["fpr"] == pytest.approx(1 / 5) and r["overall"]["recall"] == pytest.approx(2 / 3)
+    assert r["files"]["b.jsonl"]["overall"] == {"n": 3}  # one label only: no AUROC to report
+    cats = {(x["slice"], x["label"]): x for x in r["files"]["a.jsonl"]["by_category"]}
+    assert cats[("hard_negative/homonym", "benign")]["n"] == 2
+    h = r["histograms"]["hard_negative (benign)"]
+    assert sum(h["counts"]) == 3 and len(h["edges"]) == len(h["counts"]) + 1
+    md = markdown(r | {"bundle_id": "x"})
+    assert "| hard_negative | benign | 3 | 0.333 | 0.6667 |" in md
+    plot_png(r, tmp_path / "s.png")
+    page = html_page(r, tmp_path / "s.png")
+    assert page.count("data:image/png;base64,") == 1 and "http" not in page.split("<body>")[1].split("<pre>")[0]
+    json.dumps(r)  # serialisable
+
+
+def test_choose_threshold_honours_per_kind_limit():
+    kinds = [p.kind for p in PROMPTS]
+    y = [p.label for p in PROMPTS]
+    thr, by = evaluation.choose_threshold(SCORES, y, kinds, target_recall=1.0)
+    assert by == "recall>=1.0" and thr < 0.05  # all harmful flagged, and so are hard negatives 0.50 and 0.10
+    thr, by = evaluation.choose_threshold(SCORES, y, kinds, target_recall=1.0, kind_fpr={"hard_negative": 0.0})
+    assert by == "fpr[hard_negative]<=0.0" and thr == pytest.approx(0.50)
+    flagged_hn = [s > thr for s, k, l in zip(SCORES, kinds, y) if k == "hard_negative"]
+    assert not any(flagged_hn)
+    # a limit of one in three lets exactly one hard negative through
+    thr, _ = evaluation.choose_threshold(SCORES, y, kinds, target_recall=1.0, kind_fpr={"hard_negative": 0.34})
+    assert thr == pytest.approx(0.10) and sum(s > thr for s, k in zip(SCORES, kinds) if k == "hard_negative") == 1
+    with pytest.raises(ValueError, match="no benign prompts of that kind"):
+        evaluation.choose_threshold(SCORES, y, kinds, target_fpr=0.1, kind_fpr={"chat": 0.01})
+
+
+@pytest.mark.parametrize("spec", ["hard_negative", "hard_negative=2", "=0.1", "x=abc"])
+def test_kind_limit_specs_are_checked(spec):
+    with pytest.raises(ValueError, match="KIND=F"):
+        evaluation.parse_kind_limits([spec])
+
+
+def test_calib_report_split_is_disjoint_and_keeps_groups(tmp_path):
+    rows = [{"id": f"g{g}-{k}", "text": f"t {g} {k}", "label": "benign", "group": f"g{g}"} for g in range(40) for k in range(3)]
+    f = tmp_path / "d.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ps = load_labeled(f)
+    calib, report = select_split(ps, "calib"), select_split(ps, "report")
+    assert len(calib) + len(report) == len(ps) and calib and report
+    assert not {p.group for p in calib} & {p.group for p in report}
+    assert all(split_of(p) == "calib" for p in calib)
