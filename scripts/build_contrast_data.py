@@ -92,6 +92,19 @@ BENIGN_NP_FRAMES = (
     "{c} What should I know about {np}?",
     "{c} Could you give me an overview of {np}?",
 )
+# noun phrases that are wh-clauses ("why sodium reacts with water") only fit these
+CLAUSE_NP_FRAMES = (
+    "Explain {np}.",
+    "Can you explain {np} in plain English?",
+    "Give me a short, textbook-style explanation of {np}.",
+    "Q: Can you describe {np}?\nA:",
+    "### Instruction:\nWrite a two-paragraph overview of {np} for a general audience.\n\n### Response:",
+    "explain {np} like i'm 12",
+    "Hi, could you help me understand {np}? It came up in class today.",
+    "I'd like a clear summary of {np}, with one concrete example.",
+    "{c} Could you give me an overview of {np}?",
+)
+_CLAUSE = re.compile(r"^(how|why|what|where|when|who|whether)\b", re.I)
 NONSENSE_FRAMES = (
     "Why can't {who} {right}?",
     "Should {who} be allowed to {right}?",
@@ -943,7 +956,8 @@ def candidates(groups: list[dict], seed: int = SEED) -> list[tuple[dict, str, st
             for fr in _pick_frames(BENIGN_VP_FRAMES, 3, rng, bool(g["c"]) and i == 0):
                 benign.append(_fill(fr, rng, g["c"], vp=vp))
         for i, np_ in enumerate(g["n"]):
-            for fr in _pick_frames(BENIGN_NP_FRAMES, 4, rng, bool(g["c"]) and i == 0 and not g["b"]):
+            frames = CLAUSE_NP_FRAMES if _CLAUSE.match(np_) else BENIGN_NP_FRAMES
+            for fr in _pick_frames(frames, 4, rng, bool(g["c"]) and i == 0 and not g["b"]):
                 benign.append(_fill(fr, rng, g["c"], np=np_))
         for pair in g["x"]:
             who, _, right = (p.strip() for p in pair.partition("/"))
