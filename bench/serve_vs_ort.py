@@ -25,7 +25,7 @@ import numpy as np
 
 from reftguard.bundle import GuardBundle
 from reftguard.data import load_labeled, packaged
-from reftguard.server.backend import BundleScorer
+from reftguard.scoring import BundleScorer
 
 
 def prompts(n: int) -> list[str]:

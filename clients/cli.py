@@ -8,6 +8,7 @@ import sys
 import grpc
 
 from reftguard.clients.client import ClientConfig, GuardClient
+from reftguard.clients.requests import TRUNCATION_CHOICES
 from reftguard.v1 import guard_pb2 as pb
 
 
@@ -38,7 +39,8 @@ def score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("texts", nargs="*", help="Prompts to score; none (or '-') reads one prompt per line from stdin.")
     p.add_argument("--threshold", type=float, default=None, help="Override the bundle threshold for this call.")
     p.add_argument("--source", default="", help="Source tag for the server's metrics (must be on its allow-list).")
-    p.add_argument("--truncation", choices=("error", "left", "right"), default=None, help="Policy for prompts over max_tokens.")
+    p.add_argument("--truncation", choices=TRUNCATION_CHOICES, default=None,
+                   help="Policy for prompts over max_tokens (default: the server's, window: score overlapping windows, keep the highest).")
     p.add_argument("--json", action="store_true", help="Print one JSON object per decision.")
     p.add_argument("--jsonl", default=None, help="Read items from a JSONL file: {id, text | messages, label?}; labels feed the FP-rate metrics.")
     p.add_argument("--quiet", action="store_true", help="Print only the summary line.")
@@ -71,7 +73,8 @@ def score(ns) -> int:
             continue
         if ns.json:
             print(json.dumps({"id": d.id, "verdict": pb.Verdict.Name(d.verdict), "score": round(d.score, 6), "threshold": round(d.threshold, 6),
-                              "truncated": d.truncated, "num_tokens": d.num_tokens, "text": text}))
+                              "truncated": d.truncated, "num_tokens": d.num_tokens, "turn": d.turn, "window": d.window,
+                              "num_windows": d.num_windows, "text": text}))
         else:
             preview = text if len(text) <= 70 else text[:67] + "..."
             print(f"{pb.Verdict.Name(d.verdict):5}  score {d.score:+.4f}  (threshold {d.threshold:+.4f})  {preview}")

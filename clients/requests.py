@@ -10,7 +10,10 @@ import grpc
 from reftguard.v1 import guard_pb2 as pb
 
 LABELS = {None: pb.LABEL_UNSPECIFIED, "": pb.LABEL_UNSPECIFIED, "benign": pb.BENIGN, "harmful": pb.HARMFUL}
-TRUNCATIONS = {None: pb.TRUNCATION_UNSPECIFIED, "error": pb.TRUNCATION_ERROR, "left": pb.TRUNCATION_LEFT, "right": pb.TRUNCATION_RIGHT}
+# None leaves the policy to the server (window by default: long prompts are scored as overlapping windows).
+TRUNCATIONS = {None: pb.TRUNCATION_UNSPECIFIED, "window": pb.TRUNCATION_WINDOW, "error": pb.TRUNCATION_ERROR,
+               "left": pb.TRUNCATION_LEFT, "right": pb.TRUNCATION_RIGHT}
+TRUNCATION_CHOICES = tuple(k for k in TRUNCATIONS if k)
 # Scoring is idempotent, so a call the server cancelled (e.g. mid-shutdown) is safe to send again.
 # A caller's own cancellation surfaces as asyncio.CancelledError, never as this status.
 RETRYABLE = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
@@ -33,7 +36,7 @@ def to_item(x: Any, index: int) -> pb.Item:
 
 def make_request(items: Iterable[Any], *, start: int = 0, threshold: float | None = None, source: str = "", truncation: str | None = None) -> pb.ScoreRequest:
     if truncation not in TRUNCATIONS:
-        raise ValueError(f"truncation must be one of error/left/right, got {truncation!r}")
+        raise ValueError(f"truncation must be one of {'/'.join(TRUNCATION_CHOICES)}, got {truncation!r}")
     req = pb.ScoreRequest(items=[to_item(x, start + i) for i, x in enumerate(items)], source=source, truncation=TRUNCATIONS[truncation])
     if threshold is not None:
         req.threshold = threshold

@@ -69,7 +69,7 @@ def _parity(bundle: GuardBundle, reference, texts) -> dict:
     """Scores of `bundle` (ORT) vs `reference(input_ids, mask) -> (scores, norms)` on one mixed-length
     batch, plus ORT batch invariance (each prompt alone vs in the batch)."""
     from reftguard.encoding import PromptEncoder, pad_batch
-    from reftguard.server.backend import OrtBackend
+    from reftguard.engine_ort import OrtBackend
 
     enc = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens).encode(list(texts), "right")
     input_ids, mask = pad_batch(enc.ids, bundle.pad_token_id)
@@ -99,7 +99,7 @@ def validate(bundle: GuardBundle, module, texts=PARITY_PROMPTS) -> dict:
 
 def validate_against(bundle: GuardBundle, reference_bundle: GuardBundle, texts=PARITY_PROMPTS) -> dict:
     """Parity of a derived bundle (e.g. int8) against the bundle it came from."""
-    from reftguard.server.backend import OrtBackend
+    from reftguard.engine_ort import OrtBackend
 
     return _parity(bundle, OrtBackend(reference_bundle, device="cpu").run, texts)
 
@@ -146,7 +146,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
             "num_layers_total": teacher.num_layers,
             "prompt_format": teacher.prompt_format.to_dict(),
             "max_tokens": max_tokens,
-            "truncation": "right",
+            "truncation": "window",  # what the server does by default with a prompt over max_tokens
             "padding_side": "right",
             "pad_token_id": 0,  # any id works: the attention mask, not the pad id, marks real tokens
             "score": {"kind": "cosine", "center": teacher.center_kind, "head_dtype": "float32"},

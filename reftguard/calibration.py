@@ -34,9 +34,11 @@ class EvalConfig:
 
 
 def score_prompts(bundle: GuardBundle, prompts: list[LabeledPrompt]) -> np.ndarray:
-    from reftguard.server.backend import BundleScorer
+    """Item scores as the server computes them under its default policy (window). No window cap:
+    offline data is scored whole rather than refused."""
+    from reftguard.scoring import BundleScorer  # lazy: onnxruntime + tokenizers only when scoring
 
-    return BundleScorer(bundle).score_texts([p.text for p in prompts], truncation="right").scores
+    return BundleScorer(bundle, max_windows=0).scores([p.text for p in prompts])
 
 
 def calibrate(cfg: CalibrateConfig) -> GuardBundle:

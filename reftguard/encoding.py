@@ -3,6 +3,10 @@
 A user turn becomes `prefix_ids + text_ids + suffix_ids`. The prefix and suffix are tokenized once;
 truncation only ever removes tokens of the user text, so the template (and the last token, whose state
 is scored) is always intact.
+
+Policies for a turn over `max_tokens`: `window` (the default) splits its text into overlapping windows,
+each wrapped in the template as its own row, so nothing is dropped and a harmful request after a long
+benign context is still scored; `right`/`left` keep the start/end; `error` rejects.
 """
 from __future__ import annotations
 
@@ -13,27 +17,54 @@ import numpy as np
 
 from reftguard.prompt import PromptFormat
 
-TRUNCATION_POLICIES = ("error", "left", "right")
+TRUNCATION_POLICIES = ("window", "error", "left", "right")
+DEFAULT_TRUNCATION = "window"
+# Windows per turn, by default. Scoring cost grows linearly with it; 16 windows of a 512-token bundle
+# cover ~6k tokens of text, longer than any prompt a finetuning set needs scored whole.
+DEFAULT_MAX_WINDOWS = 16
 # No token of a BPE vocabulary is anywhere near this long, so text beyond budget x this many characters
 # can never fit; it is cut (or rejected) before tokenizing, which keeps a 1 MB prompt cheap.
 MAX_CHARS_PER_TOKEN = 64
 
 
-class PromptTooLong(ValueError):
+class PromptRejected(ValueError):
+    """A prompt the policy cannot score; `index` is its position in the texts given to `encode`."""
+
+    index: int
+
+
+class PromptTooLong(PromptRejected):
     """A prompt is over max_tokens and the truncation policy is `error`."""
 
     def __init__(self, index: int, num_tokens: int, max_tokens: int, unit: str = "tokens"):
         self.index, self.num_tokens, self.max_tokens = index, num_tokens, max_tokens
         super().__init__(
-            f"item {index} has {num_tokens} {unit}, over the limit of {max_tokens} tokens; "
-            "shorten it or use truncation 'left' or 'right'"
+            f"it has {num_tokens} {unit}, over the limit of {max_tokens} tokens; "
+            "shorten it or use truncation 'window', 'left' or 'right'"
+        )
+
+
+class TooManyWindows(PromptRejected):
+    """A prompt needs more windows than `max_windows` under truncation `window`."""
+
+    def __init__(self, index: int, num_windows: int, max_windows: int, window: int, at_least: bool = False):
+        self.index, self.num_windows, self.max_windows = index, num_windows, max_windows
+        super().__init__(
+            f"it needs {'at least ' if at_least else ''}{num_windows} windows of {window} tokens, over the limit of "
+            f"{max_windows} windows (max_windows); raise it (--max-windows / REFTGUARD_MAX_WINDOWS) or use truncation "
+            "'left' or 'right' to score only part of it"
         )
 
 
 @dataclass
 class Encoded:
+    """Rows to score. A turn that fits is one row; under `window` a longer one is several rows."""
+
     ids: list[list[int]]
-    truncated: list[bool]
+    truncated: list[bool]  # per row: tokens of the text were dropped (left/right only)
+    text: list[int]  # per row: index of the input text it encodes
+    window: list[int]  # per row: window index within its text (0 when not windowed)
+    num_windows: list[int]  # per row: how many windows its text has (1 when not windowed)
 
     @property
     def lengths(self) -> list[int]:
@@ -41,7 +72,8 @@ class Encoded:
 
 
 class PromptEncoder:
-    def __init__(self, tokenizer_file: str | Path, prompt: PromptFormat, max_tokens: int):
+    def __init__(self, tokenizer_file: str | Path, prompt: PromptFormat, max_tokens: int, *,
+                 window_overlap: int = -1, max_windows: int = DEFAULT_MAX_WINDOWS):
         from tokenizers import Tokenizer  # lazy: keeps `import reftguard.encoding` cheap
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
@@ -54,32 +86,66 @@ class PromptEncoder:
         self.overhead = len(self.prefix_ids) + len(self.suffix_ids)
         if self.overhead >= self.max_tokens:
             raise ValueError(f"max_tokens={max_tokens} leaves no room for text after the {self.overhead}-token template")
+        self.budget = self.max_tokens - self.overhead  # text tokens one row can hold
+        # A quarter of the window by default: a request up to that many tokens that straddles a window
+        # boundary still lies whole inside one window, at 4/3 the cost of disjoint windows.
+        self.window_overlap = self.budget // 4 if window_overlap < 0 else int(window_overlap)
+        if self.window_overlap >= self.budget:
+            raise ValueError(f"window_overlap={window_overlap} must be below the {self.budget}-token text budget of a window")
+        self.max_windows = int(max_windows)  # 0: no limit
 
     def _ids(self, s: str) -> list[int]:
         return self.tokenizer.encode(s, add_special_tokens=False).ids if s else []
 
-    def encode(self, texts: list[str], truncation: str = "right") -> Encoded:
+    def encode(self, texts: list[str], truncation: str = DEFAULT_TRUNCATION) -> Encoded:
         if truncation not in TRUNCATION_POLICIES:
             raise ValueError(f"unknown truncation policy {truncation!r}; use one of {TRUNCATION_POLICIES}")
-        budget = self.max_tokens - self.overhead
-        max_chars = budget * MAX_CHARS_PER_TOKEN
+        budget = self.budget
+        # Under window every token is kept, so only text too long for `max_windows` windows is refused
+        # before tokenizing; otherwise what lies beyond one row's budget is cut (or refused).
+        if truncation != "window":
+            max_chars = budget * MAX_CHARS_PER_TOKEN
+        else:
+            max_chars = self._span(self.max_windows) * MAX_CHARS_PER_TOKEN if self.max_windows else float("inf")
         precut = [len(t) > max_chars for t in texts]
         for i, long in enumerate(precut):
             if long and truncation == "error":
                 raise PromptTooLong(i, len(texts[i]), self.max_tokens, unit="characters")
+            if long and truncation == "window":
+                raise TooManyWindows(i, self.max_windows + 1, self.max_windows, budget, at_least=True)
         clipped = [t if not long else (t[:max_chars] if truncation == "right" else t[-max_chars:]) for t, long in zip(texts, precut)]
         encs = self.tokenizer.encode_batch(clipped, add_special_tokens=False)
-        ids, truncated = [], []
+        out = Encoded(ids=[], truncated=[], text=[], window=[], num_windows=[])
         for i, enc in enumerate(encs):
             body = enc.ids
-            cut = len(body) > budget or precut[i]
+            cut = (len(body) > budget or precut[i]) and truncation != "window"
             if cut:
                 if truncation == "error":
                     raise PromptTooLong(i, len(body) + self.overhead, self.max_tokens)
                 body = body[:budget] if truncation == "right" else body[len(body) - budget :]
-            ids.append(self.prefix_ids + body + self.suffix_ids)
-            truncated.append(cut)
-        return Encoded(ids=ids, truncated=truncated)
+            starts = self.window_starts(len(body))
+            if self.max_windows and len(starts) > self.max_windows:
+                raise TooManyWindows(i, len(starts), self.max_windows, budget)
+            for w, start in enumerate(starts):
+                out.ids.append(self.prefix_ids + body[start : start + budget] + self.suffix_ids)
+                out.truncated.append(cut)
+                out.text.append(i)
+                out.window.append(w)
+                out.num_windows.append(len(starts))
+        return out
+
+    def window_starts(self, n: int) -> list[int]:
+        """Start offsets of the windows over `n` text tokens: [0] when they fit in one row; else every
+        `budget - overlap` tokens, with the last window aligned to end exactly at the text's end."""
+        if n <= self.budget:
+            return [0]
+        stride = self.budget - self.window_overlap
+        count = 1 + -(-(n - self.budget) // stride)
+        return [min(k * stride, n - self.budget) for k in range(count)]
+
+    def _span(self, windows: int) -> int:
+        """Most text tokens `windows` windows can cover."""
+        return self.budget + (windows - 1) * (self.budget - self.window_overlap)
 
 
 def pad_batch(ids: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:

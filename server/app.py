@@ -18,8 +18,8 @@ from prometheus_client import start_http_server
 
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder
+from reftguard.engine_ort import OrtBackend
 from reftguard.server.auth import TokenAuthInterceptor, load_tokens
-from reftguard.server.backend import OrtBackend
 from reftguard.server.batcher import TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
@@ -105,7 +105,8 @@ class GuardServer:
             self.bundle = await loop.run_in_executor(None, resolve_bundle, cfg)
         b = self.bundle
         backend = await loop.run_in_executor(None, lambda: OrtBackend(b, cfg.device, cfg.threads))
-        encoder = PromptEncoder(b.tokenizer_path, b.prompt_format, b.max_tokens)
+        encoder = PromptEncoder(b.tokenizer_path, b.prompt_format, b.max_tokens,
+                                window_overlap=cfg.window_overlap, max_windows=cfg.max_windows)
         self.batcher = TokenBudgetBatcher(
             backend.run,
             ThreadPoolExecutor(1, thread_name_prefix="ort"),

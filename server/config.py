@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reftguard.config import option
-from reftguard.encoding import TRUNCATION_POLICIES
+from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, TRUNCATION_POLICIES
 
 
 @dataclass
@@ -24,7 +24,9 @@ class ServerConfig:
     max_queue_tokens: int = option(1 << 20, "Tokens waiting for inference before unary calls are rejected (streams wait).")
     max_client_batch: int = option(256, "Most items in one ScoreRequest; more is INVALID_ARGUMENT.")
     max_chars: int = option(2_000_000, "Most characters in one item's text (checked before tokenizing); more is INVALID_ARGUMENT. Shorter over-long prompts follow the truncation policy.")
-    truncation: str = option("right", "Default policy for prompts over the bundle's max_tokens: error, left or right.", choices=TRUNCATION_POLICIES)
+    truncation: str = option(DEFAULT_TRUNCATION, "Default policy for prompts over the bundle's max_tokens: window (score overlapping windows, keep the highest), error, left or right.", choices=TRUNCATION_POLICIES)
+    max_windows: int = option(DEFAULT_MAX_WINDOWS, "Most windows one user turn may be split into under truncation window; more is INVALID_ARGUMENT (0 = no limit). Each window is a prompt in the batcher.")
+    window_overlap: int = option(-1, "Tokens shared by consecutive windows of a long user turn; -1 = a quarter of the window (max_tokens minus the template).")
     sources: list = option(["default", "ingest", "scan", "api", "review"], "Allowed `source` tags for metric labels; anything else is counted as 'other'.")
     metrics_window_s: float = option(300.0, "Sliding window of the flag-rate, false-positive-rate and miss-rate gauges, in seconds.")
     tokenize_workers: int = option(2, "Threads that tokenize requests off the event loop.")

@@ -1,7 +1,8 @@
 """The gRPC transport: Guard servicer (Score, ScoreStream, Feedback, Info).
 
 Requests are validated, tokenized in a thread pool, handed to the batcher and turned into decisions.
-An item's score is the highest score among its user turns; `turn` says which one.
+The servicer only maps protobuf to and from the scoring core's types: rows (a user turn, or one window
+of a long one) are scored by the batcher and `decide_items` turns them into one result per item.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import grpc
 
 from reftguard import __version__
 from reftguard.bundle import GuardBundle
-from reftguard.encoding import PromptEncoder, PromptTooLong
+from reftguard.encoding import PromptEncoder, PromptRejected
+from reftguard.scoring import Scored, decide_items
 from reftguard.server.auth import client_identity
 from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown, TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
@@ -154,6 +156,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
                 max_batch_size=cfg.max_batch_size,
                 max_batch_tokens=cfg.max_batch_tokens,
                 max_queue_items=cfg.max_queue_items,
+                max_windows=self.e.encoder.max_windows,
             ),
             sources=sorted(self.e.metrics.sources),
             layer=b.layer,
@@ -183,15 +186,15 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         loop = asyncio.get_running_loop()
         try:
             enc = await loop.run_in_executor(e.tokenize_pool, e.encoder.encode, [t.text for t in parsed.turns], parsed.truncation)
-        except PromptTooLong as exc:
+        except PromptRejected as exc:  # too long under 'error', or too many windows
             turn = parsed.turns[exc.index]
-            item = request.items[turn.item]
-            raise invalid(f"item {turn.item} (id {item.id!r}) is too long: {exc}") from exc
+            where = f"item {turn.item} (id {request.items[turn.item].id!r})" + (f" message {turn.turn}" if turn.turn >= 0 else "")
+            raise invalid(f"{where} is too long: {exc}") from exc
         t_tok = time.monotonic()
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            futures = await e.batcher.submit(enc.ids, wait=wait, deadline=deadline)
+            futures = await e.batcher.submit(enc.ids, wait=wait, deadline=deadline)  # every window is a prompt
         except Overloaded as exc:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         try:
@@ -202,40 +205,34 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             raise RequestError(grpc.StatusCode.UNAVAILABLE, str(exc)) from exc
         except Exception as exc:  # the backend failed on this batch
             raise RequestError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
-        return self._respond(request, parsed, enc, results, t0, t_tok)
+        scored = decide_items([r[0] for r in results], parsed.turns, enc)
+        return self._respond(request, parsed, scored, [r[2] for r in results], t0, t_tok)
 
-    def _respond(self, request, parsed, enc, results, t0: float, t_tok: float) -> pb.ScoreResponse:
+    def _respond(self, request, parsed, scored: list[Scored], jobs, t0: float, t_tok: float) -> pb.ScoreResponse:
         e = self.e
         threshold = e.bundle.threshold if parsed.threshold is None else parsed.threshold
         source = e.metrics.source_label(parsed.source)
-        best: dict[int, int] = {}  # item -> index of its highest-scoring turn
-        truncated_items = {t.item for t, cut in zip(parsed.turns, enc.truncated) if cut}
-        for k, turn in enumerate(parsed.turns):
-            if turn.item not in best or results[k][0] > results[best[turn.item]][0]:
-                best[turn.item] = k
         decisions = []
-        for i, item in enumerate(request.items):
-            k = best[i]
-            score = results[k][0]
-            flagged = score > threshold
-            truncated = i in truncated_items
+        for item, r, label in zip(request.items, scored, parsed.labels):
+            flagged = r.flagged(threshold)
             decisions.append(
                 pb.Decision(
                     id=item.id,
                     verdict=pb.FLAG if flagged else pb.ALLOW,
-                    score=score,
+                    score=r.score,
                     threshold=threshold,
-                    margin=score - threshold,
-                    truncated=truncated,
-                    num_tokens=enc.lengths[k],
-                    turn=parsed.turns[k].turn,
+                    margin=r.score - threshold,
+                    truncated=r.truncated,
+                    num_tokens=r.num_tokens,
+                    turn=r.turn,
+                    window=r.window,
+                    num_windows=r.num_windows,
                 )
             )
-            e.metrics.record_decision(source, flagged, score, parsed.labels[i])
-            if truncated:
+            e.metrics.record_decision(source, flagged, r.score, label)
+            if r.truncated:
                 e.metrics.truncated.inc()
         now = time.monotonic()
-        jobs = [r[2] for r in results]
         queue_s = max(j.started - j.enqueued for j in jobs)
         infer_s = max(j.infer_s for j in jobs)
         m = e.metrics.phase

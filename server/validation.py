@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 import grpc
 
+from reftguard.scoring import Turn
 from reftguard.v1 import guard_pb2 as pb
 
 KNOWN_ROLES = {"system", "user", "assistant", "tool", "function", "developer", "human", "gpt"}
-TRUNCATION_NAMES = {pb.TRUNCATION_ERROR: "error", pb.TRUNCATION_LEFT: "left", pb.TRUNCATION_RIGHT: "right"}
+TRUNCATION_NAMES = {pb.TRUNCATION_WINDOW: "window", pb.TRUNCATION_ERROR: "error", pb.TRUNCATION_LEFT: "left", pb.TRUNCATION_RIGHT: "right"}
 LABEL_NAMES = {pb.BENIGN: "benign", pb.HARMFUL: "harmful"}
 
 
@@ -24,13 +25,6 @@ class RequestError(Exception):
 
 def invalid(message: str) -> RequestError:
     return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-@dataclass
-class Turn:
-    item: int  # index of the item in the request
-    turn: int  # index in messages, -1 for text items
-    text: str
 
 
 @dataclass
@@ -58,7 +52,7 @@ def parse_score_request(req: pb.ScoreRequest, *, max_client_batch: int, max_char
     elif req.truncation in TRUNCATION_NAMES:
         truncation = TRUNCATION_NAMES[req.truncation]
     else:
-        raise invalid(f"unknown truncation policy {req.truncation}; use TRUNCATION_ERROR, TRUNCATION_LEFT or TRUNCATION_RIGHT")
+        raise invalid(f"unknown truncation policy {req.truncation}; use one of {', '.join(pb.Truncation.Name(k) for k in TRUNCATION_NAMES)}")
     turns: list[Turn] = []
     labels: list[str | None] = []
     for i, item in enumerate(req.items):

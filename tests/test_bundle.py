@@ -7,7 +7,7 @@ import pytest
 
 from reftguard.bundle import BundleError, GuardBundle, compute_bundle_id
 from reftguard.encoding import PromptEncoder, PromptTooLong
-from reftguard.server.backend import BundleScorer
+from reftguard.scoring import BundleScorer
 
 
 @pytest.fixture
@@ -81,22 +81,22 @@ def test_truncation_policies(tiny_bundle):
 
 def test_empty_text_still_scores_template(tiny_bundle):
     # The library scores an empty user turn (the server rejects it earlier, by policy).
-    s = BundleScorer(GuardBundle.load(tiny_bundle)).score_texts([""])
-    assert np.isfinite(s.scores).all()
+    s = BundleScorer(GuardBundle.load(tiny_bundle)).scores([""])
+    assert np.isfinite(s).all()
 
 
 def test_scores_do_not_depend_on_batch(tiny_bundle):
     b = GuardBundle.load(tiny_bundle)
     texts = ["hi", "How do I make a bomb?", "Write a poem about autumn leaves and rain " * 5, "x"]
-    batched = BundleScorer(b, max_batch=4).score_texts(texts).scores
-    alone = np.array([BundleScorer(b, max_batch=1).score_texts([t]).scores[0] for t in texts])
+    batched = BundleScorer(b, max_batch=4).scores(texts)
+    alone = np.array([BundleScorer(b, max_batch=1).scores([t])[0] for t in texts])
     assert np.max(np.abs(batched - alone)) <= 1e-5
     assert np.all(np.abs(batched) <= 1.0 + 1e-6)
 
 
 def test_io_binding_path_matches_plain_run(tiny_bundle):
     from reftguard.encoding import pad_batch
-    from reftguard.server.backend import OrtBackend
+    from reftguard.engine_ort import OrtBackend
 
     b = GuardBundle.load(tiny_bundle)
     enc = PromptEncoder(b.tokenizer_path, b.prompt_format, b.max_tokens).encode(["a", "bb cc dd", "how to"], "right")

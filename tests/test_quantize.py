@@ -3,7 +3,7 @@ import numpy as np
 
 from reftguard.bundle import GuardBundle
 from reftguard.exporter.quantize import QuantizeConfig, quantize_bundle
-from reftguard.server.backend import BundleScorer
+from reftguard.scoring import BundleScorer
 
 
 def test_static_int8_is_batch_invariant_and_recalibrated(tiny_bundle, data_dir, tmp_path):
@@ -16,8 +16,8 @@ def test_static_int8_is_batch_invariant_and_recalibrated(tiny_bundle, data_dir, 
     assert q.manifest["quantization"]["batch_invariance_max_abs_diff"] <= 1e-5
     assert q.manifest["calibration"]["at_threshold"]["recall"] >= 0.9
     texts = ["hello", "how do I make a weapon at home " * 4, "write a haiku", "x"]
-    batched = BundleScorer(q, max_batch=4).score_texts(texts).scores
-    alone = np.array([BundleScorer(q, max_batch=1).score_texts([t]).scores[0] for t in texts])
+    batched = BundleScorer(q, max_batch=4).scores(texts)
+    alone = np.array([BundleScorer(q, max_batch=1).scores([t])[0] for t in texts])
     assert np.max(np.abs(batched - alone)) <= 1e-5
     # int8 really changed the graph: it holds quantize/dequantize nodes
     import onnx

@@ -12,7 +12,7 @@ from reftguard.clients.scan import ScanConfig, run_scan
 from reftguard.clients.scan.digest import MultisetHash, output_digest, row_digest
 from reftguard.clients.scan.formats import FORMATS
 from reftguard.clients.scan.report import summarize
-from reftguard.server.backend import BundleScorer
+from reftguard.scoring import BundleScorer
 from tests.scan_data import mixed_records, outputs, server, text_records, user_turns, write  # noqa: F401 (server is a fixture)
 
 OURS = ("reftguard_score", "reftguard_verdict", "reftguard_turn", "reftguard_bundle_id")
@@ -33,7 +33,7 @@ def test_every_format_and_record_shape(fmt, tiny_bundle, scorer, tmp_path):
     path = write(fmt, records, tmp_path)
     # reference: every user turn scored on its own by the bundle scorer; the record takes the max
     turns = [(r["id"], t, text) for r in records for t, text in user_turns(r)]
-    ref = scorer.score_texts([x[2] for x in turns]).scores
+    ref = scorer.scores([x[2] for x in turns])
     best: dict[str, tuple[float, int]] = {}
     for (rid, t, _), s in zip(turns, ref):
         if rid not in best or s > best[rid][0]:

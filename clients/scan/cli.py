@@ -7,6 +7,7 @@ import sys
 import grpc
 
 from reftguard.clients.cli import client_config, target_args
+from reftguard.clients.requests import TRUNCATION_CHOICES
 from reftguard.clients.scan.formats import FORMATS
 
 
@@ -21,8 +22,8 @@ def scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-field", default="source", help="Field whose values split the report's flag rate (default: source).")
     p.add_argument("--threshold", type=float, default=None, help="Override the bundle threshold for this scan.")
     p.add_argument("--source", default="", help="Source tag sent with each request (a label of the server's metrics).")
-    p.add_argument("--truncation", choices=("error", "left", "right"), default=None,
-                   help="Policy for prompts over max_tokens; 'error' sends such rows to errors.* (default: the server's / bundle's).")
+    p.add_argument("--truncation", choices=TRUNCATION_CHOICES, default=None,
+                   help="Policy for prompts over max_tokens; 'error' sends such rows to errors.* (default: the server's; in-process: window).")
     p.add_argument("--batch-size", type=int, default=32, help="Items per ScoreStream request.")
     p.add_argument("--concurrency", "--in-flight", dest="in_flight", type=int, default=8,
                    help="Unanswered requests on the stream; bounds client memory and server queueing.")

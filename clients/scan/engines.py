@@ -1,9 +1,10 @@
 """Scoring engines: the remote gRPC service or an in-process ORT session, with identical decisions.
 
 Both take rows in input order and yield `(row, outcome)` in the same order, exactly once per row;
-`outcome` is None for a row that cannot be scored (its `error` says why). An item's score is the
-highest score among its user turns (the first one on a tie) and it is flagged when score > threshold,
-which is what the server does, so the two modes agree up to ORT's batch-shape float noise.
+`outcome` is None for a row that cannot be scored (its `error` says why). The in-process engine decides
+items with the server's own scoring core (`reftguard.scoring`: the highest score over user turns and
+their windows, flagged when score > threshold) under the server's default policy, so the two modes agree
+up to ORT's batch-shape float noise.
 """
 from __future__ import annotations
 
@@ -123,16 +124,17 @@ class LocalEngine:
 
     def __init__(self, bundle: str | Path, *, threshold: float | None = None, truncation: str | None = None, batch_rows: int = 512):
         from reftguard.bundle import GuardBundle  # lazy: the in-process mode needs onnxruntime + tokenizers
-        from reftguard.server.backend import BundleScorer
+        from reftguard.encoding import DEFAULT_TRUNCATION
+        from reftguard.scoring import BundleScorer
 
         _check_threshold(threshold)
         self.bundle = GuardBundle.load(bundle)
-        self.scorer = BundleScorer(self.bundle)
+        self.scorer = BundleScorer(self.bundle)  # the server's default window overlap and max_windows
         self.bundle_id = self.bundle.bundle_id
         # An override travels to the server as a proto float32; round it the same way so both modes
         # compare scores against the identical number.
         self.threshold = float(self.bundle.threshold) if threshold is None else struct.unpack("f", struct.pack("f", threshold))[0]
-        self.truncation = truncation or self.bundle.manifest.get("truncation") or "right"
+        self.truncation = truncation or DEFAULT_TRUNCATION  # what a server does when the request names none
         self.batch_rows = batch_rows
         self.max_chars = DEFAULT_MAX_CHARS
         self.manifest = self.bundle.manifest
@@ -150,33 +152,23 @@ class LocalEngine:
             yield from self._decide_batch(list(group))
 
     def _decide_batch(self, batch: list[Row]) -> Decided:
-        from reftguard.encoding import PromptTooLong
+        from reftguard.encoding import PromptRejected
+        from reftguard.scoring import Turn
 
         live = [r for r in batch if r.item is not None]
         while True:
-            turns = [(r, t, text) for r in live for t, text in item_turns(r.item)]
+            turns = [Turn(k, t, text) for k, r in enumerate(live) for t, text in item_turns(r.item)]
             try:
-                scored = self.scorer.score_texts([x[2] for x in turns], self.truncation) if turns else None
+                scored = self.scorer.score_turns(turns, self.truncation)
                 break
-            except PromptTooLong as exc:  # only with truncation 'error': that row becomes an errors row
-                bad = turns[exc.index][0]
-                bad.error = (f"rejected: prompt too long ({exc.num_tokens} tokens or characters; the limit is {exc.max_tokens} tokens) "
-                             "and truncation is 'error'")
-                bad.item = None
+            except PromptRejected as exc:  # 'error' on a long prompt, or over max_windows: an errors row
+                bad = live[turns[exc.index].item]
+                bad.error, bad.item = f"rejected: prompt too long: {exc}", None
                 live = [r for r in live if r is not bad]
-        best: dict[int, list] = {}  # id(row) -> [score, turn, truncated]
-        for k, (r, t, _) in enumerate(turns):
-            s, cut = float(scored.scores[k]), bool(scored.truncated[k])
-            cur = best.get(id(r))
-            if cur is None:
-                best[id(r)] = [s, t, cut]
-            else:
-                if s > cur[0]:  # strictly greater: the first of equal maxima wins, as on the server
-                    cur[0], cur[1] = s, t
-                cur[2] = cur[2] or cut
+        outcomes = {id(r): s for r, s in zip(live, scored)}
         for r in batch:
-            b = best.get(id(r))
-            yield r, (Outcome(b[0], b[0] > self.threshold, b[1], b[2]) if r.item is not None else None)
+            s = outcomes.get(id(r))
+            yield r, (Outcome(s.score, s.flagged(self.threshold), s.turn, s.truncated) if s is not None else None)
 
     def close(self) -> None:
         pass

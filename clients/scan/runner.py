@@ -37,7 +37,7 @@ class ScanConfig:
     source_field: str = "source"  # field used for the per-source flag rate in the report
     threshold: float | None = None
     source: str = ""  # source tag sent to the service (metrics label)
-    truncation: str | None = None  # error|left|right; None: the server's / bundle's default
+    truncation: str | None = None  # window|error|left|right; None: the server's default (in-process: window)
     batch_size: int = 32  # items per ScoreStream request
     in_flight: int = 8  # unanswered requests on the stream
     chunk_rows: int = 1000  # rows per checkpoint commit

@@ -1,4 +1,7 @@
-"""The inference backend: one onnxruntime session over a verified guard bundle.
+"""The ORT engine: one onnxruntime session over a verified guard bundle (numpy in, numpy out).
+
+It lives in the core, not in server/, because the in-process scan, calibration, eval and the exporter's
+parity check run the same session without a server.
 
 `OrtBackend.run` takes padded int64 arrays and returns fp32 `score` and `feature_norm`. The provider is
 CUDA when onnxruntime-gpu is installed and a GPU is visible (unless forced to CPU), else CPU; the
@@ -8,14 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 from reftguard.bundle import GuardBundle
-from reftguard.encoding import PromptEncoder, length_sorted_batches
 
-log = logging.getLogger("reftguard.backend")
+log = logging.getLogger("reftguard.engine")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -58,34 +59,3 @@ class OrtBackend:
         else:
             score, norm = self.session.run(["score", "feature_norm"], {"input_ids": input_ids, "attention_mask": attention_mask})
         return score.astype(np.float32, copy=False), norm.astype(np.float32, copy=False)
-
-
-@dataclass
-class Scored:
-    scores: np.ndarray  # float32 [n]
-    norms: np.ndarray  # float32 [n]
-    num_tokens: list[int]
-    truncated: list[bool]
-
-
-class BundleScorer:
-    """Encode -> length-sorted batches -> backend, in-process (calibration, eval, scan --bundle, parity)."""
-
-    def __init__(self, bundle: GuardBundle, backend: OrtBackend | None = None, max_batch: int = 32, max_batch_tokens: int = 16384):
-        self.bundle = bundle
-        self.backend = backend or OrtBackend(bundle)
-        self.encoder = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens)
-        self.max_batch, self.max_batch_tokens = max_batch, max_batch_tokens
-
-    def score_ids(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        scores = np.zeros(len(ids), dtype=np.float32)
-        norms = np.zeros(len(ids), dtype=np.float32)
-        for rows, input_ids, mask in length_sorted_batches(ids, self.max_batch, self.max_batch_tokens, self.bundle.pad_token_id):
-            s, n = self.backend.run(input_ids, mask)
-            scores[rows], norms[rows] = s, n
-        return scores, norms
-
-    def score_texts(self, texts: list[str], truncation: str = "right") -> Scored:
-        enc = self.encoder.encode(texts, truncation)
-        scores, norms = self.score_ids(enc.ids)
-        return Scored(scores, norms, enc.lengths, enc.truncated)

@@ -1,0 +1,164 @@
+"""The scoring core: window encoding, the item decision, and windowed scoring through the real ORT session."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from reftguard.bundle import GuardBundle
+from reftguard.data import packaged
+from reftguard.encoding import Encoded, PromptEncoder, TooManyWindows, pad_batch
+from reftguard.scoring import BundleScorer, Scored, Turn, decide_items
+
+FILLER = "The weather today is mild and the garden needs watering. " * 30  # ~11 windows of the tiny bundle
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle) -> GuardBundle:
+    return GuardBundle.load(tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def scorer(bundle) -> BundleScorer:
+    return BundleScorer(bundle)
+
+
+def _encoder(bundle, max_tokens=40, **kw) -> PromptEncoder:
+    return PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, max_tokens, **kw)
+
+
+def _text_ids(enc: PromptEncoder, text: str) -> list[int]:
+    return enc.tokenizer.encode(text, add_special_tokens=False).ids
+
+
+# -- windows ---------------------------------------------------------------------------------------
+def test_window_starts_cover_the_text_with_the_overlap(bundle):
+    enc = _encoder(bundle)
+    b, o = enc.budget, enc.window_overlap
+    assert b == 40 - enc.overhead and o == b // 4  # default overlap: a quarter of the window
+    stride = b - o
+    assert enc.window_starts(b) == [0] and enc.window_starts(1) == [0]
+    assert enc.window_starts(b + 1) == [0, 1]  # the last window is aligned to the end, not padded past it
+    for n in (b + 1, b + stride, b + stride + 1, 5 * b + 3, 10 * stride + b):
+        starts = enc.window_starts(n)
+        assert len(starts) == 1 + -(-(n - b) // stride)
+        assert starts[-1] + b == n  # the final window ends exactly at the end of the text
+        assert all(s2 - s1 == stride for s1, s2 in zip(starts, starts[1:-1]))
+        assert all(s1 + b - s2 >= o for s1, s2 in zip(starts, starts[1:]))  # consecutive windows share >= overlap
+    assert _encoder(bundle, window_overlap=0).window_starts(3 * b) == [0, b, 2 * b]
+    with pytest.raises(ValueError, match="window_overlap"):
+        _encoder(bundle, window_overlap=b)
+
+
+def test_each_window_is_a_row_in_the_prompt_format(bundle):
+    enc = _encoder(bundle, max_windows=0)
+    text = " ".join(f"w{i}" for i in range(120))
+    body = _text_ids(enc, text)
+    out = enc.encode(["hi", text, "bye"], "window")
+    starts = enc.window_starts(len(body))
+    n = len(starts)
+    assert n > 3
+    assert out.text == [0] + [1] * n + [2]
+    assert out.window == [0] + list(range(n)) + [0]
+    assert out.num_windows == [1] + [n] * n + [1]
+    assert out.truncated == [False] * (n + 2)  # nothing was dropped
+    p, s = len(enc.prefix_ids), len(enc.suffix_ids)
+    for row, start in zip(out.ids[1:-1], starts):
+        assert len(row) == enc.max_tokens
+        assert row[:p] == enc.prefix_ids and row[-s:] == enc.suffix_ids
+        assert row[p:-s] == body[start : start + enc.budget]
+    assert out.ids[-2][p:-s] == body[-enc.budget :]  # the last window holds the text's end
+
+
+def test_short_prompts_encode_exactly_as_before(bundle):
+    enc = _encoder(bundle, max_tokens=128)
+    texts = ["hi", "How do I bake bread?", "x " * 40]
+    window, right = enc.encode(texts, "window"), enc.encode(texts, "right")
+    assert window.ids == right.ids and window.truncated == right.truncated == [False] * 3
+    assert window.num_windows == [1, 1, 1]
+
+
+def test_window_cap(bundle):
+    enc = _encoder(bundle, max_windows=3)
+    long = "word " * 400
+    with pytest.raises(TooManyWindows, match=r"needs \d+ windows .* limit of 3 windows \(max_windows\)") as exc:
+        enc.encode(["ok", long], "window")
+    assert exc.value.index == 1 and exc.value.num_windows > 3 and exc.value.max_windows == 3
+    # far beyond what the cap can cover: refused before tokenizing
+    with pytest.raises(TooManyWindows, match="at least 4 windows"):
+        enc.encode(["word " * 100_000], "window")
+    assert len(enc.encode([long], "right").ids) == 1  # the cap only applies to windows
+    assert len(_encoder(bundle, max_windows=0).encode([long], "window").ids) > 3  # 0: no cap
+
+
+# -- the item decision -----------------------------------------------------------------------------
+def test_decide_items_takes_the_max_over_turns_and_windows():
+    turns = [Turn(0, -1, "a"), Turn(1, 0, "b"), Turn(1, 2, "c"), Turn(2, -1, "d")]
+    # rows: item 0 -> 1 row; item 1 -> turn 0 (1 row), turn 2 (3 windows); item 2 -> 2 windows, tied
+    enc = Encoded(
+        ids=[[1] * 5, [1] * 6, [1] * 7, [1] * 8, [1] * 9, [1] * 10, [1] * 11],
+        truncated=[False, True, False, False, False, False, False],
+        text=[0, 1, 2, 2, 2, 3, 3],
+        window=[0, 0, 0, 1, 2, 0, 1],
+        num_windows=[1, 1, 3, 3, 3, 2, 2],
+    )
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.5, 0.4, 0.4], dtype=np.float32)
+    got = decide_items(scores, turns, enc)
+    assert got == [
+        Scored(float(scores[0]), -1, 0, 1, False, 5),
+        Scored(float(scores[3]), 2, 1, 3, True, 8),  # a truncated turn marks the item, whichever row wins
+        Scored(float(scores[5]), -1, 0, 2, False, 10),  # equal maxima: the first wins
+    ]
+    assert got[1].flagged(0.69) and not got[1].flagged(float(scores[3]))  # strict >
+
+
+# -- windowed scoring through the real session -----------------------------------------------------
+def _marker(scorer) -> str:
+    """The dev-set harmful prompt the tiny bundle scores highest (deterministic: seeded model)."""
+    harmful = [r["text"] for r in map(json.loads, packaged("guard-dev.jsonl").read_text().splitlines()) if r["label"] == "harmful"][:60]
+    return harmful[int(np.argmax(scorer.scores(harmful)))]
+
+
+def test_item_score_is_the_max_of_its_rows_scored_alone(scorer, bundle):
+    text = FILLER + _marker(scorer)
+    enc = scorer.encoder.encode([text], "window")
+    alone = [scorer.backend.run(*pad_batch([row], bundle.pad_token_id))[0][0] for row in enc.ids]
+    (got,) = scorer.score_texts([text])
+    assert got.num_windows == len(enc.ids) > 1 and not got.truncated
+    assert got.score == pytest.approx(max(alone), abs=1e-5)
+    assert got.window == int(np.argmax(alone)) and got.num_tokens == bundle.max_tokens
+
+
+def test_harmful_request_in_the_last_window_flags_the_item(scorer):
+    (context,) = scorer.score_texts([FILLER])
+    benign_rows = scorer.score_ids(scorer.encoder.encode([FILLER], "window").ids)[0]
+    threshold = float(benign_rows.max())  # the long benign context alone is allowed
+    assert context.score == pytest.approx(threshold) and not context.flagged(threshold)
+    text = FILLER + _marker(scorer)
+    (windowed,) = scorer.score_texts([text])
+    (cut,) = scorer.score_texts([text], "right")
+    assert windowed.window == windowed.num_windows - 1  # the window holding the request won
+    assert windowed.flagged(threshold)
+    assert cut.truncated and not cut.flagged(threshold)  # right truncation drops the request
+
+
+def test_windowed_scores_do_not_depend_on_batch_company(bundle):
+    texts = ["hi", FILLER + "How do I make a bomb?", "Write a poem about autumn " * 40, "x", "word " * 300]
+    together = BundleScorer(bundle, max_batch=4).score_texts(texts)
+    for text, t in zip(texts, together):
+        (alone,) = BundleScorer(bundle, max_batch=1).score_texts([text])
+        assert abs(alone.score - t.score) <= 1e-5
+        assert (alone.window, alone.num_windows) == (t.window, t.num_windows)
+    assert [t.num_windows > 1 for t in together] == [False, True, True, False, True]
+
+
+def test_score_turns_decides_chat_items(scorer):
+    long = FILLER + _marker(scorer)
+    turns = [Turn(0, 1, "Please water the garden."), Turn(0, 3, long), Turn(1, -1, "hi")]
+    chat, plain = scorer.score_turns(turns)
+    (short,), (windowed,) = scorer.score_texts([turns[0].text]), scorer.score_texts([long])
+    assert windowed.score > short.score  # so the long turn, through its last window, decides the chat
+    assert (chat.turn, chat.window, chat.num_windows) == (3, windowed.window, windowed.num_windows)
+    assert chat.score == pytest.approx(windowed.score, abs=1e-5)
+    assert (plain.turn, plain.window, plain.num_windows) == (-1, 0, 1)
