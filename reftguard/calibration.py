@@ -11,7 +11,7 @@ import numpy as np
 from reftguard import evaluation
 from reftguard.bundle import GuardBundle, seal
 from reftguard.config import option
-from reftguard.data import LabeledPrompt, data_hash, load_labeled
+from reftguard.data import LabeledPrompt, data_hash, load_labeled, select_split
 
 log = logging.getLogger("reftguard.calibrate")
 
@@ -23,6 +23,8 @@ class CalibrateConfig:
     target_recall: float = option(0.0, "Pick the highest threshold reaching this recall (the paper's recall-first policy).")
     target_fpr: float = option(0.0, "Pick the lowest threshold whose false-positive rate is at most this.")
     max_fpr: float = option(0.05, "After a recall target: warn when the FPR at the chosen threshold exceeds this.")
+    max_fpr_kind: list = option([], "Per-kind FPR limits KIND=F (comma-separated, e.g. hard_negative=0.03): the threshold is raised until the benign prompts of each kind are flagged at most at that rate. They win over a recall target; the recall they leave is reported.")
+    split: str = option("all", "Calibrate on one half of the data only: 'calib' (then report on 'report' with `reftguard eval --split report`), 'report', or 'all'.", choices=("all", "calib", "report"))
 
 
 @dataclass
@@ -31,6 +33,7 @@ class EvalConfig:
     data: list = option([], "Labeled JSONL file(s) to evaluate on.")
     json: str = option("", "Write the full report (overall, by_source, by_kind) to this JSON file.")
     threshold: float = option(float("nan"), "Evaluate at this threshold instead of the bundle's.")
+    split: str = option("all", "Evaluate one half of the data only: 'report' is the half a default calibration (split 'calib') never saw.", choices=("all", "calib", "report"))
 
 
 def score_prompts(bundle: GuardBundle, prompts: list[LabeledPrompt]) -> np.ndarray:
@@ -47,16 +50,18 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
     for name, v in (("target_recall", cfg.target_recall), ("target_fpr", cfg.target_fpr)):
         if v and not 0.0 < v <= 1.0:
             raise ValueError(f"{name} must be in (0, 1], got {v}")
+    kind_fpr = evaluation.parse_kind_limits(cfg.max_fpr_kind)
     bundle = GuardBundle.load(cfg.bundle)
-    prompts = load_labeled(cfg.data)
+    prompts = select_split(load_labeled(cfg.data), cfg.split)
     y = np.array([p.label for p in prompts])
+    kinds = [p.kind for p in prompts]
     s = score_prompts(bundle, prompts)
-    if cfg.target_recall:
-        thr, target = evaluation.threshold_for_recall(s, y, cfg.target_recall), {"recall": cfg.target_recall}
-    else:
-        thr, target = evaluation.threshold_for_fpr(s, y, cfg.target_fpr), {"fpr": cfg.target_fpr}
-    report = evaluation.evaluate(s, y, thr, {"source": [p.source for p in prompts]})
-    at = {k: v for k, v in report.items() if k != "by_source"}
+    thr, bound_by = evaluation.choose_threshold(s, y, kinds, target_recall=cfg.target_recall, target_fpr=cfg.target_fpr, kind_fpr=kind_fpr)
+    target = ({"recall": cfg.target_recall} if cfg.target_recall else {"fpr": cfg.target_fpr}) | ({"fpr_by_kind": kind_fpr} if kind_fpr else {})
+    report = evaluation.evaluate(s, y, thr, {"source": [p.source for p in prompts], "kind": kinds})
+    at = {k: v for k, v in report.items() if not k.startswith("by_")}
+    if cfg.target_recall and bound_by.startswith("fpr[") and (at["recall"] or 0) < cfg.target_recall:
+        log.warning("per-kind limit %s lowers recall to %.4f, under the %.3f target", bound_by, at["recall"] or 0, cfg.target_recall)
     if cfg.target_recall and (at["fpr"] or 0) > cfg.max_fpr:
         log.warning("recall target %.3f costs FPR %.4f, over the %.4f budget", cfg.target_recall, at["fpr"], cfg.max_fpr)
     manifest = dict(bundle.manifest)
@@ -65,10 +70,13 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
         "method": "target recall (recall-first)" if cfg.target_recall else "target FPR",
         "target": target,
         "data": [Path(d).name for d in cfg.data],
+        "split": cfg.split,
+        "set_by": bound_by,
         "data_hash": data_hash(prompts),
         "n": len(prompts),
         "at_threshold": at,
         "fpr_by_source": {k: v["fpr"] for k, v in report["by_source"].items()},
+        "fpr_by_kind": {k: v["fpr"] for k, v in report["by_kind"].items() if v["n_benign"]},
     }
     from reftguard.exporter.card import render_card  # stdlib-only module despite its package
 
@@ -78,13 +86,17 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
 
 def evaluate_bundle(cfg: EvalConfig) -> dict:
     bundle = GuardBundle.load(cfg.bundle)
-    prompts = load_labeled(cfg.data)
+    prompts = select_split(load_labeled(cfg.data), cfg.split)
     s = score_prompts(bundle, prompts)
     thr = bundle.threshold if np.isnan(cfg.threshold) else cfg.threshold
     report = evaluation.evaluate(
         s, [p.label for p in prompts], thr, {"source": [p.source for p in prompts], "kind": [p.kind for p in prompts]}
     )
     report["bundle_id"] = bundle.bundle_id
+    report["split"] = cfg.split
+    cal = bundle.manifest.get("calibration") or {}
+    # In-sample figures are labelled: the same prompts chose the threshold being evaluated.
+    report["in_sample"] = bool(np.isnan(cfg.threshold)) and cal.get("data_hash") == data_hash(prompts)
     if cfg.json:
         Path(cfg.json).write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -85,3 +85,39 @@ def test_calib_report_split_is_disjoint_and_keeps_groups(tmp_path):
     assert len(calib) + len(report) == len(ps) and calib and report
     assert not {p.group for p in calib} & {p.group for p in report}
     assert all(split_of(p) == "calib" for p in calib)
+
+
+def test_calibrate_and_robustness_on_tiny_bundle(tiny_bundle, tmp_path):
+    """calibrate --max-fpr-kind on a real bundle keeps that kind's FPR under its limit on the calibration
+    data; `reftguard robustness` writes all four report files and its numbers match `eval`."""
+    import shutil
+    import subprocess
+    import sys
+
+    from reftguard.bundle import GuardBundle
+    from reftguard.calibration import CalibrateConfig, EvalConfig, calibrate, evaluate_bundle, score_prompts
+    from reftguard.data import packaged
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    data = tmp_path / "d.jsonl"
+    rows = [json.loads(l) for l in packaged("handwritten-dev.jsonl").read_text().splitlines()]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cal = calibrate(CalibrateConfig(bundle=str(b), data=[str(data)], target_recall=0.9, max_fpr_kind=["hard_negative=0.05"]))
+    prompts = load_labeled(data)
+    s = score_prompts(GuardBundle.load(b), prompts)
+    hn = [x for x, p in zip(s, prompts) if p.kind == "hard_negative"]
+    assert np.mean(np.asarray(hn) > cal.threshold) <= 0.05
+    assert cal.manifest["calibration"]["target"]["fpr_by_kind"] == {"hard_negative": 0.05}
+    assert cal.manifest["calibration"]["fpr_by_kind"]["hard_negative"] <= 0.05
+    out = tmp_path / "rob"
+    r = subprocess.run([sys.executable, "-m", "reftguard.cli", "robustness", "--bundle", str(b), "--data", str(data), "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in out.iterdir()} == {"report.json", "report.md", "scores.png", "report.html"}
+    rep = json.loads((out / "report.json").read_text())
+    ev = evaluate_bundle(EvalConfig(bundle=str(b), data=[str(data)]))
+    assert ev["in_sample"] is True  # eval on the calibration data itself says so
+    assert rep["overall"]["auroc"] == pytest.approx(ev["auroc"]) and rep["overall"]["fpr"] == pytest.approx(ev["fpr"])
+    kinds = {(k["slice"], k["label"]): k for k in rep["by_kind"]}
+    assert kinds[("hard_negative", "benign")]["flag_rate"] == pytest.approx(ev["by_kind"]["hard_negative"]["fpr"])

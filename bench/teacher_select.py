@@ -1,0 +1,95 @@
+"""Pick the teacher recipe by held-out styles: every candidate teacher scored on the *calibration* half of
+each dev file (the report half stays untouched for the final figures), plus its benign refusal rate.
+
+For each teacher directory (torch, no export), per dev file: AUROC, recall at 1% FPR, and for files with
+benign hard negatives the benign flag rate at the threshold that keeps recall 0.90 on that file's
+harmful side (the operating point the contrast criterion asks for). Helpfulness: greedy replies (48
+tokens) to the first 50 benign guard-dev prompts, as in docs/training.md, and to 50 benign contrast-dev
+prompts (safe prompts that sound unsafe: the ones an over-refusing teacher refuses).
+
+    python bench/teacher_select.py --teacher old=reftguard/data/default_teacher --teacher new=runs/t1 \
+        --out bench/results/teacher_select.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from pathlib import Path
+
+import numpy as np
+from teacher_vs_zero import cached, helpfulness, slug
+
+from reftguard import evaluation
+from reftguard.data import load_labeled, packaged, select_split
+from reftguard.features import cosine_scores
+from reftguard.training.fit import encode_texts
+from reftguard.training.judge import is_refusal
+from reftguard.modeling.teacher import Teacher
+from reftguard.training.teacher_train import layer_states
+
+DEV = ("guard-dev.jsonl", "handwritten-dev.jsonl", "contrast-dev.jsonl")
+
+
+def file_metrics(scores: np.ndarray, y: np.ndarray, kinds: list[str]) -> dict:
+    out = {"n": len(y), "auroc": evaluation.auroc(scores, y), "recall_at_1pct_fpr": evaluation.recall_at_fpr(scores, y, 0.01)}
+    thr = evaluation.threshold_for_recall(scores, y, 0.90)
+    hard = np.array([k == "hard_negative" for k in kinds]) & (y == 0)
+    out["fpr_at_recall_0.90"] = float(np.mean(scores[y == 0] > thr))
+    if hard.any():
+        out["hard_negative_flag_rate_at_recall_0.90"] = float(np.mean(scores[hard] > thr))
+    return out
+
+
+def teacher_row(d: Path, dev: dict, helpful: dict, reply_tokens: int) -> dict:
+    t = Teacher.load(d)
+    lm, tok = t.load_model()
+    row: dict = {"files": {}}
+    for name, ps in dev.items():
+        ids = encode_texts(t.tokenizer_dir, t.prompt_format, t.max_tokens, [p.text for p in ps])
+        s = cosine_scores(layer_states(lm, ids, t.layer, 32, tok.pad_token_id), t.refusal_feature, t.center)
+        row["files"][name] = file_metrics(s, np.array([p.label for p in ps]), [p.kind for p in ps])
+    for name, prompts in helpful.items():
+        h, replies = helpfulness(lm, tok, t.tokenizer_dir, t.prompt_format, prompts, None, reply_tokens)
+        row[f"refusal_rate_{name}"] = h["refusal_rate"]
+        row[f"refused_{name}"] = [p for p, r in zip(prompts, replies) if is_refusal(r)][:10]  # what it refuses, to read
+    return row
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", action="append", default=[], help="NAME=DIR, repeatable.")
+    p.add_argument("--out", default="bench/results/teacher_select.json")
+    p.add_argument("--cache", default="runs/teacher_select", help="Per-teacher results are cached here (keyed by name and dir).")
+    p.add_argument("--reply-tokens", type=int, default=48)
+    p.add_argument("--helpful-n", type=int, default=50)
+    ns = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    dev = {f: select_split(load_labeled(packaged(f)), "calib") for f in DEV}
+    helpful = {
+        "guard_dev_benign": [q.text for q in load_labeled(packaged("guard-dev.jsonl")) if q.label == 0][: ns.helpful_n],
+        "contrast_dev_benign": [q.text for q in dev["contrast-dev.jsonl"] if q.label == 0][: ns.helpful_n],
+    }
+    results = {"selection_split": "calib", "teachers": {}}
+    for spec in ns.teacher:
+        name, _, d = spec.partition("=")
+        t0 = time.time()
+        row = cached(Path(ns.cache) / f"{slug(name)}-{slug(d)}.json", lambda: teacher_row(Path(d), dev, helpful, ns.reply_tokens))
+        results["teachers"][name] = row | {"dir": d, "record": Teacher.load(Path(d)).record.get("command")}
+        logging.info("%s done in %.0fs", name, time.time() - t0)
+    Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(ns.out).write_text(json.dumps(results, indent=1) + "\n")
+    for name, r in results["teachers"].items():
+        cells = [f"{f}: AUROC {m['auroc']:.4f} R@1% {m['recall_at_1pct_fpr']:.3f} FPR@R.90 {m['fpr_at_recall_0.90']:.3f}"
+                 + (f" HN@R.90 {m['hard_negative_flag_rate_at_recall_0.90']:.3f}" if "hard_negative_flag_rate_at_recall_0.90" in m else "")
+                 for f, m in r["files"].items()]
+        print(f"{name}: refusal {r['refusal_rate_guard_dev_benign']:.2f} / contrast {r['refusal_rate_contrast_dev_benign']:.2f}\n  " + "\n  ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
