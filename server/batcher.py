@@ -28,6 +28,14 @@ class Overloaded(Exception):
     """The queue is over its item or token bound and the caller asked not to wait."""
 
 
+class TooLarge(Exception):
+    """The request alone is over a queue bound: it can never be admitted, so retrying cannot help."""
+
+    def __init__(self, message: str, field: str, limit: int):
+        super().__init__(message)
+        self.field, self.limit = field, limit
+
+
 class ShuttingDown(Exception):
     """The server stopped before this prompt was scored."""
 
@@ -90,18 +98,21 @@ class TokenBudgetBatcher:
 
     # -- producer side -------------------------------------------------------------------------
     def _fits(self, n: int, tokens: int) -> bool:
-        # An empty queue admits anything, so a request larger than the bounds can still run alone.
-        if not self._queue:
-            return True
+        # The bounds hold for the first request too: `submit` refuses what could never fit.
         return self.queued_items + n <= self.max_queue_items and self.queued_tokens + tokens <= self.max_queue_tokens
 
     async def submit(self, ids: list[list[int]], *, wait: bool, deadline: float | None = None) -> list[asyncio.Future]:
         """Queue prompts; returns one future per prompt resolving to (score, feature_norm, job).
 
         wait=False raises Overloaded when the queue is full (unary calls fail fast); wait=True blocks
-        until there is room (streams: the caller stops reading, which is gRPC flow control).
+        until there is room (streams: the caller stops reading, which is gRPC flow control). A request
+        over a bound of the whole queue raises TooLarge either way: it would never fit.
         """
         tokens = sum(len(x) for x in ids)
+        for field, have, limit in (("max_queue_items", len(ids), self.max_queue_items), ("max_queue_tokens", tokens, self.max_queue_tokens)):
+            if have > limit:
+                what = "prompts" if field == "max_queue_items" else "tokens"
+                raise TooLarge(f"the request has {len(ids)} prompts and {tokens} tokens, more {what} than the whole queue holds", field, limit)
         if not self._fits(len(ids), tokens):
             if not wait:
                 raise Overloaded(

@@ -23,6 +23,8 @@ class ServerConfig:
     max_queue_items: int = option(4096, "Prompts waiting for inference before unary calls are rejected with RESOURCE_EXHAUSTED (streams wait).")
     max_queue_tokens: int = option(1 << 20, "Tokens waiting for inference before unary calls are rejected (streams wait).")
     max_client_batch: int = option(256, "Most items in one ScoreRequest; more is INVALID_ARGUMENT.")
+    max_turns_per_item: int = option(64, "Most user turns in one chat item (each is a prompt to score); more is INVALID_ARGUMENT.")
+    max_prompts_per_request: int = option(1024, "Most prompts one ScoreRequest may become: its user turns, then their windows once encoded; more is INVALID_ARGUMENT. A request must also fit the queue bounds.")
     max_chars: int = option(2_000_000, "Most characters in one item's text (checked before tokenizing); more is INVALID_ARGUMENT. Shorter over-long prompts follow the truncation policy.")
     truncation: str = option(DEFAULT_TRUNCATION, "Default policy for prompts over the bundle's max_tokens: window (score overlapping windows, keep the highest), error, left or right.", choices=TRUNCATION_POLICIES)
     max_windows: int = option(DEFAULT_MAX_WINDOWS, "Most windows one user turn may be split into under truncation window; more is INVALID_ARGUMENT (0 = no limit). Each window is a prompt in the batcher.")

@@ -20,10 +20,10 @@ from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, PromptRejected
 from reftguard.scoring import Scored, decide_items
 from reftguard.server.auth import client_identity
-from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown, TokenBudgetBatcher
+from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown, TokenBudgetBatcher, TooLarge
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
-from reftguard.server.validation import LABEL_NAMES, RequestError, invalid, parse_score_request
+from reftguard.server.validation import LABEL_NAMES, RequestError, check_prompts, invalid, over_limit, parse_score_request
 from reftguard.v1 import guard_pb2 as pb
 from reftguard.v1 import guard_pb2_grpc
 
@@ -182,7 +182,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         t0 = time.monotonic()
         if isinstance(request, BadMessage):
             raise invalid(f"request is not a valid ScoreRequest: {request.error}")
-        parsed = parse_score_request(request, max_client_batch=e.cfg.max_client_batch, max_chars=e.cfg.max_chars, default_truncation=e.cfg.truncation)
+        parsed = parse_score_request(request, e.cfg)
         loop = asyncio.get_running_loop()
         try:
             enc = await loop.run_in_executor(e.tokenize_pool, e.encoder.encode, [t.text for t in parsed.turns], parsed.truncation)
@@ -190,6 +190,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             turn = parsed.turns[exc.index]
             where = f"item {turn.item} (id {request.items[turn.item].id!r})" + (f" message {turn.turn}" if turn.turn >= 0 else "")
             raise invalid(f"{where} is too long: {exc}") from exc
+        check_prompts(len(enc.ids), e.cfg.max_prompts_per_request, "user turns and their windows")
         t_tok = time.monotonic()
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
@@ -197,6 +198,8 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             futures = await e.batcher.submit(enc.ids, wait=wait, deadline=deadline)  # every window is a prompt
         except Overloaded as exc:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
+        except TooLarge as exc:
+            raise over_limit(str(exc), exc.limit, exc.field, " (split the request)") from exc
         try:
             results = await asyncio.gather(*futures)
         except DeadlineExpired as exc:

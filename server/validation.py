@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 
+from reftguard.config import env_name
 from reftguard.scoring import Turn
 from reftguard.v1 import guard_pb2 as pb
 
@@ -27,6 +29,22 @@ def invalid(message: str) -> RequestError:
     return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
+def over_limit(what: str, limit: int, field: str, advice: str = "") -> RequestError:
+    """INVALID_ARGUMENT naming the limit, the server setting that holds it and its flag/env twin."""
+    flag = "--" + field.replace("_", "-")
+    return invalid(f"{what}; the limit is {limit} ({field}: {flag} / {env_name(field)}){advice}")
+
+
+class Limits(Protocol):
+    """The request limits of ServerConfig that validation reads."""
+
+    max_client_batch: int
+    max_chars: int
+    max_turns_per_item: int
+    max_prompts_per_request: int
+    truncation: str
+
+
 @dataclass
 class ParsedRequest:
     turns: list[Turn]
@@ -36,19 +54,24 @@ class ParsedRequest:
     labels: list[str | None]
 
 
-def parse_score_request(req: pb.ScoreRequest, *, max_client_batch: int, max_chars: int, default_truncation: str) -> ParsedRequest:
+def parse_score_request(req: pb.ScoreRequest, limits: Limits) -> ParsedRequest:
+    """Check everything that can be checked before tokenizing; the turns to encode, in order.
+
+    Every user turn is a prompt to the batcher (windows add more once encoded), so turns are capped
+    per item and per request here, before any work: one item of 10,000 messages costs nothing.
+    """
     n = len(req.items)
     if n == 0:
         raise invalid("empty batch: a ScoreRequest needs at least one item")
-    if n > max_client_batch:
-        raise invalid(f"{n} items in one request; the limit is {max_client_batch} (split the batch or use ScoreStream)")
+    if n > limits.max_client_batch:
+        raise over_limit(f"{n} items in one request", limits.max_client_batch, "max_client_batch", " (split the batch or use ScoreStream)")
     threshold = None
     if req.HasField("threshold"):
         threshold = req.threshold
         if not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
             raise invalid(f"threshold {threshold!r} is not a number in [-1, 1]")
     if req.truncation == pb.TRUNCATION_UNSPECIFIED:
-        truncation = default_truncation
+        truncation = limits.truncation
     elif req.truncation in TRUNCATION_NAMES:
         truncation = TRUNCATION_NAMES[req.truncation]
     else:
@@ -63,21 +86,33 @@ def parse_score_request(req: pb.ScoreRequest, *, max_client_batch: int, max_char
         if item.text and item.messages:
             raise invalid(f"{where}: set either text or messages, not both")
         if item.messages:
-            user = []
+            user = 0
             for t, m in enumerate(item.messages):
                 role = m.role.lower()
                 if role not in KNOWN_ROLES:
                     raise invalid(f"{where}: message {t} has unknown role {m.role!r}")
                 if role in ("user", "human"):
-                    _check_text(m.content, f"{where} message {t}", max_chars)
-                    user.append(Turn(i, t, m.content))
+                    user += 1
+                    if user > limits.max_turns_per_item:
+                        raise over_limit(f"{where} has more than {limits.max_turns_per_item} user turns", limits.max_turns_per_item,
+                                         "max_turns_per_item", " (score a long chat as several items)")
+                    _check_text(m.content, f"{where} message {t}", limits.max_chars)
+                    turns.append(Turn(i, t, m.content))
             if not user:
                 raise invalid(f"{where}: messages contain no user turn to score")
-            turns.extend(user)
         else:
-            _check_text(item.text, where, max_chars)
+            _check_text(item.text, where, limits.max_chars)
             turns.append(Turn(i, -1, item.text))
+        check_prompts(len(turns), limits.max_prompts_per_request, "user turns", more=i + 1 < n)
     return ParsedRequest(turns, threshold, truncation, req.source, labels)
+
+
+def check_prompts(n: int, limit: int, what: str, *, more: bool = False) -> None:
+    """Prompts per request: every user turn, and every window of a long one, is a prompt in the batcher."""
+    if n > limit:
+        counted = f"at least {n}" if more else str(n)
+        raise over_limit(f"the request has {counted} prompts ({what})", limit, "max_prompts_per_request",
+                         " (split the request; every user turn and window is a prompt)")
 
 
 def _check_text(text: str, where: str, max_chars: int) -> None:

@@ -10,6 +10,8 @@ from reftguard.clients import ClientConfig, GuardClient
 from reftguard.config import add_dataclass_args
 from reftguard.server.config import ServerConfig
 from tests.certs import make_pki
+from reftguard.v1 import guard_pb2 as pb
+from reftguard.v1 import guard_pb2_grpc
 from tests.harness import run_server
 
 
@@ -111,3 +113,67 @@ def test_stream_limit_per_client(tiny_bundle):
 
         codes = asyncio.run(run())
         assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 1 and codes.count(grpc.StatusCode.OK) == 2
+
+
+# -- issue 16: what a hostile client found ------------------------------------------------------
+
+
+def _raw_stub(rs):
+    channel = grpc.insecure_channel(rs.target, options=[("grpc.max_send_message_length", 64 << 20)])
+    return channel, guard_pb2_grpc.GuardStub(channel)
+
+
+def _refused(call, *args, **kw) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as exc:
+        call(*args, **kw)
+    return exc.value
+
+
+def test_one_item_cannot_carry_unbounded_prompts(tiny_bundle):
+    """One item with 10,000 chat messages used to queue 10,000 prompts: the caps count user turns per
+    item and prompts (turns, then windows) per request, and name the limit."""
+    with run_server(tiny_bundle, max_turns_per_item=64, max_prompts_per_request=100, max_windows=0) as rs:
+        channel, stub = _raw_stub(rs)
+        before = rs.value("reftguard_batch_size_sum")
+        m = [pb.ChatMessage(role="user", content=f"hi {i}") for i in range(10000)]
+        err = _refused(stub.Score, pb.ScoreRequest(items=[pb.Item(id="big", messages=m)]), timeout=20)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "item 0 (id 'big')" in err.details() and "the limit is 64" in err.details()
+        assert "REFTGUARD_MAX_TURNS_PER_ITEM" in err.details()
+        # many items, each under the per-item cap, add up to too many prompts
+        many = [pb.Item(id=str(k), messages=m[:60]) for k in range(2)]
+        err = _refused(stub.Score, pb.ScoreRequest(items=many), timeout=20)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "REFTGUARD_MAX_PROMPTS_PER_REQUEST" in err.details()
+        # windows are prompts too: one long text over 100 windows is refused once encoded
+        err = _refused(stub.Score, pb.ScoreRequest(items=[pb.Item(id="long", text="word " * 20000)]), timeout=20)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "REFTGUARD_MAX_PROMPTS_PER_REQUEST" in err.details()
+        assert "windows" in err.details()
+        # a stream is held to the same caps per request
+        err = _refused(lambda: list(stub.ScoreStream(iter([pb.ScoreRequest(items=[pb.Item(id="big", messages=m)])]), timeout=20)))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "REFTGUARD_MAX_TURNS_PER_ITEM" in err.details()
+        assert rs.value("reftguard_batch_size_sum") == before, "nothing of a refused request may be scored"
+        assert rs.gs.batcher.queued_items == 0
+        ok = stub.Score(pb.ScoreRequest(items=[pb.Item(id="chat", messages=m[:64])]), timeout=20)
+        assert ok.decisions[0].id == "chat"
+        channel.close()
+
+
+def test_request_larger_than_the_whole_queue_is_refused_not_admitted(tiny_bundle):
+    """An empty queue used to admit a request of any size; now the queue bounds hold for the first
+    request too, and a request that could never fit is INVALID_ARGUMENT (retrying cannot help)."""
+    with run_server(tiny_bundle, max_queue_items=8, max_batch_size=4) as rs:
+        channel, stub = _raw_stub(rs)
+        before = rs.value("reftguard_batch_size_sum")
+        req = pb.ScoreRequest(items=[pb.Item(id=str(i), text=f"prompt {i}") for i in range(9)])
+        for call in (lambda: stub.Score(req, timeout=20), lambda: list(stub.ScoreStream(iter([req]), timeout=20))):
+            err = _refused(call)
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+            assert "9 prompts" in err.details() and "REFTGUARD_MAX_QUEUE_ITEMS" in err.details()
+        assert rs.value("reftguard_batch_size_sum") == before and rs.gs.batcher.queued_items == 0
+        assert len(stub.Score(pb.ScoreRequest(items=req.items[:8]), timeout=20).decisions) == 8
+        channel.close()
+    with run_server(tiny_bundle, max_queue_tokens=200) as rs:
+        channel, stub = _raw_stub(rs)
+        err = _refused(stub.Score, pb.ScoreRequest(items=[pb.Item(id=str(i), text="a few words " * 5) for i in range(12)]), timeout=20)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "REFTGUARD_MAX_QUEUE_TOKENS" in err.details()
+        channel.close()
