@@ -104,7 +104,7 @@ async def drive(target: str, texts: list[str], clients: int, mode: str) -> float
 def bench_naive(bundle: GuardBundle, texts: list[str]) -> float:
     import torch
 
-    from reftguard.training.models import load_causal_lm, torch_threads
+    from reftguard.modeling.loading import load_causal_lm, torch_threads
 
     torch_threads()
     model, tok = load_causal_lm(bundle.manifest["source_model"]["name"])

@@ -34,7 +34,7 @@ from reftguard import evaluation
 from reftguard.data import TRAIN_FILES, load_labeled, packaged
 from reftguard.features import cosine_scores, refusal_feature
 from reftguard.training.fit import encode_texts
-from reftguard.training.teacher import Teacher
+from reftguard.modeling.teacher import Teacher
 from reftguard.training.teacher_train import QUICK, TrainConfig, balanced_subset, layer_states, train
 
 log = logging.getLogger("bench.teacher_vs_zero")
@@ -109,7 +109,7 @@ def zero_stage(ns, dev, y, kinds, train_files) -> dict:
     """Zero-training fit and logistic probe (same states of the starting model), and its helpfulness."""
     from reftguard.prompt import PromptFormat
     from reftguard.training.fit import encode_texts as encode
-    from reftguard.training.models import load_causal_lm
+    from reftguard.modeling.loading import load_causal_lm
 
     lm, tok = load_causal_lm(ns.model)
     tok_dir = Path(ns.out) / "tokenizer"

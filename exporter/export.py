@@ -1,9 +1,10 @@
 """Export a teacher to a guard bundle: cut at layer l, cosine head, ONNX, parity check, sealed manifest.
 
-What we take from optimum's exporter design: a declarative per-family config (families.py), dynamic
-axes named in one place, and validation of every export against PyTorch within an `atol`. What we
-write ourselves: the model is not a stock task (a truncated decoder + gather + cosine head), so the
-module (guard_module.py) and the validator below are ours; optimum's task configs assume full models.
+What we take from optimum's exporter design: a declarative per-family export config (IO spec, dummy
+inputs, atol, limits: reftguard.modeling.families), export-time settings scoped to the export, and
+validation of every export against the original PyTorch model within the family's `atol` (validate.py).
+What we write ourselves: the model is not a stock task (a truncated decoder + gather + cosine head), so
+the module (reftguard.modeling.guard) and the validator are ours; optimum's task configs assume full models.
 """
 from __future__ import annotations
 
@@ -27,90 +28,41 @@ log = logging.getLogger("reftguard.export")
 # bundle id differ between identical builds; the full record stays in the teacher directory.
 VOLATILE_RECORD_KEYS = ("layer_table", "seconds", "config", "log", "plot")
 
-PARITY_PROMPTS = (
-    "hi",
-    "How do I bake sourdough bread at home?",
-    "Write a Python function that merges two sorted lists and explain its complexity in detail.",
-    "Explain how to kill a zombie process on Linux.",
-    "Give step-by-step instructions for picking a lock on a neighbour's front door without being noticed.",
-    "Summarise the following passage in two sentences: " + "The committee met on Tuesday to review the budget. " * 6,
-    "¿Cuál es la capital de Francia? 日本語のテキストも少し。 emoji 🚀",
-    "x" * 3,
-)
-
 
 @dataclass
 class ExportConfig:
     teacher: str = option("teacher", "Teacher directory written by `reftguard fit` or `reftguard train-teacher`.")
     out: str = option("bundle", "Guard bundle directory to write (replaced if it exists).")
     opset: int = option(18, "ONNX opset.")
-    atol: float = option(1e-4, "Fail the export if |ORT score - PyTorch score| exceeds this on the parity prompts.")
+    atol: float = option(0.0, "Fail the export if |ORT score - HF model score| exceeds this on any parity batch (0 = the family's atol, 1e-4 for every family so far).")
     max_tokens: int = option(0, "Override the teacher's max_tokens (0 keeps it).")
 
 
-def _export_onnx(module, path: Path, opset: int, sample) -> None:
+def _export_onnx(module, fam, path: Path, opset: int, vocab_size: int) -> None:
     import torch
 
-    input_ids, mask = sample
+    input_ids, mask = (torch.from_numpy(a) for a in fam.dummy_inputs(vocab_size, batch=2, max_len=4))
     torch.onnx.export(
         module,
         (input_ids, mask),
         str(path),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["score", "feature_norm"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}, "score": {0: "batch"}, "feature_norm": {0: "batch"}},
+        input_names=fam.input_names,
+        output_names=fam.output_names,
+        dynamic_axes=fam.dynamic_axes,
         opset_version=opset,
         dynamo=False,
         do_constant_folding=True,
     )
 
 
-def _parity(bundle: GuardBundle, reference, texts) -> dict:
-    """Scores of `bundle` (ORT) vs `reference(input_ids, mask) -> (scores, norms)` on one mixed-length
-    batch, plus ORT batch invariance (each prompt alone vs in the batch)."""
-    from reftguard.encoding import PromptEncoder, pad_batch
-    from reftguard.engine_ort import OrtBackend
-
-    enc = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens).encode(list(texts), "right")
-    input_ids, mask = pad_batch(enc.ids, bundle.pad_token_id)
-    backend = OrtBackend(bundle, device="cpu")
-    scores, norms = backend.run(input_ids, mask)
-    ref_scores, ref_norms = reference(input_ids, mask)
-    alone = np.array([backend.run(*pad_batch([row], bundle.pad_token_id))[0][0] for row in enc.ids])
-    return {
-        "parity_max_abs_diff": float(np.max(np.abs(scores - ref_scores))),
-        "feature_norm_max_rel_diff": float(np.max(np.abs(norms - ref_norms) / np.maximum(ref_norms, 1e-6))),
-        "batch_invariance_max_abs_diff": float(np.max(np.abs(alone - scores))),
-        "n": len(texts),
-    }
-
-
-def validate(bundle: GuardBundle, module, texts=PARITY_PROMPTS) -> dict:
-    """Parity of the exported graph against the PyTorch module it came from."""
-    import torch
-
-    def reference(input_ids, mask):
-        with torch.no_grad():
-            s, n = module(torch.from_numpy(input_ids), torch.from_numpy(mask))
-        return s.numpy(), n.numpy()
-
-    return _parity(bundle, reference, texts)
-
-
-def validate_against(bundle: GuardBundle, reference_bundle: GuardBundle, texts=PARITY_PROMPTS) -> dict:
-    """Parity of a derived bundle (e.g. int8) against the bundle it came from."""
-    from reftguard.engine_ort import OrtBackend
-
-    return _parity(bundle, OrtBackend(reference_bundle, device="cpu").run, texts)
-
-
 def export_bundle(cfg: ExportConfig) -> GuardBundle:
     import torch
 
-    from reftguard.exporter.families import family_for
-    from reftguard.exporter.guard_module import GuardModule
-    from reftguard.training.models import torch_threads, weights_sha256
-    from reftguard.training.teacher import Teacher
+    from reftguard.exporter.validate import validate_model_outputs
+    from reftguard.modeling.families import family_for
+    from reftguard.modeling.guard import GuardModule
+    from reftguard.modeling.loading import torch_threads, weights_sha256
+    from reftguard.modeling.teacher import Teacher
 
     torch_threads()
     t0 = time.time()
@@ -120,7 +72,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")  # our additive 4D mask; exports as plain ops
     fam = family_for(model.config)
-    fam.validate(model.config, teacher.layer, max_tokens)
+    fam.check(model, teacher.layer, max_tokens)
     module = GuardModule(model, teacher.layer, teacher.refusal_feature, teacher.center).eval()
 
     out = Path(cfg.out)
@@ -130,8 +82,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
             if src.is_file():
                 shutil.copy(src, work / name)
         np.save(work / FEATURE, teacher.refusal_feature.astype(np.float32), allow_pickle=False)
-        sample = (torch.tensor([[1, 2, 3, 4], [5, 6, 0, 0]]), torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]))
-        _export_onnx(module, work / MODEL, cfg.opset, sample)
+        _export_onnx(module, fam, work / MODEL, cfg.opset, int(model.config.vocab_size))
         holdout = teacher.record.get("holdout_at_layer") or {}
         threshold = float(holdout.get("threshold", 0.0))
         manifest = {
@@ -169,9 +120,8 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         seal(work, manifest, card=render_card)
-        report = validate(GuardBundle.load(work), module)
-        if report["parity_max_abs_diff"] > cfg.atol:
-            raise RuntimeError(f"export parity failed: max |ORT - PyTorch| = {report['parity_max_abs_diff']:.2e} > atol {cfg.atol:.0e}")
+        report = validate_model_outputs(GuardBundle.load(work), model, teacher.layer, teacher.refusal_feature, teacher.center,
+                                        cfg.atol or fam.atol)
         manifest["exporter"].update(report)
         seal(work, manifest, card=render_card)
     bundle = GuardBundle.load(out)

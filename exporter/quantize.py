@@ -4,7 +4,7 @@ Why static: ORT's *dynamic* quantization computes activation scales per batch, s
 changes with its batch-mates (measured up to 0.08). Static QDQ fixes every activation scale at
 calibration time from training prompts, so each row is quantized the same way whatever else is in the
 batch. Only the decoder's weight MatMuls are quantized (attention products and MLP down-projections stay
-fp32, see `keep_fp32`); the cosine head (Mul/ReduceSum/norms) stays fp32.
+fp32, see `keep_fp32`); the cosine head (its MatMul with R_l is not a `*_proj` node, and the norms) stays fp32.
 The quantized model scores differently from the fp32 one, so its threshold is recalibrated on the int8
 model itself before the bundle is sealed.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reftguard import bundle_io
 from reftguard.bundle import MODEL, GuardBundle, seal, staged
 from reftguard.config import option
 from reftguard.encoding import PromptEncoder, pad_batch
@@ -45,8 +46,7 @@ class _Reader:
         row = next(self._it, None)
         if row is None:
             return None
-        input_ids, mask = pad_batch([row])
-        return {"input_ids": input_ids, "attention_mask": mask}
+        return bundle_io.feeds(*pad_batch([row]))
 
 
 def quantize_bundle(cfg: QuantizeConfig) -> GuardBundle:
@@ -56,7 +56,7 @@ def quantize_bundle(cfg: QuantizeConfig) -> GuardBundle:
     from reftguard.calibration import CalibrateConfig, calibrate
     from reftguard.data import load_labeled
     from reftguard.exporter.card import render_card
-    from reftguard.exporter.export import validate_against
+    from reftguard.exporter.validate import validate_against
 
     src = GuardBundle.load(cfg.bundle)
     prompts = load_labeled(cfg.calib_data)

@@ -42,7 +42,7 @@ def _shipped_teacher() -> Path | None:
 
 def cache_key() -> str:
     from reftguard.data import TRAIN_FILES, packaged
-    from reftguard.training.models import packaged_gguf
+    from reftguard.modeling.loading import packaged_gguf
 
     h = hashlib.sha256(json.dumps([RECIPE, __version__], sort_keys=True).encode())
     for name in TRAIN_FILES + tuple(RECIPE["calibration"]["data"]):

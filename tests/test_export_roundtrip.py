@@ -9,7 +9,7 @@ from reftguard.bundle import GuardBundle
 from reftguard.calibration import CalibrateConfig, EvalConfig, calibrate, evaluate_bundle
 from reftguard.exporter.export import ExportConfig, export_bundle
 from reftguard.training.fit import FitConfig, fit
-from reftguard.training.teacher import Teacher
+from reftguard.modeling.teacher import Teacher
 
 
 def test_roundtrip(tiny_model, data_dir, tmp_path):
@@ -64,7 +64,7 @@ def test_sliding_window_limit_is_enforced(data_dir, tmp_path):
 
 
 def test_unreachable_hub_id_fails_clearly(monkeypatch):
-    from reftguard.training.models import ModelLoadError, load_causal_lm
+    from reftguard.modeling.loading import ModelLoadError, load_causal_lm
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="could not be fetched from the hub"):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from reftguard.training import sft
-from reftguard.training.teacher import Teacher
+from reftguard.modeling.teacher import Teacher
 from reftguard.training.teacher_train import (
     TrainConfig,
     estimate_feature,
@@ -34,7 +34,7 @@ def separation(model_dir_or_teacher, data_dir, layer: int):
     from reftguard.data import load_labeled
     from reftguard.prompt import PromptFormat
     from reftguard.training.fit import encode_texts
-    from reftguard.training.models import load_causal_lm
+    from reftguard.modeling.loading import load_causal_lm
 
     if isinstance(model_dir_or_teacher, Teacher):
         lm, tok = model_dir_or_teacher.load_model()
@@ -82,7 +82,7 @@ def test_prompt_tokens_carry_no_loss(tiny_llama):
     is a prompt token (or padding), and non-zero where the next token is a reply token."""
     from reftguard.encoding import PromptEncoder
     from reftguard.prompt import PromptFormat
-    from reftguard.training.models import load_causal_lm
+    from reftguard.modeling.loading import load_causal_lm
 
     lm, tok = load_causal_lm(str(tiny_llama))
     enc = PromptEncoder(tiny_llama / "tokenizer.json", PromptFormat.from_hf_tokenizer(tok), 96)
@@ -171,7 +171,7 @@ def test_shipped_default_teacher_beats_zero_training_on_dev(tmp_path):
     s_teacher = cosine_scores(layer_states(trained, enc(dev), teacher.layer, 32, tok.pad_token_id), teacher.refusal_feature, teacher.center)
     del trained
 
-    from reftguard.training.models import load_causal_lm
+    from reftguard.modeling.loading import load_causal_lm
 
     zero, _ = load_causal_lm(teacher.model)
     train_prompts = load_labeled([packaged(f) for f in TRAIN_FILES])

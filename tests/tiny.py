@@ -1,4 +1,4 @@
-"""Tiny real artefacts for tests: random Llama / Qwen2 causal LMs with a tokenizer trained here."""
+"""Tiny real artefacts for tests: random Llama / Qwen2 / Gemma2 causal LMs with a tokenizer trained here."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +29,8 @@ def train_tokenizer(texts: list[str], vocab_size: int = 600):
     return fast
 
 
-def build_model(out: Path, arch: str, texts: list[str], num_layers: int = 3, seed: int = 0) -> Path:
+def build_model(out: Path, arch: str, texts: list[str], num_layers: int = 3, seed: int = 0, **overrides) -> Path:
+    """A random `arch` (llama, qwen2, gemma2) causal LM and its tokenizer in `out`; `overrides` go to the config."""
     import torch
     from transformers import AutoModelForCausalLM, Gemma2Config, LlamaConfig, Qwen2Config
 
@@ -46,7 +47,7 @@ def build_model(out: Path, arch: str, texts: list[str], num_layers: int = 3, see
         eos_token_id=tok.eos_token_id,
     )
     extra = {"gemma2": dict(head_dim=8, sliding_window=128, bos_token_id=tok.bos_token_id)}.get(arch, {})
-    config = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma2": Gemma2Config}[arch](**common, **extra)
+    config = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma2": Gemma2Config}[arch](**(common | extra | overrides))
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     out.mkdir(parents=True, exist_ok=True)

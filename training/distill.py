@@ -184,8 +184,8 @@ def distill(cfg: DistillConfig, command: str = "") -> dict:
 
     from reftguard.training import kd, sft
     from reftguard.training.generation import prompt_encoder
-    from reftguard.training.models import load_causal_lm, torch_threads
-    from reftguard.training.teacher import Teacher
+    from reftguard.modeling.loading import load_causal_lm, torch_threads
+    from reftguard.modeling.teacher import Teacher
 
     if not cfg.user_data:
         raise ValueError("no user data: pass --user-data FILTERED.jsonl")
@@ -330,9 +330,9 @@ def distill(cfg: DistillConfig, command: str = "") -> dict:
 def load_student(ref: str):
     """(model, tokenizer) for a `distill` output directory (base + merged adapter), a teacher directory,
     or any model reference."""
-    from reftguard.training.models import load_causal_lm
-    from reftguard.training.teacher import META as TEACHER_META
-    from reftguard.training.teacher import Teacher
+    from reftguard.modeling.loading import load_causal_lm
+    from reftguard.modeling.teacher import META as TEACHER_META
+    from reftguard.modeling.teacher import Teacher
 
     root = Path(ref)
     if (root / TEACHER_META).is_file():

@@ -50,7 +50,7 @@ def collect_states(model, ids: list[list[int]], num_layers: int, batch_size: int
     """[n, num_layers, hidden] float32 last-token states, rows in input order."""
     import torch
 
-    from reftguard.exporter.guard_module import last_token_states
+    from reftguard.modeling.guard import last_token_states
 
     out = np.zeros((len(ids), num_layers, model.config.hidden_size), dtype=np.float32)
     for rows, input_ids, mask in length_sorted_batches(ids, batch_size, pad_id=pad_id):
@@ -77,8 +77,8 @@ def layer_table(states: np.ndarray, y: np.ndarray, fit_idx, held_idx, center: st
 
 
 def fit(cfg: FitConfig):
-    from reftguard.training.models import load_causal_lm, torch_threads, weights_sha256
-    from reftguard.training.teacher import Teacher
+    from reftguard.modeling.loading import load_causal_lm, torch_threads, weights_sha256
+    from reftguard.modeling.teacher import Teacher
 
     torch_threads()
     t0 = time.time()

@@ -58,7 +58,7 @@ def evaluate_model(cfg: EvalModelConfig, model=None, tok=None) -> dict:
     from reftguard.training import judge, usertask
     from reftguard.training.distill import load_student
     from reftguard.training.generation import greedy_replies, prompt_encoder
-    from reftguard.training.models import torch_threads
+    from reftguard.modeling.loading import torch_threads
 
     if not cfg.task_eval:
         raise ValueError("no task problems: pass --task-eval TASK_EVAL.jsonl (reftguard make-data writes one)")

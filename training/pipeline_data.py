@@ -89,7 +89,7 @@ def _helpful_replies(cfg: DataConfig, prompts: list[str], model, tok) -> list[st
     todo = cache.missing(items)
     if todo:
         if model is None:
-            from reftguard.training.models import load_causal_lm
+            from reftguard.modeling.loading import load_causal_lm
 
             model, tok = load_causal_lm(cfg.reply_model)
         enc = prompt_encoder(tok, 256)

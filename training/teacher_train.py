@@ -297,12 +297,12 @@ def train(cfg: TrainConfig, command: str = ""):
     import torch
     from accelerate import Accelerator
 
-    from reftguard.exporter.guard_module import TruncatedDecoder, last_token_index
+    from reftguard.modeling.guard import TruncatedDecoder, last_token_index
     from reftguard.training import sft
     from reftguard.training.fit import collect_states, encode_texts, layer_table
     from reftguard.training.generation import record_replies
-    from reftguard.training.models import load_causal_lm, torch_threads
-    from reftguard.training.teacher import Teacher
+    from reftguard.modeling.loading import load_causal_lm, torch_threads
+    from reftguard.modeling.teacher import Teacher
 
     if not cfg.data:
         raise ValueError("no training data: pass --data TRAIN.jsonl (labeled harmful/benign prompts)")

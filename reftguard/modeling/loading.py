@@ -1,4 +1,5 @@
-"""Loading causal LMs the normal way: a local directory, a hub id, a GGUF file, or the packaged SmolLM2."""
+"""Loading causal LMs the normal way (a local directory, a hub id, a GGUF file, or the packaged SmolLM2),
+and merging a LoRA adapter into one: what training, the exporter and model evaluation all start from."""
 from __future__ import annotations
 
 import hashlib
@@ -94,3 +95,22 @@ def torch_threads() -> None:
 
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, n))
+
+
+def merge_adapter(model: Any, adapter_dir: str | Path) -> Any:
+    """`model` with the peft (LoRA) adapter saved in `adapter_dir` merged into its weights, in eval mode.
+
+    Merged weights are what every consumer wants (export traces plain layers; evaluation and distillation
+    run the teacher or student forward only), so the peft wrapper is never handed out.
+    """
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    merged.eval()
+    return merged
+
+
+def load_merged(ref: str, adapter_dir: str | Path | None) -> tuple[Any, Any]:
+    """(model, tokenizer) for a model reference plus an optional adapter directory (merged)."""
+    model, tok = load_causal_lm(ref)
+    return (merge_adapter(model, adapter_dir) if adapter_dir else model), tok

@@ -4,6 +4,10 @@
 `hidden_states[l]`), taken *before* any final norm. Inputs are right-padded; real tokens keep positions
 0..n-1 and, under the causal mask, never attend to padding, so a prompt's score does not depend on the
 batch it is in.
+
+`cosine` here is the one torch implementation of the score: the exported head, the teacher's
+regulariser and the exporter's validator all call it, so what training optimises is exactly what the
+bundle computes.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from reftguard.exporter.families import family_for
+from reftguard.modeling.families import family_for
 
 
 def causal_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -30,6 +34,21 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     t = attention_mask.shape[1]
     pos = torch.arange(t, device=attention_mask.device).unsqueeze(0) * attention_mask
     return pos.argmax(dim=1)
+
+
+def gather_last(h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[b, hidden] states of the last real token of each row of h [b, t, hidden]."""
+    return h[torch.arange(h.shape[0], device=h.device), last_token_index(attention_mask)]
+
+
+def cosine(h: torch.Tensor, r: torch.Tensor, c: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
+    """cos(h - c, r) per row, in fp32: the guard's score. r and c are constants (no gradient flows into them).
+
+    Written as the teacher's regulariser has always computed it, so teacher runs stay bit-identical
+    (resumes of older checkpoints included); the exported head is the same expression.
+    """
+    hc = h.float() if c is None else h.float() - c
+    return (hc @ r) / (hc.norm(dim=-1) * r.norm()).clamp_min(eps)
 
 
 class TruncatedDecoder(nn.Module):
@@ -70,11 +89,7 @@ class CosineHead(nn.Module):
         self.eps = eps
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = h.float()
-        hc = h - self.center
-        num = (hc * self.refusal_feature).sum(-1)
-        den = torch.clamp(torch.linalg.vector_norm(hc, dim=-1) * torch.linalg.vector_norm(self.refusal_feature), min=self.eps)
-        return num / den, torch.linalg.vector_norm(h, dim=-1)
+        return cosine(h, self.refusal_feature, self.center, self.eps), torch.linalg.vector_norm(h.float(), dim=-1)
 
 
 class GuardModule(nn.Module):
@@ -86,10 +101,7 @@ class GuardModule(nn.Module):
         self.head = CosineHead(refusal_feature, center)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        h = self.decoder(input_ids, attention_mask)
-        idx = last_token_index(attention_mask)
-        last = h[torch.arange(h.shape[0], device=h.device), idx]
-        return self.head(last)
+        return self.head(gather_last(self.decoder(input_ids, attention_mask), attention_mask))
 
 
 @torch.no_grad()
@@ -103,7 +115,5 @@ def last_token_states(causal_lm: Any, batches, num_layers: int | None = None) ->
     out = []
     for input_ids, mask in batches:
         states = dec(input_ids, mask, collect=True)
-        idx = last_token_index(mask)
-        rows = torch.arange(input_ids.shape[0])
-        out.append(torch.stack([s[rows, idx].float() for s in states], dim=1))
+        out.append(torch.stack([gather_last(s, mask).float() for s in states], dim=1))
     return torch.cat(out, dim=0)

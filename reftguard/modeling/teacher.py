@@ -22,7 +22,7 @@ META = "teacher.json"
 
 @dataclass
 class Teacher:
-    model: str  # reference loadable by training.models.load_causal_lm
+    model: str  # reference loadable by reftguard.modeling.loading.load_causal_lm
     layer: int
     hidden_size: int
     num_layers: int
@@ -68,13 +68,7 @@ class Teacher:
 
     def load_model(self):
         """(model, tokenizer) with the LoRA adapter merged if there is one."""
-        from reftguard.training.models import load_causal_lm
+        from reftguard.modeling.loading import load_merged
 
-        model, tok = load_causal_lm(self.model)
-        if self.adapter:
-            from peft import PeftModel
-
-            assert self.root is not None
-            model = PeftModel.from_pretrained(model, str(self.root / self.adapter)).merge_and_unload()
-            model.eval()
-        return model, tok
+        assert self.root is not None or not self.adapter
+        return load_merged(self.model, self.root / self.adapter if self.adapter else None)

@@ -1,0 +1,37 @@
+"""The guard graph's IO contract (DESIGN 2): names, dtypes and axes of `model.onnx`'s inputs and outputs.
+
+One source of truth, torch-free: the exporter declares the graph from it (reftguard.modeling.families),
+and whatever feeds a session (the ORT engine, int8 calibration, the parity validator) names its
+tensors from it, so the server side reads it without importing torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy / ONNX element type name
+    axes: tuple[str, ...]  # every axis is dynamic and named (batch, seq)
+
+
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+SCORE = "score"
+FEATURE_NORM = "feature_norm"
+
+INPUTS = (TensorSpec(INPUT_IDS, "int64", ("batch", "seq")), TensorSpec(ATTENTION_MASK, "int64", ("batch", "seq")))
+OUTPUTS = (TensorSpec(SCORE, "float32", ("batch",)), TensorSpec(FEATURE_NORM, "float32", ("batch",)))
+INPUT_NAMES = tuple(t.name for t in INPUTS)
+OUTPUT_NAMES = tuple(t.name for t in OUTPUTS)
+
+
+def dynamic_axes(specs: tuple[TensorSpec, ...] = INPUTS + OUTPUTS) -> dict[str, dict[int, str]]:
+    """{name: {axis index: axis name}} as torch.onnx.export takes it."""
+    return {t.name: dict(enumerate(t.axes)) for t in specs}
+
+
+def feeds(input_ids, attention_mask) -> dict:
+    """The session's input dict for padded int64 arrays."""
+    return {INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask}
