@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder
 from reftguard.engine_ort import OrtBackend
-from reftguard.server.auth import TokenAuthInterceptor, load_tokens
+from reftguard.server.auth import AuthInterceptor, Authenticator, load_tokens
 from reftguard.server.batcher import TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
@@ -77,13 +77,12 @@ class GuardServer:
 
     async def start(self) -> None:
         cfg = self.cfg
-        interceptors = []
-        tokens = load_tokens(cfg.auth_token, cfg.auth_token_file)
-        if tokens:
-            interceptors.append(TokenAuthInterceptor(
-                tokens, exempt_health=cfg.auth_exempt_health, exempt_reflection=cfg.auth_exempt_reflection,
-                on_reject=lambda: self.metrics.errors.labels(code="UNAUTHENTICATED").inc(),
-            ))
+        self.auth = Authenticator(load_tokens(cfg.auth_token, cfg.auth_token_file))
+        # Installed with auth off too: it refuses calls with two `authorization` headers.
+        interceptors = [AuthInterceptor(
+            self.auth, exempt_health=cfg.auth_exempt_health, exempt_reflection=cfg.auth_exempt_reflection,
+            on_reject=lambda code: self.metrics.errors.labels(code=code.name).inc(),
+        )]
         self.server = grpc.aio.server(
             interceptors=interceptors,
             maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
@@ -120,7 +119,8 @@ class GuardServer:
             on_batch=self._on_batch,
             on_error=self._on_batch_error,
         )
-        self.engine = Engine(cfg, b, encoder, self.batcher, self.metrics, ThreadPoolExecutor(cfg.tokenize_workers, thread_name_prefix="tok"), backend.provider)
+        self.engine = Engine(cfg, b, encoder, self.batcher, self.metrics, ThreadPoolExecutor(cfg.tokenize_workers, thread_name_prefix="tok"),
+                             backend.provider, self.auth)
         self.servicer = GuardServicer(self.engine)
         self.server.add_generic_rpc_handlers((guard_handler(self.servicer),))
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)

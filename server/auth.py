@@ -1,14 +1,20 @@
-"""Bearer-token authentication as a grpc.aio server interceptor.
+"""Who a caller is: bearer tokens, the reviewer credential and the identity per-client limits key on.
 
 Tokens come from a file (one per line) and/or REFTGUARD_AUTH_TOKEN; every presented token is compared
 against every configured one with hmac.compare_digest (no early exit), and tokens are never logged.
 Health checks and reflection can be exempted so that load balancers and grpcurl work without one.
+
+A caller's identity (for the per-client stream limit and the Feedback rate limit) is derived from what
+the server verified, never from a value the client chose: a hash of the configured token it presented,
+else the host part of its peer address. A request with more than one `authorization` header is refused
+outright, auth on or off, so no two parts of the server can read different credentials from one call.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -16,6 +22,7 @@ import grpc
 log = logging.getLogger("reftguard.auth")
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
+AUTHORIZATION = "authorization"
 
 
 def load_tokens(token: str, token_file: str) -> list[str]:
@@ -25,52 +32,83 @@ def load_tokens(token: str, token_file: str) -> list[str]:
     return tokens
 
 
-def client_identity(metadata, peer: str) -> str:
-    """Who a caller is, for per-client limits: a hash of its token if it has one, else its IP (no port)."""
-    for key, value in metadata or ():
-        if key == "authorization":
-            return "token:" + hashlib.sha256(value.encode()).hexdigest()[:12]
-    host = peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
-    return "peer:" + host
+class AuthError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
 
 
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: list[str], *, exempt_health: bool, exempt_reflection: bool, on_reject=None):
-        if not tokens:
-            raise ValueError("token auth enabled with no tokens")
-        self._expected = [f"Bearer {t}".encode() for t in tokens]
+DENY = AuthError(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token (send 'authorization: Bearer <token>')")
+DUPLICATE = AuthError(grpc.StatusCode.UNAUTHENTICATED, "more than one 'authorization' header; send exactly one 'authorization: Bearer <token>'")
+
+
+@dataclass(frozen=True)
+class Caller:
+    identity: str  # "token:<hash of the verified token>" or "peer:<host>"
+    reviewer: bool  # presented the reviewer (Feedback) credential
+
+
+def peer_host(peer: str) -> str:
+    """'ipv4:10.0.0.7:5123' -> 'ipv4:10.0.0.7', 'ipv6:[::1]:5123' -> 'ipv6:[::1]' (ports change per connection)."""
+    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+
+
+class Authenticator:
+    """Verifies the one `authorization` header of a call against client and reviewer tokens."""
+
+    def __init__(self, tokens: list[str], reviewer_tokens: list[str] = ()):
+        self.required = bool(tokens)  # clients must present a token
+        self.reviewer_required = bool(reviewer_tokens)  # Feedback needs the reviewer credential
+        self._expected = [(f"Bearer {t}".encode(), t, False) for t in tokens] + [(f"Bearer {t}".encode(), t, True) for t in reviewer_tokens]
+
+    def identify(self, metadata, peer: str) -> Caller:
+        """The verified caller, or AuthError (two headers; no valid token while tokens are required)."""
+        values = [v for k, v in metadata or () if k == AUTHORIZATION]
+        if len(values) > 1:
+            raise DUPLICATE
+        presented = values[0] if values else b""
+        presented = presented.encode() if isinstance(presented, str) else presented
+        match = None
+        for expected, token, reviewer in self._expected:  # compare with all, always
+            if hmac.compare_digest(presented, expected):
+                match = (token, reviewer)
+        if match is not None:
+            return Caller("token:" + hashlib.sha256(match[0].encode()).hexdigest()[:12], match[1])
+        if self.required:
+            raise DENY
+        return Caller("peer:" + peer_host(peer), False)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses unauthenticated calls (and any call with two `authorization` headers) before the handler."""
+
+    def __init__(self, auth: Authenticator, *, exempt_health: bool, exempt_reflection: bool, on_reject=None):
+        self.auth = auth
         self._exempt = tuple(p for p, on in ((HEALTH_PREFIX, exempt_health), (REFLECTION_PREFIX, exempt_reflection)) if on)
         self._on_reject = on_reject
 
-    def _authorized(self, metadata) -> bool:
-        presented = b""
-        for key, value in metadata or ():
-            if key == "authorization":
-                presented = value.encode() if isinstance(value, str) else value
-        ok = False
-        for expected in self._expected:  # compare with all, always
-            ok |= hmac.compare_digest(presented, expected)
-        return ok
-
     async def intercept_service(self, continuation, details):
-        if details.method.startswith(self._exempt) or self._authorized(details.invocation_metadata):
-            return await continuation(details)
         handler = await continuation(details)
-        if self._on_reject:
-            self._on_reject()
-        log.warning("rejected %s: missing or invalid bearer token", details.method)
-        return _deny_like(handler)
+        if details.method.startswith(self._exempt):
+            return handler
+        try:
+            # The peer is not known here; an identity is only needed by the handler (which asks again).
+            self.auth.identify(details.invocation_metadata, "")
+            return handler
+        except AuthError as err:
+            if self._on_reject:
+                self._on_reject(err.code)
+            log.warning("rejected %r: %s", details.method[:128], err.message)
+            return deny_like(handler, err)
 
 
-_DENY_MESSAGE = "missing or invalid bearer token (send 'authorization: Bearer <token>')"
-
-
-def _deny_like(handler):
+def deny_like(handler, err: AuthError):
+    """A handler of the same shape as `handler` that only aborts with `err`."""
     async def deny_unary(request, context):
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, _DENY_MESSAGE)
+        await context.abort(err.code, err.message)
 
     async def deny_stream(request, context):
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, _DENY_MESSAGE)
+        await context.abort(err.code, err.message)
         yield  # pragma: no cover - makes this an async generator
 
     if handler is None:

@@ -19,7 +19,7 @@ from reftguard import __version__
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, PromptRejected
 from reftguard.scoring import Scored, decide_items
-from reftguard.server.auth import client_identity
+from reftguard.server.auth import Authenticator, AuthError, Caller
 from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown, TokenBudgetBatcher, TooLarge
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
@@ -50,6 +50,7 @@ class Engine:
     metrics: GuardMetrics
     tokenize_pool: Executor
     provider: str
+    auth: Authenticator
 
 
 class GuardServicer(guard_pb2_grpc.GuardServicer):
@@ -64,7 +65,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
 
     async def ScoreStream(self, request_iterator, context):
         self.e.metrics.requests.labels(method="ScoreStream").inc()
-        who = client_identity(context.invocation_metadata(), context.peer())
+        who = (await self._caller(context)).identity
         if self._streams.get(who, 0) >= self.e.cfg.max_streams_per_client:
             await self._abort(context, RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"{self.e.cfg.max_streams_per_client} concurrent streams from this client; close one first"))
@@ -170,6 +171,13 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             return await coro
         except RequestError as err:
             await self._abort(context, err)
+
+    async def _caller(self, context) -> Caller:
+        """The verified caller (the interceptor already refused the unauthenticated)."""
+        try:
+            return self.e.auth.identify(context.invocation_metadata(), context.peer())
+        except AuthError as err:
+            await self._abort(context, RequestError(err.code, err.message))
 
     async def _abort(self, context, err: RequestError):
         self.e.metrics.errors.labels(code=err.code.name).inc()

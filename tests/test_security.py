@@ -177,3 +177,57 @@ def test_request_larger_than_the_whole_queue_is_refused_not_admitted(tiny_bundle
         err = _refused(stub.Score, pb.ScoreRequest(items=[pb.Item(id=str(i), text="a few words " * 5) for i in range(12)]), timeout=20)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "REFTGUARD_MAX_QUEUE_TOKENS" in err.details()
         channel.close()
+
+
+async def _open_stream(call, req) -> tuple[grpc.StatusCode, str]:
+    """Write one request and read its answer: OK if the stream was accepted, else its status."""
+    try:
+        await call.write(req)
+        await call.read()
+        return grpc.StatusCode.OK, ""
+    except grpc.aio.AioRpcError as err:
+        return err.code(), err.details()
+    except Exception:  # the write raced the server closing the stream: ask the call for its status
+        return await call.code(), await call.details()
+
+
+def _streams(target: str, metadata: list) -> list[tuple[grpc.StatusCode, str]]:
+    """Open one ScoreStream per metadata entry, all held open together; the status of each."""
+    import asyncio
+
+    async def run():
+        ch = grpc.aio.insecure_channel(target)
+        stub = guard_pb2_grpc.GuardStub(ch)
+        calls = [stub.ScoreStream(metadata=md) for md in metadata]
+        req = pb.ScoreRequest(items=[pb.Item(id="x", text="hi")])
+        out = [await _open_stream(c, req) for c in calls]
+        for c in calls:
+            c.cancel()
+        await ch.close()
+        return out
+
+    return asyncio.run(run())
+
+
+def test_second_authorization_header_cannot_bypass_the_stream_limit(tiny_bundle):
+    """client_identity read the first `authorization` value and the interceptor accepted the last, so a
+    random first token gave every stream a new identity. Two headers are now refused, and the identity
+    is the verified token (auth on) or the peer's address (auth off), never a header the client chose."""
+    with run_server(tiny_bundle, auth_token="secret1", max_streams_per_client=4) as rs:
+        two = [[("authorization", f"Bearer rnd{k}"), ("authorization", "Bearer secret1")] for k in range(8)]
+        out = _streams(rs.target, two)
+        assert {code for code, _ in out} == {grpc.StatusCode.UNAUTHENTICATED}, out
+        assert all("one 'authorization' header" in details for _, details in out), out
+        one = [[("authorization", "Bearer secret1")]] * 8
+        codes = [code for code, _ in _streams(rs.target, one)]
+        assert codes.count(grpc.StatusCode.OK) == 4 and codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 4, codes
+    with run_server(tiny_bundle, max_streams_per_client=4) as rs:  # auth off: a made-up header is no identity
+        codes = [code for code, _ in _streams(rs.target, [[("authorization", f"Bearer rnd{k}")] for k in range(8)])]
+        assert codes.count(grpc.StatusCode.OK) == 4 and codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 4, codes
+        (dup,) = _streams(rs.target, [[("authorization", "Bearer a"), ("authorization", "Bearer b")]])
+        assert dup[0] == grpc.StatusCode.UNAUTHENTICATED, dup
+        channel, stub = _raw_stub(rs)
+        err = _refused(stub.Score, pb.ScoreRequest(items=[pb.Item(id="x", text="hi")]), timeout=20,
+                       metadata=[("authorization", "Bearer a"), ("authorization", "Bearer b")])
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED and "one 'authorization' header" in err.details()
+        channel.close()
