@@ -45,9 +45,12 @@ def scan(ds, *, target: str | None = None, bundle: str | None = None, client: An
     scorer = BatchScorer(engine_settings(target=target, bundle=bundle, client=client, threshold=threshold, source=source,
                                          truncation=truncation, in_flight=in_flight), text_field, errors)
     from ray.data import ActorPoolStrategy
+    from ray.data.expressions import col
 
     scored = ds.map_batches(_ScanActor, fn_constructor_args=(scorer,), batch_format="pyarrow", batch_size=batch_size,
                             compute=ActorPoolStrategy(size=concurrency), num_cpus=num_cpus).materialize()
-    allowed = scored.filter(expr=f"{VERDICT} == 'allow'")  # expressions run vectorized, no Python per row
-    flagged = scored.filter(expr=f"{VERDICT} != 'allow'")
+    # Predicate expressions run vectorized on Arrow, no Python per row (Ray >= 2.50; string expressions,
+    # the API before that, are deprecated there). Rows without a verdict never reach here: the scorer sets one.
+    allowed = scored.filter(expr=col(VERDICT) == "allow")
+    flagged = scored.filter(expr=col(VERDICT) != "allow")
     return allowed, flagged
