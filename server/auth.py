@@ -19,6 +19,8 @@ from pathlib import Path
 
 import grpc
 
+from reftguard.server.validation import clip
+
 log = logging.getLogger("reftguard.auth")
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
@@ -98,7 +100,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         except AuthError as err:
             if self._on_reject:
                 self._on_reject(err.code)
-            log.warning("rejected %r: %s", details.method[:128], err.message)
+            log.warning("rejected %r: %s", clip(details.method), err.message)
             return deny_like(handler, err)
 
 

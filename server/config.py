@@ -25,6 +25,7 @@ class ServerConfig:
     max_client_batch: int = option(256, "Most items in one ScoreRequest; more is INVALID_ARGUMENT.")
     max_turns_per_item: int = option(64, "Most user turns in one chat item (each is a prompt to score); more is INVALID_ARGUMENT.")
     max_prompts_per_request: int = option(1024, "Most prompts one ScoreRequest may become: its user turns, then their windows once encoded; more is INVALID_ARGUMENT. A request must also fit the queue bounds.")
+    max_id_bytes: int = option(512, "Longest item id (Score, ScoreStream) or Feedback id, in UTF-8 bytes; longer is INVALID_ARGUMENT (ids are echoed in responses and logs).")
     max_chars: int = option(2_000_000, "Most characters in one item's text (checked before tokenizing); more is INVALID_ARGUMENT. Shorter over-long prompts follow the truncation policy.")
     truncation: str = option(DEFAULT_TRUNCATION, "Default policy for prompts over the bundle's max_tokens: window (score overlapping windows, keep the highest), error, left or right.", choices=TRUNCATION_POLICIES)
     max_windows: int = option(DEFAULT_MAX_WINDOWS, "Most windows one user turn may be split into under truncation window; more is INVALID_ARGUMENT (0 = no limit). Each window is a prompt in the batcher.")

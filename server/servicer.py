@@ -23,7 +23,7 @@ from reftguard.server.auth import Authenticator, AuthError, Caller
 from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown, TokenBudgetBatcher, TooLarge
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
-from reftguard.server.validation import LABEL_NAMES, RequestError, check_prompts, invalid, over_limit, parse_score_request
+from reftguard.server.validation import LABEL_NAMES, RequestError, check_id, check_prompts, clip, invalid, over_limit, parse_score_request
 from reftguard.v1 import guard_pb2 as pb
 from reftguard.v1 import guard_pb2_grpc
 
@@ -130,12 +130,15 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         async def work():
             if isinstance(request, BadMessage):
                 raise invalid(f"request is not a valid FeedbackRequest: {request.error}")
+            check_id(request.id, "feedback", self.e.cfg.max_id_bytes)
             if request.served not in (pb.ALLOW, pb.FLAG):
                 raise invalid(f"served must be ALLOW or FLAG, got {request.served}")
             if request.reviewed not in LABEL_NAMES:
                 raise invalid(f"reviewed must be BENIGN or HARMFUL, got {request.reviewed}")
             self.e.metrics.record_feedback(request.served == pb.FLAG, LABEL_NAMES[request.reviewed])
-            log.info("feedback id=%s served=%s reviewed=%s", request.id, pb.Verdict.Name(request.served), pb.Label.Name(request.reviewed))
+            # Client strings are cut and shown as reprs: no huge lines, no forged ones (newlines stay escaped).
+            log.info("feedback id=%r served=%s reviewed=%s reviewer=%r source=%r", clip(request.id), pb.Verdict.Name(request.served),
+                     pb.Label.Name(request.reviewed), clip(request.reviewer), clip(request.source))
             return pb.FeedbackResponse()
 
         return await self._guarded("Feedback", context, work())

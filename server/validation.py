@@ -17,6 +17,12 @@ from reftguard.v1 import guard_pb2 as pb
 KNOWN_ROLES = {"system", "user", "assistant", "tool", "function", "developer", "human", "gpt"}
 TRUNCATION_NAMES = {pb.TRUNCATION_WINDOW: "window", pb.TRUNCATION_ERROR: "error", pb.TRUNCATION_LEFT: "left", pb.TRUNCATION_RIGHT: "right"}
 LABEL_NAMES = {pb.BENIGN: "benign", pb.HARMFUL: "harmful"}
+LOGGED_CHARS = 128  # most characters of a client-supplied string that reach a log line
+
+
+def clip(s: str, limit: int = LOGGED_CHARS) -> str:
+    """A client string cut for a log line; log it with %r, so newlines and control characters stay escaped."""
+    return s if len(s) <= limit else s[:limit] + f"...[{len(s)} chars]"
 
 
 class RequestError(Exception):
@@ -40,6 +46,7 @@ class Limits(Protocol):
 
     max_client_batch: int
     max_chars: int
+    max_id_bytes: int
     max_turns_per_item: int
     max_prompts_per_request: int
     truncation: str
@@ -79,6 +86,7 @@ def parse_score_request(req: pb.ScoreRequest, limits: Limits) -> ParsedRequest:
     turns: list[Turn] = []
     labels: list[str | None] = []
     for i, item in enumerate(req.items):
+        check_id(item.id, f"item {i}", limits.max_id_bytes)
         where = f"item {i} (id {item.id!r})"
         if item.label not in (pb.LABEL_UNSPECIFIED, pb.BENIGN, pb.HARMFUL):
             raise invalid(f"{where}: unknown label {item.label}; use BENIGN or HARMFUL")
@@ -113,6 +121,13 @@ def check_prompts(n: int, limit: int, what: str, *, more: bool = False) -> None:
         counted = f"at least {n}" if more else str(n)
         raise over_limit(f"the request has {counted} prompts ({what})", limit, "max_prompts_per_request",
                          " (split the request; every user turn and window is a prompt)")
+
+
+def check_id(id: str, where: str, max_id_bytes: int) -> None:
+    """Ids come back in every decision and may be logged, so they are bounded (the message never echoes one)."""
+    size = len(id.encode("utf-8", "surrogatepass"))
+    if size > max_id_bytes:
+        raise over_limit(f"{where}: id has {size} bytes", max_id_bytes, "max_id_bytes")
 
 
 def _check_text(text: str, where: str, max_chars: int) -> None:

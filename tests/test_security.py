@@ -231,3 +231,30 @@ def test_second_authorization_header_cannot_bypass_the_stream_limit(tiny_bundle)
                        metadata=[("authorization", "Bearer a"), ("authorization", "Bearer b")])
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED and "one 'authorization' header" in err.details()
         channel.close()
+
+
+FORGED = "\n2026-12-01 12:00:00,000 INFO reftguard.server: FORGED"
+
+
+def test_client_strings_cannot_forge_log_lines_and_ids_are_bounded(tiny_bundle, caplog):
+    """Feedback(id='x'*2**20 + newline + a fake record) wrote a 1 MB log line and a forged one, and Score
+    echoed a 1 MB id. Ids are now capped (max_id_bytes) and every client string is logged as a short repr."""
+    import logging
+
+    with run_server(tiny_bundle) as rs, caplog.at_level(logging.INFO, logger="reftguard"):
+        channel, stub = _raw_stub(rs)
+        for call, req in ((stub.Feedback, pb.FeedbackRequest(id="x" * 2**20 + FORGED, served=pb.FLAG, reviewed=pb.BENIGN)),
+                          (stub.Score, pb.ScoreRequest(items=[pb.Item(id="ok", text="hi"), pb.Item(id="i" * 2**20, text="hi")]))):
+            err = _refused(call, req, timeout=20)
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+            assert "REFTGUARD_MAX_ID_BYTES" in err.details() and len(err.details()) < 1000, err.details()[:300]
+        assert stub.Score(pb.ScoreRequest(items=[pb.Item(id="i" * 512, text="hi")]), timeout=20).decisions[0].id == "i" * 512
+        stub.Feedback(pb.FeedbackRequest(id="a" + FORGED, served=pb.FLAG, reviewed=pb.BENIGN, reviewer="r" * 5000 + FORGED,
+                                         source="s" + FORGED), timeout=20)
+        channel.close()
+    lines = [r.getMessage() for r in caplog.records]
+    feedback = [m for m in lines if m.startswith("feedback ")]
+    assert len(feedback) == 1, lines
+    assert "'a\\n2026-12-01" in feedback[0] and "'s\\n2026-12-01" in feedback[0]  # shown as a repr, not a new line
+    for m in lines:
+        assert "\n" not in m and len(m) < 2000, m[:300]
