@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -120,7 +121,7 @@ def _cfg(tiny_llama, tiny_teacher, data, out, **kw) -> DistillConfig:
 def test_cached_and_online_teacher_targets_give_the_same_loss(tiny_llama, tiny_teacher, tiny_distill_data, tmp_path):
     from reftguard.training.distill import build_cache, load_pairs
     from reftguard.training.generation import prompt_encoder
-    from reftguard.training.teacher import Teacher
+    from reftguard.modeling.teacher import Teacher
 
     teacher, tok = Teacher.load(tiny_teacher).load_model()
     student = __import__("transformers").AutoModelForCausalLM.from_pretrained(tiny_llama)
@@ -161,6 +162,29 @@ def test_distill_runs_both_teacher_modes_and_honours_the_mix(tiny_llama, tiny_te
     # same seed, same batches, same targets: the two modes train the same student
     assert runs["cached"]["final"]["align_kl"] == pytest.approx(runs["online"]["final"]["align_kl"], rel=1e-4)
     assert runs["cached"]["final"]["task_loss"] == pytest.approx(runs["online"]["final"]["task_loss"], rel=1e-4)
+
+
+def test_resumed_distill_equals_an_uninterrupted_run(tiny_llama, tiny_teacher, tiny_distill_data, tmp_path):
+    from safetensors.numpy import load_file
+
+    from reftguard.training.distill import CHECKPOINT, LOG_FILE, distill
+
+    whole = distill(_cfg(tiny_llama, tiny_teacher, tiny_distill_data, tmp_path / "a", steps=9, checkpoint_every=3))
+    assert not (tmp_path / "a" / CHECKPOINT).exists()  # a finished run leaves no checkpoint behind
+    assert distill(_cfg(tiny_llama, tiny_teacher, tiny_distill_data, tmp_path / "b", steps=9, stop_at=5)) is None  # mid-window (log_every 2)
+    assert (tmp_path / "b" / CHECKPOINT).is_file()
+    with pytest.raises(ValueError, match="different config"):
+        distill(_cfg(tiny_llama, tiny_teacher, tiny_distill_data, tmp_path / "b", steps=9, lr=5e-4))
+    resumed = distill(_cfg(tiny_llama, tiny_teacher, tiny_distill_data, tmp_path / "b", steps=9))
+    assert resumed["batches"] == whole["batches"] == {"user": 5, "align": 4}
+    a = load_file(str(tmp_path / "a" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    rows = [[{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in (tmp_path / d / LOG_FILE).read_text().splitlines()]
+            for d in ("a", "b")]
+    assert rows[0] == rows[1] and [r["step"] for r in rows[0]] == [2, 4, 6, 8, 9]
 
 
 def test_distillation_pulls_the_student_toward_the_teacher(tiny_llama, tiny_teacher, tiny_distill_data, tmp_path):

@@ -8,26 +8,18 @@ fails later. The files are parsed, nothing is imported.
 from __future__ import annotations
 
 import ast
+from importlib.util import resolve_name
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-MAPPED = {"exporter": "reftguard.exporter", "training": "reftguard.training", "server": "reftguard.server", "clients": "reftguard.clients"}
+from tests.test_layers import ROOT, module_name  # the folder -> module mapping of the core's layering test
+
 RULES = {
     "exporter": ("reftguard.training",),
     "training": ("reftguard.exporter",),
     "reftguard/modeling": ("reftguard.training", "reftguard.exporter", "reftguard.server", "reftguard.clients"),
 }
-
-
-def module_name(path: Path, root: Path = ROOT) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts[0] in MAPPED:
-        parts[0:1] = MAPPED[parts[0]].split(".")
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
 
 
 def all_imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
@@ -40,10 +32,7 @@ def all_imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             out.extend((node.lineno, a.name) for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(anchor + ([base] if base else []))
+            base = resolve_name("." * node.level + (node.module or ""), package) if node.level else node.module
             out.extend((node.lineno, base if node.module else f"{base}.{a.name}") for a in node.names)
         elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
             fn = node.func
@@ -53,21 +42,16 @@ def all_imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
     return out
 
 
-def _sources(folder: str) -> list[Path]:
-    return sorted((ROOT / folder).rglob("*.py"))
+def crossings(folder: str) -> list[str]:
+    """`file:line imports module` for every import under `folder` that its rule bans."""
+    return [f"{p.relative_to(ROOT)}:{line} imports {mod}" for p in sorted((ROOT / folder).rglob("*.py")) for line, mod in all_imports(p)
+            if any(mod == b or mod.startswith(b + ".") for b in RULES[folder])]
 
 
 @pytest.mark.parametrize("folder", sorted(RULES))
 def test_exporter_and_training_meet_only_in_modeling(folder):
-    banned = RULES[folder]
-    files = _sources(folder)
-    assert files, f"no sources under {folder}/"
-    bad = [
-        f"{p.relative_to(ROOT)}:{line} imports {mod}"
-        for p in files
-        for line, mod in all_imports(p)
-        if any(mod == b or mod.startswith(b + ".") for b in banned)
-    ]
+    assert list((ROOT / folder).rglob("*.py")), f"no sources under {folder}/"
+    bad = crossings(folder)
     assert not bad, "imports across the exporter/training split (shared torch code belongs in reftguard/modeling/):\n" + "\n".join(bad)
 
 

@@ -13,7 +13,9 @@ Recipe, top to bottom:
        ce   λ · CE on the same replies (hard-label SFT: the SafeInstr / Lisa-style baseline),
        none no alignment batches (plain finetuning);
      teacher targets come from the teacher on the fly or from a top-k cache built once (safetensors);
-  5. log (JSONL + plot + tqdm), then save the adapter and student.json for `reftguard evaluate-model`.
+  5. log (JSONL + plot + tqdm) and checkpoint every N steps (trainable weights, optimizer, step, batch
+     counts: a rerun resumes and equals an uninterrupted run); then save the adapter and student.json
+     for `reftguard evaluate-model`.
 
 Multi-GPU: as in teacher training, accelerate is used thinly (device, rank, gradient averaging), so
 `accelerate launch -m reftguard.cli distill ...` runs the same recipe with per-rank batches.
@@ -30,8 +32,9 @@ import numpy as np
 
 from reftguard.config import option
 from reftguard.data import DataError, iter_jsonl
-from reftguard.training.common import (LoraOptions, OptimOptions, add, finish_adapter, lr_at, plot,
-                                       round_to_saved_dtype, wrap_trainable, write_rows)
+from reftguard.training import sft
+from reftguard.training.common import (LoraOptions, OptimOptions, RunLog, RunOptions, accelerator, checkpoint_and_stop, config_key,
+                                       log_step, lr_at, optimizer_step, plot, progress, resume_checkpoint, save_trainable, setup_model)
 
 log = logging.getLogger("reftguard.distill")
 
@@ -39,11 +42,12 @@ LOG_FILE = "distill_log.jsonl"
 PLOT_FILE = "distill_curves.png"
 META = "student.json"
 LOGIT_CACHE = "teacher_topk.safetensors"
+CHECKPOINT = "checkpoint.pt"
 ALIGN_LOSSES = ("kl", "ce", "none")
 
 
 @dataclass
-class DistillConfig(OptimOptions, LoraOptions):
+class DistillConfig(OptimOptions, LoraOptions, RunOptions):
     student: str = option("packaged:smollm2", "Student causal LM to finetune: local directory, hub id, .gguf file, or packaged:smollm2.")
     teacher: str = option("", "Teacher directory (train-teacher output; its adapter is merged). Empty: the shipped default teacher.")
     user_data: str = option("", "User finetuning data (JSONL chat records, e.g. the allowed.jsonl of a scan).")
@@ -64,7 +68,6 @@ class DistillConfig(OptimOptions, LoraOptions):
     reply_tokens: int = option(48, "Longest reply in tokens; longer replies are cut (the end-of-turn marker is kept).")
     log_every: int = option(10, "Write a log row every this many steps.")
     seed: int = option(0, "Seed of the batch order and the LoRA initialisation.")
-    progress: bool = option(True, "Show a tqdm progress bar.")
 
 
 QUICK = dict(steps=16, batch_size=4, align_batch_size=4, log_every=4)
@@ -79,7 +82,7 @@ def load_pairs(path: str | Path) -> tuple[list[str], list[str], list[str]]:
     ids, prompts, replies = [], [], []
     path = Path(path)
     for where, rec in iter_jsonl(path):
-        prompt, reply = _exchange(rec)
+        prompt, reply = sft.record_exchange(rec)
         if not (isinstance(prompt, str) and prompt.strip() and isinstance(reply, str) and reply.strip()):
             raise DataError(f"{where}: needs a user prompt and an assistant reply (messages, or text + reply)")
         ids.append(str(rec.get("id", where)))
@@ -88,20 +91,6 @@ def load_pairs(path: str | Path) -> tuple[list[str], list[str], list[str]]:
     if not ids:
         raise DataError(f"{path}: no records")
     return ids, prompts, replies
-
-
-def _exchange(rec) -> tuple:
-    if not isinstance(rec, dict):
-        return None, None
-    turns = rec.get("messages") or rec.get("conversations")
-    if isinstance(turns, list):
-        roles = [(t.get("role") or t.get("from"), t.get("content") or t.get("value")) for t in turns if isinstance(t, dict)]
-        for i, (role, text) in enumerate(roles):
-            if role in ("user", "human"):
-                nxt = roles[i + 1] if i + 1 < len(roles) else (None, None)
-                return text, nxt[1] if nxt[0] in ("assistant", "gpt") else None
-        return None, None
-    return rec.get("text") or rec.get("prompt"), rec.get("reply") or rec.get("response") or rec.get("output")
 
 
 def is_align_step(step: int, fraction: float) -> bool:
@@ -157,7 +146,7 @@ def build_cache(teacher_lm, pairs, pad: int, temperature: float, topk: int, batc
     """Top-k targets of every alignment pair from one no-grad pass of the teacher."""
     import torch
 
-    from reftguard.training import kd, sft
+    from reftguard.training import kd
 
     per: list = []
     with torch.no_grad():
@@ -174,19 +163,76 @@ def build_cache(teacher_lm, pairs, pad: int, temperature: float, topk: int, batc
     return kd.LogitCache(per, meta)
 
 
+@dataclass
+class TeacherTargets:
+    """KL targets for alignment batches: rows of the top-k cache, or the teacher run on the batch (online)."""
+
+    root: Path
+    cache: object = None  # kd.LogitCache
+    teacher_lm: object = None
+    seconds: float = 0.0
+
+    @classmethod
+    def load(cls, cfg: DistillConfig, out: Path, tok, pairs, pad: int, dev) -> "TeacherTargets":
+        from reftguard.modeling.teacher import Teacher
+        from reftguard.training import kd
+
+        t = cls(teacher_dir(cfg))
+        t1 = time.time()
+        meta = {"teacher": teacher_id(t.root), "temperature": cfg.temperature, "topk": cfg.topk, "pairs": kd.pairs_key(pairs)}
+        cache_path = Path(cfg.logit_cache) if cfg.logit_cache else out / LOGIT_CACHE
+        if cfg.teacher_logits == "cached":
+            t.cache = kd.LogitCache.load(cache_path, meta)
+        if t.cache is None:
+            t.teacher_lm, ttok = Teacher.load(t.root).load_model()
+            check_same_vocab(tok, ttok)
+            t.teacher_lm.to(dev)
+            if cfg.teacher_logits == "cached":
+                log.info("caching top-%d teacher targets for %d alignment pairs in %s", cfg.topk, len(pairs), cache_path)
+                t.cache = build_cache(t.teacher_lm, pairs, pad, cfg.temperature, cfg.topk, 16, meta)
+                t.cache.save(cache_path)
+                t.teacher_lm = None  # the cache replaces the teacher: free its memory before training
+        t.seconds = time.time() - t1
+        return t
+
+    def batch(self, pick: list[int], input_ids, mask, labels, cfg: DistillConfig):
+        import torch
+
+        from reftguard.training import kd
+
+        if self.cache is not None:
+            cached = self.cache.batch(pick)
+            return kd.Targets(cached.logp.to(input_ids.device), cached.idx.to(input_ids.device), cached.tail.to(input_ids.device))
+        with torch.no_grad():
+            tl, _ = sft.reply_logits(self.teacher_lm, input_ids, mask, labels)
+        return kd.teacher_targets(tl, cfg.temperature, cfg.topk)
+
+
 # ------------------------------------------------------------------------------------------- the loop
 
 
-def distill(cfg: DistillConfig, command: str = "") -> dict:
-    import torch
-    from accelerate import Accelerator
-    from tqdm import tqdm
+def batch_loss(cfg: DistillConfig, kind: str, base, batch, pick: list[int], targets: TeacherTargets | None, run: RunLog):
+    """The loss of one batch: CE on reply tokens for user batches; for alignment batches, λ·CE (ce) or
+    λ·T²·KL(teacher ‖ student) on the same reply tokens (kl)."""
+    from reftguard.training import kd
 
-    from reftguard.training import kd, sft
-    from reftguard.training.generation import prompt_encoder
-    from reftguard.modeling.loading import load_causal_lm, torch_threads
-    from reftguard.modeling.teacher import Teacher
+    input_ids, mask, labels = batch
+    if kind == "user":
+        loss = sft.reply_loss(base, input_ids, mask, labels)
+        run.add(task_loss=loss.item())
+        return loss
+    if cfg.align_loss == "ce":
+        ce = sft.reply_loss(base, input_ids, mask, labels)
+        run.add(align_ce=ce.item())
+        return cfg.kd_weight * ce
+    logits, _ = sft.reply_logits(base, input_ids, mask, labels)
+    kl = kd.kd_loss(logits, targets.batch(pick, input_ids, mask, labels, cfg), cfg.temperature)
+    run.add(align_kl=kl.item())
+    return cfg.kd_weight * kl
 
+
+def _check(cfg: DistillConfig) -> bool:
+    """Refuse inconsistent options; whether alignment batches run at all."""
     if not cfg.user_data:
         raise ValueError("no user data: pass --user-data FILTERED.jsonl")
     if not 0.0 <= cfg.align_fraction < 1.0:
@@ -196,104 +242,59 @@ def distill(cfg: DistillConfig, command: str = "") -> dict:
         raise ValueError(f"align_loss={cfg.align_loss} needs --align-data SAFETY.jsonl (or --align-loss none)")
     if cfg.teacher_logits == "cached" and cfg.topk <= 0 and cfg.align_loss == "kl":
         raise ValueError("a cached teacher needs --topk > 0 (the full vocabulary per token is too large to cache)")
-    torch_threads()
-    acc = Accelerator(cpu=not torch.cuda.is_available())
+    return aligning
+
+
+def _config_key(cfg: DistillConfig) -> dict:
+    """Fields that must match for a checkpoint to be resumed (the run length and logging may change)."""
+    return config_key(cfg, {"steps", "stop_at", "resume", "progress", "out", "log_every", "checkpoint_every", "logit_cache"})
+
+
+def distill(cfg: DistillConfig, command: str = "") -> dict | None:
+    import torch
+
+    from reftguard.modeling.loading import load_causal_lm
+    from reftguard.training.generation import prompt_encoder
+
+    aligning = _check(cfg)
+    acc = accelerator()
     dev, rank = acc.device, acc.process_index
-    t0 = time.time()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / LOG_FILE).unlink(missing_ok=True)
+    run = RunLog(out / LOG_FILE, acc.is_main_process)
 
-    # 1-2. student, prompt format, pairs
+    # 1-2. student, prompt format, pairs, teacher targets
     torch.manual_seed(cfg.seed)
     student, tok = load_causal_lm(cfg.student)
     enc = prompt_encoder(tok, cfg.max_tokens)  # the serving encoder; the student dir needs no tokenizer copy
     end, pad = sft.turn_end(tok), tok.pad_token_id
-    _, up, ur = load_pairs(cfg.user_data)
-    user_pairs = sft.encode_pairs(enc, up, ur, end, cfg.reply_tokens)
-    align_pairs = []
-    if aligning:
-        _, ap, ar = load_pairs(cfg.align_data)
-        align_pairs = sft.encode_pairs(enc, ap, ar, end, cfg.reply_tokens)
+    user_pairs = sft.encode_pairs(enc, *load_pairs(cfg.user_data)[1:], end, cfg.reply_tokens)
+    align_pairs = sft.encode_pairs(enc, *load_pairs(cfg.align_data)[1:], end, cfg.reply_tokens) if aligning else []
+    targets = TeacherTargets.load(cfg, out, tok, align_pairs, pad, dev) if aligning and cfg.align_loss == "kl" else None
 
-    # teacher targets
-    teacher_lm, cache, teacher_seconds = None, None, 0.0
-    tdir = None
-    if aligning and cfg.align_loss == "kl":
-        tdir = teacher_dir(cfg)
-        t1 = time.time()
-        meta = {"teacher": teacher_id(tdir), "temperature": cfg.temperature, "topk": cfg.topk, "pairs": kd.pairs_key(align_pairs)}
-        cache_path = Path(cfg.logit_cache) if cfg.logit_cache else out / LOGIT_CACHE
-        if cfg.teacher_logits == "cached":
-            cache = kd.LogitCache.load(cache_path, meta)
-        if cache is None:
-            teacher_lm, ttok = Teacher.load(tdir).load_model()
-            check_same_vocab(tok, ttok)
-            teacher_lm.to(dev)
-            if cfg.teacher_logits == "cached":
-                log.info("caching top-%d teacher targets for %d alignment pairs in %s", cfg.topk, len(align_pairs), cache_path)
-                cache = build_cache(teacher_lm, align_pairs, pad, cfg.temperature, cfg.topk, 16, meta)
-                cache.save(cache_path)
-                teacher_lm = None  # the cache replaces the teacher: free its memory before training
-        teacher_seconds = time.time() - t1
-
-    # 3. trainable student
-    model, params = wrap_trainable(student, cfg, cfg.seed, None)  # every layer: the student learns a task, not one feature
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.to(dev)
-    base.train()
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # 3. trainable student (LoRA on every layer: the student learns a task, not one feature); resume
+    t = setup_model(student, cfg, cfg.seed, None, dev)
+    ck, match = out / CHECKPOINT, {"config_key": _config_key(cfg)}
+    blob = resume_checkpoint(ck, t, run, match) if cfg.resume else None
+    if blob is None:
+        run.path.unlink(missing_ok=True)
+    start, counts = (blob["step"], blob["counts"]) if blob else (0, {"user": 0, "align": 0})
 
     # 4. the loop
-    rows: list[dict] = []
-    window: dict[str, list[float]] = {}
-    counts = {"user": 0, "align": 0}
-    bar = tqdm(range(cfg.steps), disable=not cfg.progress or not acc.is_main_process, desc=f"distill[{cfg.align_loss}]")
+    bar = progress(start, cfg.steps, cfg.progress and acc.is_main_process, f"distill[{cfg.align_loss}]")
     for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(cfg, step)
         kind = "align" if aligning and is_align_step(step, cfg.align_fraction) else "user"
         pool, size = (align_pairs, cfg.align_batch_size) if kind == "align" else (user_pairs, cfg.batch_size)
         pick = epoch_batch(len(pool), size, counts[kind] * acc.num_processes + rank, cfg.seed, 1 if kind == "align" else 0)
         counts[kind] += 1
-        input_ids, mask, labels = (torch.from_numpy(a).to(dev) for a in sft.collate([pool[j] for j in pick], pad))
-        if kind == "user":
-            loss = sft.reply_loss(base, input_ids, mask, labels)
-            add(window, task_loss=loss.item())
-        elif cfg.align_loss == "ce":
-            ce = sft.reply_loss(base, input_ids, mask, labels)
-            loss = cfg.kd_weight * ce
-            add(window, align_ce=ce.item())
-        else:
-            logits, _ = sft.reply_logits(base, input_ids, mask, labels)
-            if cache is not None:
-                targets = cache.batch(pick)
-                targets = kd.Targets(targets.logp.to(dev), targets.idx.to(dev), targets.tail.to(dev))
-            else:
-                with torch.no_grad():
-                    tl, _ = sft.reply_logits(teacher_lm, input_ids, mask, labels)
-                targets = kd.teacher_targets(tl, cfg.temperature, cfg.topk)
-            kl = kd.kd_loss(logits, targets, cfg.temperature)
-            loss = cfg.kd_weight * kl
-            add(window, align_kl=kl.item())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if acc.num_processes > 1:
-            for p in params:
-                if p.grad is not None:
-                    p.grad = acc.reduce(p.grad, reduction="mean")
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
+        batch = tuple(torch.from_numpy(a).to(dev) for a in sft.collate([pool[j] for j in pick], pad))
+        optimizer_step(t, batch_loss(cfg, kind, t.base, batch, pick, targets, run), acc, cfg, step)
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            row = {"step": done, "lr": lr_at(cfg, step), "seconds": round(time.time() - t0, 1), "user_batches": counts["user"],
-                   "align_batches": counts["align"]} | {k: float(np.mean(v)) for k, v in window.items()}
-            window = {}
-            rows.append(row)
-            if acc.is_main_process:
-                write_rows(out / LOG_FILE, [row])
-            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("task_loss", "align_kl", "align_ce") if k in row})
+            log_step(run, done, lr_at(cfg, step), head={"user_batches": counts["user"], "align_batches": counts["align"]}, bar=bar,
+                     show=("task_loss", "align_kl", "align_ce"))
+        if checkpoint_and_stop(cfg, done, ck, t, run, match, counts=dict(counts)):
+            return None
     bar.close()
 
     # 5. the student directory
@@ -301,36 +302,35 @@ def distill(cfg: DistillConfig, command: str = "") -> dict:
         "method": {"kl": "filter + alignment distillation (KL to the ReFT teacher)", "ce": "finetuning + hard-label SFT on alignment data",
                    "none": "plain finetuning"}[cfg.align_loss if aligning else "none"],
         "command": command,
-        "config": asdict(cfg) | {"teacher": str(tdir) if tdir else cfg.teacher},
+        "config": asdict(cfg) | {"teacher": str(targets.root) if targets else cfg.teacher},
         "user_pairs": len(user_pairs),
         "align_pairs": len(align_pairs),
         "batches": counts,
-        "teacher_targets_seconds": round(teacher_seconds, 2),
-        "seconds": round(time.time() - t0, 1),
-        "final": rows[-1] if rows else {},
+        "teacher_targets_seconds": round(targets.seconds if targets else 0.0, 2),
+        "seconds": run.seconds(),
+        "final": run.rows[-1] if run.rows else {},
         "log": LOG_FILE,
         "plot": PLOT_FILE,
     }
-    if not acc.is_main_process:
-        return summary
-    if cfg.full_finetune:
-        base.save_pretrained(out / "model")
-        summary |= {"model": str((out / "model").resolve()), "adapter": None}
-    else:
-        round_to_saved_dtype(params, cfg.adapter_dtype)
-        model.save_pretrained(str(out / "adapter"))
-        finish_adapter(out / "adapter", cfg.student, half=cfg.adapter_dtype == "float16")
-        summary |= {"model": cfg.student, "adapter": "adapter"}
-    plot(rows, (("losses", ("task_loss", "align_kl", "align_ce")), ("batches", ("user_batches", "align_batches"))), out / PLOT_FILE)
+    return save_student(cfg, out, t, run, summary) if acc.is_main_process else summary
+
+
+def save_student(cfg: DistillConfig, out: Path, t, run: RunLog, summary: dict) -> dict:
+    """Adapter (or model), plot and student.json; drops the checkpoint."""
+    model_ref, adapter = save_trainable(t, cfg, out, cfg.student)
+    summary |= {"model": model_ref, "adapter": adapter}
+    plot(run.rows, (("losses", ("task_loss", "align_kl", "align_ce")), ("batches", ("user_batches", "align_batches"))), out / PLOT_FILE)
     (out / META).write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("student written to %s in %.0fs (%d user / %d alignment batches)", out, summary["seconds"], counts["user"], counts["align"])
+    (out / CHECKPOINT).unlink(missing_ok=True)  # finished: the checkpoint would only be resumed into a no-op
+    log.info("student written to %s in %.0fs (%d user / %d alignment batches)", out, summary["seconds"], summary["batches"]["user"],
+             summary["batches"]["align"])
     return summary
 
 
 def load_student(ref: str):
     """(model, tokenizer) for a `distill` output directory (base + merged adapter), a teacher directory,
     or any model reference."""
-    from reftguard.modeling.loading import load_causal_lm
+    from reftguard.modeling.loading import load_causal_lm, load_merged
     from reftguard.modeling.teacher import META as TEACHER_META
     from reftguard.modeling.teacher import Teacher
 
@@ -340,10 +340,4 @@ def load_student(ref: str):
     if not (root / META).is_file():
         return load_causal_lm(ref)
     meta = json.loads((root / META).read_text())
-    model, tok = load_causal_lm(meta["model"])
-    if meta.get("adapter"):
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(root / meta["adapter"])).merge_and_unload()
-        model.eval()
-    return model, tok
+    return load_merged(meta["model"], root / meta["adapter"] if meta.get("adapter") else None)

@@ -10,6 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
+
 def greedy_replies(causal_lm, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, batch_size: int = 16) -> list[str]:
     """Greedy continuations of already-templated prompts, decoded without special tokens.
 
@@ -70,21 +71,18 @@ class ReplyCache:
 
 
 def record_replies(paths) -> dict[str, str]:
-    """Replies carried by the data itself: a `reply`/`response`/`output` field or the first assistant turn
-    of `messages`, keyed by record id. Records without one get the model's own greedy reply."""
+    """Replies carried by the data itself (see sft.record_exchange: a `reply`/`response`/`output` field,
+    or the assistant turn after the first user turn), keyed by record id as load_labeled names it.
+    Records without one get the model's own greedy reply."""
+    from reftguard.data import iter_jsonl
+    from reftguard.training.sft import record_exchange
+
     out: dict[str, str] = {}
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                pid = str(rec.get("id", f"{Path(path).name}:{lineno}"))
-                reply = rec.get("reply") or rec.get("response") or rec.get("output")
-                if not reply and isinstance(rec.get("messages"), list):
-                    reply = next((m.get("content") for m in rec["messages"] if isinstance(m, dict) and m.get("role") == "assistant"), None)
-                if isinstance(reply, str) and reply.strip():
-                    out[pid] = reply
+        for where, rec in iter_jsonl(path):
+            reply = record_exchange(rec)[1]
+            if isinstance(reply, str) and reply.strip():
+                out[str(rec.get("id", f"{Path(path).name}:{where.rsplit(':', 1)[1]}"))] = reply
     return out
 
 

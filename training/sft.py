@@ -56,6 +56,27 @@ def turn_end(tokenizer) -> str:
     return tokenizer.eos_token or ""
 
 
+def record_exchange(rec) -> tuple:
+    """(prompt, reply) of one data record, each None when missing: the first user turn of its chat
+    (`messages`, OpenAI style, or `conversations`, ShareGPT style) and the assistant turn right after
+    it; or, for a flat record, `text`|`prompt` and `reply`|`response`|`output`.
+
+    The one chat-record reader of training (distillation pairs, replies carried by teacher data);
+    clients/ has its own, torch-free, for scanning.
+    """
+    if not isinstance(rec, dict):
+        return None, None
+    turns = rec.get("messages") or rec.get("conversations")
+    if isinstance(turns, list):
+        roles = [(t.get("role") or t.get("from"), t.get("content") or t.get("value")) for t in turns if isinstance(t, dict)]
+        for i, (role, text) in enumerate(roles):
+            if role in ("user", "human"):
+                nxt = roles[i + 1] if i + 1 < len(roles) else (None, None)
+                return text, nxt[1] if nxt[0] in ("assistant", "gpt") else None
+        return None, None
+    return rec.get("text") or rec.get("prompt"), rec.get("reply") or rec.get("response") or rec.get("output")
+
+
 @dataclass
 class SftPair:
     ids: list[int]  # prompt (template included) + reply + end of turn

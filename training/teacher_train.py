@@ -35,7 +35,6 @@ regulariser runs submodules of it directly).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,8 +42,9 @@ import numpy as np
 
 from reftguard import evaluation
 from reftguard.config import option, portable
-from reftguard.training.common import (LoraOptions, OptimOptions, add, compact_tokenizer, finish_adapter, lr_at, plot,
-                                       round_to_saved_dtype, step_rng, wrap_trainable, write_rows)
+from reftguard.training.common import (LoraOptions, OptimOptions, RunLog, RunOptions, accelerator, checkpoint_and_stop, compact_tokenizer,
+                                       config_key, log_step, lr_at, optimizer_step, plot, progress, resume_checkpoint, save_trainable,
+                                       setup_model, step_rng)
 from reftguard.data import data_hash, holdout_split, load_labeled
 from reftguard.encoding import PromptEncoder, pad_batch
 from reftguard.features import CENTERS, cosine_scores, refusal_feature
@@ -59,7 +59,7 @@ REPLY_CACHE = "benign_replies.jsonl"
 
 
 @dataclass
-class TrainConfig(OptimOptions, LoraOptions):
+class TrainConfig(OptimOptions, LoraOptions, RunOptions):
     model: str = option("packaged:smollm2", "Starting causal LM: local directory, hub id, .gguf file, or packaged:smollm2.")
     data: list = option([], "Labeled training JSONL file(s). Never pass dev data: it is for evaluation only.")
     out: str = option("teacher", "Teacher directory to write (adapter, R_l, log, plot, checkpoint).")
@@ -89,14 +89,10 @@ class TrainConfig(OptimOptions, LoraOptions):
     eval_size: int = option(200, "At most this many held-back prompts are scored at each evaluation.")
     eval_every: int = option(40, "Score the held-back split every this many steps (and at the end).")
     log_every: int = option(10, "Write a log row (losses, mean cosines) every this many steps.")
-    checkpoint_every: int = option(20, "Save a resumable checkpoint every this many steps (0 = only at the end).")
-    resume: bool = option(True, "Resume from OUT/checkpoint.pt when it exists and matches this config.")
-    stop_at: int = option(0, "Stop after this step with a checkpoint, without finishing (simulates an interruption).")
     final_size: int = option(600, "The saved R_l is estimated on this many fit-split prompts (balanced; more = less noise, slower).")
     max_tokens: int = option(512, "Longest prompt for the regulariser and the saved teacher (template included).")
     batch_size: int = option(32, "Prompts per no-grad forward batch (refreshes, evaluation).")
     seed: int = option(0, "Seed of the split, the probe, the batches and the LoRA initialisation.")
-    progress: bool = option(True, "Show a tqdm progress bar.")
 
 
 QUICK = dict(steps=40, lr=5e-4, reg_per_class=6, sft_per_class=2, sft_pool=48, reply_tokens=32, sft_max_tokens=160, probe_size=128,
@@ -174,12 +170,6 @@ def balanced_subset(idx: list[int], labels: np.ndarray, size: int, seed: int, ha
 # ------------------------------------------------------------------------------------- the regulariser
 
 
-def cosine(h, r, c):
-    """cos(h - c, r) row-wise, the exported guard's score (torch; r and c carry no gradient)."""
-    hc = h.float() - c
-    return (hc @ r) / (hc.norm(dim=-1) * r.norm()).clamp_min(1e-8)
-
-
 def regulariser_loss(scores, labels, threshold: float, scale: float, margin: float, weights=None):
     """Logistic loss on scale * (cos - t), with the targets pushed `margin` apart (see module docstring);
     `weights` (per row) make some rows count more, normalised so the loss stays a weighted mean."""
@@ -249,30 +239,105 @@ def held_metrics(h: np.ndarray, y: np.ndarray, state: FeatureState) -> dict:
     return {"held_auroc": evaluation.auroc(s, y), "held_recall_at_1pct_fpr": evaluation.recall_at_fpr(s, y, 0.01)}
 
 
-# ------------------------------------------------------------------------------------------ the model
+# ------------------------------------------------------------------------------------------- the loop
 
 
-def trainable_state(model, params) -> dict:
-    names = {id(p): n for n, p in model.named_parameters()}
-    return {names[id(p)]: p.detach().clone() for p in params}
+@dataclass
+class TeacherData:
+    """The training file encoded as served, and its fixed row subsets (indices into `prompts`)."""
+
+    prompts: list
+    y: np.ndarray  # 1 harmful, 0 benign
+    hard: np.ndarray  # strata(): benign hard negatives in their own stratum
+    ids: list[list[int]]
+    fmt: PromptFormat
+    pad: int
+    fit_idx: list[int]
+    held_idx: list[int]  # held back: the AUROC log and the layer choice, never trained on
+    probe_idx: list[int]  # fixed, balanced subset of fit_idx that R_l is re-estimated on
+    eval_idx: list[int]  # balanced subset of held_idx scored at each evaluation
+
+    @classmethod
+    def load(cls, cfg: TrainConfig, out: Path, tok) -> "TeacherData":
+        from reftguard.training.fit import encode_texts
+
+        tok.save_pretrained(out / "tokenizer")
+        compact_tokenizer(out / "tokenizer")
+        fmt = PromptFormat.from_hf_tokenizer(tok)
+        prompts = load_labeled(cfg.data)
+        y = np.array([p.label for p in prompts])
+        ids = encode_texts(out / "tokenizer", fmt, cfg.max_tokens, [p.text for p in prompts])
+        fit_idx, held_idx = holdout_split(prompts, cfg.holdout, cfg.seed)
+        hard = strata(prompts, y)
+        probe_idx = balanced_subset(fit_idx, y, cfg.probe_size, cfg.seed, hard, cfg.hard_negative_share)
+        eval_idx = balanced_subset(held_idx, y, cfg.eval_size, cfg.seed)
+        return cls(prompts, y, hard, ids, fmt, tok.pad_token_id, fit_idx, held_idx, probe_idx, eval_idx)
+
+    def rows(self, idx: list[int]) -> list[list[int]]:
+        return [self.ids[i] for i in idx]
 
 
-def load_trainable_state(model, state: dict) -> None:
+def choose_layer(cfg: TrainConfig, lm, d: TeacherData) -> tuple[int, list | None]:
+    """cfg.layer, or (with --layer 0) the best layer of the zero-training table: fit on the probe,
+    scored on the held-back eval subset."""
+    from reftguard.training.fit import collect_states, layer_table
+
+    n_layers = int(lm.config.num_hidden_layers)
+    layer, table = cfg.layer, None
+    if layer == 0:
+        top = min(cfg.max_layer or n_layers, n_layers)
+        st = np.concatenate([collect_states(lm, d.rows(d.probe_idx), top, cfg.batch_size, d.pad),
+                             collect_states(lm, d.rows(d.eval_idx), top, cfg.batch_size, d.pad)])
+        ysel = np.concatenate([d.y[d.probe_idx], d.y[d.eval_idx]])
+        table = layer_table(st, ysel, list(range(len(d.probe_idx))), list(range(len(d.probe_idx), len(ysel))), cfg.center)
+        layer = max(table, key=lambda r: (r["auroc"] or 0.0, r["recall_at_1pct_fpr"] or 0.0))["layer"]
+        log.info("layer %d chosen by the zero-training table (held AUROC %.4f)", layer, table[layer - 1]["auroc"])
+    if not 1 <= layer <= n_layers:
+        raise ValueError(f"layer {layer} is out of range 1..{n_layers}")
+    return layer, table
+
+
+def build_sft_pairs(cfg: TrainConfig, out: Path, lm, tok, d: TeacherData) -> tuple[list, list[int]]:
+    """(pairs, labels): every harmful fit prompt -> a refusal; a benign pool -> its own or the starting
+    model's greedy reply (refusals optionally left out)."""
+    from reftguard.training import sft
+    from reftguard.training.generation import record_replies
+
+    enc_sft = PromptEncoder(out / "tokenizer" / "tokenizer.json", d.fmt, cfg.sft_max_tokens)
+    harm = [i for i in d.fit_idx if d.y[i] == 1]
+    ben = [i for i in balanced_subset(d.fit_idx, d.y, 2 * cfg.sft_pool, cfg.seed + 11, d.hard, cfg.hard_negative_share) if d.y[i] == 0]
+    ben_replies = _benign_replies(cfg, out, lm, tok, enc_sft, d.prompts, ben, record_replies(cfg.data))
+    if cfg.drop_refused_replies:
+        from reftguard.training.judge import is_refusal
+
+        keep = [k for k, r in enumerate(ben_replies) if not is_refusal(r)]
+        log.info("benign SFT pool: %d of %d starting-model replies are refusals and are left out", len(ben) - len(keep), len(ben))
+        ben, ben_replies = [ben[k] for k in keep], [ben_replies[k] for k in keep]
+    texts = [d.prompts[i].text for i in harm + ben]
+    replies = [sft.refusal_for(d.prompts[i].id, cfg.seed) for i in harm] + ben_replies
+    return sft.encode_pairs(enc_sft, texts, replies, sft.turn_end(tok), cfg.reply_tokens), [1] * len(harm) + [0] * len(ben)
+
+
+def regulariser_step(decoder, d: TeacherData, rows: list[int], state: FeatureState, weight: np.ndarray | None, cfg: TrainConfig, run: RunLog):
+    """L_reg on one batch of rows: the guard's cosine at layer l (through `decoder`, the LoRA-wrapped
+    layers[:l]) against the current R_l, centre and midpoint."""
     import torch
 
-    named = dict(model.named_parameters())
-    with torch.no_grad():
-        for n, t in state.items():
-            named[n].copy_(t)
+    from reftguard.modeling.guard import cosine, gather_last
 
-
-# ------------------------------------------------------------------------------------------- the loop
+    dev = next(decoder.parameters()).device
+    input_ids, mask = (torch.from_numpy(a).to(dev) for a in pad_batch(d.rows(rows), d.pad))
+    h = gather_last(decoder(input_ids, mask), mask)
+    yb = torch.from_numpy(d.y[rows]).to(dev)
+    s = cosine(h, torch.from_numpy(state.r).to(dev), torch.from_numpy(state.c).to(dev))
+    reg = regulariser_loss(s, yb, state.t, cfg.reg_scale, cfg.reg_margin, None if weight is None else torch.from_numpy(weight[rows]).to(dev))
+    run.add(reg_loss=reg.item(), batch_harmful_cos=s[yb == 1].mean().item(), batch_benign_cos=s[yb == 0].mean().item())
+    return reg
 
 
 def _config_key(cfg: TrainConfig) -> dict:
     """Fields that must match for a checkpoint to be resumed (the run length and logging may change)."""
-    skip = {"steps", "stop_at", "resume", "progress", "out", "eval_every", "log_every", "checkpoint_every", "reply_cache", "final_size"}
-    return {k: v for k, v in asdict(cfg).items() if k not in skip}
+    return config_key(cfg, {"steps", "stop_at", "resume", "progress", "out", "eval_every", "log_every", "checkpoint_every", "reply_cache", "final_size"})
 
 
 def _benign_replies(cfg, out, lm, tok, encoder, prompts, benign_idx, own) -> list[str]:
@@ -295,205 +360,107 @@ def _benign_replies(cfg, out, lm, tok, encoder, prompts, benign_idx, own) -> lis
 
 def train(cfg: TrainConfig, command: str = ""):
     import torch
-    from accelerate import Accelerator
 
-    from reftguard.modeling.guard import TruncatedDecoder, last_token_index
+    from reftguard.modeling.guard import TruncatedDecoder
+    from reftguard.modeling.loading import load_causal_lm
     from reftguard.training import sft
-    from reftguard.training.fit import collect_states, encode_texts, layer_table
-    from reftguard.training.generation import record_replies
-    from reftguard.modeling.loading import load_causal_lm, torch_threads
-    from reftguard.modeling.teacher import Teacher
 
     if not cfg.data:
         raise ValueError("no training data: pass --data TRAIN.jsonl (labeled harmful/benign prompts)")
     if cfg.sft_weight <= 0 and cfg.reg_weight <= 0:
         raise ValueError("sft_weight and reg_weight are both 0: nothing to train")
-    torch_threads()
-    acc = Accelerator(cpu=not torch.cuda.is_available())
+    acc = accelerator()
     dev, rank = acc.device, acc.process_index
-    t0 = time.time()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    run = RunLog(out / LOG_FILE, acc.is_main_process)
 
-    # 1. model, prompt format, data split
+    # 1-2. model, prompt format, data split, layer
     torch.manual_seed(cfg.seed)
     lm, tok = load_causal_lm(cfg.model)
-    tok.save_pretrained(out / "tokenizer")
-    compact_tokenizer(out / "tokenizer")
-    fmt = PromptFormat.from_hf_tokenizer(tok)
-    prompts = load_labeled(cfg.data)
-    y = np.array([p.label for p in prompts])
-    ids = encode_texts(out / "tokenizer", fmt, cfg.max_tokens, [p.text for p in prompts])
-    pad = tok.pad_token_id
-    fit_idx, held_idx = holdout_split(prompts, cfg.holdout, cfg.seed)
-    hard = strata(prompts, y)
-    probe_idx = balanced_subset(fit_idx, y, cfg.probe_size, cfg.seed, hard, cfg.hard_negative_share)
-    eval_idx = balanced_subset(held_idx, y, cfg.eval_size, cfg.seed)
-    probe_ids, eval_ids = [ids[i] for i in probe_idx], [ids[i] for i in eval_idx]
-
-    # 2. layer
-    n_layers = int(lm.config.num_hidden_layers)
-    layer, table = cfg.layer, None
-    if layer == 0:
-        top = min(cfg.max_layer or n_layers, n_layers)
-        st = np.concatenate([collect_states(lm, probe_ids, top, cfg.batch_size, pad), collect_states(lm, eval_ids, top, cfg.batch_size, pad)])
-        ysel = np.concatenate([y[probe_idx], y[eval_idx]])
-        table = layer_table(st, ysel, list(range(len(probe_idx))), list(range(len(probe_idx), len(ysel))), cfg.center)
-        layer = max(table, key=lambda r: (r["auroc"] or 0.0, r["recall_at_1pct_fpr"] or 0.0))["layer"]
-        log.info("layer %d chosen by the zero-training table (held AUROC %.4f)", layer, table[layer - 1]["auroc"])
-    if not 1 <= layer <= n_layers:
-        raise ValueError(f"layer {layer} is out of range 1..{n_layers}")
+    d = TeacherData.load(cfg, out, tok)
+    layer, table = choose_layer(cfg, lm, d)
+    states = lambda model, idx: layer_states(model, d.rows(idx), layer, cfg.batch_size, d.pad)  # noqa: E731
 
     # 3. SFT pairs (built before LoRA so benign replies come from the starting model)
-    sft_pairs, sft_labels = [], []
-    if cfg.sft_weight > 0:
-        enc_sft = PromptEncoder(out / "tokenizer" / "tokenizer.json", fmt, cfg.sft_max_tokens)
-        harm = [i for i in fit_idx if y[i] == 1]
-        ben = [i for i in balanced_subset(fit_idx, y, 2 * cfg.sft_pool, cfg.seed + 11, hard, cfg.hard_negative_share) if y[i] == 0]
-        ben_replies = _benign_replies(cfg, out, lm, tok, enc_sft, prompts, ben, record_replies(cfg.data))
-        if cfg.drop_refused_replies:
-            from reftguard.training.judge import is_refusal
+    pairs, pair_labels = build_sft_pairs(cfg, out, lm, tok, d) if cfg.sft_weight > 0 else ([], [])
 
-            keep = [k for k, r in enumerate(ben_replies) if not is_refusal(r)]
-            log.info("benign SFT pool: %d of %d starting-model replies are refusals and are left out", len(ben) - len(keep), len(ben))
-            ben, ben_replies = [ben[k] for k in keep], [ben_replies[k] for k in keep]
-        texts = [prompts[i].text for i in harm + ben]
-        replies = [sft.refusal_for(prompts[i].id, cfg.seed) for i in harm] + ben_replies
-        sft_pairs = sft.encode_pairs(enc_sft, texts, replies, sft.turn_end(tok), cfg.reply_tokens)
-        sft_labels = [1] * len(harm) + [0] * len(ben)
-
-    # 4. trainable model and optimizer
-    model, params = wrap_trainable(lm, cfg, cfg.seed, None if cfg.lora_all_layers else list(range(layer)))
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.to(dev)
-    base.train()
-    decoder = TruncatedDecoder(base, layer)  # shares the (LoRA-wrapped) layers: the regulariser's cheap forward
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    reg_sampler = BalancedLengthSampler([len(ids[i]) for i in fit_idx], [int(hard[i]) for i in fit_idx], cfg.reg_per_class,
+    # 4. trainable model, optimizer, samplers
+    t = setup_model(lm, cfg, cfg.seed, None if cfg.lora_all_layers else list(range(layer)), dev)
+    decoder = TruncatedDecoder(t.base, layer)  # shares the (LoRA-wrapped) layers: the regulariser's cheap forward
+    reg_sampler = BalancedLengthSampler([len(d.ids[i]) for i in d.fit_idx], [int(d.hard[i]) for i in d.fit_idx], cfg.reg_per_class,
                                         counts=split_counts(cfg.reg_per_class, cfg.hard_negative_share))
-    sft_sampler = BalancedLengthSampler([len(p.ids) for p in sft_pairs], sft_labels, cfg.sft_per_class,
-                                        counts={1: cfg.sft_per_class, 0: cfg.sft_per_class * cfg.sft_benign_ratio}) if sft_pairs else None
-    row_weight = np.where(hard == HARD, cfg.hard_negative_weight, 1.0).astype(np.float32)
-    y_probe, y_eval = y[probe_idx], y[eval_idx]
+    sft_sampler = BalancedLengthSampler([len(p.ids) for p in pairs], pair_labels, cfg.sft_per_class,
+                                        counts={1: cfg.sft_per_class, 0: cfg.sft_per_class * cfg.sft_benign_ratio}) if pairs else None
+    row_weight = np.where(d.hard == HARD, cfg.hard_negative_weight, 1.0).astype(np.float32) if cfg.hard_negative_weight != 1.0 else None
 
-    # resume
-    start, rows, state = 0, [], None
-    ck = out / CHECKPOINT
-    if cfg.resume and ck.is_file():
-        blob = torch.load(ck, map_location="cpu", weights_only=False)
-        if blob["config_key"] != _config_key(cfg) or blob["layer"] != layer:
-            raise ValueError(f"{ck} was written by a different config; remove it or use --no-resume to start over")
-        load_trainable_state(model, blob["trainable"])
-        opt.load_state_dict(blob["optimizer"])
-        start, rows, state = blob["step"], blob["rows"], FeatureState.from_dict(blob["feature"])
-        t0 -= blob.get("seconds", 0.0)  # report wall time over all sessions of the run
-        log.info("resumed from %s at step %d", ck, start)
-    elif (out / LOG_FILE).exists():
-        (out / LOG_FILE).unlink()
-    if state is None:
-        state, info = refresh(None, layer_states(base, probe_ids, layer, cfg.batch_size, pad), y_probe, cfg.center, cfg.ema)
-        rows.append({"step": 0, **info, **held_metrics(layer_states(base, eval_ids, layer, cfg.batch_size, pad), y_eval, state)})
-        write_rows(out / LOG_FILE, rows[-1:])
-
-    def save_checkpoint(step: int) -> None:
-        if acc.is_main_process:
-            torch.save({"step": step, "trainable": trainable_state(model, params), "optimizer": opt.state_dict(),
-                        "feature": state.to_dict(), "rows": rows, "config_key": _config_key(cfg), "layer": layer,
-                        "seconds": time.time() - t0}, ck)
+    # resume, or start from the starting model's R_l
+    ck, match = out / CHECKPOINT, {"config_key": _config_key(cfg), "layer": layer}
+    blob = resume_checkpoint(ck, t, run, match) if cfg.resume else None
+    if blob is None:
+        run.path.unlink(missing_ok=True)
+        state, info = refresh(None, states(t.base, d.probe_idx), d.y[d.probe_idx], cfg.center, cfg.ema)
+        run.append({"step": 0, **info, **held_metrics(states(t.base, d.eval_idx), d.y[d.eval_idx], state)})
+    start, state = (blob["step"], FeatureState.from_dict(blob["feature"])) if blob else (0, state)
 
     # 5-7. the loop
-    from tqdm import tqdm
-
-    window: dict[str, list[float]] = {}
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not cfg.progress or not acc.is_main_process, desc="train-teacher")
+    bar = progress(start, cfg.steps, cfg.progress and acc.is_main_process, "train-teacher")
     for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(cfg, step)
         loss = torch.zeros((), device=dev)
         if cfg.reg_weight > 0:
-            rows_b = [fit_idx[j] for j in reg_sampler.batch(step_rng(cfg.seed, step, rank, 0))]
-            input_ids, mask = (torch.from_numpy(a).to(dev) for a in pad_batch([ids[i] for i in rows_b], pad))
-            h = decoder(input_ids, mask)
-            h = h[torch.arange(h.shape[0], device=dev), last_token_index(mask)]
-            yb = torch.from_numpy(y[rows_b]).to(dev)
-            s = cosine(h, torch.from_numpy(state.r).to(dev), torch.from_numpy(state.c).to(dev))
-            wb = torch.from_numpy(row_weight[rows_b]).to(dev) if cfg.hard_negative_weight != 1.0 else None
-            reg = regulariser_loss(s, yb, state.t, cfg.reg_scale, cfg.reg_margin, wb)
-            loss = loss + cfg.reg_weight * reg
-            add(window, reg_loss=reg.item(), batch_harmful_cos=s[yb == 1].mean().item(), batch_benign_cos=s[yb == 0].mean().item())
+            rows = [d.fit_idx[j] for j in reg_sampler.batch(step_rng(cfg.seed, step, rank, 0))]
+            loss = loss + cfg.reg_weight * regulariser_step(decoder, d, rows, state, row_weight, cfg, run)
         if cfg.sft_weight > 0:
             pick = sft_sampler.batch(step_rng(cfg.seed, step, rank, 1))
-            input_ids, mask, labels = (torch.from_numpy(a).to(dev) for a in sft.collate([sft_pairs[j] for j in pick], pad))
-            sl = sft.reply_loss(base, input_ids, mask, labels)
+            input_ids, mask, labels = (torch.from_numpy(a).to(dev) for a in sft.collate([pairs[j] for j in pick], d.pad))
+            sl = sft.reply_loss(t.base, input_ids, mask, labels)
             loss = loss + cfg.sft_weight * sl
-            add(window, sft_loss=sl.item())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if acc.num_processes > 1:
-            for p in params:
-                if p.grad is not None:
-                    p.grad = acc.reduce(p.grad, reduction="mean")
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        add(window, loss=loss.item())
-        done = step + 1
-        info: dict = {}
+            run.add(sft_loss=sl.item())
+        optimizer_step(t, loss, acc, cfg, step)
+        run.add(loss=loss.item())
+        done, info = step + 1, {}
         if done % cfg.refresh_every == 0:
-            state, info = refresh(state, layer_states(base, probe_ids, layer, cfg.batch_size, pad), y_probe, cfg.center, cfg.ema)
+            state, info = refresh(state, states(t.base, d.probe_idx), d.y[d.probe_idx], cfg.center, cfg.ema)
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            info |= held_metrics(layer_states(base, eval_ids, layer, cfg.batch_size, pad), y_eval, state)
+            info |= held_metrics(states(t.base, d.eval_idx), d.y[d.eval_idx], state)
         if info or done % cfg.log_every == 0:
-            row = {"step": done, "lr": lr_at(cfg, step), "seconds": round(time.time() - t0, 1)}
-            row |= {k: float(np.mean(v)) for k, v in window.items()} | info
-            window = {}
-            rows.append(row)
-            if acc.is_main_process:
-                write_rows(out / LOG_FILE, [row])
-            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("reg_loss", "sft_loss", "held_auroc") if k in row})
-        if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.stop_at:
-            save_checkpoint(done)
-        if done == cfg.stop_at:
-            log.info("stopped at step %d (checkpoint %s)", done, ck)
+            log_step(run, done, lr_at(cfg, step), tail=info, bar=bar, show=("reg_loss", "sft_loss", "held_auroc"))
+        if checkpoint_and_stop(cfg, done, ck, t, run, match, feature=state.to_dict()):
             return None
     bar.close()
 
     # 8. the teacher directory
-    if not acc.is_main_process:
-        return None
-    adapter = None
-    if cfg.full_finetune:
-        base.save_pretrained(out / "model")
-        model_ref = str((out / "model").resolve())
-    else:
-        round_to_saved_dtype(params, cfg.adapter_dtype)  # R_l below is then measured on exactly the shipped weights
-        model.save_pretrained(str(out / "adapter"))
-        finish_adapter(out / "adapter", cfg.model, half=cfg.adapter_dtype == "float16")
-        adapter, model_ref = "adapter", cfg.model
-    final_idx = balanced_subset(fit_idx, y, cfg.final_size, cfg.seed, hard, cfg.hard_negative_share)
-    h_final = layer_states(base, [ids[i] for i in final_idx], layer, cfg.batch_size, pad)
-    r, c, _, stats = estimate_feature(h_final, y[final_idx], cfg.center)
+    return save_teacher(cfg, command, out, t, d, layer, table, state, run, len(pairs)) if acc.is_main_process else None
+
+
+def save_teacher(cfg: TrainConfig, command: str, out: Path, t, d: TeacherData, layer: int, table, state: FeatureState, run: RunLog,
+                 n_sft_pairs: int):
+    """Adapter (or model), R_l re-estimated on the shipped weights, log, plot, teacher.json; drops the checkpoint."""
+    from reftguard.modeling.teacher import Teacher
+
+    model_ref, adapter = save_trainable(t, cfg, out, cfg.model)  # R_l below is measured on exactly the shipped weights
+    final_idx = balanced_subset(d.fit_idx, d.y, cfg.final_size, cfg.seed, d.hard, cfg.hard_negative_share)
+    r, c, _, stats = estimate_feature(layer_states(t.base, d.rows(final_idx), layer, cfg.batch_size, d.pad), d.y[final_idx], cfg.center)
     final_state = FeatureState(r, c, 0.0, state.refreshes, state.last_drift)
-    h_eval = layer_states(base, eval_ids, layer, cfg.batch_size, pad)
+    h_eval, y_eval = layer_states(t.base, d.rows(d.eval_idx), layer, cfg.batch_size, d.pad), d.y[d.eval_idx]
     held_scores = cosine_scores(h_eval, r, c)
     held = evaluation.summarize(held_scores, y_eval, evaluation.threshold_for_recall(held_scores, y_eval, 0.95))
-    seconds = round(time.time() - t0, 1)
-    rows.append({"step": cfg.steps, "final": True, **held_metrics(h_eval, y_eval, final_state), **stats, "seconds": seconds})
-    write_rows(out / LOG_FILE, rows[-1:])
-    plot(rows, PANELS, out / PLOT_FILE)
+    seconds = run.seconds()
+    run.append({"step": cfg.steps, "final": True, **held_metrics(h_eval, y_eval, final_state), **stats, "seconds": seconds})
+    plot(run.rows, PANELS, out / PLOT_FILE)
     record = {
         "method": "ReFT teacher: SFT + refusal-feature regulariser with R_l re-estimated during training",
         "command": command,
-        "data": portable([str(d) for d in cfg.data]),
-        "data_hash": data_hash(prompts),
-        "n": len(prompts),
-        "n_harmful": int(y.sum()),
+        "data": portable([str(x) for x in cfg.data]),
+        "data_hash": data_hash(d.prompts),
+        "n": len(d.prompts),
+        "n_harmful": int(d.y.sum()),
         "holdout_fraction": cfg.holdout,
         "config": {k: portable(v) for k, v in asdict(cfg).items()} | {"layer": layer},
         "layer_table": table,
         "chosen_layer": layer,
         "refreshes": state.refreshes,
-        "n_sft_pairs": len(sft_pairs),
+        "n_sft_pairs": n_sft_pairs,
         "holdout_at_layer": held,
         "final_feature_on": f"{len(final_idx)} fit-split prompts",
         "seconds": seconds,
@@ -501,12 +468,12 @@ def train(cfg: TrainConfig, command: str = ""):
         "plot": PLOT_FILE,
     }
     teacher = Teacher(
-        model=model_ref, layer=layer, hidden_size=int(base.config.hidden_size), num_layers=n_layers, prompt_format=fmt,
-        max_tokens=cfg.max_tokens, refusal_feature=r, center=c, center_kind=cfg.center, kind="reft", adapter=adapter, record=record,
+        model=model_ref, layer=layer, hidden_size=int(t.base.config.hidden_size), num_layers=int(t.base.config.num_hidden_layers),
+        prompt_format=d.fmt, max_tokens=cfg.max_tokens, refusal_feature=r, center=c, center_kind=cfg.center, kind="reft", adapter=adapter,
+        record=record,
     )
     teacher.save(out)
-    if ck.exists():
-        ck.unlink()  # finished: the checkpoint would only be resumed into a no-op
+    (out / CHECKPOINT).unlink(missing_ok=True)  # finished: the checkpoint would only be resumed into a no-op
     log.info("teacher written to %s in %.0fs: layer %d, held AUROC %.4f, recall@1%%FPR %.4f", out, seconds, layer,
              held["auroc"] or 0, held["recall_at_1pct_fpr"] or 0)
     return teacher
