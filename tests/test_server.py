@@ -287,9 +287,9 @@ def test_overload_rejects_unary_and_client_retry_loses_nothing(tiny_bundle):
         assert retries > 0
         assert [len(r) for r in res] == [4] * 20
         assert sorted(d.id for r in res for d in r) == sorted(str(i) for _ in range(20) for i in range(4))
-        # streams wait instead of failing
+        # streams wait instead of failing (each request fits the queue: a larger one is INVALID_ARGUMENT)
         with GuardClient(rs.target) as c:
-            ids = [d.id for d in c.score_stream([{"id": str(i), "text": "s"} for i in range(200)], batch_size=8, max_in_flight=8)]
+            ids = [d.id for d in c.score_stream([{"id": str(i), "text": "s"} for i in range(200)], batch_size=4, max_in_flight=8)]
         assert ids == [str(i) for i in range(200)]
 
 
