@@ -179,34 +179,33 @@ def test_request_larger_than_the_whole_queue_is_refused_not_admitted(tiny_bundle
         channel.close()
 
 
-async def _open_stream(call, req) -> tuple[grpc.StatusCode, str]:
-    """Write one request and read its answer: OK if the stream was accepted, else its status."""
-    try:
-        await call.write(req)
-        await call.read()
-        return grpc.StatusCode.OK, ""
-    except grpc.aio.AioRpcError as err:
-        return err.code(), err.details()
-    except Exception:  # the write raced the server closing the stream: ask the call for its status
-        return await call.code(), await call.details()
-
-
 def _streams(target: str, metadata: list) -> list[tuple[grpc.StatusCode, str]]:
-    """Open one ScoreStream per metadata entry, all held open together; the status of each."""
-    import asyncio
+    """Open one ScoreStream per metadata entry, all held open together: OK for each stream that answered
+    its first request, else its status. (Sync gRPC: a request write that races the server refusing the
+    stream is dropped quietly, so the status read is the server's.)"""
+    import threading
 
-    async def run():
-        ch = grpc.aio.insecure_channel(target)
-        stub = guard_pb2_grpc.GuardStub(ch)
-        calls = [stub.ScoreStream(metadata=md) for md in metadata]
-        req = pb.ScoreRequest(items=[pb.Item(id="x", text="hi")])
-        out = [await _open_stream(c, req) for c in calls]
-        for c in calls:
-            c.cancel()
-        await ch.close()
-        return out
+    channel = grpc.insecure_channel(target)
+    stub = guard_pb2_grpc.GuardStub(channel)
+    hold = threading.Event()
 
-    return asyncio.run(run())
+    def requests():
+        yield pb.ScoreRequest(items=[pb.Item(id="x", text="hi")])
+        hold.wait(60)
+
+    calls, out = [], []
+    for md in metadata:
+        calls.append(stub.ScoreStream(requests(), metadata=md, timeout=60))
+        try:
+            next(calls[-1])
+            out.append((grpc.StatusCode.OK, ""))
+        except grpc.RpcError as err:
+            out.append((err.code(), err.details()))
+    hold.set()
+    for c in calls:
+        c.cancel()
+    channel.close()
+    return out
 
 
 def test_second_authorization_header_cannot_bypass_the_stream_limit(tiny_bundle):
