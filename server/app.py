@@ -166,10 +166,11 @@ class GuardServer:
         await self._set_serving(False)
         if self.cfg.drain_delay > 0:
             await asyncio.sleep(self.cfg.drain_delay)  # still serving: RPCs already on their way get answered
+        grace = self.cfg.grace if grace is None else grace
         if hasattr(self, "servicer"):
-            self.servicer.draining.set()
+            self.servicer.drain(grace)  # streams stop reading, answer what they read, then UNAVAILABLE
         if self.server is not None:
-            await self.server.stop(self.cfg.grace if grace is None else grace)
+            await self.server.stop(grace)
         if hasattr(self, "batcher"):
             await self.batcher.stop()
         self._stopped.set()

@@ -92,6 +92,7 @@ class TokenBudgetBatcher:
         self._queue: deque[Job] = deque()
         self.queued_items = 0
         self.queued_tokens = 0
+        self.tokens_per_s: float | None = None  # measured: padded tokens per second of inference (EWMA)
         self._wakeup = asyncio.Event()
         self._space = asyncio.Condition()
         self._task: asyncio.Task | None = None
@@ -130,6 +131,13 @@ class TokenBudgetBatcher:
         self.queued_tokens += tokens
         self._wakeup.set()
         return futures
+
+    def can_score(self, seconds: float) -> int:
+        """Tokens the backend can score in `seconds` at the measured rate; one full batch before any
+        measurement. Streams size their read-ahead with it, so a drain can answer what they read."""
+        if self.tokens_per_s is None:
+            return self.max_batch_tokens
+        return int(self.tokens_per_s * seconds)
 
     def swap_backend(self, run) -> None:
         """Use `run` from the next batch on (the batch in flight finishes on the old one)."""
@@ -225,6 +233,8 @@ class TokenBudgetBatcher:
                 self.on_error(exc)
             return
         infer_s = time.monotonic() - start
+        rate = mask.size / max(infer_s, 1e-6)
+        self.tokens_per_s = rate if self.tokens_per_s is None else 0.8 * self.tokens_per_s + 0.2 * rate
         for j, s, n in zip(jobs, scores, norms):
             j.infer_s = infer_s
             if not j.future.done():

@@ -30,6 +30,37 @@ from reftguard.v1 import guard_pb2_grpc
 log = logging.getLogger("reftguard.servicer")
 STREAM_IN_FLIGHT = 8  # requests of one stream being worked on before the server stops reading it
 RETRY_AFTER_MS = "100"
+DRAINING = "server is draining; reconnect and re-send unanswered requests"
+# Share of the grace period that what the streams have read ahead may take to score (the rest is margin),
+# and how long before the grace period ends unanswered calls are told to re-send (gRPC cancels them then).
+DRAIN_SHARE = 0.5
+CUTOFF_MARGIN_S = 1.0
+
+
+def discard(fut: asyncio.Future) -> None:
+    """Cancel an abandoned future or task and retrieve its outcome, so asyncio never logs
+    'exception was never retrieved' for it."""
+    fut.cancel()
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+@dataclass
+class Admitted:
+    """A ScoreRequest that passed validation and was queued: what answering it needs."""
+
+    request: object
+    parsed: object
+    enc: object
+    futures: list
+    t0: float
+    t_tok: float
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.enc.lengths)
+
+
+DRAINED = object()  # what `_unless_draining` returns when draining started first
 
 
 class BadMessage:
@@ -57,11 +88,27 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
     def __init__(self, engine: Engine):
         self.e = engine
         self._streams: dict[str, int] = {}  # open ScoreStreams per client identity
-        self.draining = asyncio.Event()  # set on SIGTERM: streams finish what they read, then UNAVAILABLE
+        loop = asyncio.get_running_loop()
+        # Resolved on SIGTERM (after the drain delay): streams stop reading, answer what they read, then
+        # end with UNAVAILABLE + DRAINING. `_cutoff` resolves shortly before the grace period ends: what
+        # is still unanswered then is told to re-send, rather than cut by gRPC's "Cancelling all calls".
+        self._draining: asyncio.Future = loop.create_future()
+        self._cutoff: asyncio.Future = loop.create_future()
+
+    def drain(self, grace: float) -> None:
+        """Start draining: called once, on SIGTERM, just before the gRPC server stops with `grace`."""
+        if self._draining.done():
+            return
+        self._draining.set_result(None)
+        loop = asyncio.get_running_loop()
+        loop.call_later(max(0.0, grace - min(CUTOFF_MARGIN_S, grace / 4)), lambda: self._cutoff.done() or self._cutoff.set_result(None))
 
     # -- RPCs ------------------------------------------------------------------------------------
     async def Score(self, request, context):
-        return await self._guarded("Score", context, self._score(request, context, wait=False))
+        async def work():
+            return await self._answer(await self._admit(request, context, wait=False))
+
+        return await self._guarded("Score", context, work())
 
     async def ScoreStream(self, request_iterator, context):
         self.e.metrics.requests.labels(method="ScoreStream").inc()
@@ -79,52 +126,97 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
                 del self._streams[who]
 
     async def _stream(self, request_iterator, context):
-        pending: asyncio.Queue = asyncio.Queue(maxsize=STREAM_IN_FLIGHT)
-        DRAIN = object()
+        """One response per request, in order. A reader task admits requests in order (tokenize, queue)
+        while this generator answers them; the reader stops reading (HTTP/2 flow control then pushes back
+        on the client) when the batcher queue is full, when STREAM_IN_FLIGHT requests or this stream's
+        share of what the grace period can score are read but unanswered, and at drain."""
+        answers: asyncio.Queue = asyncio.Queue(maxsize=STREAM_IN_FLIGHT)  # (answer task, tokens) | RequestError | None
+        unanswered = [0]  # tokens read and admitted but not answered yet
+        room = asyncio.Event()
 
         async def read():
-            # Admission happens here, in request order; when the batcher queue is full, `submit`
-            # waits and we stop reading, so HTTP/2 flow control pushes back on the client. On drain we
-            # stop reading too: requests the client sent but got no answer for are re-sent elsewhere.
             it = request_iterator.__aiter__()
             end = None
+            last = 0  # tokens of the last request: the best guess at the next one's size
             try:
                 while True:
-                    nxt = asyncio.ensure_future(it.__anext__())
-                    drain = asyncio.ensure_future(self.draining.wait())
-                    await asyncio.wait({nxt, drain}, return_when=asyncio.FIRST_COMPLETED)
-                    drain.cancel()
-                    if not nxt.done():
-                        nxt.cancel()
-                        end = DRAIN
-                        break
+                    while unanswered[0] and unanswered[0] + last > self._read_ahead_tokens():
+                        room.clear()
+                        if await self._unless_draining(room.wait()) is DRAINED:
+                            end = RequestError(grpc.StatusCode.UNAVAILABLE, DRAINING)
+                            return
+                    req = await self._unless_draining(it.__anext__())
+                    if req is DRAINED:
+                        end = RequestError(grpc.StatusCode.UNAVAILABLE, DRAINING)
+                        return
                     try:
-                        req = nxt.result()
-                    except StopAsyncIteration:
-                        break
-                    await pending.put(asyncio.ensure_future(self._score(req, context, wait=True)))
+                        admitted = await self._admit(req, context, wait=True)
+                    except RequestError as err:
+                        end = err
+                        return
+                    last = admitted.tokens
+                    unanswered[0] += last
+                    await answers.put((asyncio.ensure_future(self._answer(admitted)), admitted.tokens))
+            except StopAsyncIteration:
+                return
             finally:
-                await pending.put(end)
+                await answers.put(end)
 
         reader = asyncio.ensure_future(read())
         try:
             while True:
-                task = await pending.get()
-                if task is None:
+                item = await answers.get()
+                if item is None:
                     break
-                if task is DRAIN:
-                    await self._abort(context, RequestError(grpc.StatusCode.UNAVAILABLE, "server is draining; reconnect and re-send unanswered requests"))
+                if isinstance(item, RequestError):
+                    await self._abort(context, item)
+                task, tokens = item
                 try:
-                    yield await task
+                    resp = await task
                 except RequestError as err:
                     await self._abort(context, err)
+                unanswered[0] -= tokens
+                room.set()
+                yield resp
             await reader
         finally:
-            reader.cancel()
-            while not pending.empty():
-                t = pending.get_nowait()
-                if isinstance(t, asyncio.Future):
-                    t.cancel()
+            discard(reader)
+            while not answers.empty():
+                item = answers.get_nowait()
+                if isinstance(item, tuple):
+                    discard(item[0])
+
+    def _read_ahead_tokens(self) -> int:
+        """Tokens one stream may have read but not answered: its share of what the batcher can score in
+        DRAIN_SHARE of the grace period, at least one full batch (so a lone stream still fills batches)."""
+        e = self.e
+        share = e.batcher.can_score(e.cfg.grace * DRAIN_SHARE) // max(1, sum(self._streams.values()))
+        return max(e.cfg.max_batch_tokens, share)
+
+    async def _unless_draining(self, aw):
+        """`await aw`, or DRAINED (with `aw` cancelled) if draining starts first."""
+        return await self._until(aw, self._draining, DRAINED)
+
+    async def _before_cutoff(self, aw):
+        """`await aw`, or UNAVAILABLE + DRAINING (with `aw` cancelled) if the drain cut-off comes first."""
+        out = await self._until(aw, self._cutoff, DRAINED)
+        if out is DRAINED:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, DRAINING)
+        return out
+
+    @staticmethod
+    async def _until(aw, event: asyncio.Future, marker):
+        fut = asyncio.ensure_future(aw)
+        if not event.done():
+            try:
+                await asyncio.wait((fut, event), return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                discard(fut)
+                raise
+        if fut.done():
+            return fut.result()
+        discard(fut)
+        return marker
 
     async def Feedback(self, request, context):
         async def work():
@@ -188,7 +280,8 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             context.set_trailing_metadata((("retry-after-ms", RETRY_AFTER_MS),))
         await context.abort(err.code, err.message)
 
-    async def _score(self, request, context, *, wait: bool) -> pb.ScoreResponse:
+    async def _admit(self, request, context, *, wait: bool) -> Admitted:
+        """Validate, tokenize and queue one request (wait=True: until the queue has room)."""
         e = self.e
         t0 = time.monotonic()
         if isinstance(request, BadMessage):
@@ -205,22 +298,28 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         t_tok = time.monotonic()
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        try:
-            futures = await e.batcher.submit(enc.ids, wait=wait, deadline=deadline)  # every window is a prompt
+        try:  # every window is a prompt
+            futures = await self._before_cutoff(e.batcher.submit(enc.ids, wait=wait, deadline=deadline))
         except Overloaded as exc:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         except TooLarge as exc:
             raise over_limit(str(exc), exc.limit, exc.field, " (split the request)") from exc
+        return Admitted(request, parsed, enc, futures, t0, t_tok)
+
+    async def _answer(self, a: Admitted) -> pb.ScoreResponse:
+        """Wait for an admitted request's prompts (until the drain cut-off at most) and decide its items."""
         try:
-            results = await asyncio.gather(*futures)
+            results = await self._before_cutoff(asyncio.gather(*a.futures))
         except DeadlineExpired as exc:
             raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)) from exc
         except ShuttingDown as exc:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, str(exc)) from exc
+        except RequestError:
+            raise
         except Exception as exc:  # the backend failed on this batch
             raise RequestError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
-        scored = decide_items([r[0] for r in results], parsed.turns, enc)
-        return self._respond(request, parsed, scored, [r[2] for r in results], t0, t_tok)
+        scored = decide_items([r[0] for r in results], a.parsed.turns, a.enc)
+        return self._respond(a.request, a.parsed, scored, [r[2] for r in results], a.t0, a.t_tok)
 
     def _respond(self, request, parsed, scored: list[Scored], jobs, t0: float, t_tok: float) -> pb.ScoreResponse:
         e = self.e

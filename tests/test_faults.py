@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -192,3 +193,74 @@ def test_two_replicas_one_drained_mid_run(tiny_bundle):
             assert ids == [it["id"] for it in shard]
         assert served(b) > 0
         assert received[0] == len(items)
+
+
+def _busy_streams_through_sigterm(sp: ServeProcess, n_streams: int, n_unary: int) -> tuple[list, list]:
+    """Keep `n_streams` ScoreStreams writing as fast as flow control allows and `n_unary` unary calls in
+    flight, SIGTERM the server once every stream has had an answer; (answers, code, details) of each.
+    Sync gRPC: its request thread stops quietly when the server ends a stream, so the status read is
+    the server's (grpc.aio can report a write that raced the close as a local INTERNAL error)."""
+    text = "The weather is mild and the garden needs watering before the heat. " * 12  # several windows
+    req = pb.ScoreRequest(items=[pb.Item(id=str(i), text=f"{i} {text}") for i in range(48)])
+    channel = grpc.insecure_channel(sp.target)
+    stub = guard_pb2_grpc.GuardStub(channel)
+    answered = [0] * n_streams
+    streams: list = [None] * n_streams
+    unary: list = [None] * n_unary
+    started = threading.Event()
+
+    def forever():
+        while True:
+            yield req
+
+    def stream(k):
+        try:
+            for resp in stub.ScoreStream(forever(), timeout=120):
+                assert len(resp.decisions) == len(req.items)
+                answered[k] += 1
+                if all(answered):
+                    started.set()
+            streams[k] = (answered[k], grpc.StatusCode.OK, "")
+        except grpc.RpcError as err:
+            streams[k] = (answered[k], err.code(), err.details())
+
+    def call(k):
+        started.wait(120)
+        try:
+            unary[k] = (len(stub.Score(req, timeout=60).decisions), grpc.StatusCode.OK, "")
+        except grpc.RpcError as err:
+            unary[k] = (0, err.code(), err.details())
+
+    threads = [threading.Thread(target=stream, args=(k,)) for k in range(n_streams)]
+    threads += [threading.Thread(target=call, args=(k,)) for k in range(n_unary)]
+    for t in threads:
+        t.start()
+    assert started.wait(120), "the streams never got going"
+    time.sleep(0.2)  # let the unary calls reach the queue
+    sp.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(120)
+    channel.close()
+    return streams, unary
+
+
+def test_sigterm_answers_what_streams_read_then_says_resend(tiny_bundle):
+    """Under SIGTERM with busy streams the server used to keep scoring everything it had read ahead until
+    the grace period ran out, then cut every stream with 'UNAVAILABLE: Cancelling all calls': requests it
+    had read got no answer and no 're-send' status, and the log showed 'Task exception was never
+    retrieved'. Now streams stop reading, answer what they read, and end with the documented status."""
+    sp = ServeProcess(tiny_bundle, "--grace", "3", "--max-concurrent-rpcs", "64")
+    try:
+        streams, unary = _busy_streams_through_sigterm(sp, n_streams=6, n_unary=3)
+        assert sp.proc.wait(60) == 0
+    finally:
+        if sp.proc.poll() is None:
+            sp.proc.kill()
+            sp.proc.wait()
+    log = "".join(sp.lines)
+    for answered, code, details in streams:
+        assert answered > 0
+        assert code == grpc.StatusCode.UNAVAILABLE and "re-send unanswered requests" in details, (code, details, log[-3000:])
+    for n, code, details in unary:  # answered, or told to re-send before the grace period ran out
+        assert code == grpc.StatusCode.OK or (code == grpc.StatusCode.UNAVAILABLE and "draining" in details), (code, details)
+    assert "never retrieved" not in log and "Traceback" not in log, log[-3000:]
