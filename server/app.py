@@ -92,6 +92,11 @@ class GuardServer:
             ],
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        # Every service is registered before start (grpc.aio ignores handlers added later, with a warning);
+        # Guard answers UNAVAILABLE until the bundle is attached, and health says NOT_SERVING meanwhile.
+        self.servicer = GuardServicer(cfg, self.metrics, self.auth)
+        self.server.add_generic_rpc_handlers((guard_handler(self.servicer),))
+        reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         await self._set_serving(False)
         address = f"{cfg.host}:{cfg.port}"
         if cfg.tls_cert or cfg.tls_key:
@@ -119,11 +124,8 @@ class GuardServer:
             on_batch=self._on_batch,
             on_error=self._on_batch_error,
         )
-        self.engine = Engine(cfg, b, encoder, self.batcher, self.metrics, ThreadPoolExecutor(cfg.tokenize_workers, thread_name_prefix="tok"),
-                             backend.provider, self.auth)
-        self.servicer = GuardServicer(self.engine)
-        self.server.add_generic_rpc_handlers((guard_handler(self.servicer),))
-        reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.engine = Engine(b, encoder, self.batcher, ThreadPoolExecutor(cfg.tokenize_workers, thread_name_prefix="tok"), backend.provider)
+        self.servicer.attach(self.engine)
         self.metrics.set_bundle(b.bundle_id, b.backbone, b.layer, backend.provider, b.expected_fpr)
         self.batcher.start()
         await self._warmup(encoder)

@@ -72,21 +72,20 @@ class BadMessage:
 
 @dataclass
 class Engine:
-    """Everything a request needs, owned by the server process."""
+    """What scoring needs once the bundle is loaded (the servicer holds config, metrics and auth)."""
 
-    cfg: ServerConfig
     bundle: GuardBundle
     encoder: PromptEncoder
     batcher: TokenBudgetBatcher
-    metrics: GuardMetrics
     tokenize_pool: Executor
     provider: str
-    auth: Authenticator
 
 
 class GuardServicer(guard_pb2_grpc.GuardServicer):
-    def __init__(self, engine: Engine):
-        self.e = engine
+    def __init__(self, cfg: ServerConfig, metrics: GuardMetrics, auth: Authenticator):
+        """Registered with the gRPC server before it starts; answers UNAVAILABLE until `attach`."""
+        self.cfg, self.metrics, self.auth = cfg, metrics, auth
+        self.e: Engine | None = None
         self._streams: dict[str, int] = {}  # open ScoreStreams per client identity
         loop = asyncio.get_running_loop()
         # Resolved on SIGTERM (after the drain delay): streams stop reading, answer what they read, then
@@ -94,6 +93,15 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         # is still unanswered then is told to re-send, rather than cut by gRPC's "Cancelling all calls".
         self._draining: asyncio.Future = loop.create_future()
         self._cutoff: asyncio.Future = loop.create_future()
+
+    def attach(self, engine: Engine) -> None:
+        """The bundle is loaded: start answering."""
+        self.e = engine
+
+    def _engine(self) -> Engine:
+        if self.e is None:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, "the server is still loading its bundle; retry shortly")
+        return self.e
 
     def drain(self, grace: float) -> None:
         """Start draining: called once, on SIGTERM, just before the gRPC server stops with `grace`."""
@@ -111,11 +119,13 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         return await self._guarded("Score", context, work())
 
     async def ScoreStream(self, request_iterator, context):
-        self.e.metrics.requests.labels(method="ScoreStream").inc()
+        self.metrics.requests.labels(method="ScoreStream").inc()
         who = (await self._caller(context)).identity
-        if self._streams.get(who, 0) >= self.e.cfg.max_streams_per_client:
+        if self.e is None:
+            await self._abort(context, RequestError(grpc.StatusCode.UNAVAILABLE, "the server is still loading its bundle; retry shortly"))
+        if self._streams.get(who, 0) >= self.cfg.max_streams_per_client:
             await self._abort(context, RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                              f"{self.e.cfg.max_streams_per_client} concurrent streams from this client; close one first"))
+                              f"{self.cfg.max_streams_per_client} concurrent streams from this client; close one first"))
         self._streams[who] = self._streams.get(who, 0) + 1
         try:
             async for resp in self._stream(request_iterator, context):
@@ -190,8 +200,8 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         """Tokens one stream may have read but not answered: its share of what the batcher can score in
         DRAIN_SHARE of the grace period, at least one full batch (so a lone stream still fills batches)."""
         e = self.e
-        share = e.batcher.can_score(e.cfg.grace * DRAIN_SHARE) // max(1, sum(self._streams.values()))
-        return max(e.cfg.max_batch_tokens, share)
+        share = e.batcher.can_score(self.cfg.grace * DRAIN_SHARE) // max(1, sum(self._streams.values()))
+        return max(self.cfg.max_batch_tokens, share)
 
     async def _unless_draining(self, aw):
         """`await aw`, or DRAINED (with `aw` cancelled) if draining starts first."""
@@ -222,12 +232,12 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         async def work():
             if isinstance(request, BadMessage):
                 raise invalid(f"request is not a valid FeedbackRequest: {request.error}")
-            check_id(request.id, "feedback", self.e.cfg.max_id_bytes)
+            check_id(request.id, "feedback", self.cfg.max_id_bytes)
             if request.served not in (pb.ALLOW, pb.FLAG):
                 raise invalid(f"served must be ALLOW or FLAG, got {request.served}")
             if request.reviewed not in LABEL_NAMES:
                 raise invalid(f"reviewed must be BENIGN or HARMFUL, got {request.reviewed}")
-            self.e.metrics.record_feedback(request.served == pb.FLAG, LABEL_NAMES[request.reviewed])
+            self.metrics.record_feedback(request.served == pb.FLAG, LABEL_NAMES[request.reviewed])
             # Client strings are cut and shown as reprs: no huge lines, no forged ones (newlines stay escaped).
             log.info("feedback id=%r served=%s reviewed=%s reviewer=%r source=%r", clip(request.id), pb.Verdict.Name(request.served),
                      pb.Label.Name(request.reviewed), clip(request.reviewer), clip(request.source))
@@ -236,15 +246,18 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         return await self._guarded("Feedback", context, work())
 
     async def Info(self, request, context):
-        self.e.metrics.requests.labels(method="Info").inc()
-        cfg, b = self.e.cfg, self.e.bundle
+        return await self._guarded("Info", context, self._info())
+
+    async def _info(self) -> pb.InfoResponse:
+        e = self._engine()
+        cfg, b = self.cfg, e.bundle
         return pb.InfoResponse(
             bundle_id=b.bundle_id,
             manifest_json=json.dumps(b.manifest, sort_keys=True),
             threshold=b.threshold,
             expected_fpr=b.expected_fpr if b.expected_fpr is not None else float("nan"),
             version=__version__,
-            provider=self.e.provider,
+            provider=e.provider,
             limits=pb.Limits(
                 max_client_batch=cfg.max_client_batch,
                 max_tokens=b.max_tokens,
@@ -252,16 +265,16 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
                 max_batch_size=cfg.max_batch_size,
                 max_batch_tokens=cfg.max_batch_tokens,
                 max_queue_items=cfg.max_queue_items,
-                max_windows=self.e.encoder.max_windows,
+                max_windows=e.encoder.max_windows,
             ),
-            sources=sorted(self.e.metrics.sources),
+            sources=sorted(self.metrics.sources),
             layer=b.layer,
             backbone=b.backbone,
         )
 
     # -- helpers ---------------------------------------------------------------------------------
     async def _guarded(self, method: str, context, coro):
-        self.e.metrics.requests.labels(method=method).inc()
+        self.metrics.requests.labels(method=method).inc()
         try:
             return await coro
         except RequestError as err:
@@ -270,23 +283,23 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
     async def _caller(self, context) -> Caller:
         """The verified caller (the interceptor already refused the unauthenticated)."""
         try:
-            return self.e.auth.identify(context.invocation_metadata(), context.peer())
+            return self.auth.identify(context.invocation_metadata(), context.peer())
         except AuthError as err:
             await self._abort(context, RequestError(err.code, err.message))
 
     async def _abort(self, context, err: RequestError):
-        self.e.metrics.errors.labels(code=err.code.name).inc()
+        self.metrics.errors.labels(code=err.code.name).inc()
         if err.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             context.set_trailing_metadata((("retry-after-ms", RETRY_AFTER_MS),))
         await context.abort(err.code, err.message)
 
     async def _admit(self, request, context, *, wait: bool) -> Admitted:
         """Validate, tokenize and queue one request (wait=True: until the queue has room)."""
-        e = self.e
+        e = self._engine()
         t0 = time.monotonic()
         if isinstance(request, BadMessage):
             raise invalid(f"request is not a valid ScoreRequest: {request.error}")
-        parsed = parse_score_request(request, e.cfg)
+        parsed = parse_score_request(request, self.cfg)
         loop = asyncio.get_running_loop()
         try:
             enc = await loop.run_in_executor(e.tokenize_pool, e.encoder.encode, [t.text for t in parsed.turns], parsed.truncation)
@@ -294,7 +307,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             turn = parsed.turns[exc.index]
             where = f"item {turn.item} (id {request.items[turn.item].id!r})" + (f" message {turn.turn}" if turn.turn >= 0 else "")
             raise invalid(f"{where} is too long: {exc}") from exc
-        check_prompts(len(enc.ids), e.cfg.max_prompts_per_request, "user turns and their windows")
+        check_prompts(len(enc.ids), self.cfg.max_prompts_per_request, "user turns and their windows")
         t_tok = time.monotonic()
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
@@ -324,7 +337,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
     def _respond(self, request, parsed, scored: list[Scored], jobs, t0: float, t_tok: float) -> pb.ScoreResponse:
         e = self.e
         threshold = e.bundle.threshold if parsed.threshold is None else parsed.threshold
-        source = e.metrics.source_label(parsed.source)
+        source = self.metrics.source_label(parsed.source)
         decisions = []
         for item, r, label in zip(request.items, scored, parsed.labels):
             flagged = r.flagged(threshold)
@@ -342,13 +355,13 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
                     num_windows=r.num_windows,
                 )
             )
-            e.metrics.record_decision(source, flagged, r.score, label)
+            self.metrics.record_decision(source, flagged, r.score, label)
             if r.truncated:
-                e.metrics.truncated.inc()
+                self.metrics.truncated.inc()
         now = time.monotonic()
         queue_s = max(j.started - j.enqueued for j in jobs)
         infer_s = max(j.infer_s for j in jobs)
-        m = e.metrics.phase
+        m = self.metrics.phase
         m.labels(phase="tokenize").observe(t_tok - t0)
         m.labels(phase="queue").observe(queue_s)
         m.labels(phase="infer").observe(infer_s)

@@ -327,3 +327,13 @@ def test_bounded_series_exist_from_start(tiny_bundle):
             for label in ("benign", "harmful"):
                 assert m[("reftguard_labeled_total", (("label", label), ("verdict", verdict)))] == 0
         assert m[("reftguard_errors_total", (("code", "RESOURCE_EXHAUSTED"),))] == 0
+
+
+def test_handlers_are_registered_before_the_server_starts(tiny_bundle, caplog):
+    """grpc.aio warned 'Cannot register method handlers once server has started' at every start: the
+    Guard service and reflection were added after server.start()."""
+    import logging
+
+    with caplog.at_level(logging.WARNING), run_server(tiny_bundle) as rs, GuardClient(rs.target) as c:
+        assert len(c.score(["registered in time"])) == 1
+    assert not [r for r in caplog.records if "Cannot register method handlers" in r.getMessage()]
