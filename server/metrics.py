@@ -76,7 +76,7 @@ class GuardMetrics:
         self.queue_depth = Gauge("reftguard_queue_depth", "Prompts waiting for inference.", registry=r)
         self.queue_tokens = Gauge("reftguard_queue_tokens", "Tokens waiting for inference.", registry=r)
         self.truncated = Counter("reftguard_truncated", "Prompts truncated to max_tokens.", registry=r)
-        self.errors = Counter("reftguard_errors", "RPCs answered with an error, by gRPC status.", ["code"], registry=r)
+        self.errors = Counter("reftguard_errors", "RPCs that ended in an error, by gRPC status (CANCELLED and DEADLINE_EXCEEDED: gRPC cancelled the call).", ["code"], registry=r)
         self.requests = Counter("reftguard_requests", "RPCs received.", ["method"], registry=r)
         self.serving = Gauge("reftguard_serving", "1 while the health service reports SERVING.", registry=r)
         self.reloads = Counter("reftguard_reloads", "Bundle reload attempts (SIGHUP), by result.", ["result"], registry=r)
@@ -96,7 +96,7 @@ class GuardMetrics:
             for label in ("benign", "harmful"):
                 self.labeled.labels(verdict=verdict, label=label)
                 self.feedback.labels(served=verdict, reviewed=label)
-        for code in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAUTHENTICATED", "UNAVAILABLE", "INTERNAL"):
+        for code in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "CANCELLED", "UNAUTHENTICATED", "PERMISSION_DENIED", "UNAVAILABLE", "INTERNAL"):
             self.errors.labels(code=code)
         for method in ("Score", "ScoreStream", "Feedback", "Info"):
             self.requests.labels(method=method)

@@ -130,6 +130,9 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         try:
             async for resp in self._stream(request_iterator, context):
                 yield resp
+        except asyncio.CancelledError:
+            self._count_cancelled(context)
+            raise
         finally:
             self._streams[who] -= 1
             if not self._streams[who]:
@@ -279,6 +282,16 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             return await coro
         except RequestError as err:
             await self._abort(context, err)
+        except asyncio.CancelledError:
+            self._count_cancelled(context)
+            raise
+
+    def _count_cancelled(self, context) -> None:
+        """gRPC cancelled the call: its deadline passed or the client went away (or the grace period
+        ended). The call gets no status from us, but it must not be invisible in the error counter."""
+        remaining = context.time_remaining()
+        expired = remaining is not None and remaining <= 0
+        self.metrics.errors.labels(code="DEADLINE_EXCEEDED" if expired else "CANCELLED").inc()
 
     async def _caller(self, context) -> Caller:
         """The verified caller (the interceptor already refused the unauthenticated)."""

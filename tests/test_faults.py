@@ -32,7 +32,22 @@ def test_expired_deadline_work_is_not_run(tiny_bundle):
         assert rs.value("reftguard_batch_size_sum") == before
         assert rs.gs.batcher.queued_items == 0
         assert len(stub.Score(pb.ScoreRequest(items=[pb.Item(id="ok", text="in time")]), timeout=10).decisions) == 1
+        # expired and cancelled calls show up in the error counter (they used to be invisible)
+        _eventually(lambda: rs.value("reftguard_errors_total", code="DEADLINE_EXCEEDED") == 1)
+        call = stub.Score.future(pb.ScoreRequest(items=[pb.Item(id="gone", text="cancelled while queued")]), timeout=10)
+        time.sleep(0.1)  # queued, inside the batcher's linger
+        call.cancel()
+        _eventually(lambda: rs.value("reftguard_errors_total", code="CANCELLED") == 1)
+        assert rs.value("reftguard_batch_size_sum") == before + 1  # only the call that was answered ran
         ch.close()
+
+
+def _eventually(check, timeout: float = 10.0) -> None:
+    """Wait for `check()` (server-side effects of a client action land asynchronously)."""
+    end = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.02)
 
 
 def test_inference_failure_is_internal_and_isolated(tiny_bundle):
