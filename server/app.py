@@ -77,7 +77,7 @@ class GuardServer:
 
     async def start(self) -> None:
         cfg = self.cfg
-        self.auth = Authenticator(load_tokens(cfg.auth_token, cfg.auth_token_file))
+        self.auth = Authenticator(load_tokens(cfg.auth_token, cfg.auth_token_file), load_tokens(cfg.feedback_token, cfg.feedback_token_file))
         # Installed with auth off too: it refuses calls with two `authorization` headers.
         interceptors = [AuthInterceptor(
             self.auth, exempt_health=cfg.auth_exempt_health, exempt_reflection=cfg.auth_exempt_reflection,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,39 @@ class Authenticator:
         if self.required:
             raise DENY
         return Caller("peer:" + peer_host(peer), False)
+
+
+class RateLimit:
+    """At most `per_minute` calls per identity: a bucket of `per_minute` calls refilled evenly over a
+    minute (0 = no limit). Only the event loop calls it, so it needs no lock."""
+
+    MAX_TRACKED = 10_000  # identities remembered before full (idle) buckets are forgotten
+
+    def __init__(self, per_minute: int, clock=time.monotonic):
+        self.capacity = float(per_minute)
+        self.refill_per_s = per_minute / 60.0
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # identity -> (calls left, when)
+
+    def wait_s(self, identity: str) -> float:
+        """0 and one call used if `identity` may call now, else the seconds until it may."""
+        if self.capacity <= 0:
+            return 0.0
+        now = self.clock()
+        left, when = self._buckets.get(identity, (self.capacity, now))
+        left = min(self.capacity, left + (now - when) * self.refill_per_s)
+        if left < 1.0:
+            self._buckets[identity] = (left, now)
+            return (1.0 - left) / self.refill_per_s
+        if identity not in self._buckets and len(self._buckets) >= self.MAX_TRACKED:
+            self._forget_idle(now)
+        self._buckets[identity] = (left - 1.0, now)
+        return 0.0
+
+    def _forget_idle(self, now: float) -> None:
+        for key, (left, when) in list(self._buckets.items()):
+            if left + (now - when) * self.refill_per_s >= self.capacity:
+                del self._buckets[key]
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):

@@ -43,5 +43,8 @@ class ServerConfig:
     tls_client_ca: str = option("", "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS).")
     auth_token: str = option("", "Bearer token clients must send (env REFTGUARD_AUTH_TOKEN keeps it out of `ps`); empty with no token file disables auth.", secret=True)
     auth_token_file: str = option("", "File of accepted bearer tokens, one per line (rotation: list old and new).")
+    feedback_token: str = option("", "Reviewer bearer token: when set (or --feedback-token-file), only callers presenting it may call Feedback (others get PERMISSION_DENIED); it is accepted wherever a client token is. Prefer the env twin REFTGUARD_FEEDBACK_TOKEN.", secret=True)
+    feedback_token_file: str = option("", "File of accepted reviewer tokens, one per line (rotation: list old and new).")
+    feedback_per_minute: int = option(120, "Feedback calls one caller (token, else IP) may make per minute (a bucket of that size refilled evenly); more is RESOURCE_EXHAUSTED. 0 = no limit.")
     auth_exempt_health: bool = option(True, "Let grpc.health.v1 through without a token (load balancers and probes).")
     auth_exempt_reflection: bool = option(True, "Let server reflection through without a token.")

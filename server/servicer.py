@@ -19,7 +19,7 @@ from reftguard import __version__
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, PromptRejected
 from reftguard.scoring import Scored, decide_items
-from reftguard.server.auth import Authenticator, AuthError, Caller
+from reftguard.server.auth import Authenticator, AuthError, Caller, RateLimit
 from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown, TokenBudgetBatcher, TooLarge
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
@@ -86,6 +86,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         """Registered with the gRPC server before it starts; answers UNAVAILABLE until `attach`."""
         self.cfg, self.metrics, self.auth = cfg, metrics, auth
         self.e: Engine | None = None
+        self._feedback_rate = RateLimit(cfg.feedback_per_minute)
         self._streams: dict[str, int] = {}  # open ScoreStreams per client identity
         loop = asyncio.get_running_loop()
         # Resolved on SIGTERM (after the drain delay): streams stop reading, answer what they read, then
@@ -120,7 +121,10 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
 
     async def ScoreStream(self, request_iterator, context):
         self.metrics.requests.labels(method="ScoreStream").inc()
-        who = (await self._caller(context)).identity
+        try:
+            who = self._caller(context).identity
+        except RequestError as err:
+            await self._abort(context, err)
         if self.e is None:
             await self._abort(context, RequestError(grpc.StatusCode.UNAVAILABLE, "the server is still loading its bundle; retry shortly"))
         if self._streams.get(who, 0) >= self.cfg.max_streams_per_client:
@@ -233,6 +237,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
 
     async def Feedback(self, request, context):
         async def work():
+            self._check_reviewer(self._caller(context))  # before anything else: callers without the right get nothing
             if isinstance(request, BadMessage):
                 raise invalid(f"request is not a valid FeedbackRequest: {request.error}")
             check_id(request.id, "feedback", self.cfg.max_id_bytes)
@@ -293,17 +298,28 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         expired = remaining is not None and remaining <= 0
         self.metrics.errors.labels(code="DEADLINE_EXCEEDED" if expired else "CANCELLED").inc()
 
-    async def _caller(self, context) -> Caller:
+    def _caller(self, context) -> Caller:
         """The verified caller (the interceptor already refused the unauthenticated)."""
         try:
             return self.auth.identify(context.invocation_metadata(), context.peer())
         except AuthError as err:
-            await self._abort(context, RequestError(err.code, err.message))
+            raise RequestError(err.code, err.message) from err
+
+    def _check_reviewer(self, caller: Caller) -> None:
+        """Feedback moves the false-positive and miss rates: reviewers only (when configured), rate-limited."""
+        if self.auth.reviewer_required and not caller.reviewer:
+            raise RequestError(grpc.StatusCode.PERMISSION_DENIED, "Feedback needs the reviewer credential (--feedback-token); "
+                               "send it as 'authorization: Bearer <reviewer token>'")
+        wait_s = self._feedback_rate.wait_s(caller.identity)
+        if wait_s > 0:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {self.cfg.feedback_per_minute} Feedback calls a minute from "
+                               "this caller (feedback_per_minute: --feedback-per-minute / REFTGUARD_FEEDBACK_PER_MINUTE)",
+                               retry_after_ms=max(1, int(wait_s * 1000)))
 
     async def _abort(self, context, err: RequestError):
         self.metrics.errors.labels(code=err.code.name).inc()
         if err.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            context.set_trailing_metadata((("retry-after-ms", RETRY_AFTER_MS),))
+            context.set_trailing_metadata((("retry-after-ms", str(err.retry_after_ms or RETRY_AFTER_MS)),))
         await context.abort(err.code, err.message)
 
     async def _admit(self, request, context, *, wait: bool) -> Admitted:

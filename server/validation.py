@@ -26,9 +26,9 @@ def clip(s: str, limit: int = LOGGED_CHARS) -> str:
 
 
 class RequestError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str):
+    def __init__(self, code: grpc.StatusCode, message: str, retry_after_ms: int | None = None):
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.retry_after_ms = code, message, retry_after_ms
 
 
 def invalid(message: str) -> RequestError:

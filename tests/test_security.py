@@ -257,3 +257,38 @@ def test_client_strings_cannot_forge_log_lines_and_ids_are_bounded(tiny_bundle, 
     assert "'a\\n2026-12-01" in feedback[0] and "'s\\n2026-12-01" in feedback[0]  # shown as a repr, not a new line
     for m in lines:
         assert "\n" not in m and len(m) < 2000, m[:300]
+
+
+def test_feedback_needs_the_reviewer_credential_and_is_rate_limited(tiny_bundle, tmp_path):
+    """Any client could call Feedback and so move the false-positive and miss rates at will. With a
+    reviewer credential configured only it may (others get PERMISSION_DENIED), and each identity has a
+    per-minute Feedback budget (RESOURCE_EXHAUSTED with a retry hint beyond it)."""
+    reviewers = tmp_path / "reviewers"
+    reviewers.write_text("# rotated\nrev-old\nrev-new\n")
+    verdict = dict(served="flag", reviewed="benign")
+    with run_server(tiny_bundle, auth_token="client", feedback_token_file=str(reviewers), feedback_per_minute=3) as rs:
+        with GuardClient(rs.target, token="client", max_retries=0) as c:
+            assert len(c.score(["hi"])) == 1
+            with pytest.raises(grpc.RpcError) as exc:
+                c.feedback("a", **verdict)
+            assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED and "--feedback-token" in exc.value.details()
+        with GuardClient(rs.target, token="rev-new", max_retries=0) as r:
+            for _ in range(3):
+                r.feedback("a", **verdict)
+            with pytest.raises(grpc.RpcError) as exc:
+                r.feedback("a", **verdict)
+            assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "feedback_per_minute" in exc.value.details()
+            assert int(dict(exc.value.trailing_metadata())["retry-after-ms"]) > 0
+            assert len(r.score(["a reviewer may score too"])) == 1
+        with GuardClient(rs.target, token="rev-old", max_retries=0) as r2:  # another credential, its own budget
+            r2.feedback("b", **verdict)
+        assert rs.value("reftguard_feedback_total", served="flag", reviewed="benign") == 4
+        assert rs.value("reftguard_errors_total", code="PERMISSION_DENIED") == 1
+    with run_server(tiny_bundle, feedback_token="rev") as rs:  # auth off for scoring, not for feedback
+        with GuardClient(rs.target, max_retries=0) as c:
+            assert len(c.score(["open"])) == 1
+            with pytest.raises(grpc.RpcError) as exc:
+                c.feedback("a", **verdict)
+            assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with GuardClient(rs.target, token="rev", max_retries=0) as r:
+            r.feedback("a", **verdict)
