@@ -3,7 +3,11 @@
 # reftguard guard server.
 #   docker build -t reftguard:cuda .              # default target: CUDA (onnxruntime-gpu)
 #   docker build -t reftguard:cpu --target cpu .  # CPU only (onnxruntime)
-#   docker run --gpus all -p 50051:50051 -p 9464:9464 [-v /path/to/bundle:/bundle:ro] reftguard:cuda
+#   docker run --gpus all -p 50051:50051 -p 9464:9464 -e REFTGUARD_AUTH_TOKEN=... [-v /path/to/bundle:/bundle:ro] reftguard:cuda
+#
+# The image binds all interfaces (REFTGUARD_HOST=0.0.0.0), so the server refuses to start without a
+# bearer token (REFTGUARD_AUTH_TOKEN or REFTGUARD_AUTH_TOKEN_FILE) or mutual TLS, unless
+# REFTGUARD_INSECURE_NO_AUTH=true says otherwise explicitly.
 #
 # CUDA pairing. onnxruntime-gpu 1.31.1 from PyPI is built against CUDA 13.0 and cuDNN 9: its
 # libonnxruntime_providers_cuda.so links libcudart.so.13, libcublas.so.13 and libcublasLt.so.13 and
@@ -90,7 +94,8 @@ RUN apt-get update \
 COPY --from=venv-cpu /opt/reftguard /opt/reftguard
 COPY --from=default-bundle /bundle /bundle
 ENV PATH=/opt/reftguard/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp \
-    REFTGUARD_BUNDLE=/bundle REFTGUARD_PORT=50051 REFTGUARD_METRICS_PORT=9464 REFTGUARD_GRACE=20 \
+    REFTGUARD_BUNDLE=/bundle REFTGUARD_HOST=0.0.0.0 REFTGUARD_PORT=50051 \
+    REFTGUARD_METRICS_HOST=0.0.0.0 REFTGUARD_METRICS_PORT=9464 REFTGUARD_GRACE=20 \
     REFTGUARD_DEVICE=cpu
 USER 10001:10001
 EXPOSE 50051 9464
@@ -108,7 +113,8 @@ RUN apt-get update \
 COPY --from=venv-cuda /opt/reftguard /opt/reftguard
 COPY --from=default-bundle /bundle /bundle
 ENV PATH=/opt/reftguard/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp \
-    REFTGUARD_BUNDLE=/bundle REFTGUARD_PORT=50051 REFTGUARD_METRICS_PORT=9464 REFTGUARD_GRACE=20 \
+    REFTGUARD_BUNDLE=/bundle REFTGUARD_HOST=0.0.0.0 REFTGUARD_PORT=50051 \
+    REFTGUARD_METRICS_HOST=0.0.0.0 REFTGUARD_METRICS_PORT=9464 REFTGUARD_GRACE=20 \
     REFTGUARD_DEVICE=auto
 USER 10001:10001
 EXPOSE 50051 9464

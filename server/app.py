@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder
 from reftguard.engine_ort import OrtBackend
-from reftguard.server.auth import AuthInterceptor, Authenticator, load_tokens
+from reftguard.server.auth import AuthInterceptor, Authenticator, check_exposure, load_tokens
 from reftguard.server.batcher import TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
@@ -78,6 +78,7 @@ class GuardServer:
     async def start(self) -> None:
         cfg = self.cfg
         self.auth = Authenticator(load_tokens(cfg.auth_token, cfg.auth_token_file), load_tokens(cfg.feedback_token, cfg.feedback_token_file))
+        check_exposure(cfg, tokens=self.auth.required)  # before binding anything
         # Installed with auth off too: it refuses calls with two `authorization` headers.
         interceptors = [AuthInterceptor(
             self.auth, exempt_health=cfg.auth_exempt_health, exempt_reflection=cfg.auth_exempt_reflection,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -33,6 +34,31 @@ def load_tokens(token: str, token_file: str) -> list[str]:
     if token_file:
         tokens += [line.strip() for line in Path(token_file).read_text().splitlines() if line.strip() and not line.startswith("#")]
     return tokens
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def check_exposure(cfg, *, tokens: bool) -> None:
+    """Refuse to serve gRPC beyond loopback with neither bearer tokens nor client certificates, unless
+    --insecure-no-auth says so explicitly (then warn: anyone who can reach the port may score and send
+    Feedback). `cfg` is a ServerConfig; `tokens`: client tokens are configured."""
+    if is_loopback(cfg.host) or tokens or cfg.tls_client_ca:
+        return
+    where = f"{cfg.host}:{cfg.port}"
+    if not cfg.insecure_no_auth:
+        raise ValueError(
+            f"refusing to serve gRPC on {cfg.host} without authentication: set a bearer token "
+            "(--auth-token / REFTGUARD_AUTH_TOKEN, or --auth-token-file) or mutual TLS (--tls-client-ca), bind "
+            "loopback (--host 127.0.0.1), or pass --insecure-no-auth (REFTGUARD_INSECURE_NO_AUTH=true) to accept "
+            "that anyone who can reach the port may call it")
+    log.warning("gRPC on %s is unauthenticated (--insecure-no-auth): anyone who can reach it may score and send Feedback", where)
 
 
 class AuthError(Exception):

@@ -10,9 +10,9 @@ from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, TRUNCATI
 @dataclass
 class ServerConfig:
     bundle: str = option("", "Guard bundle directory or .tar. Empty: the embedded default bundle (built on first use).")
-    host: str = option("0.0.0.0", "Interface for the gRPC port.")
+    host: str = option("127.0.0.1", "Interface for the gRPC port. Loopback by default; on any other address the server needs --auth-token(-file) or --tls-client-ca, or --insecure-no-auth (the container image sets 0.0.0.0).")
     port: int = option(50051, "gRPC port (Guard, grpc.health.v1, reflection); 0 picks a free port.")
-    metrics_host: str = option("0.0.0.0", "Interface for the Prometheus /metrics port; bind it to an internal interface to keep it private.")
+    metrics_host: str = option("127.0.0.1", "Interface for the Prometheus /metrics port (no auth: bind an internal interface; the container image sets 0.0.0.0).")
     metrics_port: int = option(9464, "Prometheus /metrics port; 0 picks a free port, -1 disables the endpoint.")
     device: str = option("auto", "Inference device: 'auto' uses CUDA when onnxruntime-gpu sees a GPU, else CPU.", choices=("auto", "cpu", "cuda"))
     threads: int = option(0, "onnxruntime intra-op threads on CPU (0 = all cores this process may use).")
@@ -46,5 +46,6 @@ class ServerConfig:
     feedback_token: str = option("", "Reviewer bearer token: when set (or --feedback-token-file), only callers presenting it may call Feedback (others get PERMISSION_DENIED); it is accepted wherever a client token is. Prefer the env twin REFTGUARD_FEEDBACK_TOKEN.", secret=True)
     feedback_token_file: str = option("", "File of accepted reviewer tokens, one per line (rotation: list old and new).")
     feedback_per_minute: int = option(120, "Feedback calls one caller (token, else IP) may make per minute (a bucket of that size refilled evenly); more is RESOURCE_EXHAUSTED. 0 = no limit.")
+    insecure_no_auth: bool = option(False, "Allow serving gRPC on a non-loopback --host with no bearer token and no client certificates (the server refuses to start there otherwise, and warns when this is set).")
     auth_exempt_health: bool = option(True, "Let grpc.health.v1 through without a token (load balancers and probes).")
     auth_exempt_reflection: bool = option(True, "Let server reflection through without a token.")

@@ -292,3 +292,30 @@ def test_feedback_needs_the_reviewer_credential_and_is_rate_limited(tiny_bundle,
             assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
         with GuardClient(rs.target, token="rev", max_retries=0) as r:
             r.feedback("a", **verdict)
+
+
+def test_serve_binds_loopback_and_refuses_an_open_port_without_auth(tiny_bundle, caplog):
+    """`reftguard serve` bound 0.0.0.0 with auth off by default. It now binds loopback; on any other
+    address it needs a token or mutual TLS, or an explicit --insecure-no-auth (then it warns)."""
+    import logging
+    import subprocess
+    import sys
+
+    from reftguard.server.auth import check_exposure
+
+    assert ServerConfig().host == "127.0.0.1" and ServerConfig().metrics_host == "127.0.0.1"
+    out = subprocess.run([sys.executable, "-m", "reftguard.cli", "serve", "--bundle", str(tiny_bundle), "--host", "0.0.0.0",
+                          "--port", "0", "--metrics-port", "-1"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "refusing to serve gRPC on 0.0.0.0" in out.stderr and "--insecure-no-auth" in out.stderr, out.stderr
+    for host in ("127.0.0.1", "::1", "localhost"):
+        check_exposure(ServerConfig(host=host), tokens=False)
+    check_exposure(ServerConfig(host="0.0.0.0"), tokens=True)
+    check_exposure(ServerConfig(host="10.1.2.3", tls_cert="c", tls_key="k", tls_client_ca="ca"), tokens=False)
+    with pytest.raises(ValueError, match="REFTGUARD_AUTH_TOKEN"):
+        check_exposure(ServerConfig(host="::"), tokens=False)
+    with pytest.raises(ValueError):
+        check_exposure(ServerConfig(host="guard.internal"), tokens=False)  # a name may resolve anywhere
+    with caplog.at_level(logging.WARNING, logger="reftguard"):
+        check_exposure(ServerConfig(host="0.0.0.0", insecure_no_auth=True), tokens=False)
+    assert any("unauthenticated" in r.getMessage() for r in caplog.records)
