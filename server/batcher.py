@@ -47,11 +47,18 @@ class DeadlineExpired(Exception):
 @dataclass
 class Job:
     ids: list[int]
-    future: asyncio.Future
+    future: asyncio.Future  # resolves to a PromptResult
     deadline: float | None  # time.monotonic() value, or None
     enqueued: float = field(default_factory=time.monotonic)
-    started: float = 0.0
-    infer_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class PromptResult:
+    """What a queued prompt's future resolves to."""
+
+    score: float
+    queue_s: float  # from queued to its batch starting
+    infer_s: float  # its batch's inference time
 
 
 @dataclass
@@ -103,7 +110,7 @@ class TokenBudgetBatcher:
         return self.queued_items + n <= self.max_queue_items and self.queued_tokens + tokens <= self.max_queue_tokens
 
     async def submit(self, ids: list[list[int]], *, wait: bool, deadline: float | None = None) -> list[asyncio.Future]:
-        """Queue prompts; returns one future per prompt resolving to (score, feature_norm, job).
+        """Queue prompts; returns one future per prompt, resolving to its PromptResult.
 
         wait=False raises Overloaded when the queue is full (unary calls fail fast); wait=True blocks
         until there is room (streams: the caller stops reading, which is gRPC flow control). A request
@@ -219,11 +226,9 @@ class TokenBudgetBatcher:
     async def _infer(self, jobs: list[Job]) -> None:
         input_ids, mask = pad_batch([j.ids for j in jobs], self.pad_id)
         start = time.monotonic()
-        for j in jobs:
-            j.started = start
         loop = asyncio.get_running_loop()
         try:
-            scores, norms = await loop.run_in_executor(self._executor, self._run, input_ids, mask)
+            scores = (await loop.run_in_executor(self._executor, self._run, input_ids, mask))[0]  # (score, feature_norm): the norm is not served
         except Exception as exc:  # the batch fails; other batches are unaffected
             log.exception("inference failed for a batch of %d", len(jobs))
             for j in jobs:
@@ -235,10 +240,9 @@ class TokenBudgetBatcher:
         infer_s = time.monotonic() - start
         rate = mask.size / max(infer_s, 1e-6)
         self.tokens_per_s = rate if self.tokens_per_s is None else 0.8 * self.tokens_per_s + 0.2 * rate
-        for j, s, n in zip(jobs, scores, norms):
-            j.infer_s = infer_s
+        for j, score in zip(jobs, scores):
             if not j.future.done():
-                j.future.set_result((float(s), float(n), j))
+                j.future.set_result(PromptResult(float(score), start - j.enqueued, infer_s))
         if self.on_error:
             self.on_error(None)
         if self.on_batch:

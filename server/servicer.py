@@ -20,7 +20,7 @@ from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, PromptRejected
 from reftguard.scoring import Scored, decide_items
 from reftguard.server.auth import Authenticator, AuthError, Caller, RateLimit
-from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown, TokenBudgetBatcher, TooLarge
+from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, ShuttingDown, TokenBudgetBatcher, TooLarge
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
 from reftguard.server.validation import LABEL_NAMES, RequestError, check_id, check_prompts, clip, invalid, over_limit, parse_score_request
@@ -360,10 +360,10 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             raise
         except Exception as exc:  # the backend failed on this batch
             raise RequestError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
-        scored = decide_items([r[0] for r in results], a.parsed.turns, a.enc)
-        return self._respond(a.request, a.parsed, scored, [r[2] for r in results], a.t0, a.t_tok)
+        scored = decide_items([r.score for r in results], a.parsed.turns, a.enc)
+        return self._respond(a.request, a.parsed, scored, results, a.t0, a.t_tok)
 
-    def _respond(self, request, parsed, scored: list[Scored], jobs, t0: float, t_tok: float) -> pb.ScoreResponse:
+    def _respond(self, request, parsed, scored: list[Scored], results: list[PromptResult], t0: float, t_tok: float) -> pb.ScoreResponse:
         e = self.e
         threshold = e.bundle.threshold if parsed.threshold is None else parsed.threshold
         source = self.metrics.source_label(parsed.source)
@@ -388,8 +388,8 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             if r.truncated:
                 self.metrics.truncated.inc()
         now = time.monotonic()
-        queue_s = max(j.started - j.enqueued for j in jobs)
-        infer_s = max(j.infer_s for j in jobs)
+        queue_s = max(r.queue_s for r in results)
+        infer_s = max(r.infer_s for r in results)
         m = self.metrics.phase
         m.labels(phase="tokenize").observe(t_tok - t0)
         m.labels(phase="queue").observe(queue_s)
