@@ -1,8 +1,10 @@
 """Hypothesis strategies for hostile ScoreRequests, sent as raw bytes so that even invalid UTF-8 and
-lone surrogates (which the protobuf runtime refuses to serialize) reach the server."""
+lone surrogates (which the protobuf runtime refuses to serialize) reach the server, and for hostile
+call metadata (duplicate `authorization` headers)."""
 from __future__ import annotations
 
 import math
+import string
 
 from hypothesis import strategies as st
 
@@ -37,10 +39,26 @@ def string_field(num: int, s: str) -> bytes:
 
 @st.composite
 def messages(draw):
+    """A few messages with nasty texts, or many (up to past max_turns_per_item) with short ones."""
+    many = draw(st.integers(0, 4)) == 0
+    count, text = (draw(st.integers(20, 150)), st.text(max_size=12)) if many else (draw(st.integers(0, 6)), NASTY_TEXT)
     out = b""
-    for _ in range(draw(st.integers(0, 6))):
-        out += field(3, 2, _len(string_field(1, draw(ROLES)) + string_field(2, draw(NASTY_TEXT))))
+    for _ in range(count):
+        out += field(3, 2, _len(string_field(1, draw(ROLES)) + string_field(2, draw(text))))
     return out
+
+
+HEADER_VALUE = st.text(alphabet=string.ascii_letters + string.digits + " -._~+/=", max_size=24)
+
+
+@st.composite
+def metadata(draw) -> list[tuple[str, str]]:
+    """Call metadata: 0-3 `authorization` headers (bearer or not) among other keys, in any order."""
+    auth = [("authorization", draw(st.one_of(HEADER_VALUE, HEADER_VALUE.map(lambda v: "Bearer " + v))))
+            for _ in range(draw(st.integers(0, 3)))]
+    other = [(draw(st.sampled_from(["x-request-id", "user-agent-extra", "authorization-extra", "x-b3"])), draw(HEADER_VALUE))
+             for _ in range(draw(st.integers(0, 2)))]
+    return draw(st.permutations(auth + other))
 
 
 def _len(b: bytes) -> bytes:

@@ -8,7 +8,7 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 
 from reftguard.clients import GuardClient
-from tests.fuzzing import score_requests
+from tests.fuzzing import metadata, score_requests
 from tests.harness import run_server
 
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
@@ -22,16 +22,19 @@ def test_fuzz_score(tiny_bundle):
         raw = channel.unary_unary("/reftguard.v1.Guard/Score")
 
         @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        @given(score_requests())
-        def one(payload: bytes):
+        @given(score_requests(), metadata())
+        def one(payload: bytes, md: list):
             try:
-                raw(payload, timeout=30)
+                raw(payload, timeout=30, metadata=md)
                 code = grpc.StatusCode.OK
             except grpc.RpcError as err:
                 code = err.code()
                 assert err.details(), "an error must say what was wrong"
             seen[code.name] = seen.get(code.name, 0) + 1
-            assert code in ALLOWED, (code, payload[:200])
+            if sum(k == "authorization" for k, _ in md) > 1:  # never two credentials, auth on or off
+                assert code == grpc.StatusCode.UNAUTHENTICATED, (code, md)
+            else:
+                assert code in ALLOWED, (code, payload[:200], md)
 
         one()
         channel.close()
@@ -39,4 +42,4 @@ def test_fuzz_score(tiny_bundle):
             assert c.health()
             assert len(c.score(["still fine"])) == 1
         assert rs.value("reftguard_errors_total", code="INTERNAL") == 0
-    assert seen.get("OK", 0) > 0 and seen.get("INVALID_ARGUMENT", 0) > 0, seen
+    assert seen.get("OK", 0) > 0 and seen.get("INVALID_ARGUMENT", 0) > 0 and seen.get("UNAUTHENTICATED", 0) > 0, seen
