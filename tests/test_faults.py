@@ -10,7 +10,6 @@ import threading
 import time
 
 import grpc
-import numpy as np
 import pytest
 
 from reftguard.clients import AsyncGuardClient, GuardClient
@@ -215,8 +214,8 @@ def _busy_streams_through_sigterm(sp: ServeProcess, n_streams: int, n_unary: int
     flight, SIGTERM the server once every stream has had an answer; (answers, code, details) of each.
     Sync gRPC: its request thread stops quietly when the server ends a stream, so the status read is
     the server's (grpc.aio can report a write that raced the close as a local INTERNAL error)."""
-    text = "The weather is mild and the garden needs watering before the heat. " * 12  # several windows
-    req = pb.ScoreRequest(items=[pb.Item(id=str(i), text=f"{i} {text}") for i in range(48)])
+    text = "The weather is mild and the garden needs watering before the heat. " * 30  # 12 windows of the tiny bundle
+    req = pb.ScoreRequest(items=[pb.Item(id=str(i), text=f"{i} {text}") for i in range(64)])  # ~770 prompts, ~100k tokens
     channel = grpc.insecure_channel(sp.target)
     stub = guard_pb2_grpc.GuardStub(channel)
     answered = [0] * n_streams
@@ -264,7 +263,10 @@ def test_sigterm_answers_what_streams_read_then_says_resend(tiny_bundle):
     the grace period ran out, then cut every stream with 'UNAVAILABLE: Cancelling all calls': requests it
     had read got no answer and no 're-send' status, and the log showed 'Task exception was never
     retrieved'. Now streams stop reading, answer what they read, and end with the documented status."""
-    sp = ServeProcess(tiny_bundle, "--grace", "3", "--max-concurrent-rpcs", "64")
+    # A queue far larger than grace can score (8 requests in flight on each of 6 streams is ~5M tokens,
+    # over 10 s of the tiny model), so only the server's read-ahead bound can keep the drain within
+    # grace; the unary calls are admitted (not RESOURCE_EXHAUSTED) and are in flight at SIGTERM.
+    sp = ServeProcess(tiny_bundle, "--grace", "3", "--max-queue-items", "100000", "--max-queue-tokens", "20000000")
     try:
         streams, unary = _busy_streams_through_sigterm(sp, n_streams=6, n_unary=3)
         assert sp.proc.wait(60) == 0
