@@ -42,4 +42,5 @@ def test_fuzz_score(tiny_bundle):
             assert c.health()
             assert len(c.score(["still fine"])) == 1
         assert rs.value("reftguard_errors_total", code="INTERNAL") == 0
+    print(f"fuzz: {sum(seen.values())} requests, by status {seen}")  # shown with -s
     assert seen.get("OK", 0) > 0 and seen.get("INVALID_ARGUMENT", 0) > 0 and seen.get("UNAUTHENTICATED", 0) > 0, seen
