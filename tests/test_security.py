@@ -49,10 +49,12 @@ def test_token_auth(tiny_bundle, tmp_path, monkeypatch):
 
 def test_token_never_shown_in_help(monkeypatch):
     monkeypatch.setenv("REFTGUARD_AUTH_TOKEN", "s3cret-value")
+    monkeypatch.setenv("REFTGUARD_FEEDBACK_TOKEN", "rev1ewer-value")
     p = argparse.ArgumentParser()
     add_dataclass_args(p, ServerConfig)
-    assert "s3cret-value" not in p.format_help()
-    assert p.parse_args([]).auth_token == "s3cret-value"
+    assert "s3cret-value" not in p.format_help() and "rev1ewer-value" not in p.format_help()
+    ns = p.parse_args([])
+    assert (ns.auth_token, ns.feedback_token) == ("s3cret-value", "rev1ewer-value")
 
 
 def test_health_can_require_token(tiny_bundle):
