@@ -36,12 +36,12 @@ class EvalConfig:
     split: str = option("all", "Evaluate one half of the data only: 'report' is the half a default calibration (split 'calib') never saw.", choices=("all", "calib", "report"))
 
 
-def score_prompts(bundle: GuardBundle, prompts: list[LabeledPrompt]) -> np.ndarray:
-    """Item scores as the server computes them under its default policy (window). No window cap:
-    offline data is scored whole rather than refused."""
+def score_prompts(bundle: GuardBundle, prompts: list[LabeledPrompt], truncation: str = "window") -> np.ndarray:
+    """Item scores as the server computes them under `truncation` (its default: window). No window
+    cap: offline data is scored whole rather than refused."""
     from reftguard.scoring import BundleScorer  # lazy: onnxruntime + tokenizers only when scoring
 
-    return BundleScorer(bundle, max_windows=0).scores([p.text for p in prompts])
+    return BundleScorer(bundle, max_windows=0).scores([p.text for p in prompts], truncation)
 
 
 def calibrate(cfg: CalibrateConfig) -> GuardBundle:

@@ -35,6 +35,7 @@ class RobustnessConfig:
     threshold: float = option(float("nan"), "Report flag rates at this threshold instead of the bundle's served one.")
     worst: int = option(5, "Worst-scored examples kept per kind (highest-scored benign, lowest-scored harmful).")
     split: str = option("all", "Use one half of every file only: 'report' is the half a default calibration never saw.", choices=("all", "calib", "report"))
+    truncation: str = option("window", "Policy for prompts over the bundle's max_tokens, as the server applies it (window, left, right).", choices=("window", "left", "right"))
 
 
 def slice_rows(scores: np.ndarray, labels: np.ndarray, keys: list[str], threshold: float) -> list[dict]:
@@ -113,7 +114,8 @@ def _table(title: str, rows: list[dict]) -> list[str]:
 def markdown(report: dict) -> str:
     o = report["overall"]
     lines = [f"# Robustness report: bundle `{report.get('bundle_id', '')}`", "",
-             f"Threshold {report['threshold']:.4f} (flag when score > threshold); split `{report.get('split', 'all')}`.", "",
+             f"Threshold {report['threshold']:.4f} (flag when score > threshold); split `{report.get('split', 'all')}`; "
+             f"truncation `{report.get('truncation', 'window')}`.", "",
              f"Overall: n={o['n']}, AUROC {_cell(o['auroc'])}, recall@1%FPR {_cell(o['recall_at_1pct_fpr'])}, "
              f"recall {_cell(o['recall'])}, FPR {_cell(o['fpr'])}.", "", "## All files, by kind", "", *_table("kind", report["by_kind"])]
     for name, f in report["files"].items():
@@ -174,8 +176,8 @@ def run(cfg: RobustnessConfig) -> dict:
         prompts += ps
         files += [Path(f).name] * len(ps)
     thr = bundle.threshold if np.isnan(cfg.threshold) else cfg.threshold
-    report = build_report(score_prompts(bundle, prompts), prompts, files, thr, cfg.worst)
-    report |= {"bundle_id": bundle.bundle_id, "split": cfg.split, "data": [Path(f).name for f in cfg.data]}
+    report = build_report(score_prompts(bundle, prompts, cfg.truncation), prompts, files, thr, cfg.worst)
+    report |= {"bundle_id": bundle.bundle_id, "split": cfg.split, "truncation": cfg.truncation, "data": [Path(f).name for f in cfg.data]}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
