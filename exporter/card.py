@@ -40,6 +40,25 @@ def render_card(m: dict) -> str:
     ]
     for key in ("auroc", "recall_at_1pct_fpr", "recall_at_5pct_fpr", "recall", "fpr", "precision", "f1"):
         lines.append(f"| {key} | {_fmt(at.get(key))} |")
+    precisions = m.get("precisions") or {}
+    if precisions:
+        lines += [
+            "",
+            "## Per precision",
+            "",
+            "Each precision is served at its own threshold, calibrated on its own engine's scores.",
+            "",
+            "| precision | engine | threshold | recall | FPR | max \\|Δ\\| vs fp32 | verdict flips | batch invariance |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for p, e in sorted(precisions.items()):
+            a = (e.get("calibration") or {}).get("at_threshold") or {}
+            par, inv = e.get("parity_vs_fp32") or {}, e.get("batch_invariance") or {}
+            lines.append(f"| {p} | {e.get('engine', 'n/a')} | {_fmt(e.get('threshold'))} | {_fmt(a.get('recall'))} | {_fmt(a.get('fpr'))} | "
+                         f"{par.get('max_abs_diff', float('nan')):.1e} | {par.get('verdict_flips', 'n/a')} | {inv.get('max_abs_diff', float('nan')):.1e} |")
+    if m.get("fp16"):
+        lines += ["", f"fp16 graph (`{m['fp16']['file']}`): {m['fp16']['body']} body, {m['fp16']['head']} head; "
+                  f"parity vs fp32 {m['fp16']['parity_max_abs_diff']:.1e} ({m['fp16']['checked_on']})."]
     lines += [
         "",
         "## Known limits",

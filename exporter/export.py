@@ -36,6 +36,7 @@ class ExportConfig:
     opset: int = option(18, "ONNX opset.")
     atol: float = option(0.0, "Fail the export if |ORT score - HF model score| exceeds this on any parity batch (0 = the family's atol, 1e-4 for every family so far).")
     max_tokens: int = option(0, "Override the teacher's max_tokens (0 keeps it).")
+    fp16: bool = option(False, "Also write model.fp16.onnx (fp16 decoder body, fp32 head) for CUDA serving at --precision fp16; calibrate it with `reftguard calibrate --precision fp16`.")
 
 
 def _export_onnx(module, fam, path: Path, opset: int, vocab_size: int) -> None:
@@ -125,6 +126,10 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
         manifest["exporter"].update(report)
         seal(work, manifest, card=render_card)
     bundle = GuardBundle.load(out)
+    if cfg.fp16:
+        from reftguard.exporter.fp16 import add_fp16_graph
+
+        bundle = add_fp16_graph(out)
     log.info("exported %s to %s in %.1fs (parity %.1e)", bundle.bundle_id, out, time.time() - t0, report["parity_max_abs_diff"])
     return bundle
 

@@ -21,6 +21,7 @@ from reftguard import bundle_io
 from reftguard.bundle import MODEL, GuardBundle, seal, staged
 from reftguard.config import option
 from reftguard.encoding import PromptEncoder, pad_batch
+from reftguard.engines.selection import FP16_MODEL
 
 log = logging.getLogger("reftguard.quantize")
 
@@ -66,7 +67,7 @@ def quantize_bundle(cfg: QuantizeConfig) -> GuardBundle:
     out = Path(cfg.out)
     with staged(out) as work:
         for f in src.root.iterdir():
-            if f.is_file() and f.name not in (MODEL, "guard.json"):
+            if f.is_file() and f.name not in (MODEL, FP16_MODEL, "guard.json"):
                 shutil.copy(f, work / f.name)
         pre = work / "pre.onnx"
         quant_pre_process(str(src.model_path), str(pre), skip_symbolic_shape=True)
@@ -82,7 +83,7 @@ def quantize_bundle(cfg: QuantizeConfig) -> GuardBundle:
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
         )
         pre.unlink()
-        manifest = dict(src.manifest)
+        manifest = {k: v for k, v in src.manifest.items() if k not in ("precisions", "fp16")}  # those were for the fp32 graph
         manifest["exporter"] = dict(src.manifest["exporter"], dtype="int8 (static QDQ, MatMul only; head fp32)")
         manifest["quantization"] = {"from_bundle": src.bundle_id, "calib_prompts": len(ids), "method": "static QDQ MinMax, per-channel weights",
                                     "kept_fp32": sorted(cfg.keep_fp32), "kept_fp32_nodes": len(keep)}

@@ -90,13 +90,14 @@ def _batches(bundle: GuardBundle, texts, dummy, left: bool) -> dict[str, tuple[n
     return cases
 
 
-def compare(bundle: GuardBundle, reference: Scorer, texts=PARITY_PROMPTS, dummy=None, left: bool = True) -> dict:
-    """Max |Δscore| of `bundle` (ORT) vs `reference` per case (see module docstring), the overall max,
-    the feature-norm relative error, and ORT batch invariance (each prompt alone vs in the batch)."""
+def compare(bundle: GuardBundle, reference: Scorer, texts=PARITY_PROMPTS, dummy=None, left: bool = True, engine=None) -> dict:
+    """Max |Δscore| of `bundle` (ORT fp32 on CPU, or `engine`) vs `reference` per case (see module
+    docstring), the overall max, the feature-norm relative error, and batch invariance (each prompt alone
+    vs in the batch)."""
     from reftguard.encoding import pad_batch
-    from reftguard.engine_ort import OrtBackend
+    from reftguard.engines.ort import OrtEngine
 
-    backend = OrtBackend(bundle, device="cpu")
+    backend = engine or OrtEngine(bundle, device="cpu")
     cases, norm_err = {}, 0.0
     for name, (input_ids, mask) in _batches(bundle, texts, dummy, left).items():
         scores, norms = backend.run(input_ids, mask)
@@ -137,6 +138,6 @@ def validate_model_outputs(bundle: GuardBundle, causal_lm: Any, layer: int, refu
 def validate_against(bundle: GuardBundle, reference_bundle: GuardBundle, texts=PARITY_PROMPTS) -> dict:
     """Parity of a derived bundle (e.g. int8) against the bundle it came from (both in ORT), on the
     prompts as served (right-padded): the graphs are the same but for the weights."""
-    from reftguard.engine_ort import OrtBackend
+    from reftguard.engines.ort import OrtEngine
 
-    return compare(bundle, OrtBackend(reference_bundle, device="cpu").run, texts, left=False)
+    return compare(bundle, OrtEngine(reference_bundle, device="cpu").run, texts, left=False)

@@ -1,4 +1,11 @@
-"""Calibrate a bundle's threshold on labeled data, and evaluate a bundle (ORT + numpy, no torch)."""
+"""Calibrate a bundle's threshold on labeled data, and evaluate a bundle (ORT / OpenVINO + numpy, no torch).
+
+One calibration per precision (DESIGN 2): `--precision bf16` scores with the engine that serves bf16
+(OpenVINO) and chooses the threshold on *its* scores, because a reduced precision shifts scores (up to
+~0.03). Each precision's entry in the manifest's `precisions` map also records its parity against fp32
+(onnxruntime, same prompts) and its batch invariance. The top-level `threshold` / `calibration` stay
+fp32's, so readers from before per-precision calibration see what they always saw.
+"""
 from __future__ import annotations
 
 import json
@@ -25,6 +32,7 @@ class CalibrateConfig:
     max_fpr: float = option(0.05, "After a recall target: warn when the FPR at the chosen threshold exceeds this.")
     max_fpr_kind: list = option([], "Per-kind FPR limits KIND=F (comma-separated, e.g. hard_negative=0.03): the threshold is raised until the benign prompts of each kind are flagged at most at that rate. They win over a recall target; the recall they leave is reported.")
     split: str = option("all", "Calibrate on one half of the data only: 'calib' (then report on 'report' with `reftguard eval --split report`), 'report', or 'all'.", choices=("all", "calib", "report"))
+    precision: str = option("fp32", "Precision to calibrate for, on the engine that serves it (fp32: onnxruntime; bf16: OpenVINO on a CPU with AMX/avx512_bf16; fp16: the bundle's fp16 graph in onnxruntime, CUDA when present). fp32 also sets the top-level threshold.", choices=("fp32", "bf16", "fp16"))
 
 
 @dataclass
@@ -34,14 +42,37 @@ class EvalConfig:
     json: str = option("", "Write the full report (overall, by_source, by_kind) to this JSON file.")
     threshold: float = option(float("nan"), "Evaluate at this threshold instead of the bundle's.")
     split: str = option("all", "Evaluate one half of the data only: 'report' is the half a default calibration (split 'calib') never saw.", choices=("all", "calib", "report"))
+    precision: str = option("fp32", "Score at this precision (its engine) and, unless --threshold is given, at its calibrated threshold.", choices=("fp32", "bf16", "fp16"))
 
 
-def score_prompts(bundle: GuardBundle, prompts: list[LabeledPrompt], truncation: str = "window") -> np.ndarray:
-    """Item scores as the server computes them under `truncation` (its default: window). No window
-    cap: offline data is scored whole rather than refused."""
+BATCH_INVARIANCE_PROMPTS = 256  # prompts re-batched to measure batch invariance (32 of them also alone)
+
+
+def score_prompts(bundle: GuardBundle, prompts: list[LabeledPrompt], truncation: str = "window", engine=None) -> np.ndarray:
+    """Item scores as the server computes them under `truncation` (its default: window), with `engine`
+    (default: onnxruntime fp32). No window cap: offline data is scored whole rather than refused."""
     from reftguard.scoring import BundleScorer  # lazy: onnxruntime + tokenizers only when scoring
 
-    return BundleScorer(bundle, max_windows=0).scores([p.text for p in prompts], truncation)
+    return BundleScorer(bundle, backend=engine, max_windows=0).scores([p.text for p in prompts], truncation)
+
+
+def precision_checks(bundle: GuardBundle, engine, prompts: list[LabeledPrompt], scores: np.ndarray, threshold: float) -> dict:
+    """The manifest entry's measurements: parity vs onnxruntime fp32 on the same prompts (fp32 is its
+    own reference) and batch invariance on up to BATCH_INVARIANCE_PROMPTS of them."""
+    from reftguard.encoding import PromptEncoder
+    from reftguard.engines.checks import batch_invariance, parity
+
+    if engine.precision == "fp32":
+        ref, ref_thr = scores, threshold
+    else:
+        ref, ref_thr = score_prompts(bundle, prompts), bundle.threshold  # the fp32 calibration's threshold
+    ids = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens).encode(
+        [p.text for p in prompts[:BATCH_INVARIANCE_PROMPTS]], "right").ids
+    return {
+        "engine": engine.label,
+        "parity_vs_fp32": parity(scores, ref, threshold, ref_thr) | {"reference": "onnxruntime fp32, same prompts"},
+        "batch_invariance": batch_invariance(engine.run, ids, bundle.pad_token_id),
+    }
 
 
 def calibrate(cfg: CalibrateConfig) -> GuardBundle:
@@ -51,11 +82,15 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
         if v and not 0.0 < v <= 1.0:
             raise ValueError(f"{name} must be in (0, 1], got {v}")
     kind_fpr = evaluation.parse_kind_limits(cfg.max_fpr_kind)
+    from reftguard.engines import make_engine
+
     bundle = GuardBundle.load(cfg.bundle)
+    # Calibrating is what makes a precision calibrated, so its engine may run uncalibrated here.
+    engine = make_engine(bundle, precision=cfg.precision, allow_uncalibrated_precision=True)
     prompts = select_split(load_labeled(cfg.data), cfg.split)
     y = np.array([p.label for p in prompts])
     kinds = [p.kind for p in prompts]
-    s = score_prompts(bundle, prompts)
+    s = score_prompts(bundle, prompts, engine=engine)
     thr, bound_by = evaluation.choose_threshold(s, y, kinds, target_recall=cfg.target_recall, target_fpr=cfg.target_fpr, kind_fpr=kind_fpr)
     target = ({"recall": cfg.target_recall} if cfg.target_recall else {"fpr": cfg.target_fpr}) | ({"fpr_by_kind": kind_fpr} if kind_fpr else {})
     report = evaluation.evaluate(s, y, thr, {"source": [p.source for p in prompts], "kind": kinds})
@@ -64,9 +99,7 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
         log.warning("per-kind limit %s lowers recall to %.4f, under the %.3f target", bound_by, at["recall"] or 0, cfg.target_recall)
     if cfg.target_recall and (at["fpr"] or 0) > cfg.max_fpr:
         log.warning("recall target %.3f costs FPR %.4f, over the %.4f budget", cfg.target_recall, at["fpr"], cfg.max_fpr)
-    manifest = dict(bundle.manifest)
-    manifest["threshold"] = float(np.float32(thr))
-    manifest["calibration"] = {
+    calibration = {
         "method": "target recall (recall-first)" if cfg.target_recall else "target FPR",
         "target": target,
         "data": [Path(d).name for d in cfg.data],
@@ -78,6 +111,15 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
         "fpr_by_source": {k: v["fpr"] for k, v in report["by_source"].items()},
         "fpr_by_kind": {k: v["fpr"] for k, v in report["by_kind"].items() if v["n_benign"]},
     }
+    thr = float(np.float32(thr))
+    entry = {"threshold": thr, "calibration": calibration} | precision_checks(bundle, engine, prompts, s, thr)
+    log.info("%s calibration on %s: threshold %.4f; parity vs fp32 %.2e (%d verdict flips); batch invariance %.2e",
+             cfg.precision, engine.label, thr, entry["parity_vs_fp32"]["max_abs_diff"], entry["parity_vs_fp32"]["verdict_flips"],
+             entry["batch_invariance"]["max_abs_diff"])
+    manifest = dict(bundle.manifest)
+    manifest["precisions"] = dict(manifest.get("precisions") or {}) | {cfg.precision: entry}
+    if cfg.precision == "fp32":  # the top-level pair is fp32's, as before per-precision calibration
+        manifest["threshold"], manifest["calibration"] = thr, calibration
     from reftguard.exporter.card import render_card  # stdlib-only module despite its package
 
     seal(bundle.root, manifest, card=render_card)
@@ -85,16 +127,20 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
 
 
 def evaluate_bundle(cfg: EvalConfig) -> dict:
+    from reftguard.engines import make_engine
+
     bundle = GuardBundle.load(cfg.bundle)
+    engine = make_engine(bundle, precision=cfg.precision, allow_uncalibrated_precision=not np.isnan(cfg.threshold))
     prompts = select_split(load_labeled(cfg.data), cfg.split)
-    s = score_prompts(bundle, prompts)
-    thr = bundle.threshold if np.isnan(cfg.threshold) else cfg.threshold
+    s = score_prompts(bundle, prompts, engine=engine)
+    thr = engine.threshold if np.isnan(cfg.threshold) else cfg.threshold
     report = evaluation.evaluate(
         s, [p.label for p in prompts], thr, {"source": [p.source for p in prompts], "kind": [p.kind for p in prompts]}
     )
     report["bundle_id"] = bundle.bundle_id
     report["split"] = cfg.split
-    cal = bundle.manifest.get("calibration") or {}
+    report["precision"], report["engine"] = engine.precision, engine.label
+    cal = engine.calibration
     # In-sample figures are labelled: the same prompts chose the threshold being evaluated.
     report["in_sample"] = bool(np.isnan(cfg.threshold)) and cal.get("data_hash") == data_hash(prompts)
     if cfg.json:

@@ -51,9 +51,14 @@ def calibrate_args(p: argparse.ArgumentParser) -> None:
 def calibrate(ns) -> int:
     from reftguard.calibration import CalibrateConfig, calibrate as run
 
-    b = run(from_args(CalibrateConfig, ns))
-    at = b.manifest["calibration"]["at_threshold"]
-    print(f"bundle {b.bundle_id}: threshold {b.threshold:.4f} -> recall {at['recall']:.4f}, FPR {at['fpr']:.4f}, AUROC {at['auroc']:.4f}")
+    from reftguard.engines import calibration_for
+
+    cfg = from_args(CalibrateConfig, ns)
+    b = run(cfg)
+    entry = calibration_for(b.manifest, cfg.precision)
+    at = entry["calibration"]["at_threshold"]
+    print(f"bundle {b.bundle_id}: {cfg.precision} threshold {entry['threshold']:.4f} -> recall {at['recall']:.4f}, FPR {at['fpr']:.4f}, "
+          f"AUROC {at['auroc']:.4f}; vs fp32 max |Δ| {entry['parity_vs_fp32']['max_abs_diff']:.2e}, batch invariance {entry['batch_invariance']['max_abs_diff']:.2e}")
     return 0
 
 

@@ -1,0 +1,64 @@
+"""Inference engines behind one contract: `run(input_ids, attention_mask) -> (score, feature_norm)`.
+
+- `ort`: onnxruntime, fp32 on CPU or CUDA, fp16 (the bundle's fp16 graph) on CUDA (CPU for checks);
+- `openvino`: OpenVINO on CPU, fp32 or bf16 (AMX / avx512_bf16).
+
+`make_engine` is the one way to build one: it chooses (selection.py: auto = CUDA fp16, else OpenVINO
+bf16, else ORT fp32), refuses a precision the bundle has no calibration for, and returns the engine with
+`.name`, `.precision`, `.provider` (cpu|cuda), `.label` (engine/precision/device), `.threshold` and
+`.calibration` (the bundle's calibration for that precision) and `.choice` (why). Nothing here imports
+onnxruntime or openvino until an engine is built.
+"""
+from __future__ import annotations
+
+import logging
+
+from reftguard.bundle import GuardBundle
+from reftguard.engines.selection import (
+    DEVICES, ENGINES, PRECISIONS, Choice, EngineError, Platform, UncalibratedPrecision, calibration_for, calibrations,
+    choose, detect_platform,
+)
+
+log = logging.getLogger("reftguard.engine")
+
+__all__ = ["DEVICES", "ENGINES", "PRECISIONS", "Choice", "EngineError", "Platform", "UncalibratedPrecision", "available",
+           "calibration_for", "calibrations", "choose", "detect_platform", "make_engine"]
+
+
+def make_engine(bundle: GuardBundle, *, engine: str = "auto", precision: str = "auto", device: str = "auto", threads: int = 0,
+                allow_uncalibrated_precision: bool = False, cpu_flags=None, platform: Platform | None = None):
+    """Build the engine for `bundle` on this machine (`cpu_flags` / `platform` override detection)."""
+    platform = platform or detect_platform(cpu_flags)
+    c = choose(bundle.manifest, platform, engine, precision, device, allow_uncalibrated_precision)
+    if c.engine == "openvino":
+        from reftguard.engines.openvino import OpenVinoEngine
+
+        e = OpenVinoEngine(bundle, threads, c.precision)
+    else:
+        from reftguard.engines.ort import OrtEngine
+
+        e = OrtEngine(bundle, c.device, threads, precision=c.precision)
+    cal = calibration_for(bundle.manifest, c.precision) or calibration_for(bundle.manifest, "fp32")
+    if not c.calibrated:
+        log.warning("serving %s without a %s calibration, at the fp32 threshold %.4f (--allow-uncalibrated-precision)",
+                    c.precision, c.precision, cal["threshold"])
+    e.choice, e.label = c, c.label
+    e.threshold, e.calibration = float(cal["threshold"]), cal.get("calibration") or {}
+    log.info("bundle %s: engine %s (%s), threshold %.4f", bundle.bundle_id, c.label, c.reason, e.threshold)
+    return e
+
+
+def available(bundle: GuardBundle | None = None, platform: Platform | None = None) -> list[tuple[str, str]]:
+    """(engine, precision) pairs this machine can run (ignoring calibration): what benches and tests sweep."""
+    platform = platform or detect_platform()
+    manifest = bundle.manifest if bundle is not None else {"threshold": 0.0, "files": {}}
+    out = []
+    for eng, prec in (("ort", "fp32"), ("ort", "fp16"), ("openvino", "fp32"), ("openvino", "bf16")):
+        try:
+            choose(manifest, platform, eng, prec, "auto", allow_uncalibrated=True)
+        except EngineError:
+            continue
+        if (eng, prec) == ("ort", "fp16") and not platform.has_cuda:
+            continue  # runs on CPU (for checks) but is not a serving path there
+        out.append((eng, prec))
+    return out
