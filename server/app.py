@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,18 +18,25 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from reftguard.bundle import GuardBundle
-from reftguard.encoding import PromptEncoder
 from reftguard.engine_ort import OrtBackend
 from reftguard.server.auth import AuthInterceptor, Authenticator, check_exposure, load_tokens
 from reftguard.server.batcher import TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
-from reftguard.server.servicer import Engine, GuardServicer, guard_handler
+from reftguard.server.served import ModelRefused, ServedModel, alive_models, load_model
+from reftguard.server.servicer import GuardServicer, Runtime, guard_handler
 from reftguard.v1 import guard_pb2
 
 log = logging.getLogger("reftguard.server")
 SERVICE = guard_pb2.DESCRIPTOR.services_by_name["Guard"].full_name
 FAILURES_BEFORE_NOT_SERVING = 3
+
+
+def build_engine(bundle: GuardBundle, cfg: ServerConfig):
+    """The one place the server builds an inference engine (active, shadow, reload): anything with
+    `run(input_ids, attention_mask) -> (score, feature_norm)` and `.provider` (optionally `.label`,
+    `.threshold` and `.expected_fpr`, which then win over the bundle's)."""
+    return OrtBackend(bundle, cfg.device, cfg.threads)
 
 
 def resolve_bundle(cfg: ServerConfig) -> GuardBundle:
@@ -68,6 +76,8 @@ class GuardServer:
             asyncio.get_running_loop().create_task(self._set_serving(not broken))
 
     def _on_batch(self, stats) -> None:
+        if stats.shadow:
+            return  # shadow batches are not the service's batching (they run only when nothing else is queued)
         m = self.metrics
         m.batch_size.observe(stats.size)
         m.batch_tokens.observe(stats.tokens)
@@ -108,12 +118,9 @@ class GuardServer:
         loop = asyncio.get_running_loop()
         if self.bundle is None:
             self.bundle = await loop.run_in_executor(None, resolve_bundle, cfg)
-        b = self.bundle
-        backend = await loop.run_in_executor(None, lambda: OrtBackend(b, cfg.device, cfg.threads))
-        encoder = PromptEncoder(b.tokenizer_path, b.prompt_format, b.max_tokens,
-                                window_overlap=cfg.window_overlap, max_windows=cfg.max_windows)
+        model = await loop.run_in_executor(None, self._load, self.bundle)  # verified and warmed up
+        shadow = await self._load_shadow(None) if cfg.shadow_bundle else None
         self.batcher = TokenBudgetBatcher(
-            backend.run,
             ThreadPoolExecutor(1, thread_name_prefix="ort"),
             max_batch_size=cfg.max_batch_size,
             max_batch_tokens=cfg.max_batch_tokens,
@@ -121,45 +128,77 @@ class GuardServer:
             sort_window=cfg.sort_window,
             max_queue_items=cfg.max_queue_items,
             max_queue_tokens=cfg.max_queue_tokens,
-            pad_id=b.pad_token_id,
+            reserve=cfg.queue_reserve,
+            max_shadow_items=cfg.max_queue_items,
             on_batch=self._on_batch,
             on_error=self._on_batch_error,
         )
-        self.engine = Engine(b, encoder, self.batcher, ThreadPoolExecutor(cfg.tokenize_workers, thread_name_prefix="tok"), backend.provider)
-        self.servicer.attach(self.engine)
-        self.metrics.set_bundle(b.bundle_id, b.backbone, b.layer, backend.provider, b.expected_fpr)
+        self.metrics.models_alive.set_function(alive_models)
+        self.metrics.shadow_budget.set(cfg.shadow_max_disagreement)
+        self.runtime = Runtime(model, self.batcher, ThreadPoolExecutor(cfg.tokenize_workers, thread_name_prefix="tok"),
+                               shadow, cfg.shadow_fraction)
+        self.metrics.set_bundle(model, shadow)
+        self.servicer.attach(self.runtime)
         self.batcher.start()
-        await self._warmup(encoder)
         await self._set_serving(True)
-        log.info("serving bundle %s (layer %d, %s) on port %d", b.bundle_id, b.layer, backend.provider, self.port)
+        b = model.bundle
+        log.info("serving bundle %s (layer %d, %s)%s on port %d", b.bundle_id, b.layer, model.provider,
+                 f", shadow {shadow.bundle_id}" if shadow else "", self.port)
+
+    @property
+    def model(self) -> ServedModel:
+        """The active model (new requests are admitted under it)."""
+        return self.runtime.model
+
+    def _load(self, bundle) -> ServedModel:
+        """Load, verify and warm up a complete model (blocking: run it in an executor)."""
+        cfg = self.cfg
+        return load_model(bundle, lambda b: build_engine(b, cfg), window_overlap=cfg.window_overlap, max_windows=cfg.max_windows)
+
+    async def _load_shadow(self, current: ServedModel | None) -> ServedModel | None:
+        """The model at --shadow-bundle; None when that directory is gone (the rollout ended). A shadow
+        that fails to load keeps `current` (it never affects what clients get)."""
+        path = Path(self.cfg.shadow_bundle)
+        if not path.exists():
+            log.info("shadow bundle %s is gone: shadow scoring off", path)
+            return None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, self._load, path)
+        except ModelRefused as exc:
+            log.error("shadow bundle refused, %s: %s", f"keeping shadow {current.bundle_id}" if current else "no shadow", exc)
+            self.metrics.reloads.labels(result="shadow_refused").inc()
+            return current
+
+    def swap(self, model: ServedModel, shadow: ServedModel | None | bool = False) -> None:
+        """Make `model` (and `shadow`, unless False) the ones new requests are admitted under, in one
+        step on the event loop. Queued jobs keep the models they were admitted under."""
+        if shadow is False:
+            shadow = self.runtime.shadow
+        if shadow is not None and shadow.bundle_id == model.bundle_id:
+            log.info("the shadow bundle %s is now the active one: shadow scoring off", shadow.bundle_id)
+            shadow = None
+        self.runtime.model, self.runtime.shadow = model, shadow
+        self.metrics.set_bundle(model, shadow)
 
     async def reload(self) -> bool:
-        """Re-read and verify the bundle at --bundle and swap it in (SIGHUP). A bundle that fails
-        verification, or whose tokenizer differs (queued prompts were tokenized with the old one),
-        is refused and the current bundle keeps serving."""
-        loop = asyncio.get_running_loop()
-        old = self.engine.bundle
+        """SIGHUP: build a complete new model from --bundle (and --shadow-bundle), verified and warmed
+        up, then swap it in atomically. A bundle that is missing, half-copied, tampered or cannot score
+        is refused and the current model keeps serving. Jobs already queued finish on the model they
+        were admitted under; that model is released when its last job is done."""
+        old = self.runtime.model
         try:
             if not self.cfg.bundle:
-                raise ValueError("reload needs an explicit --bundle path")
-            new = await loop.run_in_executor(None, GuardBundle.load, self.cfg.bundle)
-            if new.manifest["files"]["tokenizer.json"] != old.manifest["files"]["tokenizer.json"]:
-                raise ValueError("the new bundle has a different tokenizer; restart the server to switch")
-            backend = await loop.run_in_executor(None, lambda: OrtBackend(new, self.cfg.device, self.cfg.threads))
-        except Exception as exc:  # keep serving the verified bundle we have
+                raise ModelRefused("reload needs an explicit --bundle path")
+            new = await asyncio.get_running_loop().run_in_executor(None, self._load, self.cfg.bundle)
+        except ModelRefused as exc:  # keep serving the verified model we have
             log.error("reload refused, still serving %s: %s", old.bundle_id, exc)
             self.metrics.reloads.labels(result="refused").inc()
             return False
-        self.batcher.swap_backend(backend.run)
-        self.engine.bundle, self.engine.provider = new, backend.provider
-        self.metrics.set_bundle(new.bundle_id, new.backbone, new.layer, backend.provider, new.expected_fpr)
+        shadow = await self._load_shadow(self.runtime.shadow) if self.cfg.shadow_bundle else None
+        self.swap(new, shadow)
         self.metrics.reloads.labels(result="ok").inc()
-        log.info("reloaded: %s -> %s", old.bundle_id, new.bundle_id)
+        log.info("reloaded: %s -> %s%s", old.bundle_id, new.bundle_id, f" (shadow {self.runtime.shadow.bundle_id})" if self.runtime.shadow else "")
         return True
-
-    async def _warmup(self, encoder: PromptEncoder) -> None:
-        ids = encoder.encode(["warmup: how do I bake bread?", "warmup"], "right").ids
-        await asyncio.gather(*(await self.batcher.submit(ids, wait=True)))
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING, refuse new RPCs, finish in-flight ones within `grace`, stop."""
@@ -176,6 +215,7 @@ class GuardServer:
             await self.server.stop(grace)
         if hasattr(self, "batcher"):
             await self.batcher.stop()
+            await self.servicer.stop_shadow()
         self._stopped.set()
 
     async def wait(self) -> None:

@@ -1,27 +1,40 @@
-"""TokenBudgetBatcher: one asyncio task that owns the queue and feeds the backend.
+"""TokenBudgetBatcher: one asyncio task that owns the queue and feeds the engines.
 
-Only the event-loop thread touches the queue (submit and the run loop), so there are no locks. A batch
-holds at most `max_batch_size` prompts and `max_batch_tokens` padded tokens (rows x longest row). The
-oldest queued prompt is always in the next batch (no starvation); the rest is filled from a window of
-`sort_window` queued prompts, nearest in length first, so padding stays low. Work whose RPC was
-cancelled or whose deadline passed is dropped before it reaches the backend.
+Only the event-loop thread touches the queue (submit and the run loop), so there are no locks.
+
+- **Models.** Every job carries the ServedModel it was admitted under (its encoder tokenized it). A
+  batch holds jobs of one model only and runs on that model's engine, so a reload never mixes bundles.
+- **Fairness.** Jobs queue per caller (the servicer keys unary calls and streams apart, by client
+  identity). Each batch is filled round-robin over the callers (max-min fair: a caller with little
+  work gets all of it in, the rest of the batch is shared by the others), so one saturating stream
+  or client cannot starve the others. The caller whose turn it is (callers rotate after each batch)
+  anchors the batch: its oldest prompt is always in it. Within a caller the oldest prompt is taken
+  first; further slots go to its prompts nearest in length to the batch's width (from its oldest
+  `sort_window`), so padding stays low. A batch holds at most `max_batch_size` prompts and
+  `max_batch_tokens` padded tokens (rows x longest row) and is filled as long as anything fits.
+- **Admission.** The queue is bounded in prompts and tokens. Callers that wait (streams) leave
+  `reserve` of both bounds free for callers that fail fast (unary calls), so streams that keep the
+  queue full do not turn every unary call into RESOURCE_EXHAUSTED.
+- **Shadow work** (a candidate bundle scored off the response path) has its own bounded queue and runs
+  only when no other work is queued: under load it is dropped first (`submit_shadow` refuses it).
+- Work whose RPC was cancelled or whose deadline passed is dropped before it reaches an engine.
 """
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
 from reftguard.encoding import pad_batch
 
 log = logging.getLogger("reftguard.batcher")
+SHADOW = "\x00shadow"  # the shadow queue's caller key (no client identity can take it)
 
 
 class Overloaded(Exception):
@@ -44,12 +57,30 @@ class DeadlineExpired(Exception):
     """The RPC's deadline passed before its prompt reached the backend; the work was dropped."""
 
 
-@dataclass
+class Model(Protocol):
+    """What the batcher needs of a ServedModel."""
+
+    pad_id: int
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(eq=False)
 class Job:
     ids: list[int]
     future: asyncio.Future  # resolves to a PromptResult
     deadline: float | None  # time.monotonic() value, or None
+    model: Model
     enqueued: float = field(default_factory=time.monotonic)
+
+    def dead(self, now: float) -> bool:
+        """Cancelled by its RPC, or past its deadline (then failed with DeadlineExpired)."""
+        if self.future.done():
+            return True
+        if self.deadline is not None and now > self.deadline:
+            self.future.set_exception(DeadlineExpired("deadline passed while queued"))
+            return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -67,12 +98,12 @@ class BatchStats:
     tokens: int
     padding_ratio: float
     infer_s: float
+    shadow: bool = False
 
 
 class TokenBudgetBatcher:
     def __init__(
         self,
-        run: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
         executor: Executor,
         *,
         max_batch_size: int,
@@ -81,11 +112,11 @@ class TokenBudgetBatcher:
         sort_window: int,
         max_queue_items: int,
         max_queue_tokens: int,
-        pad_id: int = 0,
+        reserve: float = 0.25,
+        max_shadow_items: int = 0,
         on_batch: Callable[[BatchStats], None] | None = None,
         on_error: Callable[[BaseException | None], None] | None = None,
     ):
-        self._run = run
         self._executor = executor
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -93,49 +124,71 @@ class TokenBudgetBatcher:
         self.sort_window = sort_window
         self.max_queue_items = max_queue_items
         self.max_queue_tokens = max_queue_tokens
-        self.pad_id = pad_id
+        self.reserve = reserve
+        self.max_shadow_items = max_shadow_items
         self.on_batch = on_batch
         self.on_error = on_error
-        self._queue: deque[Job] = deque()
+        self._callers: OrderedDict[str, deque[Job]] = OrderedDict()  # rotation order: next anchor first
+        self._shadow: OrderedDict[str, deque[Job]] = OrderedDict()
         self.queued_items = 0
         self.queued_tokens = 0
+        self.shadow_items = 0
         self.tokens_per_s: float | None = None  # measured: padded tokens per second of inference (EWMA)
         self._wakeup = asyncio.Event()
         self._space = asyncio.Condition()
         self._task: asyncio.Task | None = None
 
     # -- producer side -------------------------------------------------------------------------
-    def _fits(self, n: int, tokens: int) -> bool:
-        # The bounds hold for the first request too: `submit` refuses what could never fit.
-        return self.queued_items + n <= self.max_queue_items and self.queued_tokens + tokens <= self.max_queue_tokens
+    def _fits(self, n: int, tokens: int, share: float = 1.0) -> bool:
+        return (self.queued_items + n <= self.max_queue_items * share
+                and self.queued_tokens + tokens <= self.max_queue_tokens * share)
 
-    async def submit(self, ids: list[list[int]], *, wait: bool, deadline: float | None = None) -> list[asyncio.Future]:
-        """Queue prompts; returns one future per prompt, resolving to its PromptResult.
+    def _fits_waiting(self, n: int, tokens: int) -> bool:
+        # A waiting caller leaves the reserve free; a request bigger than what is left is still
+        # admitted into an empty queue (it fits the whole queue, checked in `submit`).
+        return self._fits(n, tokens, 1.0 - self.reserve) or (self.queued_items == 0 and self._fits(n, tokens))
+
+    async def submit(self, ids: list[list[int]], *, model: Model, caller: str = "", wait: bool,
+                     deadline: float | None = None) -> list[asyncio.Future]:
+        """Queue prompts for `model` on behalf of `caller`; one future per prompt, resolving to its PromptResult.
 
         wait=False raises Overloaded when the queue is full (unary calls fail fast); wait=True blocks
-        until there is room (streams: the caller stops reading, which is gRPC flow control). A request
-        over a bound of the whole queue raises TooLarge either way: it would never fit.
+        until there is room outside the reserve (streams: the caller stops reading, which is gRPC flow
+        control). A request over a bound of the whole queue raises TooLarge either way: it would never fit.
         """
         tokens = sum(len(x) for x in ids)
-        for field, have, limit in (("max_queue_items", len(ids), self.max_queue_items), ("max_queue_tokens", tokens, self.max_queue_tokens)):
+        for field_, have, limit in (("max_queue_items", len(ids), self.max_queue_items), ("max_queue_tokens", tokens, self.max_queue_tokens)):
             if have > limit:
-                what = "prompts" if field == "max_queue_items" else "tokens"
-                raise TooLarge(f"the request has {len(ids)} prompts and {tokens} tokens, more {what} than the whole queue holds", field, limit)
-        if not self._fits(len(ids), tokens):
-            if not wait:
-                raise Overloaded(
-                    f"queue full ({self.queued_items} prompts, {self.queued_tokens} tokens waiting); retry with backoff"
-                )
-            async with self._space:
-                await self._space.wait_for(lambda: self._fits(len(ids), tokens))
+                what = "prompts" if field_ == "max_queue_items" else "tokens"
+                raise TooLarge(f"the request has {len(ids)} prompts and {tokens} tokens, more {what} than the whole queue holds", field_, limit)
+        if wait:
+            if not self._fits_waiting(len(ids), tokens):
+                async with self._space:
+                    await self._space.wait_for(lambda: self._fits_waiting(len(ids), tokens))
+        elif not self._fits(len(ids), tokens):
+            raise Overloaded(f"queue full ({self.queued_items} prompts, {self.queued_tokens} tokens waiting); retry with backoff")
+        futures = self._enqueue(self._callers, caller, ids, model, deadline)
+        self.queued_items += len(ids)
+        self.queued_tokens += tokens
+        return futures
+
+    def submit_shadow(self, ids: list[list[int]], *, model: Model) -> list[asyncio.Future]:
+        """Queue shadow work (run only when nothing else is queued); Overloaded when its queue is full."""
+        if self.shadow_items + len(ids) > self.max_shadow_items:
+            raise Overloaded(f"shadow queue full ({self.shadow_items} prompts)")
+        self.shadow_items += len(ids)
+        return self._enqueue(self._shadow, SHADOW, ids, model, None)
+
+    def _enqueue(self, queues: OrderedDict, caller: str, ids, model, deadline) -> list[asyncio.Future]:
         loop = asyncio.get_running_loop()
+        q = queues.get(caller)
+        if q is None:
+            q = queues[caller] = deque()  # a new caller joins the end of the rotation
         futures = []
         for row in ids:
             fut = loop.create_future()
-            self._queue.append(Job(ids=row, future=fut, deadline=deadline))
+            q.append(Job(row, fut, deadline, model))
             futures.append(fut)
-        self.queued_items += len(ids)
-        self.queued_tokens += tokens
         self._wakeup.set()
         return futures
 
@@ -145,10 +198,6 @@ class TokenBudgetBatcher:
         if self.tokens_per_s is None:
             return self.max_batch_tokens
         return int(self.tokens_per_s * seconds)
-
-    def swap_backend(self, run) -> None:
-        """Use `run` from the next batch on (the batch in flight finishes on the old one)."""
-        self._run = run
 
     # -- consumer side -------------------------------------------------------------------------
     def start(self) -> None:
@@ -161,12 +210,17 @@ class TokenBudgetBatcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        for job in self._queue:
-            if not job.future.done():
-                job.future.set_exception(ShuttingDown("server shutting down before this prompt was scored; retry"))
-        self._queue.clear()
+        for queues in (self._callers, self._shadow):
+            for q in queues.values():
+                for job in q:
+                    if not job.future.done():
+                        job.future.set_exception(ShuttingDown("server shutting down before this prompt was scored; retry"))
+            queues.clear()
 
-    async def _release(self, jobs: list[Job]) -> None:
+    async def _release(self, jobs: list[Job], shadow: bool) -> None:
+        if shadow:
+            self.shadow_items -= len(jobs)
+            return
         self.queued_items -= len(jobs)
         self.queued_tokens -= sum(len(j.ids) for j in jobs)
         async with self._space:
@@ -174,67 +228,102 @@ class TokenBudgetBatcher:
 
     async def _loop(self) -> None:
         while True:
-            if not self._queue:
+            if not self._callers and not self._shadow:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if self.delay_s and self.queued_items < self.max_batch_size:
+            if self.delay_s and self._callers and self.queued_items < self.max_batch_size:
                 await asyncio.sleep(self.delay_s)  # let concurrent requests join this batch
-            jobs, dropped = self._take()
-            await self._release(jobs + dropped)
+            shadow = not self._callers  # shadow work only when nothing else waits
+            jobs, dropped = self._take(self._shadow if shadow else self._callers)
+            await self._release(jobs + dropped, shadow)
             if jobs:
-                await self._infer(jobs)
+                await self._infer(jobs, shadow)
+            del jobs, dropped  # hold no model past its last job
 
-    def _take(self) -> tuple[list[Job], list[Job]]:
-        """Pick the next batch (oldest live job + nearest-length neighbours) and drop dead jobs."""
+    def _take(self, queues: OrderedDict[str, deque[Job]] | None = None) -> tuple[list[Job], list[Job]]:
+        """Pick the next batch from `queues` (fair over callers, one model) and drop dead jobs."""
+        queues = self._callers if queues is None else queues
         now = time.monotonic()
-        dropped, window = [], []
-        for job in list(self._queue)[: self.sort_window]:
-            if job.future.done():  # cancelled by its RPC
-                dropped.append(job)
-            elif job.deadline is not None and now > job.deadline:
-                job.future.set_exception(DeadlineExpired("deadline passed while queued"))
-                dropped.append(job)
-            else:
-                window.append(job)
-        if not window:
-            for job in dropped:
-                self._queue.remove(job)
+        dropped: list[Job] = []
+        windows: dict[str, list[Job]] = {}
+        for caller in list(queues):
+            q = queues[caller]
+            while q and q[0].dead(now):
+                dropped.append(q.popleft())
+            live = []
+            for job in list(q)[: self.sort_window]:
+                if job.dead(now):
+                    dropped.append(job)
+                else:
+                    live.append(job)
+            if live:
+                windows[caller] = live
+        if not windows:
+            self._remove(queues, dropped, set())
             return [], dropped
-        oldest = window[0]
-        ranked = sorted(window[1:], key=lambda j: len(j.ids))
-        lengths = [len(j.ids) for j in ranked]
-        pos = bisect.bisect_left(lengths, len(oldest.ids))
-        lo, hi = pos - 1, pos  # ranked[lo] is the next shorter job, ranked[hi] the next longer
-        chosen, width = [oldest], len(oldest.ids)
-        while len(chosen) < self.max_batch_size:
-            cost_lo = width * (len(chosen) + 1) if lo >= 0 else None
-            cost_hi = max(width, lengths[hi]) * (len(chosen) + 1) if hi < len(ranked) else None
-            options = [c for c in (cost_lo, cost_hi) if c is not None and c <= self.max_batch_tokens]
-            if not options:
+        model = next(iter(windows.values()))[0].model  # the anchor's: the caller whose turn it is
+        chosen: list[Job] = []
+        served: list[str] = []
+        width = 0
+        # Round 1: every caller's oldest prompt of this model, in rotation order (the anchor's always).
+        for caller, live in windows.items():
+            oldest = live[0]
+            if len(chosen) == self.max_batch_size:
                 break
-            if cost_lo is not None and cost_lo == min(options):
-                chosen.append(ranked[lo])
-                lo -= 1
-            else:
-                chosen.append(ranked[hi])
-                width = max(width, lengths[hi])
-                hi += 1
-        taken = set(map(id, chosen + dropped))
-        self._queue = deque(j for j in self._queue if id(j) not in taken)
+            if oldest.model is not model or (chosen and max(width, len(oldest.ids)) * (len(chosen) + 1) > self.max_batch_tokens):
+                continue
+            chosen.append(oldest)
+            served.append(caller)
+            width = max(width, len(oldest.ids))
+            live.pop(0)
+        # Later rounds: one prompt per caller per round, nearest in length to the batch's width.
+        active = [c for c in served if windows[c]]
+        while active and len(chosen) < self.max_batch_size:
+            still = []
+            for caller in active:
+                if len(chosen) == self.max_batch_size:
+                    break
+                live = windows[caller]
+                fits = [j for j in live if j.model is model and max(width, len(j.ids)) * (len(chosen) + 1) <= self.max_batch_tokens]
+                if not fits:
+                    continue  # the batch only grows: nothing of this caller fits later either
+                # cheapest first: the longest row not wider than the batch, else the shortest wider one
+                pick = min(fits, key=lambda j: (max(width, len(j.ids)), -len(j.ids) if len(j.ids) <= width else len(j.ids)))
+                chosen.append(pick)
+                width = max(width, len(pick.ids))
+                live.remove(pick)
+                if live:
+                    still.append(caller)
+            active = still
+        self._remove(queues, chosen + dropped, set(served))
         return chosen, dropped
 
-    async def _infer(self, jobs: list[Job]) -> None:
-        input_ids, mask = pad_batch([j.ids for j in jobs], self.pad_id)
+    @staticmethod
+    def _remove(queues: OrderedDict[str, deque[Job]], jobs: list[Job], served: set[str]) -> None:
+        """Take `jobs` out of the queues; callers served this batch go to the back of the rotation."""
+        taken = set(map(id, jobs))
+        for caller in list(queues):
+            q = queues[caller]
+            if any(id(j) in taken for j in q):
+                q = queues[caller] = deque(j for j in q if id(j) not in taken)
+            if not q:
+                del queues[caller]
+            elif caller in served:
+                queues.move_to_end(caller)
+
+    async def _infer(self, jobs: list[Job], shadow: bool = False) -> None:
+        model = jobs[0].model
+        input_ids, mask = pad_batch([j.ids for j in jobs], model.pad_id)
         start = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
-            scores = (await loop.run_in_executor(self._executor, self._run, input_ids, mask))[0]  # (score, feature_norm): the norm is not served
+            scores = (await loop.run_in_executor(self._executor, model.run, input_ids, mask))[0]  # (score, feature_norm): the norm is not served
         except Exception as exc:  # the batch fails; other batches are unaffected
             log.exception("inference failed for a batch of %d", len(jobs))
             for j in jobs:
                 if not j.future.done():
                     j.future.set_exception(exc)
-            if self.on_error:
+            if self.on_error and not shadow:  # a broken candidate does not make the server unhealthy
                 self.on_error(exc)
             return
         infer_s = time.monotonic() - start
@@ -243,8 +332,8 @@ class TokenBudgetBatcher:
         for j, score in zip(jobs, scores):
             if not j.future.done():
                 j.future.set_result(PromptResult(float(score), start - j.enqueued, infer_s))
-        if self.on_error:
+        if self.on_error and not shadow:
             self.on_error(None)
         if self.on_batch:
             real = int(mask.sum())
-            self.on_batch(BatchStats(len(jobs), int(mask.size), 1.0 - real / mask.size, infer_s))
+            self.on_batch(BatchStats(len(jobs), int(mask.size), 1.0 - real / mask.size, infer_s, shadow))

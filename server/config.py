@@ -10,6 +10,9 @@ from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, TRUNCATI
 @dataclass
 class ServerConfig:
     bundle: str = option("", "Guard bundle directory or .tar. Empty: the embedded default bundle (built on first use).")
+    shadow_bundle: str = option("", "Candidate guard bundle scored beside --bundle, off the response path (clients never wait for it), for the rollout metrics (reftguard_shadow_*). Re-read on SIGHUP; a missing directory then turns shadow scoring off.")
+    shadow_fraction: float = option(1.0, "Fraction of items (0..1, sampled per item) that --shadow-bundle also scores.")
+    shadow_max_disagreement: float = option(0.05, "Disagreement rate between shadow and active verdicts above which the ReftguardShadowDisagreementHigh alert fires (exported as reftguard_shadow_disagreement_budget).")
     host: str = option("127.0.0.1", "Interface for the gRPC port. Loopback by default; on any other address the server needs --auth-token(-file) or --tls-client-ca, or --insecure-no-auth (the container image sets 0.0.0.0).")
     port: int = option(50051, "gRPC port (Guard, grpc.health.v1, reflection); 0 picks a free port.")
     metrics_host: str = option("127.0.0.1", "Interface for the Prometheus /metrics port (no auth: bind an internal interface; the container image sets 0.0.0.0).")
@@ -22,6 +25,7 @@ class ServerConfig:
     sort_window: int = option(256, "Queued prompts considered together when sorting by length to cut padding.")
     max_queue_items: int = option(4096, "Prompts waiting for inference before unary calls are rejected with RESOURCE_EXHAUSTED (streams wait).")
     max_queue_tokens: int = option(1 << 20, "Tokens waiting for inference before unary calls are rejected (streams wait).")
+    queue_reserve: float = option(0.25, "Share of both queue bounds that streams (which wait for room) leave free for unary calls (which fail fast), so saturating streams cannot make every unary call RESOURCE_EXHAUSTED.")
     max_client_batch: int = option(256, "Most items in one ScoreRequest; more is INVALID_ARGUMENT.")
     max_turns_per_item: int = option(64, "Most user turns in one chat item (each is a prompt to score); more is INVALID_ARGUMENT.")
     max_prompts_per_request: int = option(1024, "Most prompts one ScoreRequest may become: its user turns, then their windows once encoded; more is INVALID_ARGUMENT. A request must also fit the queue bounds.")

@@ -17,7 +17,10 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 BATCH_TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 RATIO_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+DELTA_BUCKETS = (-1.0, -0.5, -0.2, -0.1, -0.05, -0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 PHASES = ("queue", "tokenize", "infer", "total")
+VERDICTS = ("allow", "flag")
+LABELS = ("benign", "harmful")
 
 
 class SlidingRate:
@@ -81,21 +84,44 @@ class GuardMetrics:
         self.serving = Gauge("reftguard_serving", "1 while the health service reports SERVING.", registry=r)
         self.reloads = Counter("reftguard_reloads", "Bundle reload attempts (SIGHUP), by result.", ["result"], registry=r)
         self.bundle_info = Gauge("reftguard_bundle_info", "The bundle being served.", ["bundle_id", "backbone", "layer", "provider"], registry=r)
+        self.models_alive = Gauge("reftguard_models_loaded", "Models in memory: active, shadow, and retired ones still finishing queued jobs.", registry=r)
+        # Rollout (--shadow-bundle): a candidate scored off the response path, compared with the active bundle.
+        self.shadow_info = Gauge("reftguard_shadow_bundle_info", "The shadow (candidate) bundle, when one is set.", ["bundle_id", "backbone", "layer", "provider"], registry=r)
+        self.shadow_decisions = Counter("reftguard_shadow_decisions", "Items the shadow bundle decided (at its own threshold), by verdict and source.", ["verdict", "source"], registry=r)
+        self.shadow_disagreements = Counter("reftguard_shadow_disagreements", "Shadow decisions whose verdict differs from the active bundle's (each at its bundle threshold).", ["active", "shadow"], registry=r)
+        self.shadow_delta = Histogram("reftguard_shadow_score_delta", "Shadow score minus active score, per shadow-scored item.", buckets=DELTA_BUCKETS, registry=r)
+        self.shadow_dropped = Counter("reftguard_shadow_dropped", "Items picked for shadow scoring but dropped (load, shutdown, or the shadow could not encode them).", registry=r)
+        self.shadow_labeled = Counter("reftguard_shadow_labeled", "Shadow decisions on traffic that carried a label.", ["verdict", "label"], registry=r)
+        self.shadow_feedback = Counter("reftguard_shadow_feedback", "Reviewer verdicts on items the shadow also decided (matched by item id).", ["shadow", "reviewed"], registry=r)
+        self.shadow_flag_rate_gauge = Gauge("reftguard_shadow_flag_rate", "Fraction of shadow decisions flagged over the sliding window.", ["source"], registry=r)
+        shadow_fpr = Gauge("reftguard_shadow_false_positive_rate", "Shadow: flagged benign / benign over the sliding window (labeled traffic and reviews).", registry=r)
+        shadow_miss = Gauge("reftguard_shadow_miss_rate", "Shadow: allowed harmful / harmful over the sliding window (labeled traffic and reviews).", registry=r)
+        self.shadow_budget = Gauge("reftguard_shadow_disagreement_budget", "Disagreement rate above which ReftguardShadowDisagreementHigh fires (--shadow-max-disagreement).", registry=r)
 
         self._flag_rates: dict[str, SlidingRate] = {}
         self._fpr = SlidingRate(window_s)
         self._miss = SlidingRate(window_s)
         fpr.set_function(self._fpr.value)
         miss.set_function(self._miss.value)
+        self._shadow_flag_rates: dict[str, SlidingRate] = {}
+        self._shadow_fpr = SlidingRate(window_s)
+        self._shadow_miss = SlidingRate(window_s)
+        shadow_fpr.set_function(self._shadow_fpr.value)
+        shadow_miss.set_function(self._shadow_miss.value)
         # Create every bounded label combination at zero, so rate() sees the first increment too.
         for s in self.sources:
             self._flag_rate(s)
-            for verdict in ("allow", "flag"):
+            for verdict in VERDICTS:
                 self.decisions.labels(verdict=verdict, source=s)
-        for verdict in ("allow", "flag"):
-            for label in ("benign", "harmful"):
+                self.shadow_decisions.labels(verdict=verdict, source=s)
+        for verdict in VERDICTS:
+            for label in LABELS:
                 self.labeled.labels(verdict=verdict, label=label)
                 self.feedback.labels(served=verdict, reviewed=label)
+                self.shadow_labeled.labels(verdict=verdict, label=label)
+                self.shadow_feedback.labels(shadow=verdict, reviewed=label)
+        self.shadow_disagreements.labels(active="allow", shadow="flag")
+        self.shadow_disagreements.labels(active="flag", shadow="allow")
         for code in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "CANCELLED", "UNAUTHENTICATED", "PERMISSION_DENIED", "UNAVAILABLE", "INTERNAL"):
             self.errors.labels(code=code)
         for method in ("Score", "ScoreStream", "Feedback", "Info"):
@@ -106,17 +132,22 @@ class GuardMetrics:
             return "default" if "default" in self.sources else "other"
         return source if source in self.sources else "other"
 
-    def _flag_rate(self, source: str) -> SlidingRate:
-        if source not in self._flag_rates:
+    def _flag_rate(self, source: str, shadow: bool = False) -> SlidingRate:
+        rates, gauge = (self._shadow_flag_rates, self.shadow_flag_rate_gauge) if shadow else (self._flag_rates, self.flag_rate_gauge)
+        if source not in rates:
             rate = SlidingRate(self.window_s)
-            self._flag_rates[source] = rate
-            self.flag_rate_gauge.labels(source=source).set_function(rate.value)
-        return self._flag_rates[source]
+            rates[source] = rate
+            gauge.labels(source=source).set_function(rate.value)
+        return rates[source]
 
-    def set_bundle(self, bundle_id: str, backbone: str, layer: int, provider: str, expected_fpr: float | None) -> None:
-        self.bundle_info.clear()
-        self.bundle_info.labels(bundle_id=bundle_id, backbone=backbone, layer=str(layer), provider=provider).set(1)
-        self.expected_fpr.set(float("nan") if expected_fpr is None else expected_fpr)
+    def set_bundle(self, model, shadow=None) -> None:
+        """The active ServedModel and the shadow one (or None) into the info gauges."""
+        for gauge, m in ((self.bundle_info, model), (self.shadow_info, shadow)):
+            gauge.clear()
+            if m is not None:
+                b = m.bundle
+                gauge.labels(bundle_id=b.bundle_id, backbone=b.backbone, layer=str(b.layer), provider=m.provider).set(1)
+        self.expected_fpr.set(float("nan") if model.expected_fpr is None else model.expected_fpr)
 
     def record_decision(self, source: str, flagged: bool, score: float, label: str | None) -> None:
         verdict = "flag" if flagged else "allow"
@@ -131,8 +162,26 @@ class GuardMetrics:
         self.feedback.labels(served="flag" if served_flag else "allow", reviewed=reviewed).inc()
         self._confusion(served_flag, reviewed)
 
-    def _confusion(self, flagged: bool, label: str) -> None:
+    def record_shadow(self, source: str, active_flag: bool, shadow_flag: bool, active_score: float, shadow_score: float,
+                      label: str | None) -> None:
+        """One item scored by both bundles (each verdict at its own bundle's threshold)."""
+        verdict = "flag" if shadow_flag else "allow"
+        self.shadow_decisions.labels(verdict=verdict, source=source).inc()
+        self._flag_rate(source, shadow=True).add(1.0 if shadow_flag else 0.0)
+        if active_flag != shadow_flag:
+            self.shadow_disagreements.labels(active="flag" if active_flag else "allow", shadow=verdict).inc()
+        self.shadow_delta.observe(shadow_score - active_score)
+        if label is not None:
+            self.shadow_labeled.labels(verdict=verdict, label=label).inc()
+            self._confusion(shadow_flag, label, shadow=True)
+
+    def record_shadow_feedback(self, shadow_flag: bool, reviewed: str) -> None:
+        self.shadow_feedback.labels(shadow="flag" if shadow_flag else "allow", reviewed=reviewed).inc()
+        self._confusion(shadow_flag, reviewed, shadow=True)
+
+    def _confusion(self, flagged: bool, label: str, shadow: bool = False) -> None:
+        fpr, miss = (self._shadow_fpr, self._shadow_miss) if shadow else (self._fpr, self._miss)
         if label == "benign":
-            self._fpr.add(1.0 if flagged else 0.0)
+            fpr.add(1.0 if flagged else 0.0)
         elif label == "harmful":
-            self._miss.add(0.0 if flagged else 1.0)
+            miss.add(0.0 if flagged else 1.0)

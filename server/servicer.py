@@ -16,13 +16,14 @@ from dataclasses import dataclass
 import grpc
 
 from reftguard import __version__
-from reftguard.bundle import GuardBundle
-from reftguard.encoding import PromptEncoder, PromptRejected
+from reftguard.encoding import PromptRejected
 from reftguard.scoring import Scored, decide_items
 from reftguard.server.auth import Authenticator, AuthError, Caller, RateLimit
 from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, ShuttingDown, TokenBudgetBatcher, TooLarge
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
+from reftguard.server.served import ServedModel
+from reftguard.server.shadow import ShadowScorer
 from reftguard.server.validation import LABEL_NAMES, RequestError, check_id, check_prompts, clip, invalid, over_limit, parse_score_request
 from reftguard.v1 import guard_pb2 as pb
 from reftguard.v1 import guard_pb2_grpc
@@ -48,6 +49,7 @@ def discard(fut: asyncio.Future) -> None:
 class Admitted:
     """A ScoreRequest that passed validation and was queued: what answering it needs."""
 
+    model: ServedModel  # the model it was admitted under: its encoder, engine, threshold and id decide it
     request: object
     parsed: object
     enc: object
@@ -71,21 +73,23 @@ class BadMessage:
 
 
 @dataclass
-class Engine:
-    """What scoring needs once the bundle is loaded (the servicer holds config, metrics and auth)."""
+class Runtime:
+    """What scoring needs once a model is loaded (the servicer holds config, metrics and auth). A
+    reload replaces `model` (and `shadow`) whole; a request reads `model` once, when it is admitted."""
 
-    bundle: GuardBundle
-    encoder: PromptEncoder
+    model: ServedModel
     batcher: TokenBudgetBatcher
     tokenize_pool: Executor
-    provider: str
+    shadow: ServedModel | None = None
+    shadow_fraction: float = 1.0
 
 
 class GuardServicer(guard_pb2_grpc.GuardServicer):
     def __init__(self, cfg: ServerConfig, metrics: GuardMetrics, auth: Authenticator):
         """Registered with the gRPC server before it starts; answers UNAVAILABLE until `attach`."""
         self.cfg, self.metrics, self.auth = cfg, metrics, auth
-        self.e: Engine | None = None
+        self.rt: Runtime | None = None
+        self.shadow = ShadowScorer(metrics)
         self._feedback_rate = RateLimit(cfg.feedback_per_minute)
         self._streams: dict[str, int] = {}  # open ScoreStreams per client identity
         loop = asyncio.get_running_loop()
@@ -95,14 +99,17 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         self._draining: asyncio.Future = loop.create_future()
         self._cutoff: asyncio.Future = loop.create_future()
 
-    def attach(self, engine: Engine) -> None:
-        """The bundle is loaded: start answering."""
-        self.e = engine
+    def attach(self, rt: Runtime) -> None:
+        """The model is loaded: start answering."""
+        self.rt = rt
 
-    def _engine(self) -> Engine:
-        if self.e is None:
+    def _runtime(self) -> Runtime:
+        if self.rt is None:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, "the server is still loading its bundle; retry shortly")
-        return self.e
+        return self.rt
+
+    async def stop_shadow(self) -> None:
+        await self.shadow.stop()
 
     def drain(self, grace: float) -> None:
         """Start draining: called once, on SIGTERM, just before the gRPC server stops with `grace`."""
@@ -115,7 +122,8 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
     # -- RPCs ------------------------------------------------------------------------------------
     async def Score(self, request, context):
         async def work():
-            return await self._answer(await self._admit(request, context, wait=False))
+            key = "unary:" + self._caller(context).identity  # the batcher's fair share: unary calls apart from streams
+            return await self._answer(await self._admit(request, context, wait=False, caller=key))
 
         return await self._guarded("Score", context, work())
 
@@ -125,14 +133,14 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             who = self._caller(context).identity
         except RequestError as err:
             await self._abort(context, err)
-        if self.e is None:
+        if self.rt is None:
             await self._abort(context, RequestError(grpc.StatusCode.UNAVAILABLE, "the server is still loading its bundle; retry shortly"))
         if self._streams.get(who, 0) >= self.cfg.max_streams_per_client:
             await self._abort(context, RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"{self.cfg.max_streams_per_client} concurrent streams from this client; close one first"))
         self._streams[who] = self._streams.get(who, 0) + 1
         try:
-            async for resp in self._stream(request_iterator, context):
+            async for resp in self._stream(request_iterator, context, "stream:" + who):
                 yield resp
         except asyncio.CancelledError:
             self._count_cancelled(context)
@@ -142,7 +150,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             if not self._streams[who]:
                 del self._streams[who]
 
-    async def _stream(self, request_iterator, context):
+    async def _stream(self, request_iterator, context, caller: str):
         """One response per request, in order. A reader task admits requests in order (tokenize, queue)
         while this generator answers them; the reader stops reading (HTTP/2 flow control then pushes back
         on the client) when the batcher queue is full, when STREAM_IN_FLIGHT requests or this stream's
@@ -167,7 +175,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
                         end = RequestError(grpc.StatusCode.UNAVAILABLE, DRAINING)
                         return
                     try:
-                        admitted = await self._admit(req, context, wait=True)
+                        admitted = await self._admit(req, context, wait=True, caller=caller)
                     except RequestError as err:
                         end = err
                         return
@@ -206,8 +214,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
     def _read_ahead_tokens(self) -> int:
         """Tokens one stream may have read but not answered: its share of what the batcher can score in
         DRAIN_SHARE of the grace period, at least one full batch (so a lone stream still fills batches)."""
-        e = self.e
-        share = e.batcher.can_score(self.cfg.grace * DRAIN_SHARE) // max(1, sum(self._streams.values()))
+        share = self.rt.batcher.can_score(self.cfg.grace * DRAIN_SHARE) // max(1, sum(self._streams.values()))
         return max(self.cfg.max_batch_tokens, share)
 
     async def _unless_draining(self, aw):
@@ -246,6 +253,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             if request.reviewed not in LABEL_NAMES:
                 raise invalid(f"reviewed must be BENIGN or HARMFUL, got {request.reviewed}")
             self.metrics.record_feedback(request.served == pb.FLAG, LABEL_NAMES[request.reviewed])
+            self.shadow.feedback(request.id, LABEL_NAMES[request.reviewed])
             # Client strings are cut and shown as reprs: no huge lines, no forged ones (newlines stay escaped).
             log.info("feedback id=%r served=%s reviewed=%s reviewer=%r source=%r", clip(request.id), pb.Verdict.Name(request.served),
                      pb.Label.Name(request.reviewed), clip(request.reviewer), clip(request.source))
@@ -257,15 +265,16 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         return await self._guarded("Info", context, self._info())
 
     async def _info(self) -> pb.InfoResponse:
-        e = self._engine()
-        cfg, b = self.cfg, e.bundle
+        rt = self._runtime()
+        cfg, m = self.cfg, rt.model  # one read: every field describes the same model
+        b, shadow = m.bundle, rt.shadow
         return pb.InfoResponse(
             bundle_id=b.bundle_id,
             manifest_json=json.dumps(b.manifest, sort_keys=True),
-            threshold=b.threshold,
-            expected_fpr=b.expected_fpr if b.expected_fpr is not None else float("nan"),
+            threshold=m.threshold,
+            expected_fpr=nan_if_none(m.expected_fpr),
             version=__version__,
-            provider=e.provider,
+            provider=m.provider,
             limits=pb.Limits(
                 max_client_batch=cfg.max_client_batch,
                 max_tokens=b.max_tokens,
@@ -273,11 +282,14 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
                 max_batch_size=cfg.max_batch_size,
                 max_batch_tokens=cfg.max_batch_tokens,
                 max_queue_items=cfg.max_queue_items,
-                max_windows=e.encoder.max_windows,
+                max_windows=m.encoder.max_windows,
             ),
             sources=sorted(self.metrics.sources),
             layer=b.layer,
             backbone=b.backbone,
+            active=bundle_info(m),
+            shadow=bundle_info(shadow) if shadow else None,
+            shadow_fraction=rt.shadow_fraction if shadow else 0.0,
         )
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -322,16 +334,18 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             context.set_trailing_metadata((("retry-after-ms", str(err.retry_after_ms or RETRY_AFTER_MS)),))
         await context.abort(err.code, err.message)
 
-    async def _admit(self, request, context, *, wait: bool) -> Admitted:
-        """Validate, tokenize and queue one request (wait=True: until the queue has room)."""
-        e = self._engine()
+    async def _admit(self, request, context, *, wait: bool, caller: str) -> Admitted:
+        """Validate, tokenize and queue one request (wait=True: until the queue has room) under the
+        active model, read once: it encodes the request, scores it and decides it."""
+        rt = self._runtime()
+        model = rt.model
         t0 = time.monotonic()
         if isinstance(request, BadMessage):
             raise invalid(f"request is not a valid ScoreRequest: {request.error}")
         parsed = parse_score_request(request, self.cfg)
         loop = asyncio.get_running_loop()
         try:
-            enc = await loop.run_in_executor(e.tokenize_pool, e.encoder.encode, [t.text for t in parsed.turns], parsed.truncation)
+            enc = await loop.run_in_executor(rt.tokenize_pool, model.encoder.encode, [t.text for t in parsed.turns], parsed.truncation)
         except PromptRejected as exc:  # too long under 'error', or too many windows
             turn = parsed.turns[exc.index]
             where = f"item {turn.item} (id {request.items[turn.item].id!r})" + (f" message {turn.turn}" if turn.turn >= 0 else "")
@@ -341,12 +355,12 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         try:  # every window is a prompt
-            futures = await self._before_cutoff(e.batcher.submit(enc.ids, wait=wait, deadline=deadline))
+            futures = await self._before_cutoff(rt.batcher.submit(enc.ids, model=model, caller=caller, wait=wait, deadline=deadline))
         except Overloaded as exc:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         except TooLarge as exc:
             raise over_limit(str(exc), exc.limit, exc.field, " (split the request)") from exc
-        return Admitted(request, parsed, enc, futures, t0, t_tok)
+        return Admitted(model, request, parsed, enc, futures, t0, t_tok)
 
     async def _answer(self, a: Admitted) -> pb.ScoreResponse:
         """Wait for an admitted request's prompts (until the drain cut-off at most) and decide its items."""
@@ -361,11 +375,15 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         except Exception as exc:  # the backend failed on this batch
             raise RequestError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
         scored = decide_items([r.score for r in results], a.parsed.turns, a.enc)
-        return self._respond(a.request, a.parsed, scored, results, a.t0, a.t_tok)
+        resp = self._respond(a, scored, results)
+        if self.rt.shadow is not None:
+            self.shadow.offer(self.rt, a, scored, self.metrics.source_label(a.parsed.source))
+        return resp
 
-    def _respond(self, request, parsed, scored: list[Scored], results: list[PromptResult], t0: float, t_tok: float) -> pb.ScoreResponse:
-        e = self.e
-        threshold = e.bundle.threshold if parsed.threshold is None else parsed.threshold
+    def _respond(self, a: Admitted, scored: list[Scored], results: list[PromptResult]) -> pb.ScoreResponse:
+        """Decisions of the model that scored the request (`a.model`), whatever is active by now."""
+        request, parsed, t0, t_tok = a.request, a.parsed, a.t0, a.t_tok
+        threshold = a.model.threshold if parsed.threshold is None else parsed.threshold
         source = self.metrics.source_label(parsed.source)
         decisions = []
         for item, r, label in zip(request.items, scored, parsed.labels):
@@ -396,7 +414,18 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         m.labels(phase="infer").observe(infer_s)
         m.labels(phase="total").observe(now - t0)
         timing = pb.Timing(queue_ms=queue_s * 1e3, tokenize_ms=(t_tok - t0) * 1e3, infer_ms=infer_s * 1e3, total_ms=(now - t0) * 1e3)
-        return pb.ScoreResponse(decisions=decisions, bundle_id=e.bundle.bundle_id, timing=timing)
+        return pb.ScoreResponse(decisions=decisions, bundle_id=a.model.bundle_id, timing=timing)
+
+
+def nan_if_none(x: float | None) -> float:
+    return float("nan") if x is None else x
+
+
+def bundle_info(m: ServedModel) -> pb.BundleInfo:
+    b = m.bundle
+    return pb.BundleInfo(bundle_id=b.bundle_id, threshold=m.threshold, provider=m.provider, layer=b.layer, backbone=b.backbone,
+                         expected_fpr=nan_if_none(m.expected_fpr),
+                         manifest_json=json.dumps(b.manifest, sort_keys=True))
 
 
 def safe_deserializer(cls):

@@ -1,4 +1,4 @@
-"""TokenBudgetBatcher without a model: a fake `run` scores each row by its first token id."""
+"""TokenBudgetBatcher without a model: a fake model scores each row by its first token id (plus its offset)."""
 from __future__ import annotations
 
 import asyncio
@@ -12,20 +12,27 @@ import pytest
 from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, TokenBudgetBatcher, TooLarge
 
 
-def fake_run(calls: list | None = None):
-    def run(input_ids: np.ndarray, mask: np.ndarray):
-        if calls is not None:
-            calls.append(input_ids.shape)
-        return input_ids[:, 0].astype(np.float32), np.ones(len(input_ids), dtype=np.float32)
+@dataclasses.dataclass(eq=False)
+class FakeModel:
+    """What the batcher needs of a ServedModel: `run` and `pad_id`. Records every batch it ran."""
 
-    return run
+    offset: float = 0.0
+    pad_id: int = 0
+    batches: list = dataclasses.field(default_factory=list)
+
+    def run(self, input_ids: np.ndarray, mask: np.ndarray):
+        self.batches.append([int(x) for x in input_ids[:, 0]])
+        return input_ids[:, 0].astype(np.float32) + self.offset, np.ones(len(input_ids), dtype=np.float32)
 
 
-def make(run=None, **kw) -> TokenBudgetBatcher:
+M = FakeModel()
+
+
+def make(**kw) -> TokenBudgetBatcher:
     opts = dict(max_batch_size=8, max_batch_tokens=1000, max_queue_delay_ms=0.0, sort_window=256,
-                max_queue_items=100, max_queue_tokens=10_000)
+                max_queue_items=100, max_queue_tokens=10_000, reserve=0.0)
     opts.update(kw)
-    return TokenBudgetBatcher(run or fake_run(), ThreadPoolExecutor(1), **opts)
+    return TokenBudgetBatcher(ThreadPoolExecutor(1), **opts)
 
 
 def row(tag: int, length: int) -> list[int]:
@@ -33,9 +40,9 @@ def row(tag: int, length: int) -> list[int]:
     return [tag] + [1] * (length - 1)
 
 
-async def queue(b: TokenBudgetBatcher, lengths: list[int]) -> list[asyncio.Future]:
-    """One submit per prompt, so queue order is submission order; prompt k is tagged 100 + k."""
-    return [(await b.submit([row(100 + k, n)], wait=False))[0] for k, n in enumerate(lengths)]
+async def queue(b: TokenBudgetBatcher, lengths: list[int], *, model=M, caller: str = "c", tag: int = 100) -> list[asyncio.Future]:
+    """One submit per prompt, so queue order is submission order; prompt k is tagged `tag` + k."""
+    return [(await b.submit([row(tag + k, n)], model=model, caller=caller, wait=False))[0] for k, n in enumerate(lengths)]
 
 
 def tags(jobs) -> list[int]:
@@ -80,10 +87,10 @@ def test_take_drops_cancelled_and_expired_jobs():
         b = make()
         futures = await queue(b, [10, 10, 10])
         futures[0].cancel()  # its RPC went away
-        expired = (await b.submit([row(200, 10)], wait=False, deadline=time.monotonic() - 1))[0]
+        expired = (await b.submit([row(200, 10)], model=M, wait=False, deadline=time.monotonic() - 1))[0]
         batch, dropped = b._take()
         assert tags(batch) == [1, 2]
-        assert len(dropped) == 2 and not b._queue
+        assert len(dropped) == 2 and not b._callers
         with pytest.raises(DeadlineExpired):
             expired.result()
         # every queued job dead: nothing to run, all released
@@ -91,19 +98,19 @@ def test_take_drops_cancelled_and_expired_jobs():
         (f,) = await queue(b2, [10])
         f.cancel()
         batch, dropped = b2._take()
-        assert batch == [] and len(dropped) == 1 and not b2._queue
+        assert batch == [] and len(dropped) == 1 and not b2._callers
 
     asyncio.run(run())
 
 
 def test_results_are_frozen_scores_with_timing_and_no_norm():
-    calls: list = []
+    model = FakeModel()
 
     async def run():
-        b = make(fake_run(calls))
+        b = make()
         b.start()
         try:
-            futures = await b.submit([row(7, 5), row(9, 3)], wait=False)
+            futures = await b.submit([row(7, 5), row(9, 3)], model=model, wait=False)
             results = await asyncio.gather(*futures)
         finally:
             await b.stop()
@@ -115,22 +122,22 @@ def test_results_are_frozen_scores_with_timing_and_no_norm():
     assert {f.name for f in dataclasses.fields(PromptResult)} == {"score", "queue_s", "infer_s"}
     with pytest.raises(dataclasses.FrozenInstanceError):
         results[0].score = 1.0
-    assert calls == [(2, 5)]
+    assert model.batches == [[7, 9]]
 
 
 def test_queue_bounds_hold_for_the_first_request():
     async def run():
         b = make(max_queue_items=4, max_queue_tokens=100)
         with pytest.raises(TooLarge) as exc:
-            await b.submit([row(1, 5)] * 5, wait=True)  # never fits, even into an empty queue: no waiting
+            await b.submit([row(1, 5)] * 5, model=M, wait=True)  # never fits, even into an empty queue: no waiting
         assert exc.value.field == "max_queue_items" and exc.value.limit == 4
         with pytest.raises(TooLarge) as exc:
-            await b.submit([row(1, 60)] * 2, wait=False)
+            await b.submit([row(1, 60)] * 2, model=M, wait=False)
         assert exc.value.field == "max_queue_tokens"
         assert b.queued_items == 0
-        await b.submit([row(1, 5)] * 4, wait=False)
+        await b.submit([row(1, 5)] * 4, model=M, wait=False)
         with pytest.raises(Overloaded):
-            await b.submit([row(1, 5)], wait=False)
+            await b.submit([row(1, 5)], model=M, wait=False)
         assert b.queued_items == 4
 
     asyncio.run(run())
@@ -142,9 +149,122 @@ def test_can_score_uses_the_measured_rate():
         assert b.can_score(10.0) == 512  # nothing measured yet: one batch
         b.start()
         try:
-            await asyncio.gather(*(await b.submit([row(1, 8)] * 4, wait=False)))
+            await asyncio.gather(*(await b.submit([row(1, 8)] * 4, model=M, wait=False)))
         finally:
             await b.stop()
         assert b.tokens_per_s > 0 and b.can_score(2.0) == int(b.tokens_per_s * 2.0)
 
     asyncio.run(run())
+
+
+def test_batches_never_mix_models_and_each_runs_on_its_own_model():
+    old, new = FakeModel(offset=0.0), FakeModel(offset=1000.0)
+
+    async def run():
+        b = make(max_batch_size=8)
+        # a reload in the middle: both callers have jobs of the old model queued before jobs of the new one
+        f_old = await queue(b, [10] * 5, model=old, caller="a", tag=100) + await queue(b, [10] * 5, model=old, caller="b", tag=200)
+        f_new = await queue(b, [10] * 5, model=new, caller="a", tag=300) + await queue(b, [10] * 5, model=new, caller="b", tag=400)
+        b.start()
+        try:
+            return [r.score for r in await asyncio.gather(*f_old)], [r.score for r in await asyncio.gather(*f_new)]
+        finally:
+            await b.stop()
+
+    s_old, s_new = asyncio.run(run())
+    assert s_old == [100 + k for k in range(5)] + [200 + k for k in range(5)]  # scored by the model they were queued for
+    assert s_new == [1300 + k for k in range(5)] + [1400 + k for k in range(5)]
+    assert all(t < 300 for batch in old.batches for t in batch) and all(t >= 300 for batch in new.batches for t in batch)
+    assert sum(map(len, old.batches)) == 10 and sum(map(len, new.batches)) == 10
+
+
+def test_a_light_caller_is_not_starved_by_saturating_ones():
+    async def run(stream_keys):
+        b = make(max_batch_size=32, max_queue_items=1000)
+        for k in range(8):  # 8 saturating streams, 60 prompts each, queued first
+            await queue(b, [10 + k] * 60, caller=stream_keys[k], tag=1000 * (k + 1))
+        await queue(b, [12, 30, 7, 12], caller="unary:u", tag=100)  # arrives last, lengths unlike the others
+        batches = [b._take()[0] for _ in range(3)]
+        assert all(len(x) == 32 for x in batches), "fair sharing keeps batches full"
+        light = [sorted(t for t in tags(x) if t < 100) for x in batches]
+        for k in range(8 if len(set(stream_keys)) == 8 else 0):  # each client's stream gets its share, oldest first
+            mine = [t for t in tags(batches[0]) if 900 + 1000 * k <= t < 900 + 1000 * (k + 1)]
+            assert mine and min(mine) == 900 + 1000 * k
+        return light
+
+    # the servicer's keys: all streams of one client are one caller, its unary calls another
+    assert asyncio.run(run(["stream:peer"] * 8))[0] == [0, 1, 2, 3], "all of the light caller's work is in the next batch"
+    # 8 clients' streams and one unary caller: an equal share each (32 / 9), the rest in the batch after
+    light = asyncio.run(run([f"stream:{k}" for k in range(8)]))
+    assert len(light[0]) >= 3 and sorted(light[0] + light[1]) == [0, 1, 2, 3]
+
+
+def test_callers_take_turns_and_each_caller_is_oldest_first():
+    async def run():
+        b = make(max_batch_tokens=10)  # one 10-token row per batch: the anchor alone
+        await queue(b, [10] * 3, caller="a", tag=100)
+        await queue(b, [10] * 3, caller="b", tag=200)
+        await queue(b, [10] * 1, caller="c", tag=300)
+        return [tags(b._take()[0]) for _ in range(7)]
+
+    order = asyncio.run(run())
+    assert order == [[0], [100], [200], [1], [101], [2], [102]]  # round-robin over callers, FIFO within each
+
+
+def test_full_batches_with_two_busy_callers():
+    async def run():
+        b = make(max_batch_size=8)
+        await queue(b, [10] * 40, caller="a", tag=100)
+        await queue(b, [10] * 40, caller="b", tag=200)
+        sizes = []
+        while b._callers:
+            batch, _ = b._take()
+            sizes.append(len(batch))
+            assert sum(t < 100 for t in tags(batch)) == 4  # half each
+        return sizes
+
+    assert asyncio.run(run()) == [8] * 10
+
+
+def test_streams_leave_the_reserve_to_unary_calls():
+    async def run():
+        b = make(max_queue_items=8, reserve=0.25)
+        await b.submit([row(1, 5)] * 6, model=M, caller="stream:s", wait=True)  # up to 6 = 75% of 8
+        blocked = asyncio.ensure_future(b.submit([row(2, 5)], model=M, caller="stream:s", wait=True))
+        await asyncio.sleep(0.05)
+        assert not blocked.done(), "a waiting caller stops at the reserve"
+        await b.submit([row(3, 5)] * 2, model=M, caller="unary:u", wait=False)  # the reserve is the unary calls'
+        with pytest.raises(Overloaded):
+            await b.submit([row(3, 5)], model=M, caller="unary:u", wait=False)
+        b.start()
+        try:
+            await asyncio.wait_for(blocked, 10)  # room again once batches run
+        finally:
+            await b.stop()
+        # a waiting request larger than the stream's part of the queue still gets into an empty queue
+        b2 = make(max_queue_items=4, reserve=0.25)
+        await asyncio.wait_for(b2.submit([row(1, 5)] * 4, model=M, caller="stream:s", wait=True), 5)
+
+    asyncio.run(run())
+
+
+def test_shadow_work_runs_only_when_nothing_else_is_queued_and_is_bounded():
+    active, shadow = FakeModel(), FakeModel(offset=0.5)
+
+    async def run():
+        b = make(max_batch_size=4, max_shadow_items=6)
+        s_futs = b.submit_shadow([row(7, 5)] * 6, model=shadow)
+        with pytest.raises(Overloaded):
+            b.submit_shadow([row(7, 5)], model=shadow)  # dropped first: its queue is full
+        a_futs = await queue(b, [5] * 8, model=active)
+        b.start()
+        try:
+            a = await asyncio.gather(*a_futs)
+            s = await asyncio.gather(*s_futs)
+        finally:
+            await b.stop()
+        return a, s
+
+    a, s = asyncio.run(run())
+    assert [r.score for r in s] == [7.5] * 6
+    assert len(active.batches) == 2 and len(shadow.batches) == 2  # queued first, but run after the active work

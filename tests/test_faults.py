@@ -49,16 +49,32 @@ def _eventually(check, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+class FnEngine:
+    """An engine from a function (fault injection): swapped in as a new model on the same bundle."""
+
+    provider = "cpu"
+
+    def __init__(self, run):
+        self.run = run
+
+
+def swap_run(rs, run) -> None:
+    async def swap():
+        rs.gs.swap(rs.gs.model.with_engine(FnEngine(run)))
+
+    rs.call(swap())
+
+
 def test_inference_failure_is_internal_and_isolated(tiny_bundle):
     with run_server(tiny_bundle) as rs:
-        real = rs.gs.batcher._run
+        real = rs.gs.model.run
 
         def flaky(input_ids, mask):
             if input_ids.shape[1] > 60:  # "corrupted" batches: the long prompts
                 raise RuntimeError("injected: bad input shape")
             return real(input_ids, mask)
 
-        rs.gs.batcher.swap_backend(flaky)
+        swap_run(rs, flaky)
         with GuardClient(rs.target, max_retries=0) as c:
             assert len(c.score(["short one"])) == 1  # other batches unaffected
             for _ in range(3):
@@ -69,7 +85,7 @@ def test_inference_failure_is_internal_and_isolated(tiny_bundle):
             time.sleep(0.2)
             assert not c.health(), "three failed batches in a row must flip health to NOT_SERVING"
             assert rs.value("reftguard_errors_total", code="INTERNAL") == 3
-            rs.gs.batcher.swap_backend(real)
+            swap_run(rs, real)
             assert len(c.score(["recovered"])) == 1
             time.sleep(0.2)
             assert c.health()
@@ -77,19 +93,19 @@ def test_inference_failure_is_internal_and_isolated(tiny_bundle):
 
 def test_stalled_stream_is_bounded_by_flow_control(tiny_bundle):
     with run_server(tiny_bundle) as rs:
-        real = rs.gs.batcher._run
+        real = rs.gs.model.run
 
         def slow(input_ids, mask):  # inference slower than the client writes: only flow control bounds memory
             time.sleep(0.05)
             return real(input_ids, mask)
 
-        rs.gs.batcher.swap_backend(slow)
+        swap_run(rs, slow)
 
         async def run():
             ch = grpc.aio.insecure_channel(rs.target)
             call = guard_pb2_grpc.GuardStub(ch).ScoreStream()
             req = pb.ScoreRequest(items=[pb.Item(id=str(i), text="stall " * 200) for i in range(16)])
-            rows = 16 * len(rs.gs.engine.encoder.encode(["stall " * 200]).ids)  # prompts per request: every window is one
+            rows = 16 * len(rs.gs.model.encoder.encode(["stall " * 200]).ids)  # prompts per request: every window is one
             before = rs.value("reftguard_batch_size_sum")
             written, max_depth = 0, 0
             t_end = time.monotonic() + 3.0

@@ -1,0 +1,104 @@
+"""Shadow scoring: a candidate bundle scores a sample of live items off the response path.
+
+The response is sent first; then the picked items are encoded with the shadow model's own encoder and
+queued as shadow work, which the batcher runs only when nothing else is queued. Whatever cannot be
+done at once is dropped and counted (`reftguard_shadow_dropped_total`): too many shadow requests in
+flight, the shadow queue full, the shadow cannot encode an item (e.g. a smaller max_tokens under
+truncation `error`), or the server stopping. Each verdict is taken at its own bundle's threshold (a
+client's threshold override is about the active bundle's scale), so a disagreement means "promoting
+the candidate would change this decision".
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict
+from typing import Sequence
+
+from reftguard.encoding import PromptRejected
+from reftguard.scoring import Scored, Turn, decide_items
+from reftguard.server.batcher import Overloaded, ShuttingDown
+from reftguard.server.metrics import GuardMetrics
+
+log = logging.getLogger("reftguard.shadow")
+MAX_TASKS = 256  # shadow requests being encoded or scored at once; more are dropped
+RECENT_IDS = 65536  # item ids whose shadow verdict is kept for Feedback
+
+
+def pick(n_items: int, fraction: float, rng: random.Random) -> list[int]:
+    """Items (indices) sampled for the shadow, each with probability `fraction`."""
+    if fraction >= 1.0:
+        return list(range(n_items))
+    return [i for i in range(n_items) if rng.random() < fraction]
+
+
+def shadow_turns(turns: Sequence[Turn], items: Sequence[int]) -> list[Turn]:
+    """The turns of `items`, renumbered 0..len(items)-1 (what decide_items expects)."""
+    new = {old: k for k, old in enumerate(items)}
+    return [Turn(new[t.item], t.turn, t.text) for t in turns if t.item in new]
+
+
+class ShadowScorer:
+    def __init__(self, metrics: GuardMetrics, seed: int | None = None):
+        self.metrics = metrics
+        self.rng = random.Random(seed)
+        self._tasks: set[asyncio.Task] = set()
+        self._recent: OrderedDict[str, bool] = OrderedDict()  # item id -> shadow flagged
+
+    def offer(self, rt, a, scored: list[Scored], source: str) -> None:
+        """Start shadow scoring of a sample of an answered request's items; never waits."""
+        shadow = rt.shadow
+        if shadow is None:
+            return
+        items = pick(len(scored), rt.shadow_fraction, self.rng)
+        if not items:
+            return
+        if len(self._tasks) >= MAX_TASKS:
+            self.metrics.shadow_dropped.inc(len(items))
+            return
+        task = asyncio.get_running_loop().create_task(self._score(rt, shadow, a, items, scored, source))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _score(self, rt, shadow, a, items: list[int], active: list[Scored], source: str) -> None:
+        turns = shadow_turns(a.parsed.turns, items)
+        loop = asyncio.get_running_loop()
+        try:
+            enc = await loop.run_in_executor(rt.tokenize_pool, shadow.encoder.encode, [t.text for t in turns], a.parsed.truncation)
+            futures = rt.batcher.submit_shadow(enc.ids, model=shadow)
+            results = await asyncio.gather(*futures)
+        except (PromptRejected, Overloaded, ShuttingDown, asyncio.CancelledError) as exc:
+            self.metrics.shadow_dropped.inc(len(items))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        except Exception:  # the shadow engine failed: count it, never affect the served decisions
+            log.exception("shadow scoring failed")
+            self.metrics.shadow_dropped.inc(len(items))
+            return
+        decided = decide_items([r.score for r in results], turns, enc)
+        for k, s in zip(items, decided):
+            act = active[k]
+            flag = s.flagged(shadow.threshold)
+            self.metrics.record_shadow(source, act.flagged(a.model.threshold), flag, act.score, s.score, a.parsed.labels[k])
+            self._remember(a.request.items[k].id, flag)
+
+    def _remember(self, item_id: str, flagged: bool) -> None:
+        if not item_id:
+            return
+        self._recent[item_id] = flagged
+        self._recent.move_to_end(item_id)
+        while len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
+
+    def feedback(self, item_id: str, reviewed: str) -> None:
+        """A reviewer's verdict on an item the shadow also decided feeds the shadow's FP and miss rates."""
+        flagged = self._recent.get(item_id)
+        if flagged is not None:
+            self.metrics.record_shadow_feedback(flagged, reviewed)
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
