@@ -244,3 +244,61 @@ def test_calibrate_records_every_precision_and_keeps_fp32_on_top(multi):
     assert calibration_for(old, "bf16") is None
     assert "Per precision" in (multi.root / "CARD.md").read_text()
     json.dumps(m)  # plain JSON
+
+
+# -- the server on these engines -------------------------------------------------------------------
+@needs_bf16
+def test_server_serves_auto_bf16_at_its_own_threshold(multi):
+    from reftguard.clients import GuardClient
+    from tests.harness import run_server
+
+    bf16 = multi.manifest["precisions"]["bf16"]
+    with run_server(multi.root) as rs:  # engine and precision auto
+        with GuardClient(rs.target) as c:
+            info = c.info()
+            ds = c.score(TEXTS)
+        bundle_info = rs.value("reftguard_bundle_info", bundle_id=multi.bundle_id, backbone=multi.backbone, layer=str(multi.layer),
+                               provider="openvino/bf16/cpu")
+    assert info.provider == "openvino/bf16/cpu" and bundle_info == 1.0
+    assert info.threshold == pytest.approx(bf16["threshold"]) != pytest.approx(multi.threshold)
+    assert all(d.threshold == pytest.approx(bf16["threshold"]) for d in ds)
+    assert info.expected_fpr == pytest.approx(bf16["calibration"]["at_threshold"]["fpr"])
+    from reftguard.scoring import BundleScorer
+
+    want = BundleScorer(multi, backend=make_engine(multi, engine="openvino", precision="bf16")).scores(TEXTS)
+    assert [d.score for d in ds] == want.tolist()  # bf16 is batch invariant: exactly the in-process scores
+
+
+@needs_bf16
+def test_server_refuses_an_uncalibrated_precision(tiny_bundle):
+    from reftguard.server.app import build_engine
+    from reftguard.server.config import ServerConfig
+
+    b = GuardBundle.load(tiny_bundle)
+    with pytest.raises(UncalibratedPrecision, match="no bf16 calibration.*--allow-uncalibrated-precision"):
+        build_engine(b, ServerConfig(precision="bf16"))
+    assert build_engine(b, ServerConfig(precision="bf16", allow_uncalibrated_precision=True)).label == "openvino/bf16/cpu"
+    assert build_engine(b, ServerConfig()).label == "ort/fp32/cpu"  # auto: no bf16 calibration, so fp32
+
+
+@needs_bf16
+def test_bf16_rows_run_at_a_width_of_their_own(multi):
+    """In bf16 a row's score may depend on the padded width of its batch (reduction blocking), so the
+    OpenVINO engine runs every row at its length rounded up to 8: any padding gives the same bits."""
+    e = make_engine(multi, engine="openvino", precision="bf16", allow_uncalibrated_precision=True)
+    assert e.width_multiple == 8
+    ids = _ids(multi)
+    for row in ids:
+        n = len(row)
+        got = {float(e.run(*_padded([row], w, multi.pad_token_id))[0][0]) for w in (n, n + 1, n + 7, n + 19, n + 64)}
+        assert len(got) == 1
+    mixed = e.run(*_padded(ids, max(map(len, ids)) + 5, multi.pad_token_id))[0]
+    assert mixed.tolist() == [e.run(*pad_batch([r], multi.pad_token_id))[0][0] for r in ids]
+
+
+def _padded(rows, width, pad_id):
+    x = np.full((len(rows), width), pad_id, dtype=np.int64)
+    m = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        x[i, : len(r)], m[i, : len(r)] = r, 1
+    return x, m

@@ -5,8 +5,9 @@
 
 `make_engine` is the one way to build one: it chooses (selection.py: auto = CUDA fp16, else OpenVINO
 bf16, else ORT fp32), refuses a precision the bundle has no calibration for, and returns the engine with
-`.name`, `.precision`, `.provider` (cpu|cuda), `.label` (engine/precision/device), `.threshold` and
-`.calibration` (the bundle's calibration for that precision) and `.choice` (why). Nothing here imports
+`.name`, `.precision`, `.provider` (cpu|cuda), `.label` (engine/precision/device), `.threshold`,
+`.calibration` and `.expected_fpr` (the bundle's calibration for that precision: serve at these, not at
+the top-level fp32 ones) and `.choice` (what was chosen and why). Nothing here imports
 onnxruntime or openvino until an engine is built.
 """
 from __future__ import annotations
@@ -40,10 +41,12 @@ def make_engine(bundle: GuardBundle, *, engine: str = "auto", precision: str = "
         e = OrtEngine(bundle, c.device, threads, precision=c.precision)
     cal = calibration_for(bundle.manifest, c.precision) or calibration_for(bundle.manifest, "fp32")
     if not c.calibrated:
-        log.warning("serving %s without a %s calibration, at the fp32 threshold %.4f (--allow-uncalibrated-precision)",
+        log.warning("running %s without a %s calibration: its threshold is fp32's, %.4f (--allow-uncalibrated-precision, or calibrating)",
                     c.precision, c.precision, cal["threshold"])
     e.choice, e.label = c, c.label
     e.threshold, e.calibration = float(cal["threshold"]), cal.get("calibration") or {}
+    fpr = (e.calibration.get("at_threshold") or {}).get("fpr")
+    e.expected_fpr = None if fpr is None else float(fpr)
     log.info("bundle %s: engine %s (%s), threshold %.4f", bundle.bundle_id, c.label, c.reason, e.threshold)
     return e
 
