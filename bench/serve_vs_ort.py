@@ -1,12 +1,20 @@
-"""Server vs bare onnxruntime vs naive transformers, on the same bundle and prompts, in one run.
+"""Every engine and precision on this machine, bare and behind the server, vs naive transformers, in one run.
 
     python bench/serve_vs_ort.py [--bundle DIR] [--quick] [--json OUT.json]
 
-- bare ORT: pre-tokenized, length-sorted batches straight into the session, at the best batch size;
-- server: `reftguard serve` in a subprocess, driven through the Python client (unary and stream,
-  1 / 4 / 16 concurrent clients);
+- bare engines: every (engine, precision) this machine runs (reftguard.engines.available: onnxruntime
+  fp32, OpenVINO fp32 and bf16 on AMX/avx512_bf16, onnxruntime fp16 on CUDA), pre-tokenized,
+  length-sorted batches straight into the engine, at the best batch size;
+- per engine: batch invariance (each prompt alone and regrouped vs served batching; max |Δ|), parity
+  vs onnxruntime fp32 and guard-dev AUROC (threshold-free, so a precision without its own calibration
+  is still measured; the bench runs such precisions with --allow-uncalibrated-precision);
+- server: `reftguard serve --engine E --precision P` in a subprocess, driven through the Python client
+  (unary and stream, 1 / 4 / 16 concurrent clients); --quick serves the fastest engine only;
 - naive: a transformers full-model forward per prompt (what you'd write without reftguard).
-Timings on shared machines are noisy: compare the ratios printed side by side, not absolute numbers.
+
+Today's keys refer to the fastest engine: `ort_prompts_per_s` is the best bare engine's prompts/s and
+`server_over_ort` the server (stream or unary, best) over that same engine. Timings on shared machines
+are noisy (the JSON records the load average): compare the ratios side by side, not absolute numbers.
 """
 from __future__ import annotations
 
@@ -23,8 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from reftguard import evaluation
 from reftguard.bundle import GuardBundle
 from reftguard.data import load_labeled, packaged
+from reftguard.engines import available, calibrations, make_engine
+from reftguard.engines.checks import batch_invariance, parity
 from reftguard.scoring import BundleScorer
 
 
@@ -34,9 +45,12 @@ def prompts(n: int) -> list[str]:
     return (texts * (n // len(texts) + 1))[:n]
 
 
-def bench_ort(bundle: GuardBundle, texts: list[str], sizes=(8, 16, 32, 64)) -> dict:
-    scorer = BundleScorer(bundle)
-    ids = scorer.encoder.encode(texts, "right").ids
+def engine_scorer(bundle: GuardBundle, key: str) -> BundleScorer:
+    engine, precision = key.split("/")
+    return BundleScorer(bundle, backend=make_engine(bundle, engine=engine, precision=precision, allow_uncalibrated_precision=True), max_windows=0)
+
+
+def bench_bare(scorer: BundleScorer, ids: list[list[int]], sizes) -> dict:
     scorer.max_batch = 8
     scorer.score_ids(ids[:16])  # warm up
     best = {}
@@ -46,7 +60,7 @@ def bench_ort(bundle: GuardBundle, texts: list[str], sizes=(8, 16, 32, 64)) -> d
         scorer.score_ids(ids)
         dt = time.perf_counter() - t
         rate = len(ids) / dt
-        print(f"  bare ORT batch {bs:>3}: {rate:8.1f} prompts/s")
+        print(f"  bare {scorer.backend.label:18} batch {bs:>3}: {rate:8.1f} prompts/s", flush=True)
         if rate > best.get("prompts_per_s", 0):
             best = {"batch_size": bs, "prompts_per_s": rate, "tokens_per_s": sum(map(len, ids)) / dt}
     return best
@@ -101,6 +115,26 @@ async def drive(target: str, texts: list[str], clients: int, mode: str) -> float
     return len(texts) / dt
 
 
+def bench_server(bundle: GuardBundle, key: str, texts: list[str], batch_size: int, conc) -> dict:
+    engine, precision = key.split("/")
+    server = Server(str(bundle.root), ["--max-batch-size", str(batch_size), "--engine", engine, "--precision", precision,
+                                       "--allow-uncalibrated-precision"])
+    out: dict = {}
+    try:
+        target = f"127.0.0.1:{server.port}"
+        asyncio.run(drive(target, texts[:32], 1, "unary"))  # warm up
+        for mode in ("unary", "stream"):
+            rates = {}
+            for c in conc:
+                rates[c] = asyncio.run(drive(target, texts, c, mode))
+                print(f"  server {key:14} {mode:6} x{c:<2}: {rates[c]:8.1f} prompts/s", flush=True)
+            out[f"{mode}_by_clients"] = rates
+            out[f"{mode}_prompts_per_s"] = max(rates.values())
+    finally:
+        server.stop()
+    return out
+
+
 def bench_naive(bundle: GuardBundle, texts: list[str]) -> float:
     import torch
 
@@ -119,10 +153,12 @@ def bench_naive(bundle: GuardBundle, texts: list[str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", default="", help="Bundle dir (default: the embedded default bundle).")
-    ap.add_argument("--quick", action="store_true", help="Fewer prompts and configurations (< 3 min on 2 cores).")
+    ap.add_argument("--quick", action="store_true", help="Fewer prompts and configurations; the server runs the fastest engine only.")
     ap.add_argument("--json", default="", help="Write the results here.")
-    ap.add_argument("--batch-size", type=int, default=32, help="Server --max-batch-size.")
+    ap.add_argument("--batch-size", type=int, default=32, help="Server --max-batch-size (at least the best bare batch).")
+    ap.add_argument("--engines", default="", help="Comma-separated name/precision keys to measure (default: all available).")
     ap.add_argument("--int8", default="", help="Also time bare ORT on this int8 bundle (from `reftguard quantize`).")
+    ap.add_argument("--no-naive", action="store_true", help="Skip the naive transformers baseline.")
     args = ap.parse_args()
     if args.bundle:
         bundle = GuardBundle.load(args.bundle)
@@ -132,42 +168,74 @@ def main() -> None:
         bundle = default_bundle()
     n = 192 if args.quick else 1024
     texts = prompts(n)
-    tokens = sum(len(x) for x in BundleScorer(bundle).encoder.encode(texts, "right").ids)
-    print(f"bundle {bundle.bundle_id} (layer {bundle.layer}), {n} prompts, {tokens / n:.0f} tokens/prompt avg, {os.cpu_count()} cpus")
-    res: dict = {"bundle_id": bundle.bundle_id, "layer": bundle.layer, "n_prompts": n, "avg_tokens": tokens / n}
-    ort = bench_ort(bundle, texts, (16, 32) if args.quick else (8, 16, 32, 64))
-    res["ort_prompts_per_s"], res["ort_best_batch"] = ort["prompts_per_s"], ort["batch_size"]
+    keys = args.engines.split(",") if args.engines else [f"{e}/{p}" for e, p in available(bundle)]
+    load0 = os.getloadavg()
+    res: dict = {"bundle_id": bundle.bundle_id, "layer": bundle.layer, "n_prompts": n, "quick": args.quick, "cpus": os.cpu_count(),
+                 "load_avg_start": [round(x, 2) for x in load0], "calibrated": sorted(calibrations(bundle.manifest))}
+    dev = load_labeled([packaged("guard-dev.jsonl")])
+    if args.quick:  # a fixed 384-prompt subset (the file is grouped by label, so not its head)
+        dev = [dev[i] for i in sorted(np.random.default_rng(0).permutation(len(dev))[:384])]
+    dev_y = np.array([p.label for p in dev])
+    ids = None
+    res["engines"], res["engine_batch"], res["batch_invariance"], res["parity_vs_fp32"], res["auroc_by_precision"], res["auroc_by_engine"] = {}, {}, {}, {}, {}, {}
+    ref_scores = None
+    for key in ["ort/fp32"] + [k for k in keys if k != "ort/fp32"]:
+        scorer = engine_scorer(bundle, key)
+        ids = ids or scorer.encoder.encode(texts, "right").ids
+        if key in keys:
+            best = bench_bare(scorer, ids, (16, 32) if args.quick else (8, 16, 32, 64))
+            res["engines"][key], res["engine_batch"][key] = best["prompts_per_s"], best["batch_size"]
+        scorer.max_batch, scorer.max_batch_tokens = 32, 16384
+        dev_scores = scorer.scores([p.text for p in dev])
+        ref_scores = dev_scores if key == "ort/fp32" else ref_scores
+        inv = batch_invariance(scorer.backend.run, ids[: 64 if args.quick else 256], bundle.pad_token_id)
+        res["batch_invariance"][key] = inv["max_abs_diff"]
+        res["parity_vs_fp32"][key] = parity(dev_scores, ref_scores)
+        res["auroc_by_engine"][key] = evaluation.auroc(dev_scores, dev_y)
+        precision = key.split("/")[1]
+        if precision not in res["auroc_by_precision"] or key.startswith("ort/") or precision == "bf16":
+            res["auroc_by_precision"][precision] = res["auroc_by_engine"][key]
+        print(f"  {key:18} batch invariance {inv['max_abs_diff']:.2e}  parity vs ort/fp32 max {res['parity_vs_fp32'][key]['max_abs_diff']:.2e}"
+              f"  guard-dev AUROC {res['auroc_by_engine'][key]:.4f} (n={len(dev)})", flush=True)
+    fastest = max(res["engines"], key=res["engines"].get)
+    res["engine"], res["precision"] = fastest.split("/")
+    res["ort_prompts_per_s"], res["ort_best_batch"] = res["engines"][fastest], res["engine_batch"][fastest]
+    res["ort_fp32_prompts_per_s"] = res["engines"].get("ort/fp32")
+    tokens = sum(map(len, ids))
+    res["avg_tokens"] = tokens / n
+    print(f"bundle {bundle.bundle_id} (layer {bundle.layer}), {n} prompts, {tokens / n:.0f} tokens/prompt avg, {os.cpu_count()} cpus; fastest: {fastest}")
     if args.int8:
-        q = bench_ort(GuardBundle.load(args.int8), texts, (ort["batch_size"],))
+        q = bench_bare(engine_scorer(GuardBundle.load(args.int8), "ort/fp32"), ids, (res["engine_batch"].get("ort/fp32", 32),))
         res["int8_ort_prompts_per_s"] = q["prompts_per_s"]
-        res["int8_over_fp32"] = q["prompts_per_s"] / ort["prompts_per_s"]
-        print(f"  int8 / fp32 bare ORT = {res['int8_over_fp32']:.2f}x")
-    server = Server(str(bundle.root), ["--max-batch-size", str(max(args.batch_size, ort["batch_size"]))])
-    try:
-        target = f"127.0.0.1:{server.port}"
-        asyncio.run(drive(target, texts[:32], 1, "unary"))  # warm up
-        conc = (1, 16) if args.quick else (1, 4, 16)
-        for mode in ("unary", "stream"):
-            rates = {}
-            for c in conc:
-                rates[c] = asyncio.run(drive(target, texts, c, mode))
-                print(f"  server {mode:6} x{c:<2}: {rates[c]:8.1f} prompts/s")
-            res[f"server_{mode}_by_clients"] = rates
-            res[f"server_{mode}_prompts_per_s"] = max(rates.values())
-    finally:
-        server.stop()
-    naive_n = 24 if args.quick else 96
-    res["naive_prompts_per_s"] = bench_naive(bundle, texts[:naive_n])
-    print(f"  naive transformers : {res['naive_prompts_per_s']:8.1f} prompts/s")
+        res["int8_over_fp32"] = q["prompts_per_s"] / res["engines"]["ort/fp32"]
+    conc = (1, 16) if args.quick else (1, 4, 16)
+    res["server_by_engine"] = {}
+    for key in [fastest] if args.quick else [fastest] + [k for k in res["engines"] if k != fastest]:
+        res["server_by_engine"][key] = bench_server(bundle, key, texts, max(args.batch_size, res["engine_batch"][key]), conc)
+        s = res["server_by_engine"][key]
+        s["stream_over_bare"] = s["stream_prompts_per_s"] / res["engines"][key]
+    best = res["server_by_engine"][fastest]
+    for mode in ("unary", "stream"):
+        res[f"server_{mode}_by_clients"], res[f"server_{mode}_prompts_per_s"] = best[f"{mode}_by_clients"], best[f"{mode}_prompts_per_s"]
     best_server = max(res["server_unary_prompts_per_s"], res["server_stream_prompts_per_s"])
     res["server_over_ort"] = best_server / res["ort_prompts_per_s"]
-    res["server_over_naive"] = best_server / res["naive_prompts_per_s"]
-    for k in ("ort", "server_unary", "server_stream", "naive"):
+    res["server_stream_over_ort"] = res["server_stream_prompts_per_s"] / res["ort_prompts_per_s"]
+    paths = ("ort", "server_unary", "server_stream")
+    if not args.no_naive:
+        naive_n = 24 if args.quick else 96
+        res["naive_prompts_per_s"] = bench_naive(bundle, texts[:naive_n])
+        res["server_over_naive"] = best_server / res["naive_prompts_per_s"]
+        paths += ("naive",)
+    for k in paths:
         res[f"{k}_tokens_per_s"] = res[f"{k}_prompts_per_s"] * tokens / n
-    print(f"\n{'path':<16}{'prompts/s':>12}{'tokens/s':>12}")
-    for k in ("ort", "server_unary", "server_stream", "naive"):
-        print(f"{k:<16}{res[k + '_prompts_per_s']:>12.1f}{res[k + '_tokens_per_s']:>12.0f}")
-    print(f"server / bare ORT = {res['server_over_ort']:.2f}x   server / naive = {res['server_over_naive']:.1f}x")
+    res["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"\n{'engine':<18}{'bare/s':>9}{'server stream/s':>17}{'batch inv':>11}{'AUROC':>8}")
+    for key, rate in res["engines"].items():
+        srv = res["server_by_engine"].get(key, {}).get("stream_prompts_per_s")
+        print(f"{key:<18}{rate:>9.1f}{(f'{srv:.1f}' if srv else '-'):>17}{res['batch_invariance'][key]:>11.1e}{res['auroc_by_engine'][key]:>8.4f}")
+    print(f"fastest {fastest}: server / bare = {res['server_over_ort']:.2f}x"
+          + (f"   server / naive = {res['server_over_naive']:.1f}x" if "server_over_naive" in res else "")
+          + f"   load avg {res['load_avg_start']} -> {res['load_avg_end']}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
 
