@@ -7,8 +7,11 @@ in-flight work finish within `grace` seconds, and exits 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
+import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -179,8 +182,23 @@ class GuardServer:
         if shadow is not None and shadow.bundle_id == model.bundle_id:
             log.info("the shadow bundle %s is now the active one: shadow scoring off", shadow.bundle_id)
             shadow = None
+        retired = [m for m in (self.runtime.model, self.runtime.shadow) if m is not None and m not in (model, shadow)]
         self.runtime.model, self.runtime.shadow = model, shadow
         self.metrics.set_bundle(model, shadow)
+        for m in retired:
+            asyncio.get_running_loop().create_task(self._collect(weakref.ref(m), m.bundle_id))
+
+    @staticmethod
+    async def _collect(ref: weakref.ref, bundle_id: str, every_s: float = 2.0, give_up_s: float = 600.0) -> None:
+        """Free a retired model's engine once its last queued job is done. What still refers to it after
+        that is cyclic garbage (finished frames, exceptions), which only a full collection frees; a
+        long-running server may not run one for hours, and an engine holds hundreds of MB."""
+        t_end = time.monotonic() + give_up_s
+        while ref() is not None and time.monotonic() < t_end:
+            await asyncio.sleep(every_s)
+            gc.collect()
+        if ref() is not None:
+            log.warning("retired model %s is still referenced %.0f s after the swap", bundle_id, give_up_s)
 
     async def reload(self) -> bool:
         """SIGHUP: build a complete new model from --bundle (and --shadow-bundle), verified and warmed

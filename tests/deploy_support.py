@@ -45,6 +45,18 @@ CONTRACT_METRICS: dict[str, str] = {
     "reftguard_requests_total": "counter",
     "reftguard_serving": "gauge",
     "reftguard_bundle_info": "gauge",
+    # rollout (--shadow-bundle)
+    "reftguard_shadow_bundle_info": "gauge",
+    "reftguard_shadow_decisions_total": "counter",
+    "reftguard_shadow_disagreements_total": "counter",
+    "reftguard_shadow_score_delta": "histogram",
+    "reftguard_shadow_dropped_total": "counter",
+    "reftguard_shadow_labeled_total": "counter",
+    "reftguard_shadow_feedback_total": "counter",
+    "reftguard_shadow_flag_rate": "gauge",
+    "reftguard_shadow_false_positive_rate": "gauge",
+    "reftguard_shadow_miss_rate": "gauge",
+    "reftguard_shadow_disagreement_budget": "gauge",
 }
 
 

@@ -327,6 +327,12 @@ def test_dashboard_has_the_issue_panels():
     panel_with("reftguard_queue_depth")
     panel_with('reftguard_errors_total')                                             # rejections by code
     panel_with("reftguard_bundle_info", kind="table")                               # the bundle in use
+    # the rollout row: disagreement vs its budget, flag rates and FP / miss rates side by side
+    panel_with("reftguard:shadow_disagreement:ratio_rate5m", "reftguard_shadow_disagreement_budget")
+    panel_with("reftguard:flag_rate:ratio_rate5m", "reftguard:shadow_flag_rate:ratio_rate5m")
+    panel_with("reftguard:false_positive_rate:ratio_rate1h", "reftguard:shadow_false_positive_rate:ratio_rate1h",
+               "reftguard:miss_rate:ratio_rate1h", "reftguard:shadow_miss_rate:ratio_rate1h")
+    panel_with("reftguard_shadow_bundle_info", "reftguard_bundle_info", kind="table")
     ids = [p["id"] for p in dashboard()["panels"]]
     assert len(ids) == len(set(ids))
 

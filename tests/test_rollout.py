@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import shutil
@@ -172,11 +171,67 @@ def test_reloads_racing_streams_never_mix_bundles(bundles, tmp_path):
                 seen.add(resp.bundle_id)
         assert reloads >= 2 and len(seen) == 2, (reloads, seen)
 
-        async def collect():
-            gc.collect()
+        # the server frees retired models itself (queued jobs done, then a full collection)
+        _eventually(lambda: old_model() is None, timeout=20)
 
-        deadline = time.monotonic() + 10
-        while old_model() is not None and time.monotonic() < deadline:
-            rs.call(collect())
-            time.sleep(0.05)
-        assert old_model() is None, "the first model is released once its last job is done"
+
+def _eventually(check, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.05)
+
+
+def test_shadow_scores_off_the_response_path_then_promote_and_roll_back(bundles, tmp_path):
+    a, b, ref = bundles
+    link, shadow_link = tmp_path / "current", tmp_path / "candidate"
+    flip(link, a)
+    flip(shadow_link, b)
+    id_a, id_b = GuardBundle.load(a).bundle_id, GuardBundle.load(b).bundle_id
+    with run_server(link, shadow_bundle=str(shadow_link), sources=["ingest"]) as rs, GuardClient(rs.target) as c:
+        info = c.info()
+        assert (info.active.bundle_id, info.shadow.bundle_id, info.shadow_fraction) == (id_a, id_b, 1.0)
+        assert info.shadow.threshold == pytest.approx(0.05) and info.bundle_id == id_a
+        assert rs.value("reftguard_shadow_bundle_info", bundle_id=id_b, backbone=GuardBundle.load(b).backbone, layer=str(GuardBundle.load(b).layer),
+                        provider=rs.gs.runtime.shadow.provider) == 1
+        labels = ["benign", "harmful"] * 3
+        items = [{"id": f"x-{k}", "text": t, "label": labels[k]} for k, t in enumerate(TEXTS)]
+        check(c.score(items, source="ingest"), id_a, ref)  # clients get the active bundle's decisions only
+        n = len(TEXTS)
+        _eventually(lambda: sum(rs.value("reftguard_shadow_decisions_total", verdict=v, source="ingest") for v in ("allow", "flag")) == n)
+        ra, rb = ref[id_a], ref[id_b]
+        act = [s > ra["threshold"] for s in ra["scores"]]
+        sh = [s > rb["threshold"] for s in rb["scores"]]
+        assert rs.value("reftguard_shadow_decisions_total", verdict="flag", source="ingest") == sum(sh)
+        for x, y in (("allow", "flag"), ("flag", "allow")):
+            want = sum(1 for p, q in zip(act, sh) if (p, q) == (x == "flag", y == "flag"))
+            assert rs.value("reftguard_shadow_disagreements_total", active=x, shadow=y) == want
+        assert rs.value("reftguard_shadow_score_delta_count") == n
+        # signed shadow - active deltas (negative buckets: the exposition has no _sum, so count by bucket)
+        deltas = [q - p for p, q in zip(ra["scores"], rb["scores"])]
+        assert all(abs(d) > 1e-3 for d in deltas), "B's encoding changes every score"
+        assert rs.value("reftguard_shadow_score_delta_bucket", le="0.0") == sum(d <= 0 for d in deltas)
+        assert rs.value("reftguard_shadow_labeled_total", verdict="flag", label="benign") == sum(1 for k in range(n) if sh[k] and labels[k] == "benign")
+        benign = [k for k in range(n) if labels[k] == "benign"]
+        assert rs.value("reftguard_shadow_false_positive_rate") == pytest.approx(sum(sh[k] for k in benign) / len(benign))
+        assert rs.value("reftguard_shadow_flag_rate", source="ingest") == pytest.approx(sum(sh) / n)
+        # reviewer feedback on an item the shadow decided feeds the shadow's rates too
+        c.feedback("x-0", served="allow", reviewed="harmful")
+        assert rs.value("reftguard_shadow_feedback_total", shadow="flag" if sh[0] else "allow", reviewed="harmful") == 1
+        # what the shadow cannot encode (too many windows of its 24 tokens) is dropped and counted, the client is answered
+        assert len(c.score([{"id": "long-0", "text": "word " * 150}])) == 1
+        _eventually(lambda: rs.value("reftguard_shadow_dropped_total") == 1)
+        # promote: publish the candidate as the active bundle and SIGHUP; the shadow (now the active) turns off
+        flip(link, b)
+        assert rs.call(rs.gs.reload()) is True
+        info = c.info()
+        assert info.bundle_id == id_b and not info.HasField("shadow") and info.shadow_fraction == 0
+        check(c.score(items), id_b, ref)
+        # roll back: the previous bundle again; the candidate link is still there, so it is the shadow again
+        flip(link, a)
+        assert rs.call(rs.gs.reload()) is True
+        info = c.info()
+        assert (info.bundle_id, info.shadow.bundle_id) == (id_a, id_b)
+        # the rollout ends: remove the candidate link; the next reload turns shadow scoring off
+        shadow_link.unlink()
+        assert rs.call(rs.gs.reload()) is True and not c.info().HasField("shadow")

@@ -223,3 +223,29 @@ def test_scan_modules_import_only_the_light_client():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_compare_bundle_writes_the_disagreement_table_and_the_rows_that_flip(tiny_bundle, scorer, tmp_path, capsys):
+    import shutil
+
+    from reftguard.cli import main
+    from tests.test_rollout import variant
+
+    other = variant(tiny_bundle, tmp_path / "b", threshold=0.0)  # same model, another threshold
+    records = [dict(r, label="benign" if i % 2 else "harmful") for i, r in enumerate(text_records(30))]
+    path = write("jsonl", records, tmp_path)
+    assert main(["scan", str(path), "--out", str(tmp_path / "cmp"), "--bundle", str(tiny_bundle), "--compare-bundle", str(other)]) == 0
+    assert "allow->flag" in capsys.readouterr().out
+    report = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    scores = scorer.scores([r["text"] for r in records])
+    ta, tb = GuardBundle.load(tiny_bundle).threshold, 0.0
+    want = Counter((("flag" if s > ta else "allow"), ("flag" if s > tb else "allow")) for s in scores)
+    assert report["table"] == {f"{a}->{b}": want[(a, b)] for a in ("allow", "flag") for b in ("allow", "flag")}
+    assert report["rows"] == 30 and report["bundles"]["b"]["threshold"] == 0.0
+    assert sum(s["rows"] for s in report["per_source"].values()) == 30
+    benign = [s for s, r in zip(scores, records) if r["label"] == "benign"]
+    assert report["fpr_a"] == pytest.approx(sum(s > ta for s in benign) / len(benign))
+    flips = [json.loads(l) for l in (tmp_path / "cmp" / "flips.jsonl").read_text().splitlines()]
+    assert len(flips) == want[("flag", "allow")] + want[("allow", "flag")]
+    assert all(f["reftguard_verdict_a"] != f["reftguard_verdict_b"] and f["id"] == records[f["reftguard_row"]]["id"] for f in flips)
+    shutil.rmtree(other)

@@ -16,6 +16,8 @@ def scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="Output folder: allowed.*, flagged.*, errors.*, report.json, report.html; also the checkpoint.")
     target_args(p)
     p.add_argument("--bundle", default=None, help="Score in this process with this guard bundle (no server); otherwise --target is used.")
+    p.add_argument("--compare-bundle", default=None, help="With --bundle: score every row with both bundles and write compare.json "
+                   "(disagreement table, flag, FP and miss rates) and flips.jsonl (the rows whose verdict changes) instead of a scan.")
     p.add_argument("--format", choices=sorted(FORMATS), default=None, help="Input format (default: from the suffix, or an HF folder's files).")
     p.add_argument("--split", default=None, help="Split to scan when the HF folder holds a DatasetDict.")
     p.add_argument("--text-field", default=None, help="Field holding a plain prompt; default: auto-detect messages (OpenAI), conversations (ShareGPT), text or prompt.")
@@ -32,12 +34,28 @@ def scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="No progress bar (it is off anyway when stderr is not a terminal).")
 
 
+def compare_bundles(ns) -> int:
+    from reftguard.clients.scan.compare import compare
+
+    if not ns.bundle:
+        raise ValueError("--compare-bundle compares two bundles in this process: give the other one with --bundle")
+    r = compare(ns.input, ns.out, ns.bundle, ns.compare_bundle, format=ns.format, split=ns.split, text_field=ns.text_field,
+                source_field=ns.source_field, threshold=ns.threshold, truncation=ns.truncation)
+    a, b = r["bundles"]["a"], r["bundles"]["b"]
+    print(f"{r['rows']} rows: {a['bundle_id']} flags {r['flag_rate_a'] or 0:.2%}, {b['bundle_id']} flags {r['flag_rate_b'] or 0:.2%}; "
+          f"{r['table']['allow->flag']} allow->flag, {r['table']['flag->allow']} flag->allow ({r['disagreement_rate'] or 0:.2%}); "
+          f"see {ns.out}/compare.json and {ns.out}/flips.jsonl")
+    return 0
+
+
 def scan(ns) -> int:
     from reftguard.clients.scan.progress import print_summary, scan_progress
     from reftguard.clients.scan.runner import Scan, ScanConfig
 
     if ns.chunk_rows < 1 or ns.batch_size < 1 or ns.in_flight < 1:
         raise ValueError("--chunk-rows, --batch-size and --concurrency must be >= 1")
+    if ns.compare_bundle:
+        return compare_bundles(ns)
     remote = ns.bundle is None
     cfg = ScanConfig(input=ns.input, out=ns.out, bundle=ns.bundle, client=client_config(ns) if remote else None, format=ns.format,
                      split=ns.split, text_field=ns.text_field, source_field=ns.source_field, threshold=ns.threshold, source=ns.source,
