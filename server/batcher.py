@@ -172,12 +172,19 @@ class TokenBudgetBatcher:
         self.queued_tokens += tokens
         return futures
 
-    def submit_shadow(self, ids: list[list[int]], *, model: Model) -> list[asyncio.Future]:
-        """Queue shadow work (run only when nothing else is queued); Overloaded when its queue is full."""
+    def submit_shadow(self, ids: list[list[int]], *, model: Model, deadline: float | None = None) -> list[asyncio.Future]:
+        """Queue shadow work (run only when nothing else is queued); Overloaded when its queue is full
+        even after dropping what waited past its deadline (DeadlineExpired)."""
+        if self.shadow_items + len(ids) > self.max_shadow_items:
+            now = time.monotonic()
+            for q in list(self._shadow.values()):
+                dead = [j for j in q if j.dead(now)]
+                self.shadow_items -= len(dead)
+                self._remove(self._shadow, dead, set())
         if self.shadow_items + len(ids) > self.max_shadow_items:
             raise Overloaded(f"shadow queue full ({self.shadow_items} prompts)")
         self.shadow_items += len(ids)
-        return self._enqueue(self._shadow, SHADOW, ids, model, None)
+        return self._enqueue(self._shadow, SHADOW, ids, model, deadline)
 
     def _enqueue(self, queues: OrderedDict, caller: str, ids, model, deadline) -> list[asyncio.Future]:
         loop = asyncio.get_running_loop()

@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import OrderedDict
 from typing import Sequence
 
 from reftguard.encoding import PromptRejected
 from reftguard.scoring import Scored, Turn, decide_items
-from reftguard.server.batcher import Overloaded, ShuttingDown
+from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown
 from reftguard.server.metrics import GuardMetrics
 
 log = logging.getLogger("reftguard.shadow")
 MAX_TASKS = 256  # shadow requests being encoded or scored at once; more are dropped
+MAX_WAIT_S = 10.0  # shadow work not started this long after it was queued is dropped (the server is busy)
 RECENT_IDS = 65536  # item ids whose shadow verdict is kept for Feedback
 
 
@@ -57,32 +59,35 @@ class ShadowScorer:
         if len(self._tasks) >= MAX_TASKS:
             self.metrics.shadow_dropped.inc(len(items))
             return
-        task = asyncio.get_running_loop().create_task(self._score(rt, shadow, a, items, scored, source))
+        # Only what the comparison needs travels with the task: not the request's model, which a reload
+        # may retire while this waits (a task holding it would keep a whole engine in memory).
+        turns = shadow_turns(a.parsed.turns, items)
+        active = [(scored[k].score, scored[k].flagged(a.model.threshold), a.parsed.labels[k], a.request.items[k].id) for k in items]
+        task = asyncio.get_running_loop().create_task(self._score(rt, shadow, turns, a.parsed.truncation, active, source))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _score(self, rt, shadow, a, items: list[int], active: list[Scored], source: str) -> None:
-        turns = shadow_turns(a.parsed.turns, items)
+    async def _score(self, rt, shadow, turns: list[Turn], truncation: str, active: list[tuple], source: str) -> None:
+        """`active`: per picked item, (active score, active flagged at its bundle threshold, label, id)."""
         loop = asyncio.get_running_loop()
         try:
-            enc = await loop.run_in_executor(rt.tokenize_pool, shadow.encoder.encode, [t.text for t in turns], a.parsed.truncation)
-            futures = rt.batcher.submit_shadow(enc.ids, model=shadow)
+            enc = await loop.run_in_executor(rt.tokenize_pool, shadow.encoder.encode, [t.text for t in turns], truncation)
+            futures = rt.batcher.submit_shadow(enc.ids, model=shadow, deadline=time.monotonic() + MAX_WAIT_S)
             results = await asyncio.gather(*futures)
-        except (PromptRejected, Overloaded, ShuttingDown, asyncio.CancelledError) as exc:
-            self.metrics.shadow_dropped.inc(len(items))
+        except (PromptRejected, Overloaded, DeadlineExpired, ShuttingDown, asyncio.CancelledError) as exc:
+            self.metrics.shadow_dropped.inc(len(active))
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
         except Exception:  # the shadow engine failed: count it, never affect the served decisions
             log.exception("shadow scoring failed")
-            self.metrics.shadow_dropped.inc(len(items))
+            self.metrics.shadow_dropped.inc(len(active))
             return
         decided = decide_items([r.score for r in results], turns, enc)
-        for k, s in zip(items, decided):
-            act = active[k]
+        for (score, flagged, label, item_id), s in zip(active, decided):
             flag = s.flagged(shadow.threshold)
-            self.metrics.record_shadow(source, act.flagged(a.model.threshold), flag, act.score, s.score, a.parsed.labels[k])
-            self._remember(a.request.items[k].id, flag)
+            self.metrics.record_shadow(source, flagged, flag, score, s.score, label)
+            self._remember(item_id, flag)
 
     def _remember(self, item_id: str, flagged: bool) -> None:
         if not item_id:

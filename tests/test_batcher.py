@@ -268,3 +268,20 @@ def test_shadow_work_runs_only_when_nothing_else_is_queued_and_is_bounded():
     a, s = asyncio.run(run())
     assert [r.score for r in s] == [7.5] * 6
     assert len(active.batches) == 2 and len(shadow.batches) == 2  # queued first, but run after the active work
+
+
+def test_stale_shadow_work_makes_room_for_new():
+    shadow = FakeModel()
+
+    async def run():
+        b = make(max_shadow_items=4)
+        stale = b.submit_shadow([row(1, 5)] * 4, model=shadow, deadline=time.monotonic() - 1)  # waited too long
+        fresh = b.submit_shadow([row(2, 5)] * 4, model=shadow, deadline=time.monotonic() + 60)
+        assert all(isinstance(f.exception(), DeadlineExpired) for f in stale)
+        assert b.shadow_items == 4 and not any(f.done() for f in fresh)
+        with pytest.raises(Overloaded):
+            b.submit_shadow([row(3, 5)], model=shadow)
+        for f in fresh:
+            f.cancel()
+
+    asyncio.run(run())
