@@ -14,8 +14,7 @@ rendered):
 Everything between the markers is replaced by the output of the renderer registered as NAME. Figures
 in a marked block therefore always come from a results file; numbers typed into the prose around
 a block are the author's responsibility (keep them few). A block whose NAME is not registered is an
-error, unless NAME is in PENDING (a placeholder whose results are still being measured: it is left as
-it is).
+error.
 
 Adding a table (e.g. for a new detection result), at the bottom of this file:
 
@@ -28,9 +27,8 @@ Adding a table (e.g. for a new detection result), at the bottom of this file:
 `register(name, sources, fn)`: `sources` are paths relative to the repository root (`.json` is parsed
 as one document, `.jsonl` as a list of objects, one per line); `fn` is called with the parsed
 sources as positional arguments, in the order given, and returns markdown (no surrounding markers).
-`register` also works as a decorator: `@register("name", [...])`. Put the markers into the doc (a
-registered name wins over PENDING; drop it from PENDING when you register it), run this script, and
-commit the doc together with the JSON.
+`register` also works as a decorator: `@register("name", [...])`. Put the markers into the doc, run
+this script, and commit the doc together with the JSON.
 tests/test_render_results.py fails when a committed doc differs from a fresh render, or when a
 registered source file is missing.
 
@@ -51,8 +49,6 @@ from typing import Any, Callable, Iterable, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 #: Docs searched for markers (relative to ROOT): every docs/*.md and the README.
 DOC_GLOBS = ("docs/*.md", "README.md")
-#: Marker names that may stand in a doc before a renderer is registered (results still being measured).
-PENDING = {"default_bundle": "default-bundle quality, being re-measured with the current calibration recipe"}
 
 # A marker is a line of its own (a marker quoted inside a line of prose is not one).
 BLOCK = re.compile(r"^<!-- results:(?P<name>[A-Za-z0-9_.-]+) -->\n(?P<body>.*?)^<!-- /results:(?P=name) -->$", re.S | re.M)
@@ -133,13 +129,11 @@ def render_text(text: str, where: str = "doc", root: Path = ROOT, registry: dict
     if opened != blocks or closed != blocks:
         raise ValueError(f"{where}: unbalanced results markers (opened {opened}, closed {closed})")
     for name in blocks:
-        if name not in registry and name not in PENDING:
+        if name not in registry:
             raise ValueError(f"{where}: no renderer registered for results block {name!r} (bench/render_results.py)")
 
     def sub(m: re.Match) -> str:
         name = m.group("name")
-        if name not in registry:  # a pending placeholder: kept as it is
-            return m.group(0)
         body = registry[name].render(root).strip("\n")
         return f"<!-- results:{name} -->\n\n{body}\n\n<!-- /results:{name} -->"
 
@@ -182,8 +176,6 @@ def _run(ns: argparse.Namespace) -> int:
     if ns.list:
         for t in REGISTRY.values():
             print(f"{t.name}: {', '.join(t.sources)}")
-        for name, why in PENDING.items():
-            print(f"{name}: (pending) {why}")
         return 0
     if ns.check:
         diffs = check()
@@ -371,6 +363,57 @@ def render_default_teacher(teacher: dict, log: list[dict]) -> str:
               "estimate) at each refresh:", "",
               md_table(["step", "held-back AUROC", "recall@1%FPR", "R_l drift"], rows)]
     return "\n".join(lines)
+
+
+# ---- detection: old bundle against new (bench/robustness_suite.py, bench/teacher_select.py) ----
+
+DETECTION_ROWS = (  # (label, summary key, goal from issue 13)
+    ("contrast-dev: benign flag rate", "contrast_benign_flag_rate", "<= 0.03"),
+    ("contrast-dev: harmful recall", "contrast_harmful_recall", ">= 0.90"),
+    ("contrast-dev: AUROC", "contrast_auroc", ""),
+    ("guard-dev: AUROC", "guard_dev_auroc", ">= 0.995"),
+    ("guard-dev: recall@1%FPR", "guard_dev_recall_at_1pct_fpr", ">= 0.90"),
+    ("guard-dev: recall / FPR at the served threshold", ("guard_dev_recall", "guard_dev_fpr"), ""),
+    ("handwritten-dev: hard-negative flag rate", "handwritten_hard_negative_flag_rate", "<= 0.03"),
+    ("handwritten-dev: disguised-harmful recall", "handwritten_disguised_recall", ""),
+    ("handwritten-dev: AUROC", "handwritten_auroc", ""),
+    ("all three dev sets: AUROC / recall@1%FPR", ("all_auroc", "all_recall_at_1pct_fpr"), ""),
+    ("long context (request after 2,000 tokens): recall, `right` truncation", "long_recall_right", ""),
+    ("long context: recall, `window` (the new default)", "long_recall_window", ">= 0.90"),
+    ("long context: benign flag rate, `window`", "long_fpr_window", ""),
+)
+
+
+def _cell(r: dict, key) -> str:
+    if isinstance(key, tuple):
+        return " / ".join(f3(r.get(k)) for k in key)
+    return f3(r.get(key))
+
+
+@register("default_bundle", ["bench/results/robustness/summary.json", "bench/results/teacher_select.json"])
+def render_default_bundle(summary: dict, select: dict) -> str:
+    """Old shipped bundle against the new default, every figure on data the threshold was not chosen on."""
+    names = [n for n in ("old", "new") if n in summary]
+    rows = [[label, goal] + [_cell(summary[n], key) for n in names] for label, key, goal in DETECTION_ROWS]
+    teachers = select["teachers"]
+    for label, key in (("teacher: refusal rate, 50 benign guard-dev prompts", "refusal_rate_guard_dev_benign"),
+                       ("teacher: refusal rate, 50 benign contrast-dev prompts", "refusal_rate_contrast_dev_benign")):
+        rows.append([label, "<= 0.05" if "guard" in key else ""] + [f3(teachers[select["shipped"][n]][key]) for n in names])
+    rows.append(["served threshold", ""] + [fmt(summary[n]["threshold"], 4) for n in names])
+    return md_table(["figure", "goal", *[f"{n} bundle" for n in names]], rows)
+
+
+@register("teacher_select", ["bench/results/teacher_select.json"])
+def render_teacher_select(select: dict) -> str:
+    """Candidate teachers on the calib half of each dev file (how the recipe was picked)."""
+    files = ("guard-dev.jsonl", "handwritten-dev.jsonl", "contrast-dev.jsonl")
+    rows = []
+    for name, t in select["teachers"].items():
+        cells = [f"{f3(t['files'][f]['auroc'])} / {f3(t['files'][f]['recall_at_1pct_fpr'])}" for f in files]
+        rows.append([name, *cells, f3(t["files"]["contrast-dev.jsonl"].get("hard_negative_flag_rate_at_recall_0.90")),
+                     f3(t["refusal_rate_guard_dev_benign"]), f3(t["refusal_rate_contrast_dev_benign"])])
+    return md_table(["teacher", *[f"{f} AUROC / R@1%" for f in files], "contrast benign flagged at recall 0.90",
+                     "refusal, guard-dev benign", "refusal, contrast benign"], rows)
 
 
 if __name__ == "__main__":

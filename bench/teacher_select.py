@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -67,6 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default="runs/teacher_select", help="Per-teacher results are cached here (keyed by name and dir).")
     p.add_argument("--reply-tokens", type=int, default=48)
     p.add_argument("--helpful-n", type=int, default=50)
+    p.add_argument("--shipped", default="", help="ROLE=NAME,... which teacher each bundle ships (e.g. old=old,new=tB), for the docs table.")
     ns = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     dev = {f: select_split(load_labeled(packaged(f)), "calib") for f in DEV}
@@ -74,12 +76,13 @@ def main(argv=None) -> int:
         "guard_dev_benign": [q.text for q in load_labeled(packaged("guard-dev.jsonl")) if q.label == 0][: ns.helpful_n],
         "contrast_dev_benign": [q.text for q in dev["contrast-dev.jsonl"] if q.label == 0][: ns.helpful_n],
     }
-    results = {"selection_split": "calib", "teachers": {}}
+    results = {"selection_split": "calib", "teachers": {}, "shipped": dict(kv.split("=", 1) for kv in ns.shipped.split(",") if kv)}
     for spec in ns.teacher:
         name, _, d = spec.partition("=")
         t0 = time.time()
         row = cached(Path(ns.cache) / f"{slug(name)}-{slug(d)}.json", lambda: teacher_row(Path(d), dev, helpful, ns.reply_tokens))
-        results["teachers"][name] = row | {"dir": d, "record": Teacher.load(Path(d)).record.get("command")}
+        command = re.sub(r"--out \S+", "--out teacher", Teacher.load(Path(d)).record.get("command", ""))  # no machine paths
+        results["teachers"][name] = row | {"dir": d, "record": command}
         logging.info("%s done in %.0fs", name, time.time() - t0)
     Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
     Path(ns.out).write_text(json.dumps(results, indent=1) + "\n")

@@ -85,15 +85,12 @@ def test_renderer_on_a_fake_json_gives_the_expected_block(tmp_path):
     assert rr.render_text(out, root=tmp_path, registry=reg) == out  # idempotent
 
 
-def test_markers_errors_and_pending_placeholders(tmp_path):
+def test_marker_errors(tmp_path):
     reg = _fake_registry(tmp_path)
     with pytest.raises(ValueError, match="no renderer registered for results block 'nope'"):
         rr.render_text("<!-- results:nope -->\n<!-- /results:nope -->\n", registry=reg)
     with pytest.raises(ValueError, match="unbalanced"):
         rr.render_text("<!-- results:fake -->\nno end\n", root=tmp_path, registry=reg)
-    pending = next(iter(rr.PENDING))
-    placeholder = f"<!-- results:{pending} -->\nkept as is\n<!-- /results:{pending} -->\n"
-    assert rr.render_text(placeholder, registry=reg) == placeholder
 
 
 def test_register_api():

@@ -1,0 +1,95 @@
+"""Detection quality, old bundle against new, on data no threshold was chosen on.
+
+For every `--bundle NAME=DIR`: `reftguard robustness` on the `report` half of guard-dev, handwritten-dev and
+contrast-dev (the default threshold is calibrated on the `calib` half), and on a long-context set built
+from dev prompts (`bench/long_context.py`: a dev request after >= 2,000 tokens of benign dev context) under
+each `--long-truncation` policy. Reports land in bench/results/robustness/NAME[-long-POLICY]/ and the
+headline figures in bench/results/robustness/summary.json (rendered into docs/results.md).
+
+    python bench/robustness_suite.py --bundle old=runs/b_old --bundle new=$(reftguard default-bundle --print-path) \
+        --long-truncation right,window
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from long_context import build_long_context  # noqa: E402
+
+from reftguard.bundle import GuardBundle  # noqa: E402
+from reftguard.data import CALIBRATION_FILES, packaged  # noqa: E402
+from reftguard.robustness import RobustnessConfig, run  # noqa: E402
+
+
+def _kind(rows: list[dict], kind: str, label: str) -> dict:
+    return next((r for r in rows if r["slice"] == kind and r["label"] == label), {})
+
+
+def headline(dev: dict, long: dict[str, dict]) -> dict:
+    """The figures issue 13 asks for, from one bundle's reports."""
+    f = dev["files"]
+    gd, hw, cd = f["guard-dev.jsonl"], f["handwritten-dev.jsonl"], f["contrast-dev.jsonl"]
+    out = {
+        "bundle_id": dev["bundle_id"],
+        "threshold": dev["threshold"],
+        "guard_dev_auroc": gd["overall"]["auroc"],
+        "guard_dev_recall_at_1pct_fpr": gd["overall"]["recall_at_1pct_fpr"],
+        "guard_dev_recall": gd["overall"]["recall"],
+        "guard_dev_fpr": gd["overall"]["fpr"],
+        "handwritten_auroc": hw["overall"]["auroc"],
+        "handwritten_hard_negative_flag_rate": _kind(hw["by_kind"], "hard_negative", "benign").get("flag_rate"),
+        "handwritten_disguised_recall": _kind(hw["by_kind"], "disguised", "harmful").get("flag_rate"),
+        "contrast_auroc": cd["overall"]["auroc"],
+        "contrast_benign_flag_rate": cd["overall"]["fpr"],
+        "contrast_harmful_recall": cd["overall"]["recall"],
+        "all_auroc": dev["overall"]["auroc"],
+        "all_recall_at_1pct_fpr": dev["overall"]["recall_at_1pct_fpr"],
+    }
+    for policy, rep in long.items():
+        out[f"long_recall_{policy}"] = rep["overall"]["recall"]
+        out[f"long_fpr_{policy}"] = rep["overall"]["fpr"]
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", action="append", default=[], help="NAME=DIR, repeatable.")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "robustness"))
+    p.add_argument("--long-n", type=int, default=50, help="Harmful (and as many benign) long-context prompts.")
+    p.add_argument("--long-tokens", type=int, default=2000)
+    p.add_argument("--long-truncation", default="window", help="Comma-separated policies for the long-context set.")
+    p.add_argument("--long-only-for", default="", help="Comma-separated bundle names that get the non-window policies (default: all).")
+    ns = p.parse_args(argv)
+    out = Path(ns.out)
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    dev_files = [str(packaged(f)) for f in CALIBRATION_FILES]
+    for spec in ns.bundle:
+        name, _, d = spec.partition("=")
+        dev = run(RobustnessConfig(bundle=d, data=dev_files, out=str(out / name), split="report"))
+        from tokenizers import Tokenizer
+
+        rows = build_long_context(n=ns.long_n, min_tokens=ns.long_tokens, seed=0,
+                                  tokenizer=Tokenizer.from_file(str(GuardBundle.load(d).tokenizer_path)))
+        long_file = out / f"long-context-{ns.long_n}x{ns.long_tokens}.jsonl"
+        long_file.parent.mkdir(parents=True, exist_ok=True)
+        long_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        long = {}
+        for policy in ns.long_truncation.split(","):
+            if policy != "window" and ns.long_only_for and name not in ns.long_only_for.split(","):
+                continue
+            long[policy] = run(RobustnessConfig(bundle=d, data=[str(long_file)], out=str(out / f"{name}-long-{policy}"), truncation=policy))
+        long_file.unlink()  # rebuilt from dev files on demand; ~1 MB that need not be committed
+        summary[name] = headline(dev, long)
+        summary_path.write_text(json.dumps(summary, indent=1) + "\n")
+        print(name, json.dumps(summary[name], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
