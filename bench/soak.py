@@ -195,7 +195,7 @@ def run(bundle: str, streams: int, prompts: int, unary: int, duration: float, se
             m = _metrics(proc, ("reftguard_queue_depth", "reftguard_shadow_decisions_total", "reftguard_models_loaded"))
             s = soak_obj[0].out if soak_obj else {}
             timeline.append({"t": round(time.monotonic() - t0, 1), "rss_mb": round(rss_mb(proc.pid), 1),
-                             "stream_decisions": s.get("stream_decisions", 0), "decisions": s.get("decisions", 0) + s.get("stream_decisions", 0),
+                             "stream_decisions": s.get("stream_decisions", 0),
                              "queue_depth": m.get("reftguard_queue_depth", float("nan")),
                              "shadow_decisions": sum(v for k, v in m.items() if k.startswith("reftguard_shadow_decisions_total")),
                              "models_loaded": m.get("reftguard_models_loaded", float("nan"))})
@@ -211,7 +211,7 @@ def run(bundle: str, streams: int, prompts: int, unary: int, duration: float, se
 
     threading.Thread(target=sample, daemon=True).start()
     try:
-        timeline.append({"t": 0.0, "rss_mb": round(rss_mb(proc.pid), 1), "stream_decisions": 0, "decisions": 0})
+        timeline.append({"t": 0.0, "rss_mb": round(rss_mb(proc.pid), 1), "stream_decisions": 0})
         s = Soak(f"127.0.0.1:{port}", streams, prompts, unary, duration, texts, unary_rate=unary_rate, unary_items=unary_items, on_half=half)
         soak_obj.append(s)
         res = asyncio.run(s.run())
@@ -301,11 +301,13 @@ def plot(res: dict, out: str) -> None:
 
     tl = res["timeline"]
     t = [p["t"] for p in tl]
-    dec = [p["decisions"] for p in tl]
+    dec = [p["stream_decisions"] for p in tl]
     thr = [0.0] + [(dec[i] - dec[i - 1]) / max(t[i] - t[i - 1], 1e-9) for i in range(1, len(tl))]
+    k = 5  # smooth over k samples: a stream answers in bursts of whole requests
+    smooth = [sum(thr[max(0, i - k + 1): i + 1]) / len(thr[max(0, i - k + 1): i + 1]) for i in range(len(thr))]
     fig, axes = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
-    axes[0].plot(t, thr)
-    axes[0].set_ylabel("decisions/s")
+    axes[0].plot(t, smooth)
+    axes[0].set_ylabel(f"stream decisions/s\n(mean of {k} samples)")
     axes[1].plot(t, [p.get("queue_depth", float("nan")) for p in tl])
     axes[1].set_ylabel("queue depth")
     axes[2].plot(t, [p["rss_mb"] for p in tl])
@@ -314,7 +316,7 @@ def plot(res: dict, out: str) -> None:
     for name, at in res["events"].items():
         for ax in axes:
             ax.axvline(at, color="grey", ls="--", lw=0.8)
-        axes[0].annotate(name, (at, max(thr) if thr else 0), fontsize=7, rotation=90, va="top")
+        axes[0].annotate(name, (at, max(smooth) if smooth else 0), fontsize=7, rotation=90, va="top")
     fig.tight_layout()
     fig.savefig(out, dpi=90)
 
