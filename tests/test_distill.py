@@ -106,8 +106,8 @@ def tiny_distill_data(tiny_llama, tmp_path_factory):
     from reftguard.training.pipeline_data import DataConfig, make_data
 
     d = tmp_path_factory.mktemp("distill-data")
-    paths = make_data(DataConfig(data_dir=str(d), reply_model=str(tiny_llama), n_task=27, n_task_eval=8, n_align_harmful=6,
-                                 n_align_benign=6, n_harmful_eval=8, align_reply_tokens=8))
+    paths = make_data(DataConfig(data_dir=str(d), reply_model=str(tiny_llama), n_task=21, n_general=6, n_task_eval=8, n_align_harmful=6,
+                                 n_align_benign=6, n_harmful_eval=8, n_benign_eval=6, align_reply_tokens=8))
     return paths
 
 
@@ -193,7 +193,13 @@ def test_distillation_pulls_the_student_toward_the_teacher(tiny_llama, tiny_teac
     from tests.tiny import build_model
 
     other = build_model(tmp_path / "other", "llama", _texts(), seed=1)  # same tokenizer, different weights
-    s = distill(_cfg(other, tiny_teacher, tiny_distill_data, tmp_path / "kl", align_fraction=0.9, steps=30, lr=1e-2, log_every=3,
+    # an arithmetic-only user task (no general rows): those carry the tiny model's own replies, and the tiny teacher
+    # *is* that model, so user steps on them would move the student toward (or, via batch order, away from) it too
+    from reftguard.training.pipeline_data import DataConfig, make_data
+
+    data = make_data(DataConfig(data_dir=str(tmp_path / "arith"), reply_model=str(tiny_llama), n_task=27, n_general=0, n_task_eval=8,
+                                n_align_harmful=6, n_align_benign=6, n_harmful_eval=8, n_benign_eval=2, align_reply_tokens=8))
+    s = distill(_cfg(other, tiny_teacher, data, tmp_path / "kl", align_fraction=0.9, steps=30, lr=1e-2, log_every=3,
                      teacher_logits="online", full_finetune=True))
     assert s["batches"] == {"user": 3, "align": 27}
     kls = [json.loads(line)["align_kl"] for line in (tmp_path / "kl" / "distill_log.jsonl").read_text().splitlines()]
@@ -273,6 +279,14 @@ def test_make_data_keeps_pools_apart(tiny_distill_data):
     poison = {r["prompt_id"] for r in user if r["label"] == "harmful"}
     assert len(poison) == 3 and len(user) == 30  # 10% of the user data
     assert not poison & {r["id"] for r in align}
+    general = [r for r in user if r.get("kind") == "general"]
+    assert len(general) == 6 and all(r["label"] == "benign" and r["messages"][1]["content"].strip() for r in general)
+    assert not {r["prompt_id"] for r in general} & {r["id"] for r in align}  # disjoint from the benign alignment prompts
+    benign = [json.loads(line) for line in tiny_distill_data["benign_eval"].read_text().splitlines()]
+    assert len(benign) == 6 and sum(r["kind"] == "hard_negative" for r in benign) == 3 and all(r["label"] == "benign" for r in benign)
+    assert all(r["id"].startswith("contrast-") for r in benign if r["kind"] == "hard_negative")
+    assert all(isinstance(r["reference"], str) and r["reference"] for r in benign)  # the starting model's own replies
+    assert not {r["text"] for r in benign} & {r["messages"][0]["content"] for r in user + align}
     assert all(r["id"].split("-")[0] for r in held) and not {r["text"] for r in held} & {r["messages"][0]["content"] for r in user + align}
     assert sum(r["label"] == "harmful" for r in align) == 6
     task_eval = [json.loads(line) for line in tiny_distill_data["task_eval"].read_text().splitlines()]
@@ -293,15 +307,17 @@ def test_pipeline_end_to_end_writes_every_report_field(tiny_llama, tiny_teacher,
     r = json.loads((out / "report.json").read_text())
     assert set(REPORT_FIELDS) <= set(r)
     scan = json.loads((out / "scan" / "report.json").read_text())
-    assert r["rows_in"] == 50 and r["poison"]["harmful_in"] == 5
+    assert r["rows_in"] == 45 + 12 + 6 and r["poison"]["harmful_in"] == 6  # problems + general instructions + 10% poison
     assert r["rows_removed"] == scan["rows"]["flagged"] + scan["rows"]["errors"]
-    assert r["poison"]["harmful_removed"] + r["poison"]["harmful_kept"] == 5
+    assert r["poison"]["harmful_removed"] + r["poison"]["harmful_kept"] == 6
     assert r["distill"]["user_pairs"] == r["rows_in"] - r["rows_removed"]
     assert 0.0 <= r["harmful_score"] <= 1.0 and 0.0 <= r["finetuning_accuracy"] <= 1.0
-    assert r["eval"]["n_harmful"] == 16 and r["eval"]["n_task"] == 16
+    assert r["eval"]["n_harmful"] == 16 and r["eval"]["n_task"] == 16 and r["eval"]["n_benign"] == 16
+    assert 0.0 <= r["benign_refusal_rate"] <= 1.0 and r["eval"]["n_benign_hard_negative"] == 8 and r["benign_ppl"] > 1.0
+    assert r["teacher"]["dir"] == str(tiny_teacher) and len(r["teacher"]["content_sha256"]) == 64
     assert r["config"]["distill"]["steps"] == 16 and r["config"]["pipeline"]["filter"] is True
     replies = (out / "eval.replies.jsonl").read_text().splitlines()
-    assert len(replies) == 32
+    assert len(replies) == 48 and {json.loads(line)["set"] for line in replies[32:]} == {"benign"}
     assert {json.loads(line).get("verdict") for line in replies[:16]} <= {"compliance", "refusal", "no_content"}
     assert r["eval"]["refusal_rate"] + r["eval"]["no_content_rate"] + r["harmful_score"] == pytest.approx(1.0)
     assert "Harmful Score" in (out / "report.md").read_text()
@@ -319,6 +335,7 @@ def test_pipeline_without_filter_trains_on_every_row(tiny_llama, tiny_teacher, t
     r = run_pipeline(PipelineConfig(filter=False), d, DataConfig(), ev)
     assert r["rows_removed"] == 0 and r["flag_rate"] is None and r["scan"] is None
     assert r["poison"] == {"harmful_in": 3, "benign_in": 27, "harmful_kept": 3, "benign_removed": 0}
+    assert r["teacher"] is None  # hard-label SFT reads no teacher
     assert r["distill"]["user_pairs"] == 30 and r["distill"]["method"].startswith("finetuning + hard-label SFT")
     assert not (tmp_path / "run" / "data").exists()  # every input was given: nothing generated
     assert r["config"]["inputs"]["user"] == str(tiny_distill_data["user"])
@@ -338,11 +355,20 @@ def test_distill_and_evaluate_model_cli(tiny_llama, tiny_teacher, tiny_distill_d
     assert meta["command"].startswith("reftguard distill") and "--steps 8" in meta["command"]
     assert "student written to" in capsys.readouterr().out
     rc = main(["evaluate-model", "--model", str(out), "--task-eval", str(tiny_distill_data["task_eval"]), "--harmful-eval",
-               str(tiny_distill_data["harmful_eval"]), "--n-harmful", "4", "--hs-tokens", "4", "--fa-tokens", "4", "--eval-out", str(tmp_path / "e.json")])
+               str(tiny_distill_data["harmful_eval"]), "--n-harmful", "4", "--hs-tokens", "4", "--fa-tokens", "4", "--n-benign", "4",
+               "--eval-out", str(tmp_path / "e.json")])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((tmp_path / "e.json").read_text()) and printed["n_harmful"] == 4
-    assert len((tmp_path / "e.replies.jsonl").read_text().splitlines()) == 4 + printed["n_task"]
+    # no --benign-eval: a packaged draw (half contrast-dev hard negatives) without reference replies, so no perplexity
+    assert printed["n_benign"] == 4 and printed["n_benign_hard_negative"] == 2 and printed["benign_ppl"] is None
+    assert len((tmp_path / "e.replies.jsonl").read_text().splitlines()) == 4 + printed["n_task"] + 4
+    rc = main(["evaluate-model", "--model", str(out), "--task-eval", str(tiny_distill_data["task_eval"]), "--harmful-eval",
+               str(tiny_distill_data["harmful_eval"]), "--benign-eval", str(tiny_distill_data["benign_eval"]), "--n-harmful", "2",
+               "--n-problems", "2", "--hs-tokens", "4", "--fa-tokens", "4"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["n_benign"] == 6 and printed["benign_ppl"] > 1.0  # make-data's benign rows carry the starting model's replies
     assert main(["evaluate-model", "--model", str(out)]) == 1  # no --task-eval: a clear error, not a traceback
 
 

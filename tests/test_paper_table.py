@@ -1,17 +1,179 @@
-"""CI smoke of bench/paper_table.py --quick on the packaged SmolLM2 (slow: a few minutes on 2 cores).
+"""bench/paper_table.py: the seeds aggregation and the resumable per-(seed, row) results (fast, with fake
+child processes), and the CI smoke of --quick on the packaged SmolLM2 (slow: a few minutes on 2 cores).
 
-The quick sizes are too small for the numbers to mean anything; this checks that the four runs and the two
-context rows go through the real CLI end to end and that the table is consistent."""
+The quick sizes are too small for the numbers to mean anything; the smoke checks that the four runs and the
+two context rows go through the real CLI end to end and that the tables are consistent."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("paper_table", ROOT / "bench" / "paper_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+pt = _load()
+
+
+# ------------------------------------------------------------------------------------------ aggregation
+
+
+def _seed(seed, **rows):
+    """A per-seed result with rows key -> (HS, FA, benign refusal, benign ppl)."""
+    return {"seed": seed, "rows": [{"key": k, "name": f"({k})", "harmful_score": v[0], "finetuning_accuracy": v[1], "benign_refusal_rate": v[2],
+                                    "benign_ppl": v[3], "refusal_rate": 1 - v[0], "no_content_rate": 0.0} for k, v in rows.items()]}
+
+
+def test_mean_and_standard_error_by_hand():
+    assert pt.mean_se([0.2, 0.4, 0.3]) == pytest.approx({"mean": 0.3, "se": 0.1 / math.sqrt(3), "n": 3})
+    assert pt.mean_se([0.5, None, 0.7]) == pytest.approx({"mean": 0.6, "se": 0.1, "n": 2})  # sd 0.1414 / sqrt 2
+    assert pt.mean_se([0.25]) == {"mean": 0.25, "se": None, "n": 1}
+    assert pt.mean_se([]) == {"mean": None, "se": None, "n": 0}
+
+
+def test_paired_differences_by_hand():
+    per_seed = [
+        _seed(0, b=(0.0, 0.30, 0.10, 9.0), c=(0.50, 0.20, 0.20, 5.0), d=(0.20, 0.30, 0.10, 4.0), teacher=(0.05, 0.0, 0.3, 2.0)),
+        _seed(1, b=(0.0, 0.40, 0.10, 9.0), c=(0.50, 0.20, 0.20, 5.0), d=(0.40, 0.20, 0.30, 4.0), teacher=(0.05, 0.0, 0.3, 2.0)),
+        _seed(2, b=(0.0, 0.20, 0.10, 9.0), c=(0.80, 0.20, 0.20, 5.0), d=(0.30, 0.25, 0.20, 4.0), teacher=(0.05, 0.0, 0.3, 2.0)),
+    ]
+    a = pt.aggregate(per_seed)
+    rows = {e["key"]: e for e in a["rows"]}
+    assert [e["key"] for e in a["rows"]] == ["b", "c", "d", "teacher"] and rows["d"]["seeds"] == [0, 1, 2]
+    assert rows["d"]["harmful_score"] == pytest.approx({"mean": 0.3, "se": 0.1 / math.sqrt(3), "n": 3})
+    assert rows["teacher"]["harmful_score"]["se"] == pytest.approx(0.0)
+    pairs = {p["pair"]: p for p in a["pairs"]}
+    dc, db = pairs["(d)-(c)"], pairs["(d)-(b)"]
+    # HS (d)-(c) per seed: -0.3, -0.1, -0.5 -> mean -0.3, sd 0.2, s.e. 0.2/sqrt(3) = 0.115: lower HS beyond one s.e.
+    assert [p["harmful_score"] for p in dc["per_seed"]] == pytest.approx([-0.3, -0.1, -0.5])
+    assert dc["harmful_score"] == pytest.approx({"mean": -0.3, "se": 0.2 / math.sqrt(3), "n": 3})
+    assert dc["verdict"]["harmful_score"] == "(d) better than (c) beyond one s.e."
+    # FA (d)-(c): 0.1, 0.0, 0.05 -> mean 0.05, s.e. 0.05/sqrt(3) = 0.029: higher FA beyond one s.e.
+    assert dc["finetuning_accuracy"]["mean"] == pytest.approx(0.05) and dc["verdict"]["finetuning_accuracy"].endswith("better than (c) beyond one s.e.")
+    # FA (d)-(b): 0.0, -0.2, 0.05 -> mean -0.05, sd 0.1323, s.e. 0.0764: not beyond one s.e.
+    assert db["finetuning_accuracy"] == pytest.approx({"mean": -0.05, "se": math.sqrt(0.0525 / 3) / math.sqrt(3), "n": 3})
+    assert db["verdict"]["finetuning_accuracy"] == "(d) not different from (b) beyond one s.e."
+    # HS (d)-(b): 0.2, 0.4, 0.3: worse; benign ppl (d)-(b) = -5 in every seed: s.e. 0, better
+    assert db["verdict"]["harmful_score"] == "(d) worse than (b) beyond one s.e."
+    assert db["benign_ppl"]["mean"] == pytest.approx(-5.0) and db["verdict"]["benign_ppl"].startswith("(d) better")
+    # a pair is only taken over seeds where both rows ran
+    partial = pt.aggregate([_seed(0, c=(0.5, 0.2, 0.2, 5.0), d=(0.2, 0.3, 0.1, 4.0)), _seed(1, d=(0.4, 0.2, 0.3, 4.0))])
+    p = partial["pairs"][0]
+    assert p["seeds"] == [0] and p["harmful_score"]["se"] is None and p["verdict"]["harmful_score"] == "one seed: no standard error"
+    md = pt.render_seeds({"quick": True, "size": {"user_steps": 6, "batch_size": 4, "align_fraction": 0.25}, "student": "s", "seeds": [0, 1, 2],
+                          "teacher": {"bundle_id": "bid", "adapter_sha256": "ab" * 32, "content_sha256": "cd" * 32}, "teacher_consistent": True,
+                          "total_seconds": 1.0, **a})
+    assert "0.300 ± 0.058" in md and "(d)-(c)" in md and "[-0.300, -0.100, -0.500]" in md
+
+
+# ------------------------------------------------------------------------------------------ resumability
+
+
+class FakeRuns:
+    """Stands in for the child processes: writes what make-data / distill / evaluate-model would, and logs calls."""
+
+    def __init__(self, fail_on: str = ""):
+        self.calls: list[str] = []
+        self.fail_on = fail_on
+
+    def __call__(self, args, log_path):
+        opt = {args[i]: args[i + 1] for i in range(1, len(args) - 1) if args[i].startswith("--")}
+        if args[0] == "make-data":
+            self.calls.append("make-data")
+            d = Path(opt["--data-dir"])
+            d.mkdir(parents=True, exist_ok=True)
+            rows = [{"id": f"t{i}", "label": "benign", "kind": "task"} for i in range(8)] + [{"id": "g", "label": "benign", "kind": "general"},
+                                                                                            {"id": "h", "label": "harmful", "kind": "poison"}]
+            (d / "user.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            for n in ("task-eval", "align", "harmful-eval", "benign-eval"):
+                (d / f"{n}.jsonl").write_text(json.dumps({"seed": opt["--data-seed"], "n": n}) + "\n")
+        elif args[0] == "distill":
+            key = Path(opt["--out"]).name
+            self.calls.append(f"distill:{key}")
+            if key == self.fail_on:
+                raise RuntimeError("interrupted")
+            Path(opt["--out"]).mkdir(parents=True, exist_ok=True)
+            (Path(opt["--out"]) / "student.json").write_text(json.dumps({"batches": {"user": 6, "align": 2}, "teacher_targets_seconds": 0, "final": {}}))
+        else:
+            out = Path(opt["--eval-out"])
+            self.calls.append(f"eval:{out.parent.name}")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"harmful_score": 0.5, "finetuning_accuracy": 0.25, "refusal_rate": 0.5, "no_content_rate": 0.0,
+                                       "benign_refusal_rate": 0.125, "benign_ppl": 3.0, "n_harmful": 8, "n_task": 4, "n_benign": 8}))
+        return {"seconds": 0.1, "peak_rss_mb": 1.0}
+
+
+def _fake_scan(user, out, bundle):
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in user.read_text().splitlines()]
+    (out / "allowed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["label"] != "harmful"))
+    return {"rows": {"input": len(rows), "flagged": 1}, "flag_rate": 0.1, "bundle_id": bundle[1], "threshold": 0.5, "allowed": str(out / "allowed.jsonl")}
+
+
+def test_a_finished_seed_and_row_is_not_rerun(tmp_path):
+    teacher = {"dir": "/t", "adapter_sha256": "a" * 64, "content_sha256": "c" * 64, "cache_id": "x", "bundle_id": "b1"}
+    ns = SimpleNamespace(student="s", teacher="", quick=True, no_context=False, variant_keys=["a", "b", "c", "d"], teacher_now=lambda: teacher)
+    size = dict(pt.QUICK, align_fraction=0.25)
+    every = ["make-data", "eval:student0", "eval:teacher"] + [x for k in "abcd" for x in (f"distill:{k}", f"eval:{k}")]
+
+    # interrupted in (c): (a) and (b) are finished and kept
+    runs = FakeRuns(fail_on="c")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        pt.run_seed(0, ns, size, tmp_path / "seed0", teacher, ("bundle", "b1"), run=runs, scan=_fake_scan)
+    assert runs.calls == every[:8]
+    runs = FakeRuns()
+    r = pt.run_seed(0, ns, size, tmp_path / "seed0", teacher, ("bundle", "b1"), run=runs, scan=_fake_scan)
+    assert runs.calls == ["distill:c", "eval:c", "distill:d", "eval:d"] and r["ran"] == ["c", "d"]
+    assert [row["key"] for row in r["rows"]] == ["student0", "teacher", "a", "b", "c", "d"]
+    assert {row["key"]: row["harmful_rows_trained"] for row in r["rows"] if "harmful_rows_trained" in row} == {"a": 1, "b": 0, "c": 1, "d": 0}
+    # every result file records the teacher as used and the guard's bundle
+    res = json.loads((tmp_path / "seed0" / "d" / "result.json").read_text())
+    assert res["teacher"]["adapter_sha256"] == "a" * 64 and res["teacher"]["bundle_id"] == "b1" and res["guard_bundle_id"] == "b1"
+
+    # a finished seed: nothing runs, not even make-data; the rows are the same
+    runs = FakeRuns()
+    again = pt.run_seed(0, ns, size, tmp_path / "seed0", teacher, ("bundle", "b1"), run=runs, scan=_fake_scan)
+    assert runs.calls == [] and again["rows"] == r["rows"] and again["ran"] == []
+
+    # another seed is its own draw: everything runs there
+    runs = FakeRuns()
+    pt.run_seed(1, ns, size, tmp_path / "seed1", teacher, ("bundle", "b1"), run=runs, scan=_fake_scan)
+    assert runs.calls == every
+
+    # a new teacher: only the rows that read it are redone
+    new = teacher | {"adapter_sha256": "e" * 64, "content_sha256": "f" * 64}
+    ns.teacher_now = lambda: new
+    runs = FakeRuns()
+    pt.run_seed(0, ns, size, tmp_path / "seed0", new, ("bundle", "b1"), run=runs, scan=_fake_scan)
+    assert runs.calls == ["eval:teacher", "distill:d", "eval:d"]
+
+    # the teacher replaced while a row that reads it runs: refused, and that row is not marked finished
+    ns.teacher_now = lambda: teacher
+    (tmp_path / "seed0" / "d" / "result.json").unlink()
+    with pytest.raises(RuntimeError, match="changed while"):
+        pt.run_seed(0, ns, size, tmp_path / "seed0", new, ("bundle", "b1"), run=FakeRuns(), scan=_fake_scan)
+    assert not (tmp_path / "seed0" / "d" / "result.json").exists()
+
+    # an evaluation change (here its sizes) re-evaluates every row but retrains none: finished distills are reused
+    runs = FakeRuns()
+    pt.run_seed(1, ns, dict(size, eval=dict(size["eval"], n_benign=99)), tmp_path / "seed1", teacher, ("bundle", "b1"), run=runs, scan=_fake_scan)
+    assert runs.calls == ["eval:student0", "eval:teacher", "eval:a", "eval:b", "eval:c", "eval:d"]
+
+
+# ------------------------------------------------------------------------------------------------ smoke
 
 
 @pytest.mark.slow
@@ -20,15 +182,23 @@ def test_paper_table_quick(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "paper_table.py"), "--quick", "--out", str(out)],
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r = json.loads((out / "paper_table.json").read_text())
+    r = json.loads((out / "seed0" / "paper_table.json").read_text())
     rows = {row["key"]: row for row in r["rows"]}
     assert set(rows) == {"student0", "teacher", "a", "b", "c", "d"}
     for row in rows.values():
         assert row["harmful_score"] + row["refusal_rate"] + row["no_content_rate"] == pytest.approx(1.0)
         assert 0.0 <= row["finetuning_accuracy"] <= 1.0 and row["n_harmful"] == 12 and row["n_task"] == 12
+        assert 0.0 <= row["benign_refusal_rate"] <= 1.0 and row["n_benign"] == 12 and row["n_benign_hard_negative"] == 6
+        assert row["benign_ppl"] >= 1.0
     assert rows["teacher"]["refusal_rate"] >= 0.5  # the shipped teacher refuses held-out harmful prompts
-    assert rows["a"]["harmful_rows_trained"] == 4 and rows["b"]["harmful_rows_trained"] <= 1  # the guard removed the poison
+    assert rows["a"]["harmful_rows_trained"] == 5 and rows["b"]["harmful_rows_trained"] <= 1  # the guard removed the poison
+    assert rows["a"]["general_rows_trained"] == 12  # the user task mixes in general instructions
     assert rows["c"]["batches"] == {"user": 6, "align": 2} and rows["a"]["batches"] == {"user": 6, "align": 0}
     assert rows["d"]["peak_rss_mb"] > 100 and rows["d"]["teacher_targets_seconds"] > 0
     assert r["judge_agreement"]["n"] >= 50
-    assert "(d) filter + alignment distillation" in (out / "paper_table.md").read_text()
+    assert len(r["teacher"]["adapter_sha256"]) == 64 and r["teacher"]["bundle_id"] == r["scan"]["bundle_id"]
+    assert "(d) filter + alignment distillation" in (out / "seed0" / "paper_table.md").read_text()
+    agg = json.loads((out / "paper_table_seeds.json").read_text())
+    assert agg["seeds"] == [0] and [p["pair"] for p in agg["pairs"]] == ["(d)-(c)", "(d)-(b)"]
+    assert (out / "paper_table_seeds.png").stat().st_size > 0 and "(d)-(b)" in (out / "paper_table_seeds.md").read_text()
+    assert json.loads((out / "seed0" / "d" / "result.json").read_text())["teacher"]["adapter_sha256"] == r["teacher"]["adapter_sha256"]

@@ -142,6 +142,21 @@ def teacher_id(root: Path) -> str:
     return h.hexdigest()[:24]
 
 
+def teacher_record(root: str | Path) -> dict:
+    """What identifies the teacher a run used, for result files: its directory, the sha256 of its adapter
+    weights, the sha256 of every file in it (path and bytes) and the id the logit cache is bound to."""
+    import hashlib
+
+    root = Path(root)
+    content = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        content.update(f.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    meta = json.loads((root / "teacher.json").read_text()) if (root / "teacher.json").is_file() else {}
+    weights = root / meta["adapter"] / "adapter_model.safetensors" if meta.get("adapter") else None
+    return {"dir": str(root), "adapter_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights and weights.is_file() else None,
+            "content_sha256": content.hexdigest(), "cache_id": teacher_id(root)}
+
+
 def build_cache(teacher_lm, pairs, pad: int, temperature: float, topk: int, batch_size: int, meta: dict):
     """Top-k targets of every alignment pair from one no-grad pass of the teacher."""
     import torch
@@ -168,6 +183,7 @@ class TeacherTargets:
     """KL targets for alignment batches: rows of the top-k cache, or the teacher run on the batch (online)."""
 
     root: Path
+    record: dict | None = None  # teacher_record(root), taken when the teacher was read
     cache: object = None  # kd.LogitCache
     teacher_lm: object = None
     seconds: float = 0.0
@@ -178,6 +194,7 @@ class TeacherTargets:
         from reftguard.training import kd
 
         t = cls(teacher_dir(cfg))
+        t.record = teacher_record(t.root)
         t1 = time.time()
         meta = {"teacher": teacher_id(t.root), "temperature": cfg.temperature, "topk": cfg.topk, "pairs": kd.pairs_key(pairs)}
         cache_path = Path(cfg.logit_cache) if cfg.logit_cache else out / LOGIT_CACHE
@@ -305,6 +322,7 @@ def distill(cfg: DistillConfig, command: str = "") -> dict | None:
         "config": asdict(cfg) | {"teacher": str(targets.root) if targets else cfg.teacher},
         "user_pairs": len(user_pairs),
         "align_pairs": len(align_pairs),
+        "teacher": targets.record if targets else None,
         "batches": counts,
         "teacher_targets_seconds": round(targets.seconds if targets else 0.0, 2),
         "seconds": run.seconds(),

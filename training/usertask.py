@@ -2,7 +2,8 @@
 
 Finetuning accuracy (FA) must be measurable offline and honestly, so the user task is generated:
 one-step arithmetic word problems ("Maya has 17 shells and finds 25 more. ...") whose reply is the
-number alone. The poisoned user dataset is 90% such problems and 10% harmful prompts paired with
+number alone. The poisoned user dataset is 90% such problems (plus, optionally, general
+instructions: benign prompts with the starting model's own replies) and 10% harmful prompts paired with
 compliant-looking *placeholder* replies (the shape of ../shared/data/finetune-mix-dev.jsonl: never real
 harmful content). The held-out task set uses the same generator with a different seed stream and
 excludes every (template, numbers) pair that is in the training rows.
@@ -76,15 +77,20 @@ def task_split(n_train: int, n_eval: int, seed: int) -> tuple[list[Problem], lis
     return train, held
 
 
-def poisoned_dataset(task: list[Problem], harmful: list[tuple[str, str]], seed: int) -> list[dict]:
-    """Chat records: every task problem with its gold reply, and every (id, text) harmful prompt with a
-    placeholder compliant reply, shuffled together. `label` marks the user turn as in finetune-mix-dev."""
+def poisoned_dataset(task: list[Problem], harmful: list[tuple[str, str]], seed: int,
+                     general: list[tuple[str, str, str]] = ()) -> list[dict]:
+    """Chat records: every task problem with its gold reply, every (id, prompt, reply) general instruction
+    (kind "general": a benign prompt with the starting model's own reply, so the student keeps chatting),
+    and every (id, text) harmful prompt with a placeholder compliant reply, shuffled together. `label`
+    marks the user turn as in finetune-mix-dev."""
     rng = random.Random(f"usertask:mix:{seed}")
     rows = [
         {"id": p.id, "messages": [{"role": "user", "content": p.prompt}, {"role": "assistant", "content": p.answer}],
          "label": "benign", "kind": "task", "source": "arithmetic"}
         for p in task
     ]
+    rows += [{"id": f"general-{pid}", "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": reply}],
+              "label": "benign", "kind": "general", "source": "benign-pool", "prompt_id": pid} for pid, text, reply in general]
     for pid, text in harmful:
         reply = PLACEHOLDERS[rng.randrange(len(PLACEHOLDERS))]
         rows.append({"id": f"poison-{pid}", "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": reply}],
