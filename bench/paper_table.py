@@ -112,12 +112,19 @@ def teacher_info(ns) -> dict:
     exported from it (the bundle that filters the user data)."""
     from reftguard.training.distill import DistillConfig, teacher_dir, teacher_record
 
-    rec = teacher_record(teacher_dir(DistillConfig(teacher=ns.teacher)))
+    root = teacher_dir(DistillConfig(teacher=ns.teacher))
+    rec = teacher_record(root)
     rec["bundle_id"] = None
     if not ns.teacher and not ns.bundle:
         from reftguard.default_bundle import default_bundle
 
         rec["bundle_id"] = default_bundle().bundle_id
+    elif ns.bundle and (Path(ns.bundle) / "refusal_feature.npy").is_file() and (root / "refusal_feature.npy").is_file():
+        from reftguard.bundle import GuardBundle
+
+        # a bundle exported from this teacher carries its refusal feature byte for byte
+        if (Path(ns.bundle) / "refusal_feature.npy").read_bytes() == (root / "refusal_feature.npy").read_bytes():
+            rec["bundle_id"] = GuardBundle.load(ns.bundle).bundle_id
     return rec
 
 
@@ -209,7 +216,7 @@ def run_seed(seed: int, ns, size: dict, out: Path, teacher: dict, bundle: tuple[
             cfg = dict(student=ns.student, user_data=users[filtered], align_data=data_dir / "align.jsonl", out=out / key, steps=steps,
                        batch_size=size["batch_size"], align_batch_size=size["batch_size"], align_fraction=f if aligned else 0.0, seed=seed,
                        **({"teacher": ns.teacher} if ns.teacher else {}), **over)
-            fp["distill"] = {k: str(v) for k, v in cfg.items() if k not in ("user_data", "align_data", "out")}
+            fp["distill"] = {k: str(v) for k, v in cfg.items() if k not in ("user_data", "align_data", "out", "teacher")}  # the teacher: by hash
             fp["inputs"] |= {"user": sha256(users[filtered]), **({"align": sha256(data_dir / "align.jsonl")} if aligned else {})}
         done = out / key / "result.json"
         if done.is_file():
