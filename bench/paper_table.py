@@ -433,8 +433,9 @@ def render_seeds(a: dict) -> str:
             lines.append(f"| {p['pair']} | " + " | ".join(cells) + " |")
         lines.append("")
         for p in a["pairs"]:
-            lines.append(f"- {p['pair']}: HS: {p['verdict']['harmful_score']}; FA: {p['verdict']['finetuning_accuracy']}; "
-                         f"benign refusal: {p['verdict']['benign_refusal_rate']}; benign ppl: {p['verdict']['benign_ppl']}.")
+            v = p["verdict"]
+            lines.append(f"- {p['pair']}: HS: {v['harmful_score']}; FA: {v['finetuning_accuracy']}; "
+                         f"benign refusal: {v['benign_refusal_rate']}; benign ppl: {v['benign_ppl']}")
     lines.append(f"\nWall time {a['total_seconds']:.0f} s (rows finished earlier are reused, not rerun).")
     return "\n".join(lines) + "\n"
 
