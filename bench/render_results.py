@@ -416,5 +416,33 @@ def render_teacher_select(select: dict) -> str:
                      "refusal, guard-dev benign", "refusal, contrast benign"], rows)
 
 
+
+# ---- safe finetuning over seeds: bench/paper_table.py --seeds (mean ± s.e., paired differences) ----
+
+def _pm(d: dict, digits: int = 3) -> str:
+    return "-" if d["mean"] is None else fmt(d["mean"], digits) + ("" if d["se"] is None else f" ± {fmt(d['se'], digits)}")
+
+
+def render_paper_table_seeds(a: dict) -> str:
+    """Every row's mean ± s.e. over seeds, then the paired differences (d)-(c), (d)-(b) with their verdicts."""
+    t = a["teacher"]
+    head = (f"Seeds {', '.join(map(str, a['seeds']))}, {a['size']['user_steps']} user batches of {a['size']['batch_size']}, alignment fraction "
+            f"{a['size']['align_fraction']}{' (quick sizes: smoke-test scale, the numbers are not meaningful)' if a['quick'] else ''}. "
+            f"Teacher bundle {t.get('bundle_id') or '-'}, adapter sha256 {(t.get('adapter_sha256') or '-')[:16]}. Mean ± standard error over seeds.")
+    rows = [[e["name"], _pm(e["harmful_score"]), _pm(e["finetuning_accuracy"]), _pm(e["benign_refusal_rate"]), _pm(e["benign_ppl"], 2),
+             _pm(e["refusal_rate"])] for e in a["rows"]]
+    table = md_table(["run", "HS ↓", "FA ↑", "benign refusal ↓", "benign ppl ↓", "harmful refusal"], rows)
+    diffs = [[p["pair"], *(f"{_pm(p[m], d)} [{', '.join(fmt(q[m], d) for q in p['per_seed'])}]"
+                           for m, d in (("harmful_score", 3), ("finetuning_accuracy", 3), ("benign_refusal_rate", 3), ("benign_ppl", 2)))]
+             for p in a["pairs"]]
+    verdicts = "\n".join(f"- {p['pair']}: HS: {p['verdict']['harmful_score']}; FA: {p['verdict']['finetuning_accuracy']}; "
+                          f"benign refusal: {p['verdict']['benign_refusal_rate']}; benign ppl: {p['verdict']['benign_ppl']}" for p in a["pairs"])
+    return (head + "\n\n" + table + "\n\nPaired differences (same seed), mean ± s.e., per seed in brackets:\n\n"
+            + md_table(["difference", "ΔHS", "ΔFA", "Δbenign refusal", "Δbenign ppl"], diffs) + "\n\n" + verdicts)
+
+
+register("paper_table_seeds_quick", ["bench/results/paper_table_seeds_quick.json"], render_paper_table_seeds)
+
+
 if __name__ == "__main__":
     sys.exit(main())
