@@ -9,7 +9,8 @@
   vs onnxruntime fp32 and guard-dev AUROC (threshold-free, so a precision without its own calibration
   is still measured; the bench runs such precisions with --allow-uncalibrated-precision);
 - server: `reftguard serve --engine E --precision P` in a subprocess, driven through the Python client
-  (unary and stream, 1 / 4 / 16 concurrent clients); --quick serves the fastest engine only;
+  (unary with 1 and 16 clients, streams with 1 / 4 / 16); --quick serves the fastest engine only, 1 and 16
+  clients;
 - naive: a transformers full-model forward per prompt (what you'd write without reftguard).
 
 Today's keys refer to the fastest engine: `ort_prompts_per_s` is the best bare engine's prompts/s and
@@ -115,7 +116,7 @@ async def drive(target: str, texts: list[str], clients: int, mode: str) -> float
     return len(texts) / dt
 
 
-def bench_server(bundle: GuardBundle, key: str, texts: list[str], batch_size: int, conc) -> dict:
+def bench_server(bundle: GuardBundle, key: str, texts: list[str], batch_size: int, conc: dict) -> dict:
     engine, precision = key.split("/")
     server = Server(str(bundle.root), ["--max-batch-size", str(batch_size), "--engine", engine, "--precision", precision,
                                        "--allow-uncalibrated-precision"])
@@ -125,7 +126,7 @@ def bench_server(bundle: GuardBundle, key: str, texts: list[str], batch_size: in
         asyncio.run(drive(target, texts[:32], 1, "unary"))  # warm up
         for mode in ("unary", "stream"):
             rates = {}
-            for c in conc:
+            for c in conc[mode]:
                 rates[c] = asyncio.run(drive(target, texts, c, mode))
                 print(f"  server {key:14} {mode:6} x{c:<2}: {rates[c]:8.1f} prompts/s", flush=True)
             out[f"{mode}_by_clients"] = rates
@@ -159,6 +160,7 @@ def main() -> None:
     ap.add_argument("--engines", default="", help="Comma-separated name/precision keys to measure (default: all available).")
     ap.add_argument("--int8", default="", help="Also time bare ORT on this int8 bundle (from `reftguard quantize`).")
     ap.add_argument("--no-naive", action="store_true", help="Skip the naive transformers baseline.")
+    ap.add_argument("--prompts", type=int, default=1024, help="Prompts per measurement in a full run (--quick: 192).")
     args = ap.parse_args()
     if args.bundle:
         bundle = GuardBundle.load(args.bundle)
@@ -166,7 +168,7 @@ def main() -> None:
         from reftguard.default_bundle import default_bundle
 
         bundle = default_bundle()
-    n = 192 if args.quick else 1024
+    n = 192 if args.quick else args.prompts
     texts = prompts(n)
     keys = args.engines.split(",") if args.engines else [f"{e}/{p}" for e, p in available(bundle)]
     load0 = os.getloadavg()
@@ -178,12 +180,12 @@ def main() -> None:
     dev_y = np.array([p.label for p in dev])
     ids = None
     res["engines"], res["engine_batch"], res["batch_invariance"], res["parity_vs_fp32"], res["auroc_by_precision"], res["auroc_by_engine"] = {}, {}, {}, {}, {}, {}
-    ref_scores = None
+    ref_scores, scorers = None, {}
     for key in ["ort/fp32"] + [k for k in keys if k != "ort/fp32"]:
-        scorer = engine_scorer(bundle, key)
+        scorer = scorers[key] = engine_scorer(bundle, key)
         ids = ids or scorer.encoder.encode(texts, "right").ids
         if key in keys:
-            best = bench_bare(scorer, ids, (16, 32) if args.quick else (8, 16, 32, 64))
+            best = bench_bare(scorer, ids, (16, 32) if args.quick else (16, 32, 64))
             res["engines"][key], res["engine_batch"][key] = best["prompts_per_s"], best["batch_size"]
         scorer.max_batch, scorer.max_batch_tokens = 32, 16384
         dev_scores = scorer.scores([p.text for p in dev])
@@ -199,7 +201,7 @@ def main() -> None:
               f"  guard-dev AUROC {res['auroc_by_engine'][key]:.4f} (n={len(dev)})", flush=True)
     fastest = max(res["engines"], key=res["engines"].get)
     res["engine"], res["precision"] = fastest.split("/")
-    res["ort_prompts_per_s"], res["ort_best_batch"] = res["engines"][fastest], res["engine_batch"][fastest]
+    res["ort_best_batch"] = res["engine_batch"][fastest]
     res["ort_fp32_prompts_per_s"] = res["engines"].get("ort/fp32")
     tokens = sum(map(len, ids))
     res["avg_tokens"] = tokens / n
@@ -208,12 +210,20 @@ def main() -> None:
         q = bench_bare(engine_scorer(GuardBundle.load(args.int8), "ort/fp32"), ids, (res["engine_batch"].get("ort/fp32", 32),))
         res["int8_ort_prompts_per_s"] = q["prompts_per_s"]
         res["int8_over_fp32"] = q["prompts_per_s"] / res["engines"]["ort/fp32"]
-    conc = (1, 16) if args.quick else (1, 4, 16)
+    conc = {"unary": (1, 16), "stream": (1, 16) if args.quick else (1, 4, 16)}
     res["server_by_engine"] = {}
     for key in [fastest] if args.quick else [fastest] + [k for k in res["engines"] if k != fastest]:
-        res["server_by_engine"][key] = bench_server(bundle, key, texts, max(args.batch_size, res["engine_batch"][key]), conc)
-        s = res["server_by_engine"][key]
-        s["stream_over_bare"] = s["stream_prompts_per_s"] / res["engines"][key]
+        # The bare engine again, right before its server: on a shared machine the load moves within
+        # minutes, and the ratio should compare two measurements taken under the same load.
+        sc = scorers[key]
+        bare = bench_bare(sc, ids, (res["engine_batch"][key],))["prompts_per_s"]
+        del sc.backend, sc  # free the engine's threads and memory before the server starts
+        s = res["server_by_engine"][key] = {"bare_prompts_per_s": bare}
+        s |= bench_server(bundle, key, texts, max(args.batch_size, res["engine_batch"][key]), conc)
+        s["stream_over_bare"] = s["stream_prompts_per_s"] / bare
+        s["best_over_bare"] = max(s["stream_prompts_per_s"], s["unary_prompts_per_s"]) / bare
+    scorers.clear()
+    res["ort_prompts_per_s"] = res["server_by_engine"][fastest]["bare_prompts_per_s"]  # the fastest engine, bare, measured next to its server
     best = res["server_by_engine"][fastest]
     for mode in ("unary", "stream"):
         res[f"server_{mode}_by_clients"], res[f"server_{mode}_prompts_per_s"] = best[f"{mode}_by_clients"], best[f"{mode}_prompts_per_s"]
