@@ -50,7 +50,10 @@ def cache_key() -> str:
     from reftguard.data import packaged
     from reftguard.modeling.loading import packaged_gguf
 
-    h = hashlib.sha256(json.dumps([RECIPE, __version__], sort_keys=True).encode())
+    from reftguard.engines import available
+
+    # A bundle built where bf16 is served carries a bf16 calibration; one built elsewhere does not.
+    h = hashlib.sha256(json.dumps([RECIPE, __version__, ("openvino", "bf16") in available()], sort_keys=True).encode())
     for name in TEACHER_TRAIN_FILES + tuple(RECIPE["calibration"]["data"]):
         h.update(packaged(name).read_bytes())
     gguf = packaged_gguf()
@@ -78,7 +81,14 @@ def build(out: Path) -> GuardBundle:
         fit(FitConfig(model="packaged:smollm2", data=[str(packaged(f)) for f in TEACHER_TRAIN_FILES], out=str(teacher_dir), **RECIPE["fit"]))
     export_bundle(ExportConfig(teacher=str(teacher_dir), out=str(out)))
     cal = RECIPE["calibration"]
-    bundle = calibrate(CalibrateConfig(bundle=str(out), **(cal | {"data": [str(packaged(d)) for d in cal["data"]]})))
+    cal = cal | {"data": [str(packaged(d)) for d in cal["data"]]}
+    bundle = calibrate(CalibrateConfig(bundle=str(out), **cal))
+    from reftguard.engines import available
+
+    if ("openvino", "bf16") in available(bundle):
+        # Served as bf16 on CPUs with AMX/avx512_bf16 (`--engine auto`), which needs its own threshold: bf16
+        # shifts scores by up to ~0.04. Elsewhere the bundle stays fp32-only and auto serves ORT fp32.
+        bundle = calibrate(CalibrateConfig(bundle=str(out), **cal, precision="bf16"))
     shutil.rmtree(work, ignore_errors=True)
     log.info("default bundle %s built in %.0fs at %s", bundle.bundle_id, time.time() - t0, out)
     return bundle
