@@ -105,6 +105,46 @@ def test_prompt_tokens_carry_no_loss(tiny_llama):
         assert torch.all(g[i, p.n_prompt - 1 : len(p.ids) - 1] > 0)
 
 
+def _kl_to_start(start, teacher_dir, cache, data) -> float:
+    """Mean KL(starting model || teacher) per reply token on the cached benign (prompt, greedy reply) pairs."""
+    import torch.nn.functional as F
+
+    from reftguard.encoding import PromptEncoder
+    from reftguard.modeling.loading import load_causal_lm
+    from reftguard.prompt import PromptFormat
+
+    lm0, tok = load_causal_lm(str(start))
+    lm1, _ = Teacher.load(teacher_dir).load_model()
+    from reftguard.data import load_labeled
+
+    text = {p.id: p.text for p in load_labeled(data)}
+    rows = [json.loads(line) for line in cache.read_text().splitlines()]
+    enc = PromptEncoder(start / "tokenizer.json", PromptFormat.from_hf_tokenizer(tok), 96)
+    pairs = sft.encode_pairs(enc, [text[r["id"]] for r in rows], [r["reply"] for r in rows], sft.turn_end(tok), 8)
+    ids, mask, labels = (torch.from_numpy(a) for a in sft.collate(pairs, tok.pad_token_id))
+    with torch.no_grad():
+        ref, _ = sft.reply_logits(lm0, ids, mask, labels)
+        cur, _ = sft.reply_logits(lm1, ids, mask, labels)
+    return float(F.kl_div(F.log_softmax(cur, -1), F.log_softmax(ref, -1), log_target=True, reduction="batchmean"))
+
+
+def test_retain_term_keeps_benign_replies_close_to_the_starting_model(tiny_llama, data_dir, tmp_path):
+    """--retain-weight: a KL to the adapter-free network on benign pairs. With the same seed and SFT pressure,
+    the teacher trained with it (SFT only, so
+    the regulariser does not blur the comparison on a random model) stays closer to the starting model on benign replies; without SFT it is refused."""
+    kw = dict(steps=24, sft_weight=2.0, reg_weight=0.0, lr=2e-2, lora_all_layers=True)
+    train(tiny_config(tiny_llama, data_dir, tmp_path / "plain", **kw))
+    train(tiny_config(tiny_llama, data_dir, tmp_path / "kept", retain_weight=50.0, **kw))
+    rows = [json.loads(line) for line in (tmp_path / "kept" / "train_log.jsonl").read_text().splitlines()]
+    assert any("retain_loss" in r for r in rows)
+    cache = tmp_path / "plain" / "benign_replies.jsonl"
+    data = data_dir / "train.jsonl"
+    plain, kept = (_kl_to_start(tiny_llama, tmp_path / name, cache, data) for name in ("plain", "kept"))
+    assert kept < 0.8 * plain, (plain, kept)
+    with pytest.raises(ValueError, match="retain-weight"):
+        train(tiny_config(tiny_llama, data_dir, tmp_path / "x", retain_weight=1.0, sft_weight=0.0))
+
+
 def test_teacher_exports_with_parity(tiny_llama, data_dir, tmp_path):
     from reftguard.exporter.export import ExportConfig, export_bundle
 

@@ -77,6 +77,7 @@ class TrainConfig(OptimOptions, LoraOptions, RunOptions):
     sft_weight: float = option(0.5, "Weight of the SFT loss on replies (0 = regulariser only).")
     sft_per_class: int = option(1, "Harmful and benign pairs per SFT batch (each).")
     sft_benign_ratio: int = option(1, "Benign SFT pairs per step = this x sft_per_class: more helpful pairs keep the teacher from refusing benign prompts.")
+    retain_weight: float = option(0.0, "Weight of a KL term on benign SFT pairs that keeps the teacher's next-token distribution equal to the starting model's (LoRA switched off): the teacher keeps answering what the starting model answered, rather than refusing benign prompts that resemble harmful ones. LoRA only.")
     drop_refused_replies: bool = option(False, "Leave out benign SFT pairs whose starting-model reply is a refusal (it would teach the teacher to refuse benign prompts).")
     sft_pool: int = option(64, "Benign prompts that get an SFT reply (greedy replies cost generation time once).")
     reply_tokens: int = option(32, "Longest reply in tokens, for SFT targets and generated benign replies.")
@@ -335,6 +336,21 @@ def regulariser_step(decoder, d: TeacherData, rows: list[int], state: FeatureSta
     return reg
 
 
+def retain_loss(t, input_ids, mask, labels):
+    """KL(starting model || teacher) of the next-token distributions at the reply positions of benign
+    pairs. The starting model is the same network with its LoRA adapters switched off, so it costs one
+    no-grad forward and no second copy of the weights."""
+    import torch
+    import torch.nn.functional as F
+
+    from reftguard.training import sft
+
+    with torch.no_grad(), t.model.disable_adapter():
+        ref, _ = sft.reply_logits(t.base, input_ids, mask, labels)
+    cur, _ = sft.reply_logits(t.base, input_ids, mask, labels)
+    return F.kl_div(F.log_softmax(cur, -1), F.log_softmax(ref, -1), log_target=True, reduction="batchmean")
+
+
 def _config_key(cfg: TrainConfig) -> dict:
     """Fields that must match for a checkpoint to be resumed (the run length and logging may change)."""
     return config_key(cfg, {"steps", "stop_at", "resume", "progress", "out", "eval_every", "log_every", "checkpoint_every", "reply_cache", "final_size"})
@@ -369,6 +385,8 @@ def train(cfg: TrainConfig, command: str = ""):
         raise ValueError("no training data: pass --data TRAIN.jsonl (labeled harmful/benign prompts)")
     if cfg.sft_weight <= 0 and cfg.reg_weight <= 0:
         raise ValueError("sft_weight and reg_weight are both 0: nothing to train")
+    if cfg.retain_weight > 0 and (cfg.full_finetune or cfg.sft_weight <= 0):
+        raise ValueError("--retain-weight needs LoRA (the starting model is the network with its adapters off) and SFT pairs (--sft-weight > 0)")
     acc = accelerator()
     dev, rank = acc.device, acc.process_index
     out = Path(cfg.out)
@@ -416,6 +434,11 @@ def train(cfg: TrainConfig, command: str = ""):
             sl = sft.reply_loss(t.base, input_ids, mask, labels)
             loss = loss + cfg.sft_weight * sl
             run.add(sft_loss=sl.item())
+            if cfg.retain_weight > 0:
+                benign = torch.tensor([pair_labels[j] == 0 for j in pick], device=dev)
+                rl = retain_loss(t, input_ids[benign], mask[benign], labels[benign])
+                loss = loss + cfg.retain_weight * rl
+                run.add(retain_loss=rl.item())
         optimizer_step(t, loss, acc, cfg, step)
         run.add(loss=loss.item())
         done, info = step + 1, {}
@@ -479,5 +502,5 @@ def save_teacher(cfg: TrainConfig, command: str, out: Path, t, d: TeacherData, l
     return teacher
 
 
-PANELS = (("losses", ("reg_loss", "sft_loss")), ("mean cosine (batch)", ("batch_harmful_cos", "batch_benign_cos")),
+PANELS = (("losses", ("reg_loss", "sft_loss", "retain_loss")), ("mean cosine (batch)", ("batch_harmful_cos", "batch_benign_cos")),
           ("held-back split", ("held_auroc", "held_recall_at_1pct_fpr")), ("R_l drift (cos to previous)", ("drift",)))
