@@ -301,6 +301,36 @@ def render_serve_int8(r: dict) -> str:
             f"= **{ratio(r['int8_over_fp32'])}** of fp32 bare ORT in the same run.")
 
 
+@register("serve_engines", ["bench/results/serve_vs_ort_engines.json"])
+def render_serve_engines(r: dict) -> str:
+    """Every engine/precision of one `bench/serve_vs_ort.py` run: bare, behind the server, parity, batch invariance, AUROC."""
+    def sci(x: float | None) -> str:
+        return "-" if x is None else ("0" if x == 0 else f"{x:.1e}")
+
+    fastest = f"{r.get('engine')}/{r.get('precision')}"
+    rows = []
+    for key, rate in r["engines"].items():
+        s = r.get("server_by_engine", {}).get(key, {})
+        stream, unary = s.get("stream_by_clients", {}), s.get("unary_by_clients", {})
+        rows.append([f"**{key}** (fastest)" if key == fastest else key, fmt(rate, 1), r["engine_batch"].get(key, "-"),
+                     fmt(s.get("bare_prompts_per_s"), 1), *(fmt(stream.get(c), 1) for c in ("1", "4", "16")),
+                     *(fmt(unary.get(c), 1) for c in ("1", "16")), ratio(s.get("stream_over_bare")),
+                     sci(r["parity_vs_fp32"].get(key, {}).get("max_abs_diff")), sci(r["batch_invariance"].get(key)),
+                     fmt(r["auroc_by_engine"].get(key), 5)])
+    n_dev = next(iter(r["parity_vs_fp32"].values()), {}).get("n")
+    out = md_table(["engine/precision", "bare prompts/s", "best batch", "bare, next to server", "stream x1", "stream x4", "stream x16",
+                    "unary x1", "unary x16", "stream / bare", "max \\|Δscore\\| vs ort/fp32", "batch invariance", "guard-dev AUROC"], rows)
+    load = lambda xs: "/".join(fmt(x, 2) for x in xs)  # noqa: E731
+    out += (f"\n\nPrompts/s throughout. Bundle {r['bundle_id']} (layer {r['layer']}), {num(r['n_prompts'])} prompts, "
+            f"{fmt(r['avg_tokens'], 0)} tokens on average, {r['cpus']} CPUs, load average (1/5/15 min) {load(r['load_avg_start'])} at the "
+            f"start and {load(r['load_avg_end'])} at the end, one run. Stream / bare: the best stream rate over that engine's bare rate "
+            f"re-measured right before its server; parity, batch invariance and AUROC on {num(n_dev)} guard-dev prompts.")
+    if "server_over_naive" in r:
+        out += (f" Server ({fastest}, best of stream and unary) / naive transformers ({fmt(r['naive_prompts_per_s'], 2)} prompts/s) "
+                f"= **{ratio(r['server_over_naive'], 1)}**.")
+    return out
+
+
 # ---- teacher training: bench/teacher_vs_zero.py and the shipped teacher's own record ----
 
 KINDS_ORDER = ("direct", "rephrased", "disguised", "chat", "task", "instruction", "hard_negative")
