@@ -422,15 +422,16 @@ def _cell(r: dict, key) -> str:
 
 @register("default_bundle", ["bench/results/robustness/summary.json", "bench/results/teacher_select.json"])
 def render_default_bundle(summary: dict, select: dict) -> str:
-    """Old shipped bundle against the new default, every figure on data the threshold was not chosen on."""
-    names = [n for n in ("old", "new") if n in summary]
+    """Old shipped bundle (and any earlier candidate) against the new default, every figure on data the
+    threshold was not chosen on. `shipped` in teacher_select.json names each bundle's teacher."""
+    names = sorted((n for n in summary if n in select["shipped"]), key=lambda n: (n == "new", n != "old"))  # old, earlier, new
     rows = [[label, goal] + [_cell(summary[n], key) for n in names] for label, key, goal in DETECTION_ROWS]
     teachers = select["teachers"]
     for label, key in (("teacher: refusal rate, 50 benign guard-dev prompts", "refusal_rate_guard_dev_benign"),
                        ("teacher: refusal rate, 50 benign contrast-dev prompts", "refusal_rate_contrast_dev_benign")):
         rows.append([label, "<= 0.05" if "guard" in key else ""] + [f3(teachers[select["shipped"][n]][key]) for n in names])
     rows.append(["served threshold", ""] + [fmt(summary[n]["threshold"], 4) for n in names])
-    return md_table(["figure", "goal", *[f"{n} bundle" for n in names]], rows)
+    return md_table(["figure", "goal", *[f"{n} bundle" if n in ("old", "new") else f"{n} bundle (previous)" for n in names]], rows)
 
 
 @register("teacher_select", ["bench/results/teacher_select.json"])
