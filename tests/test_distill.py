@@ -314,7 +314,8 @@ def test_pipeline_end_to_end_writes_every_report_field(tiny_llama, tiny_teacher,
     assert 0.0 <= r["harmful_score"] <= 1.0 and 0.0 <= r["finetuning_accuracy"] <= 1.0
     assert r["eval"]["n_harmful"] == 16 and r["eval"]["n_task"] == 16 and r["eval"]["n_benign"] == 16
     assert 0.0 <= r["benign_refusal_rate"] <= 1.0 and r["eval"]["n_benign_hard_negative"] == 8 and r["benign_ppl"] > 1.0
-    assert r["teacher"]["dir"] == str(tiny_teacher) and len(r["teacher"]["content_sha256"]) == 64
+    # The teacher is named without this machine's path (result files get committed), hashes identify it.
+    assert r["teacher"]["dir"] == tiny_teacher.name and len(r["teacher"]["content_sha256"]) == 64
     assert r["config"]["distill"]["steps"] == 16 and r["config"]["pipeline"]["filter"] is True
     replies = (out / "eval.replies.jsonl").read_text().splitlines()
     assert len(replies) == 48 and {json.loads(line)["set"] for line in replies[32:]} == {"benign"}

@@ -295,3 +295,17 @@ def _padded(rows, width, pad_id):
     for i, r in enumerate(rows):
         x[i, : len(r)], m[i, : len(r)] = r, 1
     return x, m
+
+
+
+@needs_openvino
+def test_openvino_caps_its_per_shape_kernel_cache(tiny_bundle):
+    """The engine compiles with a capped per-shape runtime cache (RSS evidence on the real default bundle:
+    bench/openvino_shape_cache.py; the tiny model's kernels are too small to show it), and still scores."""
+    from reftguard.engines.openvino import RUNTIME_CACHE_CAPACITY
+
+    b = GuardBundle.load(tiny_bundle)
+    e = make_engine(b, engine="openvino", precision="fp32")
+    assert e.config["CPU_RUNTIME_CACHE_CAPACITY"] == RUNTIME_CACHE_CAPACITY < 5000
+    ids = _ids(b)
+    assert np.allclose(e.run(*pad_batch(ids, b.pad_token_id))[0], make_engine(b, engine="ort").run(*pad_batch(ids, b.pad_token_id))[0], atol=1e-4)

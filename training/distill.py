@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reftguard.config import option
+from reftguard.config import option, portable
 from reftguard.data import DataError, iter_jsonl
 from reftguard.training import sft
 from reftguard.training.common import (LoraOptions, OptimOptions, RunLog, RunOptions, accelerator, checkpoint_and_stop, config_key,
@@ -153,7 +153,7 @@ def teacher_record(root: str | Path) -> dict:
         content.update(f.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
     meta = json.loads((root / "teacher.json").read_text()) if (root / "teacher.json").is_file() else {}
     weights = root / meta["adapter"] / "adapter_model.safetensors" if meta.get("adapter") else None
-    return {"dir": str(root), "adapter_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights and weights.is_file() else None,
+    return {"dir": portable(str(root.resolve())), "adapter_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights and weights.is_file() else None,
             "content_sha256": content.hexdigest(), "cache_id": teacher_id(root)}
 
 
