@@ -135,6 +135,7 @@ class GuardServer:
             max_queue_tokens=cfg.max_queue_tokens,
             reserve=cfg.queue_reserve,
             max_shadow_items=cfg.max_queue_items,
+            shadow_min_share=cfg.shadow_min_share,
             on_batch=self._on_batch,
             on_error=self._on_batch_error,
         )

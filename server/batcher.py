@@ -114,6 +114,7 @@ class TokenBudgetBatcher:
         max_queue_tokens: int,
         reserve: float = 0.25,
         max_shadow_items: int = 0,
+        shadow_min_share: float = 0.0,
         on_batch: Callable[[BatchStats], None] | None = None,
         on_error: Callable[[BaseException | None], None] | None = None,
     ):
@@ -126,6 +127,10 @@ class TokenBudgetBatcher:
         self.max_queue_tokens = max_queue_tokens
         self.reserve = reserve
         self.max_shadow_items = max_shadow_items
+        if not 0.0 <= shadow_min_share < 1.0:
+            raise ValueError(f"shadow_min_share must be in [0, 1), got {shadow_min_share}")
+        self.shadow_min_share = shadow_min_share
+        self._live_batches = 0  # live batches since the last shadow batch
         self.on_batch = on_batch
         self.on_error = on_error
         self._callers: OrderedDict[str, deque[Job]] = OrderedDict()  # rotation order: next anchor first
@@ -240,12 +245,25 @@ class TokenBudgetBatcher:
                 await self._wakeup.wait()
             if self.delay_s and self._callers and self.queued_items < self.max_batch_size:
                 await asyncio.sleep(self.delay_s)  # let concurrent requests join this batch
-            shadow = not self._callers  # shadow work only when nothing else waits
+            shadow = self._shadow_turn()
             jobs, dropped = self._take(self._shadow if shadow else self._callers)
             await self._release(jobs + dropped, shadow)
             if jobs:
                 await self._infer(jobs, shadow)
             del jobs, dropped  # hold no model past its last job
+
+    def _shadow_turn(self) -> bool:
+        """Shadow work runs when nothing else waits, and, with `shadow_min_share` s > 0, also as every
+        round(1/s)-th batch while live work waits: a saturated server still gives the candidate a
+        sample (at that share of its capacity) instead of none."""
+        if not self._shadow:
+            shadow = False
+        elif not self._callers:
+            shadow = True
+        else:
+            shadow = self.shadow_min_share > 0 and self._live_batches + 1 >= round(1 / self.shadow_min_share)
+        self._live_batches = 0 if shadow else self._live_batches + 1
+        return shadow
 
     def _take(self, queues: OrderedDict[str, deque[Job]] | None = None) -> tuple[list[Job], list[Job]]:
         """Pick the next batch from `queues` (fair over callers, one model) and drop dead jobs."""

@@ -270,6 +270,42 @@ def test_shadow_work_runs_only_when_nothing_else_is_queued_and_is_bounded():
     assert len(active.batches) == 2 and len(shadow.batches) == 2  # queued first, but run after the active work
 
 
+def test_shadow_min_share_gives_a_saturated_server_a_shadow_sample():
+    """With --shadow-min-share 0.25, queued shadow work gets every 4th batch while live work waits (here:
+    all the time), instead of none; the live results are unchanged."""
+    order: list[str] = []
+
+    class Logged(FakeModel):
+        def __init__(self, name, offset):
+            super().__init__(offset=offset)
+            self.name = name
+
+        def run(self, input_ids, mask):
+            order.append(self.name)
+            return super().run(input_ids, mask)
+
+    active, shadow = Logged("live", 0.0), Logged("shadow", 0.5)
+
+    async def run():
+        b = make(max_batch_size=2, max_shadow_items=8, shadow_min_share=0.25)
+        s_futs = b.submit_shadow([row(7, 5)] * 4, model=shadow)
+        a_futs = await queue(b, [5] * 12, model=active)
+        b.start()
+        try:
+            a = await asyncio.gather(*a_futs)
+            s = await asyncio.gather(*s_futs)
+        finally:
+            await b.stop()
+        return a, s
+
+    a, s = asyncio.run(run())
+    assert [r.score for r in a] == [100.0 + k for k in range(12)] and [r.score for r in s] == [7.5] * 4
+    # 6 live batches of 2 and 2 shadow batches of 2; every 4th batch is the shadow's while live work waits.
+    assert order == ["live", "live", "live", "shadow", "live", "live", "live", "shadow"]
+    with pytest.raises(ValueError, match="shadow_min_share"):
+        make(shadow_min_share=1.0)
+
+
 def test_stale_shadow_work_makes_room_for_new():
     shadow = FakeModel()
 
