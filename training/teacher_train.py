@@ -336,19 +336,20 @@ def regulariser_step(decoder, d: TeacherData, rows: list[int], state: FeatureSta
     return reg
 
 
-def retain_loss(t, input_ids, mask, labels):
-    """KL(starting model || teacher) of the next-token distributions at the reply positions of benign
-    pairs. The starting model is the same network with its LoRA adapters switched off, so it costs one
-    no-grad forward and no second copy of the weights."""
+def retain_loss(t, logits, input_ids, mask, labels, rows):
+    """KL(starting model || teacher) of the next-token distributions at the reply positions of the batch
+    rows `rows` (a bool mask: the benign pairs). `logits` are the teacher's at every reply position of the
+    batch (the SFT loss's, in `sft.reply_logits` row-major order), so only the starting model runs here: it
+    is the same network with its LoRA adapters switched off, one no-grad forward, no second copy of the weights."""
     import torch
     import torch.nn.functional as F
 
     from reftguard.training import sft
 
     with torch.no_grad(), t.model.disable_adapter():
-        ref, _ = sft.reply_logits(t.base, input_ids, mask, labels)
-    cur, _ = sft.reply_logits(t.base, input_ids, mask, labels)
-    return F.kl_div(F.log_softmax(cur, -1), F.log_softmax(ref, -1), log_target=True, reduction="batchmean")
+        ref, _ = sft.reply_logits(t.base, input_ids[rows], mask[rows], labels[rows])
+    row_of = (labels[:, 1:] != sft.IGNORE).nonzero()[:, 0]  # batch row of each reply position, row-major
+    return F.kl_div(F.log_softmax(logits[rows[row_of]], -1), F.log_softmax(ref, -1), log_target=True, reduction="batchmean")
 
 
 def _config_key(cfg: TrainConfig) -> dict:
@@ -431,12 +432,13 @@ def train(cfg: TrainConfig, command: str = ""):
         if cfg.sft_weight > 0:
             pick = sft_sampler.batch(step_rng(cfg.seed, step, rank, 1))
             input_ids, mask, labels = (torch.from_numpy(a).to(dev) for a in sft.collate([pairs[j] for j in pick], d.pad))
-            sl = sft.reply_loss(t.base, input_ids, mask, labels)
+            logits, target = sft.reply_logits(t.base, input_ids, mask, labels)
+            sl = torch.nn.functional.cross_entropy(logits, target)
             loss = loss + cfg.sft_weight * sl
             run.add(sft_loss=sl.item())
             if cfg.retain_weight > 0:
                 benign = torch.tensor([pair_labels[j] == 0 for j in pick], device=dev)
-                rl = retain_loss(t, input_ids[benign], mask[benign], labels[benign])
+                rl = retain_loss(t, logits, input_ids, mask, labels, benign)
                 loss = loss + cfg.retain_weight * rl
                 run.add(retain_loss=rl.item())
         optimizer_step(t, loss, acc, cfg, step)
