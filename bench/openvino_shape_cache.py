@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,13 +21,12 @@ def measure(bundle: str, capacity: int, batches: int, precision: str) -> dict:
     import numpy as np
 
     from reftguard.bundle import GuardBundle
-    from reftguard.engines import openvino as ov_engine
+    from reftguard.engines.openvino import OpenVinoEngine
 
     def rss_mb() -> float:
         return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 
-    ov_engine.RUNTIME_CACHE_CAPACITY = capacity
-    e = ov_engine.OpenVinoEngine(GuardBundle.load(bundle), precision=precision)
+    e = OpenVinoEngine(GuardBundle.load(bundle), precision=precision, cache_capacity=capacity)
     rng = np.random.default_rng(0)
     timeline, tokens, t0 = [], 0, time.perf_counter()
     for k in range(batches):
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         r["growth_second_half_mb"] = round(r["rss_mb"][-1][1] - half, 1)
     result = {"batches": ns.batches, "precision": ns.precision, "runs": runs,
               "note": "shape sequence seeded; tokens/s is noisy on a shared machine (load average in the file)",
-              "load_avg": list(__import__("os").getloadavg())}
+              "load_avg": list(os.getloadavg())}
     print(json.dumps(result, indent=1))
     if ns.json:
         with open(ns.json, "w") as f:

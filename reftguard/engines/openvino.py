@@ -38,7 +38,8 @@ class OpenVinoEngine:
     name = "openvino"
     provider = "cpu"
 
-    def __init__(self, bundle: GuardBundle, threads: int = 0, precision: str = "bf16", width_multiple: int | None = None):
+    def __init__(self, bundle: GuardBundle, threads: int = 0, precision: str = "bf16", width_multiple: int | None = None,
+                 cache_capacity: int = RUNTIME_CACHE_CAPACITY):
         import openvino as ov
 
         if precision not in HINTS:
@@ -49,7 +50,7 @@ class OpenVinoEngine:
         core = ov.Core()
         n = threads or available_cores()
         self.config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": n, "PERFORMANCE_HINT": "LATENCY",
-                       "CPU_RUNTIME_CACHE_CAPACITY": RUNTIME_CACHE_CAPACITY}
+                       "CPU_RUNTIME_CACHE_CAPACITY": cache_capacity}
         self.compiled = core.compile_model(core.read_model(str(bundle.model_path)), "CPU", self.config)
         got = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         if f"'{TYPE_NAMES[precision]}'" not in got:  # e.g. bf16 asked on a CPU without bf16 units
