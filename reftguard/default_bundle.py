@@ -46,14 +46,19 @@ def _shipped_teacher() -> Path | None:
     return p if (p / "teacher.json").is_file() else None
 
 
+def _serves_bf16() -> bool:
+    """Whether this machine serves OpenVINO bf16 (AMX/avx512_bf16 and openvino installed): the default
+    bundle built here then also carries a bf16 calibration, and its cache key says so."""
+    from reftguard.engines import available
+
+    return ("openvino", "bf16") in available()
+
+
 def cache_key() -> str:
     from reftguard.data import packaged
     from reftguard.modeling.loading import packaged_gguf
 
-    from reftguard.engines import available
-
-    # A bundle built where bf16 is served carries a bf16 calibration; one built elsewhere does not.
-    h = hashlib.sha256(json.dumps([RECIPE, __version__, ("openvino", "bf16") in available()], sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps([RECIPE, __version__, _serves_bf16()], sort_keys=True).encode())
     for name in TEACHER_TRAIN_FILES + tuple(RECIPE["calibration"]["data"]):
         h.update(packaged(name).read_bytes())
     gguf = packaged_gguf()
@@ -83,9 +88,7 @@ def build(out: Path) -> GuardBundle:
     cal = RECIPE["calibration"]
     cal = cal | {"data": [str(packaged(d)) for d in cal["data"]]}
     bundle = calibrate(CalibrateConfig(bundle=str(out), **cal))
-    from reftguard.engines import available
-
-    if ("openvino", "bf16") in available(bundle):
+    if _serves_bf16():
         # Served as bf16 on CPUs with AMX/avx512_bf16 (`--engine auto`), which needs its own threshold: bf16
         # shifts scores by up to ~0.04. Elsewhere the bundle stays fp32-only and auto serves ORT fp32.
         bundle = calibrate(CalibrateConfig(bundle=str(out), **cal, precision="bf16"))
