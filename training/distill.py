@@ -196,7 +196,7 @@ class TeacherTargets:
         t = cls(teacher_dir(cfg))
         t.record = teacher_record(t.root)
         t1 = time.time()
-        meta = {"teacher": teacher_id(t.root), "temperature": cfg.temperature, "topk": cfg.topk, "pairs": kd.pairs_key(pairs)}
+        meta = {"teacher": t.record["cache_id"], "temperature": cfg.temperature, "topk": cfg.topk, "pairs": kd.pairs_key(pairs)}
         cache_path = Path(cfg.logit_cache) if cfg.logit_cache else out / LOGIT_CACHE
         if cfg.teacher_logits == "cached":
             t.cache = kd.LogitCache.load(cache_path, meta)
