@@ -248,24 +248,32 @@ def test_streams_leave_the_reserve_to_unary_calls():
     asyncio.run(run())
 
 
+def live_and_shadow(active, shadow, n_live: int, n_shadow: int, check=None, **kw):
+    """Queue n_shadow shadow prompts (tag 7), then `check(batcher)`, then n_live live ones (tags 100..), all
+    before the batcher starts; run it and return (live results, shadow results)."""
+    async def run():
+        b = make(**kw)
+        s_futs = b.submit_shadow([row(7, 5)] * n_shadow, model=shadow)
+        if check:
+            check(b)
+        a_futs = await queue(b, [5] * n_live, model=active)
+        b.start()
+        try:
+            return await asyncio.gather(*a_futs), await asyncio.gather(*s_futs)
+        finally:
+            await b.stop()
+
+    return asyncio.run(run())
+
+
 def test_shadow_work_runs_only_when_nothing_else_is_queued_and_is_bounded():
     active, shadow = FakeModel(), FakeModel(offset=0.5)
 
-    async def run():
-        b = make(max_batch_size=4, max_shadow_items=6)
-        s_futs = b.submit_shadow([row(7, 5)] * 6, model=shadow)
+    def full(b):
         with pytest.raises(Overloaded):
             b.submit_shadow([row(7, 5)], model=shadow)  # dropped first: its queue is full
-        a_futs = await queue(b, [5] * 8, model=active)
-        b.start()
-        try:
-            a = await asyncio.gather(*a_futs)
-            s = await asyncio.gather(*s_futs)
-        finally:
-            await b.stop()
-        return a, s
 
-    a, s = asyncio.run(run())
+    a, s = live_and_shadow(active, shadow, 8, 6, full, max_batch_size=4, max_shadow_items=6)
     assert [r.score for r in s] == [7.5] * 6
     assert len(active.batches) == 2 and len(shadow.batches) == 2  # queued first, but run after the active work
 
@@ -286,19 +294,7 @@ def test_shadow_min_share_gives_a_saturated_server_a_shadow_sample():
 
     active, shadow = Logged("live", 0.0), Logged("shadow", 0.5)
 
-    async def run():
-        b = make(max_batch_size=2, max_shadow_items=8, shadow_min_share=0.25)
-        s_futs = b.submit_shadow([row(7, 5)] * 4, model=shadow)
-        a_futs = await queue(b, [5] * 12, model=active)
-        b.start()
-        try:
-            a = await asyncio.gather(*a_futs)
-            s = await asyncio.gather(*s_futs)
-        finally:
-            await b.stop()
-        return a, s
-
-    a, s = asyncio.run(run())
+    a, s = live_and_shadow(active, shadow, 12, 4, max_batch_size=2, max_shadow_items=8, shadow_min_share=0.25)
     assert [r.score for r in a] == [100.0 + k for k in range(12)] and [r.score for r in s] == [7.5] * 4
     # 6 live batches of 2 and 2 shadow batches of 2; every 4th batch is the shadow's while live work waits.
     assert order == ["live", "live", "live", "shadow", "live", "live", "live", "shadow"]
