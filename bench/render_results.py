@@ -434,6 +434,19 @@ def render_default_bundle(summary: dict, select: dict) -> str:
     return md_table(["figure", "goal", *[f"{n} bundle" if n in ("old", "new") else f"{n} bundle (previous)" for n in names]], rows)
 
 
+@register("window_tail", ["bench/results/window_tail.json"])
+def render_window_tail(r: dict) -> str:
+    """Long-context recall / benign flag rate per tail-window size, every bundle side by side."""
+    names = list(r["bundles"])
+    tails = [t["window_tail"] for t in r["bundles"][names[0]]["tails"]]
+    rows = []
+    for i, tail in enumerate(tails):
+        cells = [f"{f3(b['tails'][i]['recall'])} / {f3(b['tails'][i]['benign_flag_rate'])}" for b in r["bundles"].values()]
+        default = r["bundles"][names[0]]["tails"][i]["default"]
+        rows.append([("off" if tail == 0 else f"{tail} tokens") + (" (default)" if default else ""), *cells])
+    return md_table(["tail window", *[f"{n}: recall / benign flagged" for n in names]], rows)
+
+
 @register("teacher_select", ["bench/results/teacher_select.json"])
 def render_teacher_select(select: dict) -> str:
     """Candidate teachers on the calib half of each dev file (how the recipe was picked)."""

@@ -64,6 +64,8 @@ def main(argv=None) -> int:
     p.add_argument("--long-tokens", type=int, default=2000)
     p.add_argument("--long-truncation", default="window", help="Comma-separated policies for the long-context set.")
     p.add_argument("--long-only-for", default="", help="Comma-separated bundle names that get the non-window policies (default: all).")
+    p.add_argument("--long-only", action="store_true", help="Rerun only the long-context reports; reuse each bundle's dev report "
+                   "(OUT/NAME/report.json), e.g. after a change to windowing, which never touches prompts that fit one row.")
     ns = p.parse_args(argv)
     out = Path(ns.out)
     summary_path = out / "summary.json"
@@ -71,7 +73,10 @@ def main(argv=None) -> int:
     dev_files = [str(packaged(f)) for f in CALIBRATION_FILES]
     for spec in ns.bundle:
         name, _, d = spec.partition("=")
-        dev = run(RobustnessConfig(bundle=d, data=dev_files, out=str(out / name), split="report"))
+        if ns.long_only:
+            dev = json.loads((out / name / "report.json").read_text())
+        else:
+            dev = run(RobustnessConfig(bundle=d, data=dev_files, out=str(out / name), split="report"))
         from tokenizers import Tokenizer
 
         rows = build_long_context(n=ns.long_n, min_tokens=ns.long_tokens, seed=0,

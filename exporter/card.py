@@ -65,7 +65,8 @@ def render_card(m: dict) -> str:
         "- The score measures closeness to a refusal direction of one backbone; it is not a policy classifier and its",
         "  false-positive rate on your traffic can differ from the calibration set. Watch `reftguard_false_positive_rate`.",
         "- A zero-training (difference-of-means) feature partly tracks writing style; a trained ReFT teacher separates better.",
-        "- A prompt beyond max_tokens is scored as overlapping windows (the highest window counts) up to the server's",
+        "- A prompt beyond max_tokens is scored as overlapping windows plus a short tail window of its last tokens",
+        "  (the highest window counts) up to the server's",
         "  max_windows; the `left`/`right` policies truncate instead, and `error` rejects.",
         "",
     ]

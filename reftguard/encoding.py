@@ -6,7 +6,9 @@ is scored) is always intact.
 
 Policies for a turn over `max_tokens`: `window` (the default) splits its text into overlapping windows,
 each wrapped in the template as its own row, so nothing is dropped and a harmful request after a long
-benign context is still scored; `right`/`left` keep the start/end; `error` rejects.
+benign context is still scored, plus one short *tail* row (the text's last `window_tail` tokens) so that
+a request at the very end is also scored without most of the context before it;
+`right`/`left` keep the start/end; `error` rejects.
 """
 from __future__ import annotations
 
@@ -63,8 +65,8 @@ class Encoded:
     ids: list[list[int]]
     truncated: list[bool]  # per row: tokens of the text were dropped (left/right only)
     text: list[int]  # per row: index of the input text it encodes
-    window: list[int]  # per row: window index within its text (0 when not windowed)
-    num_windows: list[int]  # per row: how many windows its text has (1 when not windowed)
+    window: list[int]  # per row: window index within its text (0 when not windowed; the tail row is the last)
+    num_windows: list[int]  # per row: how many windows its text has, tail row included (1 when not windowed)
 
     @property
     def lengths(self) -> list[int]:
@@ -73,7 +75,7 @@ class Encoded:
 
 class PromptEncoder:
     def __init__(self, tokenizer_file: str | Path, prompt: PromptFormat, max_tokens: int, *,
-                 window_overlap: int = -1, max_windows: int = DEFAULT_MAX_WINDOWS):
+                 window_overlap: int = -1, max_windows: int = DEFAULT_MAX_WINDOWS, window_tail: int = -1):
         from tokenizers import Tokenizer  # lazy: keeps `import reftguard.encoding` cheap
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
@@ -92,7 +94,14 @@ class PromptEncoder:
         self.window_overlap = self.budget // 4 if window_overlap < 0 else int(window_overlap)
         if self.window_overlap >= self.budget:
             raise ValueError(f"window_overlap={window_overlap} must be below the {self.budget}-token text budget of a window")
-        self.max_windows = int(max_windows)  # 0: no limit
+        self.max_windows = int(max_windows)  # 0: no limit; counts the tail row
+        # The end-aligned last window holds up to a full budget of context before a final request, and that
+        # context dilutes the last-token state the head reads; a short tail row sees the request nearly
+        # alone (long-context dev set: recall 0.86 -> 0.92 at 120 tokens, benign flag rate unchanged, see
+        # docs/results.md). Same default size as the overlap; 0 turns it off.
+        self.window_tail = self.budget // 4 if window_tail < 0 else int(window_tail)
+        if self.window_tail >= self.budget:
+            raise ValueError(f"window_tail={window_tail} must be below the {self.budget}-token text budget of a window")
 
     def _ids(self, s: str) -> list[int]:
         return self.tokenizer.encode(s, add_special_tokens=False).ids if s else []
@@ -106,7 +115,7 @@ class PromptEncoder:
         if truncation != "window":
             max_chars = budget * MAX_CHARS_PER_TOKEN
         else:
-            max_chars = self._span(self.max_windows) * MAX_CHARS_PER_TOKEN if self.max_windows else float("inf")
+            max_chars = self._span(self.max_windows - (self.window_tail > 0)) * MAX_CHARS_PER_TOKEN if self.max_windows else float("inf")
         precut = [len(t) > max_chars for t in texts]
         for i, long in enumerate(precut):
             if long and truncation == "error":
@@ -123,15 +132,17 @@ class PromptEncoder:
                 if truncation == "error":
                     raise PromptTooLong(i, len(body) + self.overhead, self.max_tokens)
                 body = body[:budget] if truncation == "right" else body[len(body) - budget :]
-            starts = self.window_starts(len(body))
-            if self.max_windows and len(starts) > self.max_windows:
-                raise TooManyWindows(i, len(starts), self.max_windows, budget)
-            for w, start in enumerate(starts):
-                out.ids.append(self.prefix_ids + body[start : start + budget] + self.suffix_ids)
+            spans = [(start, start + budget) for start in self.window_starts(len(body))]
+            if len(spans) > 1 and self.window_tail:
+                spans.append((len(body) - self.window_tail, len(body)))
+            if self.max_windows and len(spans) > self.max_windows:
+                raise TooManyWindows(i, len(spans), self.max_windows, budget)
+            for w, (start, end) in enumerate(spans):
+                out.ids.append(self.prefix_ids + body[start:end] + self.suffix_ids)
                 out.truncated.append(cut)
                 out.text.append(i)
                 out.window.append(w)
-                out.num_windows.append(len(starts))
+                out.num_windows.append(len(spans))
         return out
 
     def window_starts(self, n: int) -> list[int]:
@@ -144,8 +155,8 @@ class PromptEncoder:
         return [min(k * stride, n - self.budget) for k in range(count)]
 
     def _span(self, windows: int) -> int:
-        """Most text tokens `windows` windows can cover."""
-        return self.budget + (windows - 1) * (self.budget - self.window_overlap)
+        """Most text tokens `windows` full windows can cover (at least one row's budget)."""
+        return self.budget + max(windows - 1, 0) * (self.budget - self.window_overlap)
 
 
 def pad_batch(ids: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -73,11 +73,11 @@ class BundleScorer:
     calibration, eval, benches). The server runs the same encoder and `decide_items` behind its batcher."""
 
     def __init__(self, bundle: GuardBundle, backend: OrtBackend | None = None, max_batch: int = 32, max_batch_tokens: int = 16384,
-                 *, window_overlap: int = -1, max_windows: int = DEFAULT_MAX_WINDOWS):
+                 *, window_overlap: int = -1, max_windows: int = DEFAULT_MAX_WINDOWS, window_tail: int = -1):
         self.bundle = bundle
         self.backend = backend or OrtBackend(bundle)
         self.encoder = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens,
-                                     window_overlap=window_overlap, max_windows=max_windows)
+                                     window_overlap=window_overlap, max_windows=max_windows, window_tail=window_tail)
         self.max_batch, self.max_batch_tokens = max_batch, max_batch_tokens
 
     def score_ids(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

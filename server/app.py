@@ -159,7 +159,8 @@ class GuardServer:
     def _load(self, bundle) -> ServedModel:
         """Load, verify and warm up a complete model (blocking: run it in an executor)."""
         cfg = self.cfg
-        return load_model(bundle, lambda b: build_engine(b, cfg), window_overlap=cfg.window_overlap, max_windows=cfg.max_windows)
+        return load_model(bundle, lambda b: build_engine(b, cfg), window_overlap=cfg.window_overlap, max_windows=cfg.max_windows,
+                          window_tail=cfg.window_tail)
 
     async def _load_shadow(self, current: ServedModel | None) -> ServedModel | None:
         """The model at --shadow-bundle; None when that directory is gone (the rollout ended). A shadow

@@ -92,7 +92,7 @@ def _released(bundle_id: str) -> None:
 
 
 def load_model(bundle: GuardBundle | str | Path, build_engine: Callable[[GuardBundle], Scorer], *,
-               window_overlap: int = -1, max_windows: int) -> ServedModel:
+               window_overlap: int = -1, max_windows: int, window_tail: int = -1) -> ServedModel:
     """Load and verify a bundle, build its engine and encoder, warm it up. Blocking (run it in an
     executor). A path is resolved first (a symlink flipped later does not change what was verified),
     and every failure is a ModelRefused naming the bundle."""
@@ -101,7 +101,7 @@ def load_model(bundle: GuardBundle | str | Path, build_engine: Callable[[GuardBu
             bundle = GuardBundle.load(Path(bundle).resolve(strict=True))
         engine = build_engine(bundle)
         encoder = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens,
-                                window_overlap=window_overlap, max_windows=max_windows)
+                                window_overlap=window_overlap, max_windows=max_windows, window_tail=window_tail)
         provider = getattr(engine, "label", None) or getattr(engine, "provider", "unknown")
         model = ServedModel(bundle, encoder, engine, provider, float(getattr(engine, "threshold", bundle.threshold)),
                             getattr(engine, "expected_fpr", bundle.expected_fpr))

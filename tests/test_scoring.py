@@ -57,18 +57,34 @@ def test_each_window_is_a_row_in_the_prompt_format(bundle):
     body = _text_ids(enc, text)
     out = enc.encode(["hi", text, "bye"], "window")
     starts = enc.window_starts(len(body))
-    n = len(starts)
-    assert n > 3
+    n = len(starts) + 1  # full windows, then the tail window
+    assert n > 4 and enc.window_tail == enc.budget // 4 > 0
     assert out.text == [0] + [1] * n + [2]
     assert out.window == [0] + list(range(n)) + [0]
     assert out.num_windows == [1] + [n] * n + [1]
     assert out.truncated == [False] * (n + 2)  # nothing was dropped
     p, s = len(enc.prefix_ids), len(enc.suffix_ids)
-    for row, start in zip(out.ids[1:-1], starts):
+    for row, start in zip(out.ids[1:-2], starts):
         assert len(row) == enc.max_tokens
         assert row[:p] == enc.prefix_ids and row[-s:] == enc.suffix_ids
         assert row[p:-s] == body[start : start + enc.budget]
-    assert out.ids[-2][p:-s] == body[-enc.budget :]  # the last window holds the text's end
+    assert out.ids[-3][p:-s] == body[-enc.budget :]  # the last full window holds the text's end
+    tail = out.ids[-2]  # the tail window: only the text's last window_tail tokens, in the prompt format
+    assert tail[:p] == enc.prefix_ids and tail[-s:] == enc.suffix_ids and tail[p:-s] == body[-enc.window_tail :]
+
+
+def test_tail_window_size_and_off_switch(bundle):
+    text = " ".join(f"w{i}" for i in range(120))
+    off = _encoder(bundle, max_windows=0, window_tail=0)
+    body = _text_ids(off, text)
+    out = off.encode([text], "window")
+    assert len(out.ids) == len(off.window_starts(len(body))) and out.ids[-1][len(off.prefix_ids) : -len(off.suffix_ids)] == body[-off.budget :]
+    five = _encoder(bundle, max_windows=0, window_tail=5).encode([text], "window")
+    assert len(five.ids) == len(out.ids) + 1 and five.ids[:-1] == out.ids
+    assert five.ids[-1] == off.prefix_ids + body[-5:] + off.suffix_ids
+    assert _encoder(bundle, window_tail=5).encode(["short text"], "window").num_windows == [1]  # a text that fits: no tail
+    with pytest.raises(ValueError, match="window_tail"):
+        _encoder(bundle, window_tail=off.budget)
 
 
 def test_short_prompts_encode_exactly_as_before(bundle):
@@ -85,6 +101,12 @@ def test_window_cap(bundle):
     with pytest.raises(TooManyWindows, match=r"needs \d+ windows .* limit of 3 windows \(max_windows\)") as exc:
         enc.encode(["ok", long], "window")
     assert exc.value.index == 1 and exc.value.num_windows > 3 and exc.value.max_windows == 3
+    # the tail window counts: a text of exactly 3 full windows needs 4 rows
+    words = lambda k: " ".join(f"w{i}" for i in range(k))  # noqa: E731
+    three = words(next(k for k in range(10, 400) if len(enc.window_starts(len(_text_ids(enc, words(k))))) == 3))
+    with pytest.raises(TooManyWindows, match="needs 4 windows"):
+        enc.encode([three], "window")
+    assert len(_encoder(bundle, max_windows=3, window_tail=0).encode([three], "window").ids) == 3
     # far beyond what the cap can cover: refused before tokenizing
     with pytest.raises(TooManyWindows, match="at least 4 windows"):
         enc.encode(["word " * 100_000], "window")
@@ -127,7 +149,7 @@ def test_item_score_is_the_max_of_its_rows_scored_alone(scorer, bundle):
     (got,) = scorer.score_texts([text])
     assert got.num_windows == len(enc.ids) > 1 and not got.truncated
     assert got.score == pytest.approx(max(alone), abs=1e-5)
-    assert got.window == int(np.argmax(alone)) and got.num_tokens == bundle.max_tokens
+    assert got.window == int(np.argmax(alone)) and got.num_tokens == len(enc.ids[got.window])
 
 
 def test_harmful_request_in_the_last_window_flags_the_item(scorer):

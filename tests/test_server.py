@@ -193,7 +193,8 @@ def test_long_prompt_is_scored_in_windows_by_default(server, tiny_bundle, scorer
         assert c.info().limits.max_windows == 16
     assert d.num_windows == ref.num_windows > 1 and d.window == ref.window
     assert d.score == pytest.approx(ref.score, abs=1e-5)
-    assert not d.truncated and d.num_tokens == bundle.max_tokens  # nothing dropped; the winning window is full
+    assert not d.truncated and d.num_tokens == ref.num_tokens  # nothing dropped; the winning row's length
+    assert ref.num_tokens == (bundle.max_tokens if ref.window < ref.num_windows - 1 else bundle.max_tokens - scorer.encoder.budget + scorer.encoder.window_tail)
     assert (w.score, w.window, w.num_windows) == (d.score, d.window, d.num_windows)
     assert r.truncated and (r.window, r.num_windows) == (0, 1)
     assert [x.id for x in streamed] == [str(i) for i in range(30)]  # windows never reorder a stream
@@ -215,6 +216,15 @@ def test_too_many_windows_is_invalid_argument(tiny_bundle):
         req.truncation = pb.TRUNCATION_LEFT  # the cap is on windows only
         assert stub.Score(req, timeout=30).decisions[1].truncated
         channel.close()
+
+
+def test_window_tail_is_configurable(tiny_bundle, scorer):
+    (ref,) = scorer.score_texts([LONG])
+    with run_server(tiny_bundle, window_tail=0) as rs, GuardClient(rs.target) as c:
+        (d,) = c.score([LONG])
+    assert d.num_windows == ref.num_windows - 1  # no tail window
+    if ref.window < ref.num_windows - 1:  # a full window won with the tail on: the same one wins without it
+        assert (d.window, d.score) == (ref.window, pytest.approx(ref.score, abs=1e-5))
 
 
 def test_invalid_utf8_is_invalid_argument(server):

@@ -1,0 +1,93 @@
+"""How much the tail window buys on long inputs: recall and benign flag rate of the long-context dev set
+(a dev request after >= 2,000 tokens of benign dev context, `bench/long_context.py`) at each bundle's
+served threshold, for several `--window-tail` sizes, every bundle in one run.
+
+The served default (a quarter of the window, the same size as the overlap) was fixed before this sweep;
+the sweep shows how sensitive the figure is to it, it did not choose it. Prompts that fit one row are
+never windowed, so nothing else (calibration, the dev reports) changes with the tail.
+
+    python bench/window_tail.py --bundle old=runs/b_old --bundle new=$(reftguard default-bundle --print-path)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from long_context import build_long_context  # noqa: E402
+
+from reftguard.bundle import GuardBundle  # noqa: E402
+from reftguard.scoring import BundleScorer, decide_items, text_turns  # noqa: E402
+
+TAILS = (0, 32, 64, 240)  # besides the served default
+
+
+def sweep(bundle_dir: str, n: int, min_tokens: int, tails=TAILS) -> dict:
+    """One pass through the served encoder (default tail); the full windows do not depend on the tail, so
+    every other size only scores its own tail rows and takes the max with them (0: no tail row)."""
+    from tokenizers import Tokenizer
+
+    bundle = GuardBundle.load(bundle_dir)
+    rows = build_long_context(n=n, min_tokens=min_tokens, seed=0, tokenizer=Tokenizer.from_file(str(bundle.tokenizer_path)))
+    texts = [r["text"] for r in rows]
+    harmful = np.array([r["label"] == "harmful" for r in rows])
+    scorer = BundleScorer(bundle, max_windows=0)
+    enc = scorer.encoder
+    t0 = time.perf_counter()
+    e = enc.encode(texts)
+    row_scores, _ = scorer.score_ids(e.ids)
+    served = decide_items(row_scores, text_turns(texts), e)  # what BundleScorer.score_texts does
+    seconds = time.perf_counter() - t0
+    full = np.full(len(texts), -np.inf)
+    rows_per_text = np.zeros(len(texts), dtype=int)
+    assert all(w > 1 for w in e.num_windows), "every long-context prompt must be windowed"
+    for r, (i, w, nw) in enumerate(zip(e.text, e.window, e.num_windows)):
+        rows_per_text[i] = nw
+        if w < nw - 1:  # a full window (the last row is the tail)
+            full[i] = max(full[i], row_scores[r])
+
+    def figures(s: np.ndarray) -> dict:
+        flagged = s > bundle.threshold
+        return {"recall": float(flagged[harmful].mean()), "benign_flag_rate": float(flagged[~harmful].mean())}
+
+    out = {"bundle_id": bundle.bundle_id, "threshold": bundle.threshold, "n_harmful": int(harmful.sum()),
+           "n_benign": int((~harmful).sum()), "rows": int(rows_per_text.sum()), "seconds": round(seconds, 1),
+           "tails": [{"window_tail": enc.window_tail, "default": True, **figures(np.array([x.score for x in served]))}]}
+    for tail in tails:
+        if tail:
+            bodies = [enc._ids(t) for t in texts]
+            tail_scores, _ = scorer.score_ids([enc.prefix_ids + b[-tail:] + enc.suffix_ids for b in bodies])
+            s = np.maximum(full, tail_scores)
+        else:
+            s = full
+        out["tails"].append({"window_tail": tail, "default": False, **figures(s)})
+    out["tails"].sort(key=lambda t: t["window_tail"])
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", action="append", default=[], help="NAME=DIR, repeatable.")
+    p.add_argument("--n", type=int, default=50, help="Harmful (and as many benign) long-context prompts.")
+    p.add_argument("--min-tokens", type=int, default=2000)
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "window_tail.json"))
+    ns = p.parse_args(argv)
+    result = {"n": ns.n, "min_tokens": ns.min_tokens, "bundles": {}}
+    for spec in ns.bundle:
+        name, _, d = spec.partition("=")
+        result["bundles"][name] = sweep(d, ns.n, ns.min_tokens)
+        for t in result["bundles"][name]["tails"]:
+            print(name, json.dumps(t))
+    Path(ns.out).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
