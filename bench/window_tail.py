@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from long_context import build_long_context  # noqa: E402
 
 from reftguard.bundle import GuardBundle  # noqa: E402
+from reftguard.encoding import PromptEncoder  # noqa: E402
 from reftguard.scoring import BundleScorer, decide_items, text_turns  # noqa: E402
 
 TAILS = (0, 32, 64, 240)  # besides the served default
@@ -31,7 +32,7 @@ TAILS = (0, 32, 64, 240)  # besides the served default
 
 def sweep(bundle_dir: str, n: int, min_tokens: int, tails=TAILS) -> dict:
     """One pass through the served encoder (default tail); the full windows do not depend on the tail, so
-    every other size only scores its own tail rows and takes the max with them (0: no tail row)."""
+    every other size scores only the tail rows its own encoder makes and takes the max with them (0: none)."""
     from tokenizers import Tokenizer
 
     bundle = GuardBundle.load(bundle_dir)
@@ -39,34 +40,29 @@ def sweep(bundle_dir: str, n: int, min_tokens: int, tails=TAILS) -> dict:
     texts = [r["text"] for r in rows]
     harmful = np.array([r["label"] == "harmful" for r in rows])
     scorer = BundleScorer(bundle, max_windows=0)
-    enc = scorer.encoder
     t0 = time.perf_counter()
-    e = enc.encode(texts)
+    e = scorer.encoder.encode(texts)
     row_scores, _ = scorer.score_ids(e.ids)
     served = decide_items(row_scores, text_turns(texts), e)  # what BundleScorer.score_texts does
     seconds = time.perf_counter() - t0
-    full = np.full(len(texts), -np.inf)
-    rows_per_text = np.zeros(len(texts), dtype=int)
     assert all(w > 1 for w in e.num_windows), "every long-context prompt must be windowed"
-    for r, (i, w, nw) in enumerate(zip(e.text, e.window, e.num_windows)):
-        rows_per_text[i] = nw
-        if w < nw - 1:  # a full window (the last row is the tail)
-            full[i] = max(full[i], row_scores[r])
+    full_rows = np.array([w < nw - 1 for w, nw in zip(e.window, e.num_windows)])  # the last row is the tail
+    full = np.full(len(texts), -np.inf)
+    np.maximum.at(full, np.array(e.text)[full_rows], row_scores[full_rows])
 
     def figures(s: np.ndarray) -> dict:
         flagged = s > bundle.threshold
         return {"recall": float(flagged[harmful].mean()), "benign_flag_rate": float(flagged[~harmful].mean())}
 
     out = {"bundle_id": bundle.bundle_id, "threshold": bundle.threshold, "n_harmful": int(harmful.sum()),
-           "n_benign": int((~harmful).sum()), "rows": int(rows_per_text.sum()), "seconds": round(seconds, 1),
-           "tails": [{"window_tail": enc.window_tail, "default": True, **figures(np.array([x.score for x in served]))}]}
+           "n_benign": int((~harmful).sum()), "rows": len(e.ids), "seconds": round(seconds, 1),
+           "tails": [{"window_tail": scorer.encoder.window_tail, "default": True, **figures(np.array([x.score for x in served]))}]}
     for tail in tails:
+        s = full
         if tail:
-            bodies = [enc._ids(t) for t in texts]
-            tail_scores, _ = scorer.score_ids([enc.prefix_ids + b[-tail:] + enc.suffix_ids for b in bodies])
-            s = np.maximum(full, tail_scores)
-        else:
-            s = full
+            et = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens, max_windows=0, window_tail=tail).encode(texts)
+            tail_ids = [ids for ids, w, nw in zip(et.ids, et.window, et.num_windows) if w == nw - 1]  # one per text, in order
+            s = np.maximum(full, scorer.score_ids(tail_ids)[0])
         out["tails"].append({"window_tail": tail, "default": False, **figures(s)})
     out["tails"].sort(key=lambda t: t["window_tail"])
     return out

@@ -194,7 +194,7 @@ def test_long_prompt_is_scored_in_windows_by_default(server, tiny_bundle, scorer
     assert d.num_windows == ref.num_windows > 1 and d.window == ref.window
     assert d.score == pytest.approx(ref.score, abs=1e-5)
     assert not d.truncated and d.num_tokens == ref.num_tokens  # nothing dropped; the winning row's length
-    assert ref.num_tokens == (bundle.max_tokens if ref.window < ref.num_windows - 1 else bundle.max_tokens - scorer.encoder.budget + scorer.encoder.window_tail)
+    assert ref.num_tokens == (bundle.max_tokens if ref.window < ref.num_windows - 1 else scorer.encoder.overhead + scorer.encoder.window_tail)
     assert (w.score, w.window, w.num_windows) == (d.score, d.window, d.num_windows)
     assert r.truncated and (r.window, r.num_windows) == (0, 1)
     assert [x.id for x in streamed] == [str(i) for i in range(30)]  # windows never reorder a stream
