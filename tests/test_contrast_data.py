@@ -153,3 +153,18 @@ def test_long_context_tokenizer_and_dev_only(lc):
         lc.build_long_context(n=2, harmful_files=["guard-train.jsonl"])
     with pytest.raises(ValueError):
         lc.build_long_context(n=2, benign_files=["contrast-train.jsonl"])
+
+
+def test_persona_set_is_fresh_and_keeps_its_rules():
+    """The committed persona SFT file equals a rebuild; every row is benign with a written reply that the
+    judge does not read as a refusal, and no question copies or near-duplicates a row of another file."""
+    from reftguard.training.judge import is_refusal
+
+    persona = _module("build_persona_data", ROOT / "scripts" / "build_persona_data.py")
+    rows = persona.build()
+    assert persona.dumps(rows) == (DATA / persona.OUT_NAME).read_text(encoding="utf-8")
+    assert persona.main(["--check"]) == 0 and persona.validate(rows) == []
+    assert len(rows) >= 100 and all(r["label"] == "benign" and r["reply"] and not is_refusal(r["reply"]) for r in rows)
+    bad = rows + [dict(rows[0], id="x-1", text="What is your shoe size", reply="I'm sorry, I can't help with that.")]
+    errors = persona.validate(bad)
+    assert any("reads as a refusal" in e for e in errors) and any("guard-dev.jsonl" in e for e in errors)

@@ -227,3 +227,23 @@ def test_shipped_default_teacher_beats_zero_training_on_dev(tmp_path):
     r_t, r_z = evaluation.recall_at_fpr(s_teacher, y_dev, 0.01), evaluation.recall_at_fpr(s_zero, y_dev, 0.01)
     assert a_t > a_z + 0.02, (a_t, a_z)
     assert r_t > r_z, (r_t, r_z)
+
+
+def test_records_with_written_replies_always_join_the_sft_pool(tiny_llama, data_dir, tmp_path):
+    """A benign training record that carries a `reply` is SFT data by intent (the persona set): it joins the
+    benign pool on top of the drawn sample, with its written reply as the target, even when the pool is tiny."""
+    from reftguard.modeling.loading import load_causal_lm
+    from reftguard.training.teacher_train import TeacherData, build_sft_pairs
+
+    written = tmp_path / "written.jsonl"
+    written.write_text("".join(json.dumps({"id": f"w{k}", "text": f"Can you walk {k} miles?", "label": "benign",
+                                           "reply": "No legs here, but I can plan a route."}) + "\n" for k in range(12)))
+    cfg = tiny_config(tiny_llama, data_dir, tmp_path / "t", data=[str(data_dir / "train.jsonl"), str(written)], sft_pool=2)
+    lm, tok = load_causal_lm(cfg.model)
+    d = TeacherData.load(cfg, tmp_path / "t", tok)
+    pairs, labels = build_sft_pairs(cfg, tmp_path / "t", lm, tok, d)
+    fit_written = [i for i in d.fit_idx if d.prompts[i].id.startswith("w")]
+    targets = [tok.decode(p.ids[p.n_prompt:]) for p, y in zip(pairs, labels) if y == 0]
+    assert len(fit_written) >= 8  # the holdout keeps ~15% back
+    assert sum("No legs here" in t for t in targets) == len(fit_written)
+    assert len(targets) > len(fit_written)  # the drawn sample is still there, with generated replies

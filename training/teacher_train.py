@@ -300,14 +300,19 @@ def choose_layer(cfg: TrainConfig, lm, d: TeacherData) -> tuple[int, list | None
 
 def build_sft_pairs(cfg: TrainConfig, out: Path, lm, tok, d: TeacherData) -> tuple[list, list[int]]:
     """(pairs, labels): every harmful fit prompt -> a refusal; a benign pool -> its own or the starting
-    model's greedy reply (refusals optionally left out)."""
+    model's greedy reply (refusals optionally left out). Every benign fit record that carries a written
+    reply joins the pool on top of the drawn sample: a written reply is SFT data by intent (e.g. the
+    persona set, whose questions the starting model answers with refusals)."""
     from reftguard.training import sft
     from reftguard.training.generation import record_replies
 
     enc_sft = PromptEncoder(out / "tokenizer" / "tokenizer.json", d.fmt, cfg.sft_max_tokens)
     harm = [i for i in d.fit_idx if d.y[i] == 1]
     ben = [i for i in balanced_subset(d.fit_idx, d.y, 2 * cfg.sft_pool, cfg.seed + 11, d.hard, cfg.hard_negative_share) if d.y[i] == 0]
-    ben_replies = _benign_replies(cfg, out, lm, tok, enc_sft, d.prompts, ben, record_replies(cfg.data))
+    own = record_replies(cfg.data)
+    drawn = set(ben)
+    ben += [i for i in d.fit_idx if d.y[i] == 0 and d.prompts[i].id in own and i not in drawn]
+    ben_replies = _benign_replies(cfg, out, lm, tok, enc_sft, d.prompts, ben, own)
     if cfg.drop_refused_replies:
         from reftguard.training.judge import is_refusal
 
