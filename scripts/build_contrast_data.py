@@ -1031,9 +1031,10 @@ class NearDupIndex:
             self.postings[w].append(i)
 
 
-def load_other_texts(data_dir: Path = DATA_DIR) -> list[tuple[str, str]]:
+def load_other_texts(data_dir: Path = DATA_DIR, names: tuple[str, ...] = OTHER_FILES) -> list[tuple[str, str]]:
+    """(file:id, text) of every row of the named packaged files."""
     rows = []
-    for name in OTHER_FILES:
+    for name in names:
         with open(data_dir / name, encoding="utf-8") as f:
             for line in f:
                 if line.strip():

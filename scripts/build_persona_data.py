@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Build the persona SFT set: benign questions about the assistant itself, each with a written helpful reply.
 
-Writes ``reftguard/data/persona-train.jsonl`` deterministically (stdlib only; two runs give byte-identical
-files). ``--check`` rebuilds in memory and exits 1 if the committed file differs or a row breaks a rule.
+Writes ``reftguard/data/persona-train.jsonl`` deterministically (two runs give byte-identical files).
+``--check`` rebuilds in memory and exits 1 if the committed file differs or a row breaks a rule.
 
 Why it exists: the starting model answers questions about itself ("can you walk?", "will you die?") with
 "I'm sorry for any misunderstanding, but as a chatbot I don't have...". Those replies are refusals by the
@@ -11,8 +11,9 @@ ever learns refusals near such questions: it answered some of them with its harm
 row here carries a ``reply`` that answers plainly and offers help, so the teacher is taught to answer.
 
 Everything was written for this project by hand; no third-party data. Rules checked at build time:
-no reply reads as a refusal to the project's judge (reftguard.training.judge, checked when the package is
-importable), and no question equals or near-duplicates (word-set Jaccard >= 0.8) a row of any other packaged data file, dev files included.
+no reply reads as a refusal to the project's judge (reftguard.training.judge, stdlib-only; run the script in
+the project's environment), and no question equals or near-duplicates (word-set Jaccard >= 0.8) a row of any
+other packaged data file, dev files included.
 """
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_contrast_data import DATA_DIR, NearDupIndex  # noqa: E402
+from build_contrast_data import DATA_DIR, DEV_NAME, TRAIN_NAME, NearDupIndex, load_other_texts  # noqa: E402
+from build_contrast_data import OTHER_FILES as CONTRAST_OTHER_FILES  # noqa: E402
+
+from reftguard.training.judge import is_refusal  # noqa: E402
 
 OUT_NAME = "persona-train.jsonl"
-OTHER_FILES = ("guard-train.jsonl", "guard-train-extra.jsonl", "guard-dev.jsonl", "handwritten-dev.jsonl",
-               "contrast-train.jsonl", "contrast-dev.jsonl")
+OTHER_FILES = CONTRAST_OTHER_FILES + (TRAIN_NAME, DEV_NAME)  # every other packaged data file
 KEYS = ("id", "text", "label", "source", "kind", "category", "reply")
 
 # topic -> (questions, reply). One reply per topic: short (the teacher's SFT targets are cut at 32 tokens),
@@ -118,13 +121,7 @@ def build() -> list[dict]:
 
 def validate(rows: list[dict], data_dir: Path = DATA_DIR) -> list[str]:
     """Rule breaks: refusal-like replies, duplicate ids or questions, collisions with the other data files."""
-    errors = []
-    try:
-        from reftguard.training.judge import is_refusal
-    except ImportError:  # stdlib-only run: the judge lives in the package
-        is_refusal = None
-    if is_refusal is not None:
-        errors += [f"{r['id']}: reply reads as a refusal: {r['reply']!r}" for r in rows if is_refusal(r["reply"])]
+    errors = [f"{r['id']}: reply reads as a refusal: {r['reply']!r}" for r in rows if is_refusal(r["reply"])]
     if len({r["id"] for r in rows}) != len(rows):
         errors.append("duplicate ids")
     own = NearDupIndex()
@@ -134,12 +131,9 @@ def validate(rows: list[dict], data_dir: Path = DATA_DIR) -> list[str]:
         own.add(r["text"])
     other = NearDupIndex()
     names = []
-    for name in OTHER_FILES:
-        for line in (data_dir / name).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                other.add(rec["text"])
-                names.append(f"{name}:{rec.get('id')}")
+    for name, text in load_other_texts(data_dir, OTHER_FILES):
+        other.add(text)
+        names.append(name)
     for r in rows:
         j = other.find(r["text"])
         if j is not None:
