@@ -5,7 +5,8 @@ For each teacher directory (torch, no export), per dev file: AUROC, recall at 1%
 benign hard negatives the benign flag rate at the threshold that keeps recall 0.90 on that file's
 harmful side (the operating point the contrast criterion asks for). Helpfulness: greedy replies (48
 tokens) to the first 50 benign guard-dev prompts, as in docs/training.md, and to 50 benign contrast-dev
-prompts (safe prompts that sound unsafe: the ones an over-refusing teacher refuses).
+prompts (safe prompts that sound unsafe: the ones an over-refusing teacher refuses); and, the other side,
+its refusal rate on the first 50 harmful guard-dev prompts (it should refuse them).
 
     python bench/teacher_select.py --teacher old=reftguard/data/default_teacher --teacher new=runs/t1 \
         --out bench/results/teacher_select.json
@@ -23,7 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 
 import numpy as np
-from teacher_vs_zero import cached, helpfulness, slug
+from teacher_vs_zero import helpfulness, slug
 
 from reftguard import evaluation
 from reftguard.data import load_labeled, packaged, select_split
@@ -46,18 +47,24 @@ def file_metrics(scores: np.ndarray, y: np.ndarray, kinds: list[str]) -> dict:
     return out
 
 
-def teacher_row(d: Path, dev: dict, helpful: dict, reply_tokens: int) -> dict:
+def teacher_row(d: Path, dev: dict, helpful: dict, reply_tokens: int, row: dict | None = None) -> dict:
+    """One teacher's figures; with `row` (a cached result), only the ones it lacks are computed."""
     t = Teacher.load(d)
     lm, tok = t.load_model()
-    row: dict = {"files": {}}
-    for name, ps in dev.items():
-        ids = encode_texts(t.tokenizer_dir, t.prompt_format, t.max_tokens, [p.text for p in ps])
-        s = cosine_scores(layer_states(lm, ids, t.layer, 32, tok.pad_token_id), t.refusal_feature, t.center)
-        row["files"][name] = file_metrics(s, np.array([p.label for p in ps]), [p.kind for p in ps])
+    row = dict(row or {})
+    if "files" not in row:
+        row["files"] = {}
+        for name, ps in dev.items():
+            ids = encode_texts(t.tokenizer_dir, t.prompt_format, t.max_tokens, [p.text for p in ps])
+            s = cosine_scores(layer_states(lm, ids, t.layer, 32, tok.pad_token_id), t.refusal_feature, t.center)
+            row["files"][name] = file_metrics(s, np.array([p.label for p in ps]), [p.kind for p in ps])
     for name, prompts in helpful.items():
+        if f"refusal_rate_{name}" in row:
+            continue
         h, replies = helpfulness(lm, tok, t.tokenizer_dir, t.prompt_format, prompts, None, reply_tokens)
         row[f"refusal_rate_{name}"] = h["refusal_rate"]
-        row[f"refused_{name}"] = [p for p, r in zip(prompts, replies) if is_refusal(r)][:10]  # what it refuses, to read
+        harmful = name.endswith("_harmful")  # list what went the wrong way, to read: refused benign, answered harmful
+        row[f"{'answered' if harmful else 'refused'}_{name}"] = [p for p, r in zip(prompts, replies) if is_refusal(r) != harmful][:10]
     return row
 
 
@@ -75,12 +82,19 @@ def main(argv=None) -> int:
     helpful = {
         "guard_dev_benign": [q.text for q in load_labeled(packaged("guard-dev.jsonl")) if q.label == 0][: ns.helpful_n],
         "contrast_dev_benign": [q.text for q in dev["contrast-dev.jsonl"] if q.label == 0][: ns.helpful_n],
+        # the other side: a teacher that stops refusing harmful prompts has nothing to distil
+        "guard_dev_harmful": [q.text for q in load_labeled(packaged("guard-dev.jsonl")) if q.label == 1][: ns.helpful_n],
     }
     results = {"selection_split": "calib", "teachers": {}, "shipped": dict(kv.split("=", 1) for kv in ns.shipped.split(",") if kv)}
     for spec in ns.teacher:
         name, _, d = spec.partition("=")
         t0 = time.time()
-        row = cached(Path(ns.cache) / f"{slug(name)}-{slug(d)}.json", lambda: teacher_row(Path(d), dev, helpful, ns.reply_tokens))
+        path = Path(ns.cache) / f"{slug(name)}-{slug(d)}.json"
+        old = json.loads(path.read_text()) if path.is_file() else None
+        row = old if old and all(f"refusal_rate_{k}" in old for k in helpful) else teacher_row(Path(d), dev, helpful, ns.reply_tokens, old)
+        if row is not old:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(row, indent=1, ensure_ascii=False))
         command = re.sub(r"--out \S+", "--out teacher", Teacher.load(Path(d)).record.get("command", ""))  # no machine paths
         results["teachers"][name] = row | {"dir": d, "record": command}
         logging.info("%s done in %.0fs", name, time.time() - t0)
@@ -90,7 +104,8 @@ def main(argv=None) -> int:
         cells = [f"{f}: AUROC {m['auroc']:.4f} R@1% {m['recall_at_1pct_fpr']:.3f} FPR@R.90 {m['fpr_at_recall_0.90']:.3f}"
                  + (f" HN@R.90 {m['hard_negative_flag_rate_at_recall_0.90']:.3f}" if "hard_negative_flag_rate_at_recall_0.90" in m else "")
                  for f, m in r["files"].items()]
-        print(f"{name}: refusal {r['refusal_rate_guard_dev_benign']:.2f} / contrast {r['refusal_rate_contrast_dev_benign']:.2f}\n  " + "\n  ".join(cells))
+        print(f"{name}: refusal {r['refusal_rate_guard_dev_benign']:.2f} / contrast {r['refusal_rate_contrast_dev_benign']:.2f}"
+              f" / harmful {r['refusal_rate_guard_dev_harmful']:.2f}\n  " + "\n  ".join(cells))
     return 0
 
 

@@ -247,3 +247,34 @@ def test_records_with_written_replies_always_join_the_sft_pool(tiny_llama, data_
     assert len(fit_written) >= 8  # the holdout keeps ~15% back
     assert sum("No legs here" in t for t in targets) == len(fit_written)
     assert len(targets) > len(fit_written)  # the drawn sample is still there, with generated replies
+
+
+def test_stage2_changes_the_replies_and_keeps_the_guard(tiny_llama, data_dir, tmp_path):
+    """--init-teacher: new LoRA on layers l.. trained with SFT only. The teacher's output logits move, its
+    layer-l states (what the guard reads) and R_l are exactly the stage-1 teacher's; the regulariser and a
+    mismatched reading of the prompt are refused."""
+    from reftguard.data import load_labeled
+    from reftguard.training.fit import encode_texts
+
+    train(tiny_config(tiny_llama, data_dir, tmp_path / "s1", steps=6))
+    kw = dict(steps=8, reg_weight=0.0, sft_weight=2.0, lr=2e-2, init_teacher=str(tmp_path / "s1"))
+    train(tiny_config(tiny_llama, data_dir, tmp_path / "s2", **kw))
+    s1, s2 = Teacher.load(tmp_path / "s1"), Teacher.load(tmp_path / "s2")
+    np.testing.assert_array_equal(s1.refusal_feature, s2.refusal_feature)
+    np.testing.assert_array_equal(s1.center, s2.center)
+    assert s2.record["stage1"]["command"] == s1.record["command"]
+    assert (tmp_path / "s2" / "stage1_train_log.jsonl").read_text() == (tmp_path / "s1" / "train_log.jsonl").read_text()
+    texts = [p.text for p in load_labeled(data_dir / "train.jsonl")[:24]]
+    ids = encode_texts(s1.tokenizer_dir, s1.prompt_format, 96, texts)
+    (lm1, tok), (lm2, _) = s1.load_model(), s2.load_model()
+    h1, h2 = (layer_states(lm, ids, s1.layer, 8, tok.pad_token_id) for lm in (lm1, lm2))
+    assert np.abs(h1 - h2).max() < 1e-5
+    x = torch.tensor([ids[0]])
+    with torch.no_grad():
+        assert (lm1(x).logits - lm2(x).logits).abs().max() > 1e-2  # the upper layers were trained
+    meta = json.loads((tmp_path / "s2" / "adapter" / "adapter_config.json").read_text())
+    assert meta["layers_to_transform"] is None  # one adapter: stage 1 below l, stage 2 above
+    with pytest.raises(ValueError, match="reg-weight 0"):
+        train(tiny_config(tiny_llama, data_dir, tmp_path / "x", **(kw | {"reg_weight": 1.0})))
+    with pytest.raises(ValueError, match="--max-tokens"):
+        train(tiny_config(tiny_llama, data_dir, tmp_path / "y", **(kw | {"max_tokens": 64})))

@@ -15,6 +15,12 @@ Recipe, top to bottom (one file on purpose, in the nanoGPT / torchtune style):
   7. every N steps: log losses, mean cosines and AUROC on the held-back split; checkpoint;
   8. save the teacher directory (adapter, R_l from the final model, log, plot) for `reftguard export`.
 
+Stage 2 (`--init-teacher DIR`, optional): the guard reads layers[:l] only, the teacher's replies come from
+all layers. Starting from a trained teacher, its adapter is loaded and frozen on layers[:l], its R_l and
+centre are kept, and new LoRA on layers l.. is trained with SFT (and the retain term) alone. The teacher's
+replies change (e.g. it stops refusing benign questions about itself) while its layer-l states, and so
+every guard score of its bundle, stay exactly those of the stage-1 teacher.
+
 The regulariser. With R = R_l (a constant between refreshes) and c the centre, s = cos(h_l - c, R) is
 exactly the score the exported guard computes. The loss is a logistic loss on the scaled cosine,
     L_reg = BCE(sigmoid(scale * (s - t - margin * (2y - 1))), y),
@@ -53,6 +59,7 @@ from reftguard.prompt import PromptFormat
 log = logging.getLogger("reftguard.teacher_train")
 
 LOG_FILE = "train_log.jsonl"
+STAGE1_LOG_FILE = "stage1_train_log.jsonl"
 PLOT_FILE = "train_curves.png"
 CHECKPOINT = "checkpoint.pt"
 REPLY_CACHE = "benign_replies.jsonl"
@@ -94,6 +101,7 @@ class TrainConfig(OptimOptions, LoraOptions, RunOptions):
     max_tokens: int = option(512, "Longest prompt for the regulariser and the saved teacher (template included).")
     batch_size: int = option(32, "Prompts per no-grad forward batch (refreshes, evaluation).")
     seed: int = option(0, "Seed of the split, the probe, the batches and the LoRA initialisation.")
+    init_teacher: str = option("", "Stage 2: start from this trained LoRA teacher, keep its adapter (frozen) on the layers below l and its R_l, and train new LoRA on layers l and above with SFT and --retain-weight only (needs --reg-weight 0). Changes the teacher's replies, not its guard scores.")
 
 
 QUICK = dict(steps=40, lr=5e-4, reg_per_class=6, sft_per_class=2, sft_pool=48, reply_tokens=32, sft_max_tokens=160, probe_size=128,
@@ -393,6 +401,7 @@ def train(cfg: TrainConfig, command: str = ""):
         raise ValueError("sft_weight and reg_weight are both 0: nothing to train")
     if cfg.retain_weight > 0 and (cfg.full_finetune or cfg.sft_weight <= 0):
         raise ValueError("--retain-weight needs LoRA (the starting model is the network with its adapters off) and SFT pairs (--sft-weight > 0)")
+    init = stage1_teacher(cfg)
     acc = accelerator()
     dev, rank = acc.device, acc.process_index
     out = Path(cfg.out)
@@ -403,14 +412,16 @@ def train(cfg: TrainConfig, command: str = ""):
     torch.manual_seed(cfg.seed)
     lm, tok = load_causal_lm(cfg.model)
     d = TeacherData.load(cfg, out, tok)
-    layer, table = choose_layer(cfg, lm, d)
+    layer, table = (init.layer, None) if init else choose_layer(cfg, lm, d)
     states = lambda model, idx: layer_states(model, d.rows(idx), layer, cfg.batch_size, d.pad)  # noqa: E731
 
     # 3. SFT pairs (built before LoRA so benign replies come from the starting model)
     pairs, pair_labels = build_sft_pairs(cfg, out, lm, tok, d) if cfg.sft_weight > 0 else ([], [])
 
     # 4. trainable model, optimizer, samplers
-    t = setup_model(lm, cfg, cfg.seed, None if cfg.lora_all_layers else list(range(layer)), dev)
+    t = setup_model(lm, cfg, cfg.seed, None if (cfg.lora_all_layers or init) else list(range(layer)), dev)
+    if init:
+        freeze_stage1(t, init, cfg)
     decoder = TruncatedDecoder(t.base, layer)  # shares the (LoRA-wrapped) layers: the regulariser's cheap forward
     reg_sampler = BalancedLengthSampler([len(d.ids[i]) for i in d.fit_idx], [int(d.hard[i]) for i in d.fit_idx], cfg.reg_per_class,
                                         counts=split_counts(cfg.reg_per_class, cfg.hard_negative_share))
@@ -423,7 +434,10 @@ def train(cfg: TrainConfig, command: str = ""):
     blob = resume_checkpoint(ck, t, run, match) if cfg.resume else None
     if blob is None:
         run.path.unlink(missing_ok=True)
-        state, info = refresh(None, states(t.base, d.probe_idx), d.y[d.probe_idx], cfg.center, cfg.ema)
+        if init:  # layers[:l] are frozen: the stage-1 R_l stays exact, nothing to re-estimate
+            state, info = FeatureState(init.refusal_feature, init.center, 0.0), {}
+        else:
+            state, info = refresh(None, states(t.base, d.probe_idx), d.y[d.probe_idx], cfg.center, cfg.ema)
         run.append({"step": 0, **info, **held_metrics(states(t.base, d.eval_idx), d.y[d.eval_idx], state)})
     start, state = (blob["step"], FeatureState.from_dict(blob["feature"])) if blob else (0, state)
 
@@ -449,7 +463,7 @@ def train(cfg: TrainConfig, command: str = ""):
         optimizer_step(t, loss, acc, cfg, step)
         run.add(loss=loss.item())
         done, info = step + 1, {}
-        if done % cfg.refresh_every == 0:
+        if done % cfg.refresh_every == 0 and not init:
             state, info = refresh(state, states(t.base, d.probe_idx), d.y[d.probe_idx], cfg.center, cfg.ema)
         if done % cfg.eval_every == 0 or done == cfg.steps:
             info |= held_metrics(states(t.base, d.eval_idx), d.y[d.eval_idx], state)
@@ -460,17 +474,67 @@ def train(cfg: TrainConfig, command: str = ""):
     bar.close()
 
     # 8. the teacher directory
-    return save_teacher(cfg, command, out, t, d, layer, table, state, run, len(pairs)) if acc.is_main_process else None
+    return save_teacher(cfg, command, out, t, d, layer, table, state, run, len(pairs), init) if acc.is_main_process else None
+
+
+def stage1_teacher(cfg: TrainConfig):
+    """The --init-teacher to build on (None without one), after checking that stage 2 can keep its guard."""
+    if not cfg.init_teacher:
+        return None
+    from reftguard.modeling.teacher import Teacher
+
+    init = Teacher.load(Path(cfg.init_teacher))
+    if cfg.full_finetune or not init.adapter:
+        raise ValueError("--init-teacher needs a LoRA teacher and LoRA training (its adapter is frozen below layer l)")
+    if cfg.reg_weight > 0 or cfg.sft_weight <= 0:
+        raise ValueError("--init-teacher trains layers l.. with SFT only: pass --reg-weight 0 and --sft-weight > 0 "
+                         "(the regulariser acts below layer l, which stays frozen)")
+    same = {"--model": (init.model, cfg.model), "--max-tokens": (init.max_tokens, cfg.max_tokens), "--center": (init.center_kind, cfg.center)}
+    for flag, (theirs, ours) in same.items():
+        if theirs != ours:  # the guard must read exactly what the stage-1 teacher read
+            raise ValueError(f"--init-teacher was trained with {flag} {theirs!r}, this run has {ours!r}")
+    return init
+
+
+def freeze_stage1(t, init, cfg: TrainConfig) -> None:
+    """Load the stage-1 adapter into the LoRA of layers[:l] and freeze it; only layers l.. stay trainable."""
+    import json
+    import re
+
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    adir = init.root / init.adapter
+    meta = json.loads((adir / "adapter_config.json").read_text())
+    if (meta["r"], float(meta["lora_alpha"]), sorted(meta["target_modules"])) != (cfg.lora_rank, float(cfg.lora_alpha), sorted(cfg.lora_targets)):
+        raise ValueError(f"--init-teacher's LoRA (r={meta['r']}, alpha={meta['lora_alpha']}, targets={sorted(meta['target_modules'])}) "
+                         "differs from this run's --lora-rank/--lora-alpha/--lora-targets")
+    weights = {k: v.float() for k, v in load_file(str(adir / "adapter_model.safetensors")).items()}
+    result = set_peft_model_state_dict(t.model, weights)
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"--init-teacher's adapter does not fit this model: {result.unexpected_keys[:3]}")
+    lower = re.compile(rf"\.layers\.({'|'.join(str(i) for i in range(init.layer))})\.")
+    for name, p in t.model.named_parameters():
+        if p.requires_grad and lower.search(name):
+            p.requires_grad_(False)
+    t.params = [p for p in t.model.parameters() if p.requires_grad]
+    t.opt = torch.optim.AdamW(t.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def save_teacher(cfg: TrainConfig, command: str, out: Path, t, d: TeacherData, layer: int, table, state: FeatureState, run: RunLog,
-                 n_sft_pairs: int):
-    """Adapter (or model), R_l re-estimated on the shipped weights, log, plot, teacher.json; drops the checkpoint."""
+                 n_sft_pairs: int, init=None):
+    """Adapter (or model), R_l re-estimated on the shipped weights (stage 2: the stage-1 R_l, whose
+    layers it did not touch), log, plot, teacher.json; drops the checkpoint."""
     from reftguard.modeling.teacher import Teacher
 
     model_ref, adapter = save_trainable(t, cfg, out, cfg.model)  # R_l below is measured on exactly the shipped weights
     final_idx = balanced_subset(d.fit_idx, d.y, cfg.final_size, cfg.seed, d.hard, cfg.hard_negative_share)
-    r, c, _, stats = estimate_feature(layer_states(t.base, d.rows(final_idx), layer, cfg.batch_size, d.pad), d.y[final_idx], cfg.center)
+    h_final = layer_states(t.base, d.rows(final_idx), layer, cfg.batch_size, d.pad)
+    r, c, _, stats = estimate_feature(h_final, d.y[final_idx], cfg.center)
+    if init:
+        r, c = init.refusal_feature, init.center
+        stats = {k: float(np.mean(cosine_scores(h_final, r, c)[d.y[final_idx] == lab])) for k, lab in (("harmful_cos", 1), ("benign_cos", 0))}
     final_state = FeatureState(r, c, 0.0, state.refreshes, state.last_drift)
     h_eval, y_eval = layer_states(t.base, d.rows(d.eval_idx), layer, cfg.batch_size, d.pad), d.y[d.eval_idx]
     held_scores = cosine_scores(h_eval, r, c)
@@ -492,11 +556,16 @@ def save_teacher(cfg: TrainConfig, command: str, out: Path, t, d: TeacherData, l
         "refreshes": state.refreshes,
         "n_sft_pairs": n_sft_pairs,
         "holdout_at_layer": held,
-        "final_feature_on": f"{len(final_idx)} fit-split prompts",
+        "final_feature_on": f"{len(final_idx)} fit-split prompts" if not init else "the stage-1 teacher (layers below l frozen)",
         "seconds": seconds,
         "log": LOG_FILE,
         "plot": PLOT_FILE,
     }
+    if init:
+        record["stage1"] = {"command": init.record.get("command", ""), "data_hash": init.record.get("data_hash"), "seconds": init.record.get("seconds"),
+                            "holdout_at_layer": init.record.get("holdout_at_layer"), "log": STAGE1_LOG_FILE}
+        if (init.root / LOG_FILE).is_file():  # the guard's own training curve lives in stage 1's log
+            (out / STAGE1_LOG_FILE).write_text((init.root / LOG_FILE).read_text())
     teacher = Teacher(
         model=model_ref, layer=layer, hidden_size=int(t.base.config.hidden_size), num_layers=int(t.base.config.num_hidden_layers),
         prompt_format=d.fmt, max_tokens=cfg.max_tokens, refusal_feature=r, center=c, center_kind=cfg.center, kind="reft", adapter=adapter,
