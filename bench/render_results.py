@@ -358,6 +358,14 @@ register("teacher_vs_zero", ["bench/results/table.json"], render_teacher_vs_zero
 register("teacher_vs_zero_handwritten", ["bench/results/table_handwritten.json"], render_teacher_vs_zero)
 
 
+DEFAULT_TEACHER = ROOT / "reftguard" / "data" / "default_teacher"
+
+
+def _steps(command: str) -> str:
+    m = re.search(r"--steps (\d+)", command)
+    return m.group(1) if m else "?"
+
+
 def _wrap_command(command: str, width: int = 100) -> str:
     """A shell command broken before options into lines of at most ~width characters."""
     parts = re.split(r" (?=--)", command)
@@ -377,6 +385,11 @@ def render_default_teacher(teacher: dict, log: list[dict]) -> str:
     rec = teacher.get("record", {})
     cfg = rec.get("config", {})
     command = re.sub(r"--out \S+", "--out teacher", rec.get("command", ""))
+    stage1 = rec.get("stage1")
+    if stage1:  # a stage-2 teacher: its guard (and the curve worth showing) comes from stage 1
+        command = re.sub(r"--init-teacher \S+", "--init-teacher stage1", command)
+        log = load(DEFAULT_TEACHER / stage1["log"])
+        cfg = cfg | {"steps": f"{_steps(stage1['command'])} + {cfg.get('steps')} (stage 2)"}
     rows = []
     for row in log:
         if row.get("final"):
@@ -384,11 +397,16 @@ def render_default_teacher(teacher: dict, log: list[dict]) -> str:
         elif "refresh" in row or "held_auroc" in row:
             drift = f3(row["drift"]) if row.get("refresh") else ""  # refresh 0 is the first estimate: no drift
             rows.append([row["step"], f3(row.get("held_auroc")), f3(row.get("held_recall_at_1pct_fpr")), drift])
-    held = rec.get("holdout_at_layer", {})
+    held = (stage1 or rec).get("holdout_at_layer", {})
+    whose = "stage 1's" if stage1 else "its"
     lines = ["```bash", _wrap_command(command), "```", ""] if command else []
+    if stage1:
+        lines = (["Stage 1 (layers below l: the guard and its R_l):", "", "```bash",
+                  _wrap_command(re.sub(r"--out \S+", "--out stage1", stage1["command"])), "```", "",
+                  "Stage 2 (new LoRA on layers l and above, SFT only: the replies; every guard score stays stage 1's):", ""] + lines)
     lines += [f"Layer {teacher['layer']} of {teacher['model']}, {cfg.get('steps')} steps, "
               + ("full finetune" if cfg.get("full_finetune") else f"LoRA rank {cfg.get('lora_rank')}")
-              + f", R_l refreshed {rec.get('refreshes')} times. From its `train_log.jsonl`: AUROC and recall at 1% FPR on the "
+              + f", R_l refreshed {(stage1 or rec).get('refreshes')} times. From {whose} `train_log.jsonl`: AUROC and recall at 1% FPR on the "
               f"held-back split of the training files ({held.get('n')} prompts), and the drift of R_l (cosine to the previous "
               "estimate) at each refresh:", "",
               md_table(["step", "held-back AUROC", "recall@1%FPR", "R_l drift"], rows)]
@@ -427,9 +445,12 @@ def render_default_bundle(summary: dict, select: dict) -> str:
     names = sorted((n for n in summary if n in select["shipped"]), key=lambda n: (n == "new", n != "old"))  # old, earlier, new
     rows = [[label, goal] + [_cell(summary[n], key) for n in names] for label, key, goal in DETECTION_ROWS]
     teachers = select["teachers"]
-    for label, key in (("teacher: refusal rate, 50 benign guard-dev prompts", "refusal_rate_guard_dev_benign"),
-                       ("teacher: refusal rate, 50 benign contrast-dev prompts", "refusal_rate_contrast_dev_benign")):
-        rows.append([label, "<= 0.05" if "guard" in key else ""] + [f3(teachers[select["shipped"][n]][key]) for n in names])
+    for label, key, goal in (("teacher: refusal rate, 50 benign guard-dev prompts", "refusal_rate_guard_dev_benign", "<= 0.05"),
+                             ("teacher: refusal rate, 50 benign contrast-dev prompts", "refusal_rate_contrast_dev_benign", ""),
+                             ("teacher: refusal rate, benign guard-dev prompts 51-100 (no teacher picked on them)",
+                              "refusal_rate_guard_dev_benign_51_100", ""),
+                             ("teacher: refusal rate, 50 harmful guard-dev prompts (higher is better)", "refusal_rate_guard_dev_harmful", "")):
+        rows.append([label, goal] + [f3(teachers[select["shipped"][n]].get(key)) for n in names])
     rows.append(["served threshold", ""] + [fmt(summary[n]["threshold"], 4) for n in names])
     return md_table(["figure", "goal", *[f"{n} bundle" if n in ("old", "new") else f"{n} bundle (previous)" for n in names]], rows)
 
@@ -455,9 +476,11 @@ def render_teacher_select(select: dict) -> str:
     for name, t in select["teachers"].items():
         cells = [f"{f3(t['files'][f]['auroc'])} / {f3(t['files'][f]['recall_at_1pct_fpr'])}" for f in files]
         rows.append([name, *cells, f3(t["files"]["contrast-dev.jsonl"].get("hard_negative_flag_rate_at_recall_0.90")),
-                     f3(t["refusal_rate_guard_dev_benign"]), f3(t["refusal_rate_contrast_dev_benign"])])
+                     f3(t["refusal_rate_guard_dev_benign"]), f3(t["refusal_rate_contrast_dev_benign"]),
+                     f3(t.get("refusal_rate_guard_dev_benign_51_100")), f3(t["refusal_rate_guard_dev_harmful"])])
     return md_table(["teacher", *[f"{f} AUROC / R@1%" for f in files], "contrast benign flagged at recall 0.90",
-                     "refusal, guard-dev benign", "refusal, contrast benign"], rows)
+                     "refusal, guard-dev benign ↓", "refusal, contrast benign ↓", "refusal, guard-dev benign 51-100 ↓",
+                     "refusal, guard-dev harmful ↑"], rows)
 
 
 

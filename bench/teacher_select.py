@@ -5,7 +5,8 @@ For each teacher directory (torch, no export), per dev file: AUROC, recall at 1%
 benign hard negatives the benign flag rate at the threshold that keeps recall 0.90 on that file's
 harmful side (the operating point the contrast criterion asks for). Helpfulness: greedy replies (48
 tokens) to the first 50 benign guard-dev prompts, as in docs/training.md, and to 50 benign contrast-dev
-prompts (safe prompts that sound unsafe: the ones an over-refusing teacher refuses); and, the other side,
+prompts (safe prompts that sound unsafe: the ones an over-refusing teacher refuses), and to the next 50 benign
+guard-dev prompts (no teacher was picked on them); and, the other side,
 its refusal rate on the first 50 harmful guard-dev prompts (it should refuse them).
 
     python bench/teacher_select.py --teacher old=reftguard/data/default_teacher --teacher new=runs/t1 \
@@ -82,6 +83,8 @@ def main(argv=None) -> int:
     helpful = {
         "guard_dev_benign": [q.text for q in load_labeled(packaged("guard-dev.jsonl")) if q.label == 0][: ns.helpful_n],
         "contrast_dev_benign": [q.text for q in dev["contrast-dev.jsonl"] if q.label == 0][: ns.helpful_n],
+        # the next 50: a check on prompts no teacher was picked on (the first 50 are how candidates are compared)
+        "guard_dev_benign_51_100": [q.text for q in load_labeled(packaged("guard-dev.jsonl")) if q.label == 0][ns.helpful_n: 2 * ns.helpful_n],
         # the other side: a teacher that stops refusing harmful prompts has nothing to distil
         "guard_dev_harmful": [q.text for q in load_labeled(packaged("guard-dev.jsonl")) if q.label == 1][: ns.helpful_n],
     }

@@ -25,7 +25,7 @@ def render_card(m: dict) -> str:
         "## Where it came from",
         f"- backbone: `{src.get('name')}` ({src.get('architecture')}, weights sha256 `{str(src.get('weights_sha256', ''))[:16]}…`)",
         f"- teacher: {teacher.get('kind', 'n/a')}; layer {m['layer']} of {m.get('num_layers_total')}, hidden size {m['hidden_size']}, centre `{m.get('score', {}).get('center')}`",
-        *([f"- reproduce the teacher: `{teacher['record']['command']}`"] if teacher.get("record", {}).get("command") else []),
+        *_reproduce(teacher.get("record", {})),
         f"- prompt format: the model's chat template around one user turn ({m['prompt_format'].get('source')}); max {m['max_tokens']} tokens, default truncation `{m.get('truncation')}`",
         f"- export: opset {exp.get('opset')}, {exp.get('dtype')}, parity max |Δscore| vs PyTorch {_fmt(exp.get('parity_max_abs_diff'))}, batch-invariance max |Δ| {_fmt(exp.get('batch_invariance_max_abs_diff'))}",
         "",
@@ -71,3 +71,13 @@ def render_card(m: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _reproduce(record: dict) -> list[str]:
+    """The card's reproducing command(s): a stage-2 teacher needs its stage-1 run first."""
+    if not record.get("command"):
+        return []
+    if record.get("stage1"):
+        return [f"- reproduce the teacher, stage 1 (layers below l, R_l): `{record['stage1']['command']}`",
+                f"- then stage 2 (layers l.., the replies; `--init-teacher` is stage 1's `--out`): `{record['command']}`"]
+    return [f"- reproduce the teacher: `{record['command']}`"]

@@ -563,7 +563,8 @@ def save_teacher(cfg: TrainConfig, command: str, out: Path, t, d: TeacherData, l
     }
     if init:
         record["stage1"] = {"command": init.record.get("command", ""), "data_hash": init.record.get("data_hash"), "seconds": init.record.get("seconds"),
-                            "holdout_at_layer": init.record.get("holdout_at_layer"), "log": STAGE1_LOG_FILE}
+                            "holdout_at_layer": init.record.get("holdout_at_layer"), "refreshes": init.record.get("refreshes"),
+                            "log": STAGE1_LOG_FILE}
         if (init.root / LOG_FILE).is_file():  # the guard's own training curve lives in stage 1's log
             (out / STAGE1_LOG_FILE).write_text((init.root / LOG_FILE).read_text())
     teacher = Teacher(
