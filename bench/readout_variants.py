@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
-from teacher_select import DEV, file_metrics
+from teacher_select import DEV, file_metrics, portable_command, teacher_states
 from teacher_vs_zero import slug
 
 from reftguard import evaluation
@@ -46,15 +45,10 @@ def states(teacher_dir: Path, files: tuple[str, ...], cache: Path) -> dict[str, 
         if all(f in z.files for f in files):
             return {f: z[f] for f in files}
     from reftguard.modeling.teacher import Teacher
-    from reftguard.training.fit import encode_texts
-    from reftguard.training.teacher_train import layer_states
 
     t = Teacher.load(teacher_dir)
     lm, tok = t.load_model()
-    out = {}
-    for f in files:
-        ids = encode_texts(t.tokenizer_dir, t.prompt_format, t.max_tokens, [p.text for p in load_labeled(packaged(f))])
-        out[f] = layer_states(lm, ids, t.layer, 32, tok.pad_token_id)
+    out = {f: teacher_states(t, lm, tok, [p.text for p in load_labeled(packaged(f))]) for f in files}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
@@ -120,7 +114,7 @@ def main(argv=None) -> int:
         rows[name] = row
         print(f"{name:14s} cos {row['cos_to_shipped']:.3f} recall@served {row['served_calibration_recall']:.3f}  " + "  ".join(
             f"{f.split('.')[0]} {m['auroc']:.4f}/{m['recall_at_1pct_fpr']:.3f}" for f, m in row["files"].items()))
-    Path(ns.out).write_text(json.dumps({"teacher": re.sub(r"--out \S+", "--out teacher", t.record.get("command", "")),
+    Path(ns.out).write_text(json.dumps({"teacher": portable_command(t),
                                         "split": "calib", "train_files": list(TRAIN), "variants": rows}, indent=1) + "\n")
     return 0
 

@@ -48,6 +48,17 @@ def file_metrics(scores: np.ndarray, y: np.ndarray, kinds: list[str]) -> dict:
     return out
 
 
+def teacher_states(t: Teacher, lm, tok, texts: list[str]) -> np.ndarray:
+    """[n, hidden] layer-l last-token states of `texts`, wrapped and cut as the teacher's guard reads them."""
+    ids = encode_texts(t.tokenizer_dir, t.prompt_format, t.max_tokens, texts)
+    return layer_states(lm, ids, t.layer, 32, tok.pad_token_id)
+
+
+def portable_command(t: Teacher) -> str:
+    """The teacher's reproducing command with its output directory renamed: no machine paths in results."""
+    return re.sub(r"--out \S+", "--out teacher", t.record.get("command", ""))
+
+
 def teacher_row(d: Path, dev: dict, helpful: dict, reply_tokens: int, row: dict | None = None) -> dict:
     """One teacher's figures; with `row` (a cached result), only the ones it lacks are computed."""
     t = Teacher.load(d)
@@ -56,8 +67,7 @@ def teacher_row(d: Path, dev: dict, helpful: dict, reply_tokens: int, row: dict 
     if "files" not in row:
         row["files"] = {}
         for name, ps in dev.items():
-            ids = encode_texts(t.tokenizer_dir, t.prompt_format, t.max_tokens, [p.text for p in ps])
-            s = cosine_scores(layer_states(lm, ids, t.layer, 32, tok.pad_token_id), t.refusal_feature, t.center)
+            s = cosine_scores(teacher_states(t, lm, tok, [p.text for p in ps]), t.refusal_feature, t.center)
             row["files"][name] = file_metrics(s, np.array([p.label for p in ps]), [p.kind for p in ps])
     for name, prompts in helpful.items():
         if f"refusal_rate_{name}" in row:
@@ -80,13 +90,14 @@ def main(argv=None) -> int:
     ns = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     dev = {f: select_split(load_labeled(packaged(f)), "calib") for f in DEV}
+    guard_dev = {lab: [q.text for q in load_labeled(packaged("guard-dev.jsonl")) if q.label == lab] for lab in (0, 1)}
     helpful = {
-        "guard_dev_benign": [q.text for q in load_labeled(packaged("guard-dev.jsonl")) if q.label == 0][: ns.helpful_n],
+        "guard_dev_benign": guard_dev[0][: ns.helpful_n],
         "contrast_dev_benign": [q.text for q in dev["contrast-dev.jsonl"] if q.label == 0][: ns.helpful_n],
         # the next 50: a check on prompts no teacher was picked on (the first 50 are how candidates are compared)
-        "guard_dev_benign_51_100": [q.text for q in load_labeled(packaged("guard-dev.jsonl")) if q.label == 0][ns.helpful_n: 2 * ns.helpful_n],
+        "guard_dev_benign_51_100": guard_dev[0][ns.helpful_n: 2 * ns.helpful_n],
         # the other side: a teacher that stops refusing harmful prompts has nothing to distil
-        "guard_dev_harmful": [q.text for q in load_labeled(packaged("guard-dev.jsonl")) if q.label == 1][: ns.helpful_n],
+        "guard_dev_harmful": guard_dev[1][: ns.helpful_n],
     }
     results = {"selection_split": "calib", "teachers": {}, "shipped": dict(kv.split("=", 1) for kv in ns.shipped.split(",") if kv)}
     for spec in ns.teacher:
@@ -98,7 +109,7 @@ def main(argv=None) -> int:
         if row is not old:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(row, indent=1, ensure_ascii=False))
-        command = re.sub(r"--out \S+", "--out teacher", Teacher.load(Path(d)).record.get("command", ""))  # no machine paths
+        command = portable_command(Teacher.load(Path(d)))
         results["teachers"][name] = row | {"dir": d, "record": command}
         logging.info("%s done in %.0fs", name, time.time() - t0)
     Path(ns.out).parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from reftguard.training import sft
 from reftguard.modeling.teacher import Teacher
 from reftguard.training.teacher_train import (
     TrainConfig,
-    estimate_feature,
+    class_cosines,
     layer_states,
     regulariser_loss,
     train,
@@ -46,12 +46,13 @@ def separation(model_dir_or_teacher, data_dir, layer: int):
     y = np.array([p.label for p in prompts])
     ids = encode_texts(tok_dir, PromptFormat.from_hf_tokenizer(tok), 96, [p.text for p in prompts])
     h = layer_states(lm, ids, layer, 16, tok.pad_token_id)
-    r, c, t, stats = estimate_feature(h, y, "midpoint")
-    from reftguard.features import cosine_scores
+    from reftguard.features import cosine_scores, refusal_feature
 
+    r, c = refusal_feature(h, y, "midpoint")
+    mh, mb = class_cosines(h, y, r, c)
     s = torch.from_numpy(cosine_scores(h, r, c))
-    loss = float(regulariser_loss(s, torch.from_numpy(y), t, 10.0, 0.0))
-    return loss, stats["harmful_cos"] - stats["benign_cos"]
+    loss = float(regulariser_loss(s, torch.from_numpy(y), (mh + mb) / 2.0, 10.0, 0.0))
+    return loss, mh - mb
 
 
 def test_regulariser_lowers_its_loss_and_widens_the_gap(tiny_llama, data_dir, tmp_path):

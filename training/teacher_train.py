@@ -221,23 +221,20 @@ def layer_states(lm, ids: list[list[int]], layer: int, batch_size: int, pad_id: 
         lm.train(was_training)
 
 
-def estimate_feature(h: np.ndarray, y: np.ndarray, center: str) -> tuple[np.ndarray, np.ndarray, float, dict]:
-    """(R, c, t, stats): difference of means, centre, and the midpoint of the class-mean scores."""
-    r, c = refusal_feature(h, y, center)
+def class_cosines(h: np.ndarray, y: np.ndarray, r: np.ndarray, c: np.ndarray) -> tuple[float, float]:
+    """(harmful, benign) mean guard score of the states `h` against R_l = r, centre c."""
     s = cosine_scores(h, r, c)
-    mh, mb = float(s[y == 1].mean()), float(s[y == 0].mean())
-    return r, c, (mh + mb) / 2.0, {"harmful_cos": mh, "benign_cos": mb}
+    return float(s[y == 1].mean()), float(s[y == 0].mean())
 
 
 def refresh(state: FeatureState | None, h: np.ndarray, y: np.ndarray, center: str, ema: float) -> tuple[FeatureState, dict]:
-    r, c, _, _ = estimate_feature(h, y, center)
+    r, c = refusal_feature(h, y, center)
     drift = 1.0
     if state is not None:
         drift = float(np.dot(state.r, r) / max(np.linalg.norm(state.r) * np.linalg.norm(r), 1e-12))
         r = ema * state.r + (1.0 - ema) * r
         c = ema * state.c + (1.0 - ema) * c
-    s = cosine_scores(h, r, c)
-    mh, mb = float(s[y == 1].mean()), float(s[y == 0].mean())
+    mh, mb = class_cosines(h, y, r, c)
     new = FeatureState(r.astype(np.float32), c.astype(np.float32), (mh + mb) / 2.0, (state.refreshes + 1) if state else 0, drift)
     # The first estimate has no predecessor: its drift is logged as null, not as a perfect 1.
     return new, {"refresh": new.refreshes, "drift": drift if state is not None else None, "probe_harmful_cos": mh, "probe_benign_cos": mb}
@@ -530,11 +527,9 @@ def save_teacher(cfg: TrainConfig, command: str, out: Path, t, d: TeacherData, l
 
     model_ref, adapter = save_trainable(t, cfg, out, cfg.model)  # R_l below is measured on exactly the shipped weights
     final_idx = balanced_subset(d.fit_idx, d.y, cfg.final_size, cfg.seed, d.hard, cfg.hard_negative_share)
-    h_final = layer_states(t.base, d.rows(final_idx), layer, cfg.batch_size, d.pad)
-    r, c, _, stats = estimate_feature(h_final, d.y[final_idx], cfg.center)
-    if init:
-        r, c = init.refusal_feature, init.center
-        stats = {k: float(np.mean(cosine_scores(h_final, r, c)[d.y[final_idx] == lab])) for k, lab in (("harmful_cos", 1), ("benign_cos", 0))}
+    h_final, y_final = layer_states(t.base, d.rows(final_idx), layer, cfg.batch_size, d.pad), d.y[final_idx]
+    r, c = (init.refusal_feature, init.center) if init else refusal_feature(h_final, y_final, cfg.center)
+    stats = dict(zip(("harmful_cos", "benign_cos"), class_cosines(h_final, y_final, r, c)))
     final_state = FeatureState(r, c, 0.0, state.refreshes, state.last_drift)
     h_eval, y_eval = layer_states(t.base, d.rows(d.eval_idx), layer, cfg.batch_size, d.pad), d.y[d.eval_idx]
     held_scores = cosine_scores(h_eval, r, c)
