@@ -435,7 +435,8 @@ DETECTION_ROWS = (  # (label, summary key, goal from issue 13)
 def _cell(r: dict, key) -> str:
     if isinstance(key, tuple):
         return " / ".join(f3(r.get(k)) for k in key)
-    return f3(r.get(key))
+    ci = r.get("ci95", {}).get(key)
+    return f3(r.get(key)) + (f" ({f3(ci[0])}-{f3(ci[1])})" if ci else "")
 
 
 @register("default_bundle", ["bench/results/robustness/summary.json", "bench/results/teacher_select.json"])

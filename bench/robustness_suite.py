@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from long_context import build_long_context  # noqa: E402
 
+from reftguard import evaluation  # noqa: E402
 from reftguard.bundle import GuardBundle  # noqa: E402
 from reftguard.data import CALIBRATION_FILES, packaged  # noqa: E402
 from reftguard.robustness import RobustnessConfig, run  # noqa: E402
@@ -30,10 +31,17 @@ def _kind(rows: list[dict], kind: str, label: str) -> dict:
     return next((r for r in rows if r["slice"] == kind and r["label"] == label), {})
 
 
+def _ci(k: int, n: int) -> list[float] | None:
+    ci = evaluation.wilson_interval(int(k), int(n))
+    return None if ci is None else [round(v, 4) for v in ci]
+
+
 def headline(dev: dict, long: dict[str, dict]) -> dict:
-    """The figures issue 13 asks for, from one bundle's reports."""
+    """The figures issue 13 asks for, from one bundle's reports, with 95% Wilson intervals of the goal
+    rates (`ci95`): the dev slices are small, so a goal is read against the interval as well."""
     f = dev["files"]
     gd, hw, cd = f["guard-dev.jsonl"], f["handwritten-dev.jsonl"], f["contrast-dev.jsonl"]
+    hn, co = _kind(hw["by_kind"], "hard_negative", "benign"), cd["overall"]
     out = {
         "bundle_id": dev["bundle_id"],
         "threshold": dev["threshold"],
@@ -50,9 +58,16 @@ def headline(dev: dict, long: dict[str, dict]) -> dict:
         "all_auroc": dev["overall"]["auroc"],
         "all_recall_at_1pct_fpr": dev["overall"]["recall_at_1pct_fpr"],
     }
+    out["ci95"] = {
+        "contrast_benign_flag_rate": _ci(co["fp"], co["fp"] + co["tn"]),
+        "contrast_harmful_recall": _ci(co["tp"], co["tp"] + co["fn"]),
+        "handwritten_hard_negative_flag_rate": _ci(round(hn["flag_rate"] * hn["n"]), hn["n"]) if hn else None,
+    }
     for policy, rep in long.items():
-        out[f"long_recall_{policy}"] = rep["overall"]["recall"]
-        out[f"long_fpr_{policy}"] = rep["overall"]["fpr"]
+        o = rep["overall"]
+        out[f"long_recall_{policy}"] = o["recall"]
+        out[f"long_fpr_{policy}"] = o["fpr"]
+        out["ci95"][f"long_recall_{policy}"] = _ci(o["tp"], o["tp"] + o["fn"])
     return out
 
 
@@ -64,6 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--long-tokens", type=int, default=2000)
     p.add_argument("--long-truncation", default="window", help="Comma-separated policies for the long-context set.")
     p.add_argument("--long-only-for", default="", help="Comma-separated bundle names that get the non-window policies (default: all).")
+    p.add_argument("--from-reports", action="store_true", help="Score nothing: rebuild each NAME's summary entry from the "
+                   "reports already in OUT (NAME/ and NAME-long-*/), e.g. after a change to the summary's fields. DIR may be empty.")
     p.add_argument("--long-only", action="store_true", help="Rerun only the long-context reports; reuse each bundle's dev report "
                    "(OUT/NAME/report.json), e.g. after a change to windowing, which never touches prompts that fit one row.")
     ns = p.parse_args(argv)
@@ -73,6 +90,11 @@ def main(argv=None) -> int:
     dev_files = [str(packaged(f)) for f in CALIBRATION_FILES]
     for spec in ns.bundle:
         name, _, d = spec.partition("=")
+        if ns.from_reports:
+            long = {q.name.rsplit("-long-", 1)[1]: json.loads((q / "report.json").read_text()) for q in sorted(out.glob(f"{name}-long-*"))}
+            summary[name] = headline(json.loads((out / name / "report.json").read_text()), long)
+            summary_path.write_text(json.dumps(summary, indent=1) + "\n")
+            continue
         if ns.long_only:
             dev = json.loads((out / name / "report.json").read_text())
         else:

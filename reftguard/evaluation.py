@@ -42,6 +42,19 @@ def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
     return float(u / (n_pos * n_neg))
 
 
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
+    """95% Wilson score interval of a rate k/n (None for n=0). Dev slices are small (2 of 32 hard
+    negatives is 6.2%, and one prompt moves it 3 points), so a goal is read against the interval, not the point."""
+    if n <= 0:
+        return None
+    if not 0 <= k <= n:
+        raise ValueError(f"k={k} is outside 0..n={n}")
+    p, z2 = k / n, z * z
+    mid = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
 def confusion(scores: Sequence[float], labels: Sequence[int], threshold: float) -> dict:
     s, y = _arrays(scores, labels)
     flag = s > threshold

@@ -2,7 +2,7 @@
 
 A kind or category holds prompts of one label (or of both, for contrast groups); each (slice, label) row
 gives its size, its flag rate at the served threshold (the false-positive rate for benign rows, the recall
-for harmful ones) and its AUROC against every prompt of the other label in the same data, so a slice is
+for harmful ones) with a 95% Wilson interval (slices are small: read a goal against the interval) and its AUROC against every prompt of the other label in the same data, so a slice is
 judged by whether *it* separates from the rest, not by the easy slices around it. The report also keeps
 the worst-scored prompts of each kind (highest benign, lowest harmful) and the score distribution per kind.
 
@@ -49,9 +49,11 @@ def slice_rows(scores: np.ndarray, labels: np.ndarray, keys: list[str], threshol
         other = np.flatnonzero(labels != y)
         s = np.concatenate([scores[idx], scores[other]])
         lab = np.concatenate([np.full(len(idx), y), 1 - np.full(len(other), y)])
+        flagged = int(np.sum(scores[idx] > threshold))
         rows.append({
             "slice": key, "label": LABEL_NAMES[y], "n": len(idx),
-            "flag_rate": float(np.mean(scores[idx] > threshold)),
+            "flag_rate": flagged / len(idx), "flagged": flagged,
+            "flag_rate_ci95": list(evaluation.wilson_interval(flagged, len(idx))),
             "auroc": evaluation.auroc(s, lab) if len(other) else None,
             "mean_score": float(np.mean(scores[idx])),
         })
@@ -107,8 +109,13 @@ def _cell(v) -> str:
 
 
 def _table(title: str, rows: list[dict]) -> list[str]:
-    head = [f"| {title} | label | n | flag rate | AUROC vs other label |", "|---|---|---|---|---|"]
-    return head + [f"| {r['slice']} | {r['label']} | {r['n']} | {r['flag_rate']:.3f} | {_cell(r['auroc'])} |" for r in rows] + [""]
+    head = [f"| {title} | label | n | flag rate | 95% interval | AUROC vs other label |", "|---|---|---|---|---|---|"]
+    return head + [f"| {r['slice']} | {r['label']} | {r['n']} | {r['flag_rate']:.3f} | {_ci(r.get('flag_rate_ci95'))} | {_cell(r['auroc'])} |"
+                   for r in rows] + [""]
+
+
+def _ci(ci) -> str:
+    return "-" if not ci else f"{ci[0]:.3f}-{ci[1]:.3f}"
 
 
 def markdown(report: dict) -> str:

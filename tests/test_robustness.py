@@ -24,12 +24,15 @@ def test_slice_rows_by_hand():
     rows = {(r["slice"], r["label"]): r for r in slice_rows(SCORES, np.array([p.label for p in PROMPTS]), [p.kind for p in PROMPTS], 0.3)}
     hn = rows[("hard_negative", "benign")]
     # flagged at 0.3: only 0.50 of the three
-    assert hn["n"] == 3 and hn["flag_rate"] == pytest.approx(1 / 3)
+    assert hn["n"] == 3 and hn["flag_rate"] == pytest.approx(1 / 3) and hn["flagged"] == 1
+    # Wilson 95% for 1 of 3: centre (1/3 + z²/6) / (1 + z²/3), z = 1.96 -> 0.0615 .. 0.7923 (textbook value)
+    assert hn["flag_rate_ci95"] == pytest.approx([0.0615, 0.7923], abs=1e-4)
     # AUROC of hard negatives vs the 3 harmful: pairs (harmful > benign): 0.60 beats all 3, 0.40 beats 0.10 and -0.20,
     # 0.05 beats -0.20 -> 6 of 9
     assert hn["auroc"] == pytest.approx(6 / 9)
     ins = rows[("instruction", "benign")]
     assert ins["flag_rate"] == 0.0 and ins["auroc"] == pytest.approx(1.0)
+    assert ins["flag_rate_ci95"] == pytest.approx([0.0, 0.6576], abs=1e-4)  # 0 of 2: upper z²/2 / (1 + z²/2)
     d = rows[("direct", "harmful")]
     # recall at 0.3: 0.60 and 0.40 -> 2/3; AUROC vs the 5 benign: 0.60 beats 5, 0.40 beats 4, 0.05 beats 3 -> 12/15
     assert d["flag_rate"] == pytest.approx(2 / 3) and d["auroc"] == pytest.approx(12 / 15)
@@ -47,11 +50,21 @@ def test_report_worst_examples_and_outputs(tmp_path):
     h = r["histograms"]["hard_negative (benign)"]
     assert sum(h["counts"]) == 3 and len(h["edges"]) == len(h["counts"]) + 1
     md = markdown(r | {"bundle_id": "x"})
-    assert "| hard_negative | benign | 3 | 0.333 | 0.6667 |" in md
+    assert "| hard_negative | benign | 3 | 0.333 | 0.061-0.792 | 0.6667 |" in md
     plot_png(r, tmp_path / "s.png")
     page = html_page(r, tmp_path / "s.png")
     assert page.count("data:image/png;base64,") == 1 and "http" not in page.split("<body>")[1].split("<pre>")[0]
     json.dumps(r)  # serialisable
+
+
+def test_wilson_interval_by_hand():
+    assert evaluation.wilson_interval(0, 5) == pytest.approx((0.0, 0.4345), abs=1e-4)
+    assert evaluation.wilson_interval(5, 5) == pytest.approx((0.5655, 1.0), abs=1e-4)
+    lo, hi = evaluation.wilson_interval(2, 32)  # the hard-negative slice of handwritten-dev's report half
+    assert lo == pytest.approx(0.0173, abs=1e-4) and hi == pytest.approx(0.2015, abs=1e-4)
+    assert evaluation.wilson_interval(0, 0) is None
+    with pytest.raises(ValueError):
+        evaluation.wilson_interval(4, 3)
 
 
 def test_choose_threshold_honours_per_kind_limit():
