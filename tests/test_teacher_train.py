@@ -3,6 +3,7 @@ resume; plus the shipped default teacher on the real SmolLM2 (slow)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -272,6 +273,18 @@ def test_records_with_written_replies_always_join_the_sft_pool(tiny_llama, data_
     assert len(fit_written) >= 8  # the holdout keeps ~15% back
     assert sum("No legs here" in t for t in targets) == len(fit_written)
     assert len(targets) > len(fit_written)  # the drawn sample is still there, with generated replies
+
+    # --sft-written-per-step: the written pairs get a stratum of their own (no retain term, a fixed share a step)
+    from reftguard.training.teacher_train import WRITTEN, make_sft_sampler
+
+    pairs2, labels2 = build_sft_pairs(replace(cfg, sft_written_per_step=3, sft_per_class=1, sft_benign_ratio=1), tmp_path / "t", lm, tok, d)
+    assert [tok.decode(p.ids) for p in pairs2] == [tok.decode(p.ids) for p in pairs]
+    assert [y == WRITTEN for y in labels2] == [y == 0 and "No legs here" in t for y, t in
+                                               zip(labels, [tok.decode(p.ids[p.n_prompt:]) for p in pairs])]
+    sampler = make_sft_sampler(replace(cfg, sft_written_per_step=3, sft_per_class=1, sft_benign_ratio=1), pairs2, labels2)
+    for step in range(5):
+        got = [labels2[j] for j in sampler.batch(np.random.default_rng(step))]
+        assert sorted(got) == [0, 1, WRITTEN, WRITTEN, WRITTEN]
 
 
 def test_stage2_changes_the_replies_and_keeps_the_guard(tiny_llama, data_dir, tmp_path):

@@ -84,6 +84,7 @@ class TrainConfig(OptimOptions, LoraOptions, RunOptions):
     sft_weight: float = option(0.5, "Weight of the SFT loss on replies (0 = regulariser only).")
     sft_per_class: int = option(1, "Harmful and benign pairs per SFT batch (each).")
     sft_benign_ratio: int = option(1, "Benign SFT pairs per step = this x sft_per_class: more helpful pairs keep the teacher from refusing benign prompts.")
+    sft_written_per_step: int = option(0, "SFT pairs per step drawn from the records that carry a written reply (e.g. the persona set), on top of the benign ones; they get no retain term, since their written reply, not the starting model's, is the target. 0 = they are drawn with the other benign pairs (and retained).")
     retain_weight: float = option(0.0, "Weight of a KL term on benign SFT pairs that keeps the teacher's next-token distribution equal to the starting model's (LoRA switched off): the teacher keeps answering what the starting model answered, rather than refusing benign prompts that resemble harmful ones. LoRA only.")
     drop_refused_replies: bool = option(False, "Leave out benign SFT pairs whose starting-model reply is a refusal (it would teach the teacher to refuse benign prompts).")
     sft_pool: int = option(64, "Benign prompts that get an SFT reply (greedy replies cost generation time once).")
@@ -147,6 +148,7 @@ class BalancedLengthSampler:
 
 
 HARD = 2  # stratum of benign hard negatives (labels are 1 harmful, 0 benign)
+WRITTEN = 3  # SFT stratum of benign pairs whose target is a written reply (--sft-written-per-step)
 
 
 def strata(prompts, y: np.ndarray) -> np.ndarray:
@@ -326,7 +328,18 @@ def build_sft_pairs(cfg: TrainConfig, out: Path, lm, tok, d: TeacherData) -> tup
         ben, ben_replies = [ben[k] for k in keep], [ben_replies[k] for k in keep]
     texts = [d.prompts[i].text for i in harm + ben]
     replies = [sft.refusal_for(d.prompts[i].id, cfg.seed) for i in harm] + ben_replies
-    return sft.encode_pairs(enc_sft, texts, replies, sft.turn_end(tok), cfg.reply_tokens), [1] * len(harm) + [0] * len(ben)
+    written = WRITTEN if cfg.sft_written_per_step > 0 else 0
+    labels = [1] * len(harm) + [written if d.prompts[i].id in own else 0 for i in ben]
+    return sft.encode_pairs(enc_sft, texts, replies, sft.turn_end(tok), cfg.reply_tokens), labels
+
+
+def make_sft_sampler(cfg: TrainConfig, pairs: list, labels: list[int]) -> BalancedLengthSampler:
+    """Per SFT step: sft_per_class refusals, sft_per_class x sft_benign_ratio benign pairs and, when the
+    written-reply pairs have their own stratum, sft_written_per_step of those."""
+    counts = {1: cfg.sft_per_class, 0: cfg.sft_per_class * cfg.sft_benign_ratio}
+    if WRITTEN in labels:
+        counts[WRITTEN] = cfg.sft_written_per_step
+    return BalancedLengthSampler([len(p.ids) for p in pairs], labels, cfg.sft_per_class, counts=counts)
 
 
 def regulariser_step(decoder, d: TeacherData, rows: list[int], state: FeatureState, weight: np.ndarray | None, cfg: TrainConfig, run: RunLog):
@@ -422,8 +435,7 @@ def train(cfg: TrainConfig, command: str = ""):
     decoder = TruncatedDecoder(t.base, layer)  # shares the (LoRA-wrapped) layers: the regulariser's cheap forward
     reg_sampler = BalancedLengthSampler([len(d.ids[i]) for i in d.fit_idx], [int(d.hard[i]) for i in d.fit_idx], cfg.reg_per_class,
                                         counts=split_counts(cfg.reg_per_class, cfg.hard_negative_share))
-    sft_sampler = BalancedLengthSampler([len(p.ids) for p in pairs], pair_labels, cfg.sft_per_class,
-                                        counts={1: cfg.sft_per_class, 0: cfg.sft_per_class * cfg.sft_benign_ratio}) if pairs else None
+    sft_sampler = make_sft_sampler(cfg, pairs, pair_labels) if pairs else None
     row_weight = np.where(d.hard == HARD, cfg.hard_negative_weight, 1.0).astype(np.float32) if cfg.hard_negative_weight != 1.0 else None
 
     # resume, or start from the starting model's R_l
@@ -453,7 +465,7 @@ def train(cfg: TrainConfig, command: str = ""):
             loss = loss + cfg.sft_weight * sl
             run.add(sft_loss=sl.item())
             if cfg.retain_weight > 0:
-                benign = torch.tensor([pair_labels[j] == 0 for j in pick], device=dev)
+                benign = torch.tensor([pair_labels[j] == 0 for j in pick], device=dev)  # not WRITTEN: their target is not the starting model's
                 rl = retain_loss(t, logits, input_ids, mask, labels, benign)
                 loss = loss + cfg.retain_weight * rl
                 run.add(retain_loss=rl.item())
