@@ -448,8 +448,10 @@ def render_default_bundle(summary: dict, select: dict) -> str:
     teachers = select["teachers"]
     for label, key, goal in (("teacher: refusal rate, 50 benign guard-dev prompts", "refusal_rate_guard_dev_benign", "<= 0.05"),
                              ("teacher: refusal rate, 50 benign contrast-dev prompts", "refusal_rate_contrast_dev_benign", ""),
-                             ("teacher: refusal rate, benign guard-dev prompts 51-100 (no teacher picked on them)",
+                             ("teacher: refusal rate, benign guard-dev prompts 51-100 (not used to pick; read when writing persona rows)",
                               "refusal_rate_guard_dev_benign_51_100", ""),
+                             ("teacher: refusal rate, 50 benign chat prompts of guard-train held back from training (seed 0)",
+                              "refusal_rate_train_heldout_chat_benign", ""),
                              ("teacher: refusal rate, 50 harmful guard-dev prompts (higher is better)", "refusal_rate_guard_dev_harmful", "")):
         rows.append([label, goal] + [f3(teachers[select["shipped"][n]].get(key)) for n in names])
     rows.append(["served threshold", ""] + [fmt(summary[n]["threshold"], 4) for n in names])
@@ -478,10 +480,11 @@ def render_teacher_select(select: dict) -> str:
         cells = [f"{f3(t['files'][f]['auroc'])} / {f3(t['files'][f]['recall_at_1pct_fpr'])}" for f in files]
         rows.append([name, *cells, f3(t["files"]["contrast-dev.jsonl"].get("hard_negative_flag_rate_at_recall_0.90")),
                      f3(t["refusal_rate_guard_dev_benign"]), f3(t["refusal_rate_contrast_dev_benign"]),
-                     f3(t.get("refusal_rate_guard_dev_benign_51_100")), f3(t["refusal_rate_guard_dev_harmful"])])
+                     f3(t.get("refusal_rate_guard_dev_benign_51_100")), f3(t.get("refusal_rate_train_heldout_chat_benign")),
+                     f3(t["refusal_rate_guard_dev_harmful"])])
     return md_table(["teacher", *[f"{f} AUROC / R@1%" for f in files], "contrast benign flagged at recall 0.90",
                      "refusal, guard-dev benign ↓", "refusal, contrast benign ↓", "refusal, guard-dev benign 51-100 ↓",
-                     "refusal, guard-dev harmful ↑"], rows)
+                     "refusal, held-back training chat ↓", "refusal, guard-dev harmful ↑"], rows)
 
 
 

@@ -6,7 +6,8 @@ benign hard negatives the benign flag rate at the threshold that keeps recall 0.
 harmful side (the operating point the contrast criterion asks for). Helpfulness: greedy replies (48
 tokens) to the first 50 benign guard-dev prompts, as in docs/training.md, and to 50 benign contrast-dev
 prompts (safe prompts that sound unsafe: the ones an over-refusing teacher refuses), and to the next 50 benign
-guard-dev prompts (no teacher was picked on them); and, the other side,
+guard-dev prompts (no teacher was picked on them), and to 50 benign chat prompts of guard-train that
+train-teacher held back (no seed-0 teacher trained on them); and, the other side,
 its refusal rate on the first 50 harmful guard-dev prompts (it should refuse them).
 
     python bench/teacher_select.py --teacher old=reftguard/data/default_teacher --teacher new=runs/t1 \
@@ -28,7 +29,7 @@ import numpy as np
 from teacher_vs_zero import helpfulness, slug
 
 from reftguard import evaluation
-from reftguard.data import load_labeled, packaged, select_split
+from reftguard.data import holdout_split, load_labeled, packaged, select_split
 from reftguard.features import cosine_scores
 from reftguard.training.fit import encode_texts
 from reftguard.training.judge import is_refusal
@@ -79,6 +80,14 @@ def teacher_row(d: Path, dev: dict, helpful: dict, reply_tokens: int, row: dict 
     return row
 
 
+def held_back_chat(n: int, holdout: float = 0.15, seed: int = 0) -> list[str]:
+    """The first n benign chat prompts of guard-train.jsonl in the teachers' held-back split (train-teacher's
+    default --holdout and --seed)."""
+    rows = load_labeled(packaged("guard-train.jsonl"))
+    held = holdout_split(rows, holdout, seed)[1]
+    return [rows[i].text for i in held if rows[i].label == 0 and rows[i].kind == "chat"][:n]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", action="append", default=[], help="NAME=DIR, repeatable.")
@@ -98,6 +107,9 @@ def main(argv=None) -> int:
         "guard_dev_benign_51_100": guard_dev[0][ns.helpful_n: 2 * ns.helpful_n],
         # the other side: a teacher that stops refusing harmful prompts has nothing to distil
         "guard_dev_harmful": guard_dev[1][: ns.helpful_n],
+        # chit-chat no seed-0 teacher trained on: the benign chat rows of guard-train that train-teacher holds
+        # back by an id hash (never in an SFT pool; tH, seed 1, holds back others)
+        "train_heldout_chat_benign": held_back_chat(ns.helpful_n),
     }
     results = {"selection_split": "calib", "teachers": {}, "shipped": dict(kv.split("=", 1) for kv in ns.shipped.split(",") if kv)}
     for spec in ns.teacher:
