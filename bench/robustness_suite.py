@@ -61,7 +61,7 @@ def headline(dev: dict, long: dict[str, dict]) -> dict:
     out["ci95"] = {
         "contrast_benign_flag_rate": _ci(co["fp"], co["fp"] + co["tn"]),
         "contrast_harmful_recall": _ci(co["tp"], co["tp"] + co["fn"]),
-        "handwritten_hard_negative_flag_rate": _ci(round(hn["flag_rate"] * hn["n"]), hn["n"]) if hn else None,
+        "handwritten_hard_negative_flag_rate": _ci(hn.get("flagged", round(hn["flag_rate"] * hn["n"])), hn["n"]) if hn else None,
     }
     for policy, rep in long.items():
         o = rep["overall"]

@@ -67,6 +67,33 @@ def test_wilson_interval_by_hand():
         evaluation.wilson_interval(4, 3)
 
 
+def test_suite_headline_gives_the_goal_rates_with_their_intervals():
+    """bench/robustness_suite.py's summary entry from hand-built reports: the goal rates and the Wilson
+    interval of each, from the counts (not from the rounded rates)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "bench"))
+    spec = importlib.util.spec_from_file_location("robustness_suite", root / "bench" / "robustness_suite.py")
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    # guard-dev: p3, p5; handwritten: hard negatives p0 (flagged at 0.3), p1, harmful p6; contrast: p2, p4, harmful p7
+    files = {3: "guard-dev.jsonl", 5: "guard-dev.jsonl", 0: "handwritten-dev.jsonl", 1: "handwritten-dev.jsonl",
+             6: "handwritten-dev.jsonl", 2: "contrast-dev.jsonl", 4: "contrast-dev.jsonl", 7: "contrast-dev.jsonl"}
+    dev = build_report(SCORES, PROMPTS, [files[i] for i in range(8)], 0.3, worst=1) | {"bundle_id": "b"}
+    long = {"window": {"overall": {"recall": 0.5, "fpr": 0.0, "tp": 1, "fn": 1}}}
+    h = suite.headline(dev, long)
+    assert h["handwritten_hard_negative_flag_rate"] == 0.5 and h["contrast_benign_flag_rate"] == 0.0
+    assert h["contrast_harmful_recall"] == 0.0 and h["long_recall_window"] == 0.5
+    ci = h["ci95"]
+    assert ci["handwritten_hard_negative_flag_rate"] == pytest.approx([0.0945, 0.9055], abs=1e-4)  # 1 of 2
+    assert ci["contrast_benign_flag_rate"] == pytest.approx([0.0, 0.6576], abs=1e-4)  # 0 of 2
+    assert ci["contrast_harmful_recall"] == pytest.approx([0.0, 0.7935], abs=1e-4)  # 0 of 1: z² / (1 + z²)
+    assert ci["long_recall_window"] == ci["handwritten_hard_negative_flag_rate"]
+
+
 def test_choose_threshold_honours_per_kind_limit():
     kinds = [p.kind for p in PROMPTS]
     y = [p.label for p in PROMPTS]
