@@ -14,6 +14,19 @@ from reftguard.data import packaged  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def load_file_module(name: str, path: Path):
+    """Import a script that is not a package module (bench/, scripts/) under `name`. Registered in
+    sys.modules first: dataclasses in the file resolve their module by name."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def small_labeled(path: Path, n_per_label: int = 40, source: str = "guard-train.jsonl") -> Path:
     """A balanced slice of a packaged labeled file (keeps tiny-model tests fast)."""
     counts = {"harmful": 0, "benign": 0}

@@ -1,27 +1,17 @@
 """Contrast data (scripts/build_contrast_data.py) and the long-context set builder (bench/long_context.py)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from reftguard.data import DEV_FILES, TRAIN_FILES, load_labeled
+from tests.conftest import ROOT
+from tests.conftest import load_file_module as _module
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "reftguard" / "data"
-
-
-def _module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ measured on the `report` half of the dev files: the threshold was chosen on the 
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from reftguard.bundle import GuardBundle
 from reftguard.calibration import EvalConfig, evaluate_bundle
 from reftguard.data import packaged
 
-from .conftest import ROOT
+from .conftest import ROOT, load_file_module
 
 # Measured on the report half (bench/results/robustness/new/report.json); floors a little below.
 GUARD_DEV_AUROC_FLOOR = 0.99  # measured 0.9977
@@ -62,9 +61,7 @@ def test_harm_after_long_benign_context_is_flagged_by_default(default_bundle_pat
     the end of the prompt and flags it; `right` truncation, the old default, cuts the request off."""
     from reftguard.scoring import BundleScorer
 
-    spec = importlib.util.spec_from_file_location("long_context", ROOT / "bench" / "long_context.py")
-    lc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lc)
+    lc = load_file_module("long_context", ROOT / "bench" / "long_context.py")
     b = GuardBundle.load(default_bundle_path)
     from tokenizers import Tokenizer
 

@@ -5,7 +5,6 @@ The quick sizes are too small for the numbers to mean anything; the smoke checks
 two context rows go through the real CLI end to end and that the tables are consistent."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -15,17 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, load_file_module
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("paper_table", ROOT / "bench" / "paper_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-pt = _load()
+pt = load_file_module("paper_table", ROOT / "bench" / "paper_table.py")
 
 
 # ------------------------------------------------------------------------------------------ aggregation

@@ -2,25 +2,15 @@
 source exists, and the rendering itself (markers, registry, formatting) does what its docstring says."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_file_module
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("render_results", ROOT / "bench" / "render_results.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["render_results"] = mod  # dataclasses resolve the module by name
-    spec.loader.exec_module(mod)
-    return mod
-
-
-rr = _load()
+rr = load_file_module("render_results", ROOT / "bench" / "render_results.py")
 
 
 def test_committed_docs_equal_a_fresh_render():

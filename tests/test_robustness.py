@@ -70,15 +70,9 @@ def test_wilson_interval_by_hand():
 def test_suite_headline_gives_the_goal_rates_with_their_intervals():
     """bench/robustness_suite.py's summary entry from hand-built reports: the goal rates and the Wilson
     interval of each, from the counts (not from the rounded rates)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from tests.conftest import ROOT, load_file_module
 
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "bench"))
-    spec = importlib.util.spec_from_file_location("robustness_suite", root / "bench" / "robustness_suite.py")
-    suite = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(suite)
+    suite = load_file_module("robustness_suite", ROOT / "bench" / "robustness_suite.py")  # it puts bench/ on sys.path
     # guard-dev: p3, p5; handwritten: hard negatives p0 (flagged at 0.3), p1, harmful p6; contrast: p2, p4, harmful p7
     files = {3: "guard-dev.jsonl", 5: "guard-dev.jsonl", 0: "handwritten-dev.jsonl", 1: "handwritten-dev.jsonl",
              6: "handwritten-dev.jsonl", 2: "contrast-dev.jsonl", 4: "contrast-dev.jsonl", 7: "contrast-dev.jsonl"}

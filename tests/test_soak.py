@@ -1,17 +1,13 @@
 """A short soak in CI: concurrent streams and unary callers under tight queue bounds, exactly once,
 with the halfway reload and a shadow bundle; and a caller whose retries run out is a result, not a crash."""
 import asyncio
-import importlib.util
 import shutil
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_file_module
 
 
 def load_soak():
-    spec = importlib.util.spec_from_file_location("soak", ROOT / "bench" / "soak.py")
-    soak = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(soak)
-    return soak
+    return load_file_module("soak", ROOT / "bench" / "soak.py")
 
 
 def test_short_soak_exactly_once_through_a_reload_with_a_shadow(tiny_bundle, tmp_path):
