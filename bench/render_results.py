@@ -386,6 +386,8 @@ def render_default_teacher(teacher: dict, log: list[dict]) -> str:
     cfg = rec.get("config", {})
     command = re.sub(r"--out \S+", "--out teacher", rec.get("command", ""))
     stage1 = rec.get("stage1")
+    if stage1 and stage1.get("members"):
+        return _render_soup_teacher(teacher, stage1, command)
     if stage1:  # a stage-2 teacher: its guard (and the curve worth showing) comes from stage 1
         command = re.sub(r"--init-teacher \S+", "--init-teacher stage1", command)
         log = load(DEFAULT_TEACHER / stage1["log"])
@@ -410,6 +412,28 @@ def render_default_teacher(teacher: dict, log: list[dict]) -> str:
               f"held-back split of the training files ({held.get('n')} prompts), and the drift of R_l (cosine to the previous "
               "estimate) at each refresh:", "",
               md_table(["step", "held-back AUROC", "recall@1%FPR", "R_l drift"], rows)]
+    return "\n".join(lines)
+
+
+def _render_soup_teacher(teacher: dict, stage1: dict, command: str) -> str:
+    """A stage-2 teacher whose stage 1 is a weight soup: the members' commands, the soup's, stage 2's, and
+    each member's figures on its own held-back split (a soup has no training curve of its own)."""
+    members = stage1["members"]
+    rows = []
+    for i, m in enumerate(members):
+        seed = re.search(r"--seed (\d+)", m["command"])
+        held = m.get("holdout_at_layer") or {}
+        rows.append([i + 1, seed.group(1) if seed else "0", f3(held.get("auroc")), f3(held.get("recall_at_1pct_fpr")), held.get("n"),
+                     m.get("refreshes"), f"{m['seconds'] / 60:.0f} min" if m.get("seconds") else "-"])
+    member_cmds = [_wrap_command(re.sub(r"--out \S+", f"--out member{i + 1}", m["command"])) for i, m in enumerate(members)]
+    soup_cmd = re.sub(r"--members \S+", "--members " + ",".join(f"member{i + 1}" for i in range(len(members))), stage1["command"])
+    lines = [f"Stage 1 (layers below l: the guard and its R_l) is a weight soup of {len(members)} runs of one recipe with other seeds:",
+             "", "```bash", *member_cmds, _wrap_command(re.sub(r"--out \S+", "--out stage1", soup_cmd)), "```", "",
+             "Stage 2 (new LoRA on layers l and above, SFT only: the replies; every guard score stays stage 1's):", "",
+             "```bash", _wrap_command(re.sub(r"--init-teacher \S+", "--init-teacher stage1", command)), "```", "",
+             f"Layer {teacher['layer']} of {teacher['model']}. Each member on the held-back split of the training files that its own "
+             "seed drew (the soup has no split of its own: the members' splits differ), from the members' records:", "",
+             md_table(["member", "seed", "held-back AUROC", "recall@1%FPR", "n", "R_l refreshes", "wall time"], rows)]
     return "\n".join(lines)
 
 

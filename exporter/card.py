@@ -74,10 +74,13 @@ def render_card(m: dict) -> str:
 
 
 def _reproduce(record: dict) -> list[str]:
-    """The card's reproducing command(s): a stage-2 teacher needs its stage-1 run first."""
+    """The card's reproducing command(s): a stage-2 teacher needs its stage-1 run first, a soup its members."""
     if not record.get("command"):
         return []
-    if record.get("stage1"):
-        return [f"- reproduce the teacher, stage 1 (layers below l, R_l): `{record['stage1']['command']}`",
-                f"- then stage 2 (layers l.., the replies; `--init-teacher` is stage 1's `--out`): `{record['command']}`"]
-    return [f"- reproduce the teacher: `{record['command']}`"]
+    stage1 = record.get("stage1")
+    lines = [f"- train soup member {i + 1}: `{m['command']}`" for i, m in enumerate((stage1 or record).get("members", []))]
+    soup = ", the soup of the members" if lines else ""
+    if stage1:
+        return lines + [f"- reproduce the teacher, stage 1 (layers below l, R_l{soup}): `{stage1['command']}`",
+                        f"- then stage 2 (layers l.., the replies; `--init-teacher` is stage 1's `--out`): `{record['command']}`"]
+    return lines + [f"- reproduce the teacher{soup}: `{record['command']}`"]

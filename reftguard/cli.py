@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "scan": ("reftguard.clients.scan.cli", "scan", "Split a dataset (JSONL/CSV/Parquet/HF) into allowed/flagged/errors with a report; resumable."),
     "review": ("reftguard.clients.review.cli", "review", "Walk the flagged items of a scan: keep or release each (terminal UI), send Feedback, --apply."),
     "train-teacher": ("reftguard.train_commands", "train_teacher", "Train a ReFT teacher (SFT + refusal-feature regulariser) -> teacher dir."),
+    "soup-teacher": ("reftguard.train_commands", "soup_teacher", "Average stage-1 ReFT teachers of one recipe (other seeds) into one teacher (a weight soup) -> teacher dir."),
     "make-data": ("reftguard.train_commands", "make_data", "Write a poisoned user task, alignment data and held-out sets for distill / pipeline."),
     "distill": ("reftguard.train_commands", "distill", "Finetune a student on user data with alignment distillation to the teacher."),
     "evaluate-model": ("reftguard.train_commands", "evaluate_model", "Harmful Score and Finetuning Accuracy of a (finetuned) model."),

@@ -79,6 +79,23 @@ def train_teacher(ns) -> int:
     return 0
 
 
+def soup_teacher_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.training.soup import SoupConfig
+
+    add_dataclass_args(p, SoupConfig, group="soup-teacher")
+
+
+def soup_teacher(ns) -> int:
+    from reftguard.training.soup import SoupConfig, soup_teacher
+
+    cfg = from_args(SoupConfig, ns)
+    t = soup_teacher(cfg, command=command_line(cfg, name="soup-teacher"))
+    print(f"soup of {len(cfg.members)} teachers written to {cfg.out}: adapter rank {t.record['soup']['rank']}, "
+          f"R_l cosine to the members' {', '.join(f'{c:.3f}' for c in t.record['cos_to_members_r_l'])}")
+    print(f"next: reftguard export --teacher {cfg.out} --out BUNDLE, or stage 2 with --init-teacher {cfg.out}")
+    return 0
+
+
 def _quick_flag(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--quick", action="store_true", help=f"{what}; options you set to non-default values still win.")
 

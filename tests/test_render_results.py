@@ -110,3 +110,17 @@ def test_check_reports_a_stale_doc(tmp_path, monkeypatch):
     assert len(diffs) == 1 and "docs/x.md" in diffs[0] and "+| guard-dev | 1,234 | 0.997 | 0.900 |" in diffs[0]
     doc.write_text(rr.render_text(doc.read_text(), root=tmp_path))
     assert rr.check(tmp_path) == []
+
+
+def test_a_soup_stage1_renders_each_member_the_soup_and_stage2():
+    member = "reftguard train-teacher --data d.jsonl --out runs/tC --steps 200"
+    teacher = {"layer": 16, "model": "packaged:smollm2", "record": {
+        "command": "reftguard train-teacher --out runs/s2 --reg-weight 0.0 --init-teacher runs/soup",
+        "stage1": {"command": "reftguard soup-teacher --members runs/tC,runs/tH --out runs/soup --rank 8", "members": [
+            {"command": member, "seconds": 1920, "refreshes": 10, "holdout_at_layer": {"auroc": 0.9956, "recall_at_1pct_fpr": 0.97, "n": 200}},
+            {"command": member.replace("runs/tC", "runs/tH") + " --seed 1", "seconds": 1860, "refreshes": 10, "holdout_at_layer": None}]}}}
+    out = rr.render_default_teacher(teacher, [])
+    assert "--out member1 --steps 200" in out and "--out member2 --steps 200 --seed 1" in out
+    assert "reftguard soup-teacher --members member1,member2 --out stage1 --rank 8" in out
+    assert "--init-teacher stage1" in out and "runs/" not in out  # no run directories of this machine
+    assert "| 1 | 0 | 0.996 | 0.970 | 200 | 10 | 32 min |" in out and "| 2 | 1 | - | - |" in out

@@ -570,10 +570,12 @@ def save_teacher(cfg: TrainConfig, command: str, out: Path, t, d: TeacherData, l
     }
     if init:
         record["stage1"] = {"command": init.record.get("command", ""), "data_hash": init.record.get("data_hash"), "seconds": init.record.get("seconds"),
-                            "holdout_at_layer": init.record.get("holdout_at_layer"), "refreshes": init.record.get("refreshes"),
-                            "log": STAGE1_LOG_FILE}
+                            "holdout_at_layer": init.record.get("holdout_at_layer"), "refreshes": init.record.get("refreshes")}
+        if init.record.get("members"):  # a soup-teacher stage 1: the runs it averages reproduce it
+            record["stage1"]["members"] = init.record["members"]
         if (init.root / LOG_FILE).is_file():  # the guard's own training curve lives in stage 1's log
             (out / STAGE1_LOG_FILE).write_text((init.root / LOG_FILE).read_text())
+            record["stage1"]["log"] = STAGE1_LOG_FILE
     teacher = Teacher(
         model=model_ref, layer=layer, hidden_size=int(t.base.config.hidden_size), num_layers=int(t.base.config.num_hidden_layers),
         prompt_format=d.fmt, max_tokens=cfg.max_tokens, refusal_feature=r, center=c, center_kind=cfg.center, kind="reft", adapter=adapter,
