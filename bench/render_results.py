@@ -479,7 +479,7 @@ def render_default_bundle(summary: dict, select: dict) -> str:
                              ("teacher: refusal rate, 50 harmful guard-dev prompts (higher is better)", "refusal_rate_guard_dev_harmful", "")):
         rows.append([label, goal] + [f3(teachers[select["shipped"][n]].get(key)) for n in names])
     rows.append(["served threshold", ""] + [fmt(summary[n]["threshold"], 4) for n in names])
-    return md_table(["figure", "goal", *[f"{n} bundle" if n in ("old", "new") else f"{n} bundle (previous)" for n in names]], rows)
+    return md_table(["figure", "goal", *[f"{n} bundle" for n in names]], rows)
 
 
 @register("window_tail", ["bench/results/window_tail.json"])
@@ -502,11 +502,12 @@ def render_teacher_select(select: dict) -> str:
     rows = []
     for name, t in select["teachers"].items():
         cells = [f"{f3(t['files'][f]['auroc'])} / {f3(t['files'][f]['recall_at_1pct_fpr'])}" for f in files]
-        rows.append([name, *cells, f3(t["files"]["contrast-dev.jsonl"].get("hard_negative_flag_rate_at_recall_0.90")),
+        mean = sum(t["files"][f]["auroc"] for f in files) / len(files)  # the soup's selection figure (docs/training.md)
+        rows.append([name, *cells, fmt(mean, 4), f3(t["files"]["contrast-dev.jsonl"].get("hard_negative_flag_rate_at_recall_0.90")),
                      f3(t["refusal_rate_guard_dev_benign"]), f3(t["refusal_rate_contrast_dev_benign"]),
                      f3(t.get("refusal_rate_guard_dev_benign_51_100")), f3(t.get("refusal_rate_train_heldout_chat_benign")),
                      f3(t["refusal_rate_guard_dev_harmful"])])
-    return md_table(["teacher", *[f"{f} AUROC / R@1%" for f in files], "contrast benign flagged at recall 0.90",
+    return md_table(["teacher", *[f"{f} AUROC / R@1%" for f in files], "mean AUROC", "contrast benign flagged at recall 0.90",
                      "refusal, guard-dev benign ↓", "refusal, contrast benign ↓", "refusal, guard-dev benign 51-100 ↓",
                      "refusal, held-back training chat ↓", "refusal, guard-dev harmful ↑"], rows)
 
