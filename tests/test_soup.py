@@ -53,6 +53,7 @@ def test_soup_teacher_averages_the_members_and_builds_on(tiny_llama, data_dir, t
     data = [str(data_dir / "train.jsonl")]
     with pytest.raises(ValueError, match="data hash differs"):
         soup_teacher(SoupConfig(members=members, out=str(tmp_path / "x"), data=[str(data_dir / "dev.jsonl")]))
+    assert not (tmp_path / "x").exists()  # refused before anything is written
     soup = soup_teacher(SoupConfig(members=members, out=str(tmp_path / "soup"), data=data), command="reftguard soup-teacher ...")
     meta = json.loads((tmp_path / "soup" / "adapter" / "adapter_config.json").read_text())
     assert (meta["r"], meta["lora_alpha"]) == (8, 32.0)  # two rank-4 members, scaling alpha / r kept

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -104,11 +104,16 @@ def soup_teacher(cfg: SoupConfig, command: str = ""):
     first member's final-feature subset) and return it."""
     from safetensors.torch import load_file, save_file
 
-    from reftguard.data import data_hash
+    from reftguard.data import data_hash, load_labeled
     from reftguard.features import refusal_feature
     from reftguard.training.teacher_train import TeacherData, TrainConfig, balanced_subset, class_cosines, layer_states
 
     ts, meta = load_members(cfg.members)
+    known = TrainConfig.__dataclass_fields__
+    tcfg = TrainConfig(**{k: v for k, v in ts[0].record["config"].items() if k in known and k != "init_teacher"})
+    tcfg.data = list(cfg.data or tcfg.data)
+    if data_hash(load_labeled(tcfg.data)) != ts[0].record.get("data_hash"):  # before anything is written
+        raise ValueError(f"--data {','.join(map(str, tcfg.data))} is not the data the members were trained on (data hash differs)")
     weights = soup_lora([load_file(str(t.root / t.adapter / WEIGHTS)) for t in ts], cfg.rank)
     out = Path(cfg.out)
     adir = out / "adapter"
@@ -120,16 +125,9 @@ def soup_teacher(cfg: SoupConfig, command: str = ""):
     (adir / ADAPTER_CONFIG).write_text(json.dumps(meta | {"r": r, "lora_alpha": r * float(meta["lora_alpha"]) / meta["r"]}, indent=2) + "\n")
     save_file(weights, str(adir / WEIGHTS))
 
-    member_r = [t.refusal_feature for t in ts]
-    soup = ts[0]
-    soup.root, soup.adapter = out, "adapter"
+    soup = replace(ts[0], root=out, adapter="adapter")  # the first member's model, layer and prompt reading
     lm, tok = soup.load_model()
-    known = TrainConfig.__dataclass_fields__
-    tcfg = TrainConfig(**{k: v for k, v in ts[0].record["config"].items() if k in known and k != "init_teacher"})
-    tcfg.data = list(cfg.data or tcfg.data)
     d = TeacherData.load(tcfg, out, tok)  # also writes the tokenizer the way train-teacher does
-    if data_hash(d.prompts) != ts[0].record.get("data_hash"):
-        raise ValueError(f"--data {','.join(map(str, tcfg.data))} is not the data the members were trained on (data hash differs)")
     idx = balanced_subset(d.fit_idx, d.y, tcfg.final_size, tcfg.seed, d.hard, tcfg.hard_negative_share)
     h = layer_states(lm, d.rows(idx), soup.layer, cfg.batch_size, d.pad)
     soup.refusal_feature, soup.center = refusal_feature(h, d.y[idx], soup.center_kind)
@@ -146,7 +144,7 @@ def soup_teacher(cfg: SoupConfig, command: str = ""):
         "final_feature_on": f"{len(idx)} fit-split prompts of the first member's split",
         "harmful_cos": cosines[0],
         "benign_cos": cosines[1],
-        "cos_to_members_r_l": [float(np.dot(soup.refusal_feature, m) / (np.linalg.norm(soup.refusal_feature) * np.linalg.norm(m))) for m in member_r],
+        "cos_to_members_r_l": [float(np.dot(soup.refusal_feature, m) / (np.linalg.norm(soup.refusal_feature) * np.linalg.norm(m))) for m in (t.refusal_feature for t in ts)],
         "soup_config": {k: portable(v) for k, v in asdict(cfg).items()},
     }
     soup.save(out)
