@@ -359,6 +359,7 @@ register("teacher_vs_zero_handwritten", ["bench/results/table_handwritten.json"]
 
 
 DEFAULT_TEACHER = ROOT / "reftguard" / "data" / "default_teacher"
+STAGE2_INTRO = "Stage 2 (new LoRA on layers l and above, SFT only: the replies; every guard score stays stage 1's):"
 
 
 def _steps(command: str) -> str:
@@ -386,10 +387,10 @@ def render_default_teacher(teacher: dict, log: list[dict]) -> str:
     cfg = rec.get("config", {})
     command = re.sub(r"--out \S+", "--out teacher", rec.get("command", ""))
     stage1 = rec.get("stage1")
+    command = re.sub(r"--init-teacher \S+", "--init-teacher stage1", command)  # a stage-2 teacher builds on stage 1's --out
     if stage1 and stage1.get("members"):
         return _render_soup_teacher(teacher, stage1, command)
     if stage1:  # a stage-2 teacher: its guard (and the curve worth showing) comes from stage 1
-        command = re.sub(r"--init-teacher \S+", "--init-teacher stage1", command)
         log = load(DEFAULT_TEACHER / stage1["log"])
         cfg = cfg | {"steps": f"{_steps(stage1['command'])} + {cfg.get('steps')} (stage 2)"}
     rows = []
@@ -405,7 +406,7 @@ def render_default_teacher(teacher: dict, log: list[dict]) -> str:
     if stage1:
         lines = (["Stage 1 (layers below l: the guard and its R_l):", "", "```bash",
                   _wrap_command(re.sub(r"--out \S+", "--out stage1", stage1["command"])), "```", "",
-                  "Stage 2 (new LoRA on layers l and above, SFT only: the replies; every guard score stays stage 1's):", ""] + lines)
+                  STAGE2_INTRO, ""] + lines)
     lines += [f"Layer {teacher['layer']} of {teacher['model']}, {cfg.get('steps')} steps, "
               + ("full finetune" if cfg.get("full_finetune") else f"LoRA rank {cfg.get('lora_rank')}")
               + f", R_l refreshed {(stage1 or rec).get('refreshes')} times. From {whose} `train_log.jsonl`: AUROC and recall at 1% FPR on the "
@@ -416,7 +417,7 @@ def render_default_teacher(teacher: dict, log: list[dict]) -> str:
 
 
 def _render_soup_teacher(teacher: dict, stage1: dict, command: str) -> str:
-    """A stage-2 teacher whose stage 1 is a weight soup: the members' commands, the soup's, stage 2's, and
+    """A stage-2 teacher (`command`, already portable) whose stage 1 is a weight soup: the members' commands, the soup's, stage 2's, and
     each member's figures on its own held-back split (a soup has no training curve of its own)."""
     members = stage1["members"]
     rows = []
@@ -429,8 +430,8 @@ def _render_soup_teacher(teacher: dict, stage1: dict, command: str) -> str:
     soup_cmd = re.sub(r"--members \S+", "--members " + ",".join(f"member{i + 1}" for i in range(len(members))), stage1["command"])
     lines = [f"Stage 1 (layers below l: the guard and its R_l) is a weight soup of {len(members)} runs of one recipe with other seeds:",
              "", "```bash", *member_cmds, _wrap_command(re.sub(r"--out \S+", "--out stage1", soup_cmd)), "```", "",
-             "Stage 2 (new LoRA on layers l and above, SFT only: the replies; every guard score stays stage 1's):", "",
-             "```bash", _wrap_command(re.sub(r"--init-teacher \S+", "--init-teacher stage1", command)), "```", "",
+             STAGE2_INTRO, "",
+             "```bash", _wrap_command(command), "```", "",
              f"Layer {teacher['layer']} of {teacher['model']}. Each member on the held-back split of the training files that its own "
              "seed drew (the soup has no split of its own: the members' splits differ), from the members' records:", "",
              md_table(["member", "seed", "held-back AUROC", "recall@1%FPR", "n", "R_l refreshes", "wall time"], rows)]

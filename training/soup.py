@@ -59,7 +59,7 @@ def soup_lora(members: list[dict], rank: int = 0) -> dict:
             out[key] = torch.cat([m[key] for m in members], 1) / k  # [out, k r]
         else:
             raise ValueError(f"{key}: only LoRA A/B weights can be averaged this way")
-    if rank and rank < next(v.shape[0] for key, v in out.items() if "lora_A" in key):
+    if rank and rank < lora_rank(out):
         for key in [key for key in out if "lora_A" in key]:
             kb = key.replace("lora_A", "lora_B")
             a, b = out[key].double(), out[kb].double()
@@ -70,6 +70,11 @@ def soup_lora(members: list[dict], rank: int = 0) -> dict:
             out[kb] = ((qb @ u[:, :rank]) * root).to(members[0][kb].dtype).contiguous()
             out[key] = (root[:, None] * (vh[:rank] @ qa.T)).to(members[0][key].dtype).contiguous()
     return out
+
+
+def lora_rank(state: dict) -> int:
+    """The rank of a LoRA state dict (the rows of its A matrices)."""
+    return next(v.shape[0] for key, v in state.items() if "lora_A" in key)
 
 
 def load_members(dirs: list[str]):
@@ -106,7 +111,7 @@ def soup_teacher(cfg: SoupConfig, command: str = ""):
 
     from reftguard.data import data_hash, load_labeled
     from reftguard.features import refusal_feature
-    from reftguard.training.teacher_train import TeacherData, TrainConfig, balanced_subset, class_cosines, layer_states
+    from reftguard.training.teacher_train import TeacherData, TrainConfig, class_cosines, final_states
 
     ts, meta = load_members(cfg.members)
     known = TrainConfig.__dataclass_fields__
@@ -121,17 +126,16 @@ def soup_teacher(cfg: SoupConfig, command: str = ""):
     for f in (ts[0].root / ts[0].adapter).iterdir():  # README and anything else peft wrote
         if f.name not in (WEIGHTS, ADAPTER_CONFIG):
             shutil.copy(f, adir / f.name)
-    r = next(v.shape[0] for key, v in weights.items() if "lora_A" in key)
+    r = lora_rank(weights)
     (adir / ADAPTER_CONFIG).write_text(json.dumps(meta | {"r": r, "lora_alpha": r * float(meta["lora_alpha"]) / meta["r"]}, indent=2) + "\n")
     save_file(weights, str(adir / WEIGHTS))
 
     soup = replace(ts[0], root=out, adapter="adapter")  # the first member's model, layer and prompt reading
     lm, tok = soup.load_model()
     d = TeacherData.load(tcfg, out, tok)  # also writes the tokenizer the way train-teacher does
-    idx = balanced_subset(d.fit_idx, d.y, tcfg.final_size, tcfg.seed, d.hard, tcfg.hard_negative_share)
-    h = layer_states(lm, d.rows(idx), soup.layer, cfg.batch_size, d.pad)
-    soup.refusal_feature, soup.center = refusal_feature(h, d.y[idx], soup.center_kind)
-    cosines = class_cosines(h, d.y[idx], soup.refusal_feature, soup.center)
+    h, y = final_states(lm, d, tcfg, soup.layer, cfg.batch_size)
+    soup.refusal_feature, soup.center = refusal_feature(h, y, soup.center_kind)
+    cosines = class_cosines(h, y, soup.refusal_feature, soup.center)
     soup.record = {
         "method": f"uniform weight soup of {len(ts)} ReFT teachers (same recipe, other seeds)",
         "command": command,
@@ -141,7 +145,7 @@ def soup_teacher(cfg: SoupConfig, command: str = ""):
         "soup": {"rank": r, "exact": not cfg.rank or r == len(ts) * meta["r"]},
         "members": [{"command": t.record.get("command", ""), "seconds": t.record.get("seconds"), "holdout_at_layer": t.record.get("holdout_at_layer"),
                      "refreshes": t.record.get("refreshes")} for t in ts],
-        "final_feature_on": f"{len(idx)} fit-split prompts of the first member's split",
+        "final_feature_on": f"{len(y)} fit-split prompts of the first member's split",
         "harmful_cos": cosines[0],
         "benign_cos": cosines[1],
         "cos_to_members_r_l": [float(np.dot(soup.refusal_feature, m) / (np.linalg.norm(soup.refusal_feature) * np.linalg.norm(m))) for m in (t.refusal_feature for t in ts)],

@@ -531,6 +531,13 @@ def freeze_stage1(t, init, cfg: TrainConfig) -> None:
     t.opt = torch.optim.AdamW(t.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def final_states(model, d: TeacherData, cfg: TrainConfig, layer: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Layer-l states and labels of the balanced fit-split subset (cfg.final_size prompts) that a finished
+    teacher's R_l and centre are estimated on."""
+    idx = balanced_subset(d.fit_idx, d.y, cfg.final_size, cfg.seed, d.hard, cfg.hard_negative_share)
+    return layer_states(model, d.rows(idx), layer, batch_size, d.pad), d.y[idx]
+
+
 def save_teacher(cfg: TrainConfig, command: str, out: Path, t, d: TeacherData, layer: int, table, state: FeatureState, run: RunLog,
                  n_sft_pairs: int, init=None):
     """Adapter (or model), R_l re-estimated on the shipped weights (stage 2: the stage-1 R_l, whose
@@ -538,8 +545,7 @@ def save_teacher(cfg: TrainConfig, command: str, out: Path, t, d: TeacherData, l
     from reftguard.modeling.teacher import Teacher
 
     model_ref, adapter = save_trainable(t, cfg, out, cfg.model)  # R_l below is measured on exactly the shipped weights
-    final_idx = balanced_subset(d.fit_idx, d.y, cfg.final_size, cfg.seed, d.hard, cfg.hard_negative_share)
-    h_final, y_final = layer_states(t.base, d.rows(final_idx), layer, cfg.batch_size, d.pad), d.y[final_idx]
+    h_final, y_final = final_states(t.base, d, cfg, layer, cfg.batch_size)
     r, c = (init.refusal_feature, init.center) if init else refusal_feature(h_final, y_final, cfg.center)
     stats = dict(zip(("harmful_cos", "benign_cos"), class_cosines(h_final, y_final, r, c)))
     final_state = FeatureState(r, c, 0.0, state.refreshes, state.last_drift)
@@ -563,7 +569,7 @@ def save_teacher(cfg: TrainConfig, command: str, out: Path, t, d: TeacherData, l
         "refreshes": state.refreshes,
         "n_sft_pairs": n_sft_pairs,
         "holdout_at_layer": held,
-        "final_feature_on": f"{len(final_idx)} fit-split prompts" if not init else "the stage-1 teacher (layers below l frozen)",
+        "final_feature_on": f"{len(y_final)} fit-split prompts" if not init else "the stage-1 teacher (layers below l frozen)",
         "seconds": seconds,
         "log": LOG_FILE,
         "plot": PLOT_FILE,
