@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 from reftguard.data import DEV_FILES, TRAIN_FILES, iter_jsonl, packaged  # noqa: E402
 
-FORBIDDEN = set(TRAIN_FILES) | {"contrast-train.jsonl"}
+FORBIDDEN = set(TRAIN_FILES) | {"contrast-train.jsonl", "contrast-train-extra.jsonl"}
 KEYS = ("id", "text", "label", "source", "kind", "category", "parent_id")
 CHARS_PER_TOKEN = 3.5
 

@@ -31,12 +31,16 @@ def _read(name):
 
 @pytest.fixture(scope="module")
 def split():
-    return _read("contrast-train.jsonl"), _read("contrast-dev.jsonl")
+    return _read("contrast-train.jsonl") + _read("contrast-train-extra.jsonl"), _read("contrast-dev.jsonl")
 
 
 def test_committed_files_match_rebuild(builder, split):
     train, dev = builder.build()
-    assert builder.dumps(train) == (DATA / "contrast-train.jsonl").read_text(encoding="utf-8")
+    files = builder.split_train_files(train)
+    assert list(files) == ["contrast-train.jsonl", "contrast-train-extra.jsonl"]
+    for name, text in files.items():
+        assert text == (DATA / name).read_text(encoding="utf-8")
+    assert builder.dumps(train) == "".join(files.values())
     assert builder.dumps(dev) == (DATA / "contrast-dev.jsonl").read_text(encoding="utf-8")
     assert builder.main(["--check"]) == 0
     assert builder.validate(train, dev) == []
@@ -77,6 +81,18 @@ def test_counts_and_split(split):
         assert {r["label"] for r in train + dev if r["group"] == g} == {"benign", "harmful"}
     n_groups = len({r["group"] for r in train + dev})
     assert 0.15 <= len({r["group"] for r in dev}) / n_groups <= 0.35
+
+
+def test_train_only_groups_stay_in_train_and_move_nothing(builder, split, monkeypatch):
+    train, dev = split
+    extra = {g["group"] for g in builder.parse_groups(builder.TRAIN_ONLY_GROUPS)}
+    assert extra and extra <= {r["group"] for r in train}
+    assert not extra & {r["group"] for r in dev}
+    # without them the build gives the same dev file and the same train rows minus theirs, in the same order
+    monkeypatch.setattr(builder, "TRAIN_ONLY_GROUPS", "")
+    base_train, base_dev = builder.build()
+    assert base_dev == dev
+    assert base_train == [r for r in train if r["group"] not in extra]
 
 
 def test_no_near_duplicates(builder, split):
