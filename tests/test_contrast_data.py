@@ -59,7 +59,7 @@ def test_schema_and_loader(builder, split):
         assert r["text"].strip()
     ids = [r["id"] for r in train + dev]
     assert len(ids) == len(set(ids))
-    loaded = load_labeled([DATA / "contrast-train.jsonl", DATA / "contrast-dev.jsonl"])
+    loaded = load_labeled([DATA / "contrast-train.jsonl", DATA / "contrast-train-extra.jsonl", DATA / "contrast-dev.jsonl"])
     assert len(loaded) == len(ids)
     assert {p.kind for p in loaded} == {"hard_negative", "contrast_harmful"}
 
