@@ -95,6 +95,7 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default="runs/teacher_select", help="Per-teacher results are cached here (keyed by name and dir).")
     p.add_argument("--reply-tokens", type=int, default=48)
     p.add_argument("--helpful-n", type=int, default=50)
+    p.add_argument("--merge", action="store_true", help="Keep the rows of --out's teachers that this run does not score (their directories may be gone); the named ones are scored and replace theirs.")
     p.add_argument("--shipped", default="", help="ROLE=NAME,... which teacher each bundle ships (e.g. old=old,new=tB), for the docs table.")
     ns = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -112,6 +113,10 @@ def main(argv=None) -> int:
         "train_heldout_chat_benign": held_back_chat(ns.helpful_n),
     }
     results = {"selection_split": "calib", "teachers": {}, "shipped": dict(kv.split("=", 1) for kv in ns.shipped.split(",") if kv)}
+    if ns.merge and Path(ns.out).is_file():
+        kept = json.loads(Path(ns.out).read_text())
+        results["teachers"] = kept["teachers"]
+        results["shipped"] = results["shipped"] or kept.get("shipped", {})
     for spec in ns.teacher:
         name, _, d = spec.partition("=")
         t0 = time.time()
