@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Build the contrast data set: benign prompts that only *sound* unsafe, grouped with harmful contrasts.
 
-Writes ``reftguard/data/contrast-train.jsonl`` and ``reftguard/data/contrast-dev.jsonl`` deterministically
+Writes ``reftguard/data/contrast-train.jsonl``, ``contrast-train-extra.jsonl`` (the train-only groups) and
+``reftguard/data/contrast-dev.jsonl`` deterministically
 (stdlib only, fixed seed; two runs give byte-identical files).  ``--check`` rebuilds in memory and exits 1
 if the committed files differ.
 
@@ -1324,13 +1325,14 @@ def load_other_texts(data_dir: Path = DATA_DIR, names: tuple[str, ...] = OTHER_F
     return rows
 
 
+def train_only_ids() -> set[str]:
+    return {g["group"] for g in parse_groups(TRAIN_ONLY_GROUPS)}
+
+
 def build(seed: int = SEED, data_dir: Path = DATA_DIR) -> tuple[list[dict], list[dict]]:
     """(train_rows, dev_rows).  Raises SystemExit if a row collides with the other data files."""
-    split_groups = parse_groups()
-    groups = split_groups + parse_groups(TRAIN_ONLY_GROUPS)
-    dup = sorted({g["group"] for g in split_groups} & {g["group"] for g in groups[len(split_groups):]})
-    if dup:
-        raise SystemExit(f"duplicate group ids: {dup}")
+    groups = parse_groups(GROUPS + TRAIN_ONLY_GROUPS)  # one parse: a group id may not repeat across the two
+    train_only = train_only_ids()
     other = NearDupIndex(min_words=5)
     other_ids = []
     for oid, text in load_other_texts(data_dir):
@@ -1354,7 +1356,9 @@ def build(seed: int = SEED, data_dir: Path = DATA_DIR) -> tuple[list[dict], list
 
     # split by group, stratified by category
     by_cat: dict[str, list[str]] = defaultdict(list)
-    for g in split_groups:
+    for g in groups:
+        if g["group"] in train_only:
+            continue
         by_cat[g["category"]].append(g["group"])
     rng = random.Random(seed)
     dev_groups: set[str] = set()
@@ -1441,7 +1445,7 @@ def split_train_files(train: list[dict]) -> dict[str, str]:
     """File name -> text: rows of the split groups, then the train-only groups' rows in their own file, so
     that teachers trained on the first file alone stay reproducible (and the two files read in this order
     are `train` again, row for row)."""
-    extra = {g["group"] for g in parse_groups(TRAIN_ONLY_GROUPS)}
+    extra = train_only_ids()
     return {TRAIN_NAME: dumps([r for r in train if r["group"] not in extra]),
             EXTRA_TRAIN_NAME: dumps([r for r in train if r["group"] in extra])}
 

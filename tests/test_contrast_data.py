@@ -85,7 +85,7 @@ def test_counts_and_split(split):
 
 def test_train_only_groups_stay_in_train_and_move_nothing(builder, split, monkeypatch):
     train, dev = split
-    extra = {g["group"] for g in builder.parse_groups(builder.TRAIN_ONLY_GROUPS)}
+    extra = builder.train_only_ids()
     assert extra and extra <= {r["group"] for r in train}
     assert not extra & {r["group"] for r in dev}
     # without them the build gives the same dev file and the same train rows minus theirs, in the same order
