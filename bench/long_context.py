@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reftguard.data import DEV_FILES, TRAIN_FILES, iter_jsonl, packaged  # noqa: E402
+from reftguard.data import DEV_FILES, PACKAGED_TRAIN_FILES, iter_jsonl, packaged  # noqa: E402
 
-FORBIDDEN = set(TRAIN_FILES) | {"contrast-train.jsonl", "contrast-train-extra.jsonl"}
+FORBIDDEN = set(PACKAGED_TRAIN_FILES)
 KEYS = ("id", "text", "label", "source", "kind", "category", "parent_id")
 CHARS_PER_TOKEN = 3.5
 

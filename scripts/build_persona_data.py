@@ -23,13 +23,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_contrast_data import DATA_DIR, DEV_NAME, EXTRA_TRAIN_NAME, TRAIN_NAME, NearDupIndex, load_other_texts  # noqa: E402
-from build_contrast_data import OTHER_FILES as CONTRAST_OTHER_FILES  # noqa: E402
+from build_contrast_data import DATA_DIR, NearDupIndex, load_other_texts  # noqa: E402
 
+from reftguard.data import CALIBRATION_FILES, PACKAGED_TRAIN_FILES  # noqa: E402
 from reftguard.training.judge import is_refusal  # noqa: E402
 
 OUT_NAME = "persona-train.jsonl"
-OTHER_FILES = CONTRAST_OTHER_FILES + (TRAIN_NAME, EXTRA_TRAIN_NAME, DEV_NAME)  # every other packaged data file
+OTHER_FILES = tuple(f for f in PACKAGED_TRAIN_FILES + CALIBRATION_FILES if f != OUT_NAME)  # every other packaged data file
 KEYS = ("id", "text", "label", "source", "kind", "category", "reply")
 
 # topic -> (questions, reply). One reply per topic: short (the teacher's SFT targets are cut at 32 tokens),

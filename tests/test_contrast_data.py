@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from reftguard.data import DEV_FILES, TRAIN_FILES, load_labeled
+from reftguard.data import CALIBRATION_FILES, DEV_FILES, PACKAGED_TRAIN_FILES, TRAIN_FILES, load_labeled
 from tests.conftest import ROOT
 from tests.conftest import load_file_module as _module
 
@@ -159,6 +159,11 @@ def test_long_context_tokenizer_and_dev_only(lc):
         lc.build_long_context(n=2, harmful_files=["guard-train.jsonl"])
     with pytest.raises(ValueError):
         lc.build_long_context(n=2, benign_files=["contrast-train.jsonl"])
+    with pytest.raises(ValueError):
+        lc.build_long_context(n=2, benign_files=["contrast-train-extra.jsonl"])
+    # every packaged data file is either a training file (refused above) or a calibration (dev) file
+    packaged_files = {p.name for p in DATA.glob("*.jsonl")}
+    assert packaged_files == set(PACKAGED_TRAIN_FILES) | set(CALIBRATION_FILES)
 
 
 def test_persona_set_is_fresh_and_keeps_its_rules():

@@ -19,6 +19,9 @@ DEV_FILES = ("guard-dev.jsonl", "handwritten-dev.jsonl")
 # this project); its dev half joins the files the default threshold is calibrated (and reported) on.
 TEACHER_TRAIN_FILES = TRAIN_FILES + ("contrast-train.jsonl",)
 CALIBRATION_FILES = DEV_FILES + ("contrast-dev.jsonl",)
+# Every packaged file some teacher trains on (each packaged file is this or a calibration file): evaluation
+# sets built from dev prompts refuse these.
+PACKAGED_TRAIN_FILES = TEACHER_TRAIN_FILES + ("contrast-train-extra.jsonl", "persona-train.jsonl")
 
 
 class DataError(ValueError):
