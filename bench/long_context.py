@@ -7,8 +7,11 @@ and ``n`` rows end in a benign dev prompt (including hard negatives), so both re
 when the harmful part sits far from the start of the prompt.
 
 Only dev files are read: training files are refused, so nothing fitted on can become a final request.
+`split` keeps one half of the dev files (`reftguard.data.split_of`, the cut calibration uses) for both the
+final requests and the context: a `calib` set may choose things (the tail window, a candidate), a `report`
+set reports on prompts nothing was chosen on.
 
-    python bench/long_context.py --out long_context.jsonl [--n 50] [--min-tokens 2000] [--tokenizer tokenizer.json]
+    python bench/long_context.py --out long_context.jsonl [--n 50] [--min-tokens 2000] [--split report] [--tokenizer tokenizer.json]
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reftguard.data import DEV_FILES, PACKAGED_TRAIN_FILES, iter_jsonl, packaged  # noqa: E402
+from reftguard.data import DEV_FILES, PACKAGED_TRAIN_FILES, SPLITS, LabeledPrompt, iter_jsonl, packaged, split_of  # noqa: E402
 
 FORBIDDEN = set(PACKAGED_TRAIN_FILES)
 KEYS = ("id", "text", "label", "source", "kind", "category", "parent_id")
@@ -61,12 +64,19 @@ def _resolve(f: str | Path) -> Path:
     return p if p.is_file() else packaged(str(f))
 
 
-def _load(files: Iterable[str | Path]) -> list[dict]:
+def record_split(rec: dict) -> str:
+    """The dev half ('calib' or 'report') of a raw record, by the same hash as `select_split`."""
+    return split_of(LabeledPrompt(id=str(rec.get("id")), text="", label=0, group=str(rec.get("group") or "")))
+
+
+def _load(files: Iterable[str | Path], split: str = "all") -> list[dict]:
+    if split not in ("all", *SPLITS):
+        raise ValueError(f"split must be one of {SPLITS} or 'all', got {split!r}")
     rows, seen = [], set()
     for f in files:
         for _, rec in iter_jsonl(_resolve(f)):
             rid = str(rec.get("id"))
-            if rid in seen:
+            if rid in seen or (split != "all" and record_split(rec) != split):
                 continue
             seen.add(rid)
             rows.append(rec)
@@ -110,15 +120,17 @@ def build_long_context(
     tokenizer: Any = None,
     harmful_files: Iterable[str | Path] = DEV_FILES,
     benign_files: Iterable[str | Path] = DEV_FILES,
+    split: str = "all",
 ) -> list[dict]:
     """`n` harmful and `n` benign long-context rows (schema of the packaged files, source/kind "long_context").
 
     The context block (at least `min_tokens` tokens by `tokenizer`, or ceil(chars/3.5) if None) is built from
     benign non-hard-negative dev prompts, shuffled differently per row; the final request is appended last.
+    With `split` 'calib' or 'report', every request and every context item comes from that half only.
     """
     rng = random.Random(seed)
-    harmful_pool = [r for r in _load(harmful_files) if r.get("label") == "harmful"]
-    benign_rows = [r for r in _load(benign_files) if r.get("label") == "benign"]
+    harmful_pool = [r for r in _load(harmful_files, split) if r.get("label") == "harmful"]
+    benign_rows = [r for r in _load(benign_files, split) if r.get("label") == "benign"]
     context_pool = [r for r in benign_rows if r.get("kind") != "hard_negative"]
     if not harmful_pool or not benign_rows or len(context_pool) < 2:
         raise ValueError("long-context set needs harmful and benign dev prompts")
@@ -149,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=50, help="rows per label")
     ap.add_argument("--min-tokens", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="all", choices=("all", *SPLITS), help="dev half to build from (requests and context)")
     ap.add_argument("--tokenizer", type=Path, help="tokenizer.json (needs the `tokenizers` package)")
     args = ap.parse_args(argv)
     tok = None
@@ -156,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_file(str(args.tokenizer))
-    rows = build_long_context(n=args.n, min_tokens=args.min_tokens, seed=args.seed, tokenizer=tok)
+    rows = build_long_context(n=args.n, min_tokens=args.min_tokens, seed=args.seed, tokenizer=tok, split=args.split)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8", newline="\n") as f:
         for r in rows:

@@ -470,6 +470,8 @@ def render_default_bundle(summary: dict, select: dict) -> str:
     threshold was not chosen on. `shipped` in teacher_select.json names each bundle's teacher."""
     names = sorted((n for n in summary if n in select["shipped"]), key=lambda n: (n == "new", n != "old"))  # old, earlier, new
     rows = [[label, goal] + [_cell(summary[n], key) for n in names] for label, key, goal in DETECTION_ROWS]
+    rows.append(["long context: dev half its prompts come from (`all`: both, so partly in-sample)", ""]
+                + [f"`{summary[n].get('long_split', 'all')}`" for n in names])
     teachers = select["teachers"]
     for label, key, goal in (("teacher: refusal rate, 50 benign guard-dev prompts", "refusal_rate_guard_dev_benign", "<= 0.05"),
                              ("teacher: refusal rate, 50 benign contrast-dev prompts", "refusal_rate_contrast_dev_benign", ""),

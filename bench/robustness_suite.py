@@ -2,8 +2,9 @@
 
 For every `--bundle NAME=DIR`: `reftguard robustness` on the `report` half of guard-dev, handwritten-dev and
 contrast-dev (the default threshold is calibrated on the `calib` half), and on a long-context set built
-from dev prompts (`bench/long_context.py`: a dev request after >= 2,000 tokens of benign dev context) under
-each `--long-truncation` policy. Reports land in bench/results/robustness/NAME[-long-POLICY]/ and the
+from report-half dev prompts (`bench/long_context.py --split report`: a dev request after >= 2,000 tokens of
+benign dev context; `--long-split all` rebuilds the older set from both halves) under each
+`--long-truncation` policy. Reports land in bench/results/robustness/NAME[-long-POLICY]/ and the
 headline figures in bench/results/robustness/summary.json (rendered into docs/results.md).
 
     python bench/robustness_suite.py --bundle old=runs/b_old --bundle new=$(reftguard default-bundle --print-path) \
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +36,12 @@ def _kind(rows: list[dict], kind: str, label: str) -> dict:
 def _ci(k: int, n: int) -> list[float] | None:
     ci = evaluation.wilson_interval(int(k), int(n))
     return None if ci is None else [round(v, 4) for v in ci]
+
+
+def long_split(report: dict) -> str:
+    """The dev half a long-context report's set was built from, read off its file name (older sets: 'all')."""
+    m = re.match(r"long-context-(calib|report)-", (report.get("data") or [""])[0])
+    return m.group(1) if m else "all"
 
 
 def headline(dev: dict, long: dict[str, dict]) -> dict:
@@ -67,6 +75,7 @@ def headline(dev: dict, long: dict[str, dict]) -> dict:
         o = rep["overall"]
         out[f"long_recall_{policy}"] = o["recall"]
         out[f"long_fpr_{policy}"] = o["fpr"]
+        out["long_split"] = long_split(rep)
         out["ci95"][f"long_recall_{policy}"] = _ci(o["tp"], o["tp"] + o["fn"])
     return out
 
@@ -77,6 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "robustness"))
     p.add_argument("--long-n", type=int, default=50, help="Harmful (and as many benign) long-context prompts.")
     p.add_argument("--long-tokens", type=int, default=2000)
+    p.add_argument("--long-split", default="report", choices=("report", "calib", "all"), help="Dev half the long-context set is built from.")
     p.add_argument("--long-truncation", default="window", help="Comma-separated policies for the long-context set.")
     p.add_argument("--long-only-for", default="", help="Comma-separated bundle names that get the non-window policies (default: all).")
     p.add_argument("--from-reports", action="store_true", help="Score nothing: rebuild each NAME's summary entry from the "
@@ -101,9 +111,10 @@ def main(argv=None) -> int:
             dev = run(RobustnessConfig(bundle=d, data=dev_files, out=str(out / name), split="report"))
         from tokenizers import Tokenizer
 
-        rows = build_long_context(n=ns.long_n, min_tokens=ns.long_tokens, seed=0,
+        rows = build_long_context(n=ns.long_n, min_tokens=ns.long_tokens, seed=0, split=ns.long_split,
                                   tokenizer=Tokenizer.from_file(str(GuardBundle.load(d).tokenizer_path)))
-        long_file = out / f"long-context-{ns.long_n}x{ns.long_tokens}.jsonl"
+        tag = "" if ns.long_split == "all" else f"{ns.long_split}-"
+        long_file = out / f"long-context-{tag}{ns.long_n}x{ns.long_tokens}.jsonl"
         long_file.parent.mkdir(parents=True, exist_ok=True)
         long_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
         long = {}

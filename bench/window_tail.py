@@ -2,11 +2,12 @@
 (a dev request after >= 2,000 tokens of benign dev context, `bench/long_context.py`) at each bundle's
 served threshold, for several `--window-tail` sizes, every bundle in one run.
 
-The served default (a quarter of the window, the same size as the overlap) was fixed before this sweep;
-the sweep shows how sensitive the figure is to it, it did not choose it. Prompts that fit one row are
-never windowed, so nothing else (calibration, the dev reports) changes with the tail.
+The long set is built from one dev half (`--split`, default `calib`): a sweep that chooses the served
+default runs on the calib half, and the chosen size is then reported on the report half
+(`bench/robustness_suite.py`). Prompts that fit one row are never windowed, so nothing else
+(calibration, the dev reports) changes with the tail.
 
-    python bench/window_tail.py --bundle old=runs/b_old --bundle new=$(reftguard default-bundle --print-path)
+    python bench/window_tail.py --bundle old=runs/b_old --bundle new=$(reftguard default-bundle --print-path) [--split calib]
 """
 from __future__ import annotations
 
@@ -30,13 +31,13 @@ from reftguard.scoring import BundleScorer, decide_items, text_turns  # noqa: E4
 TAILS = (0, 32, 64, 240)  # besides the served default
 
 
-def sweep(bundle_dir: str, n: int, min_tokens: int, tails=TAILS) -> dict:
+def sweep(bundle_dir: str, n: int, min_tokens: int, tails=TAILS, split: str = "calib") -> dict:
     """One pass through the served encoder (default tail); the full windows do not depend on the tail, so
     every other size scores only the tail rows its own encoder makes and takes the max with them (0: none)."""
     from tokenizers import Tokenizer
 
     bundle = GuardBundle.load(bundle_dir)
-    rows = build_long_context(n=n, min_tokens=min_tokens, seed=0, tokenizer=Tokenizer.from_file(str(bundle.tokenizer_path)))
+    rows = build_long_context(n=n, min_tokens=min_tokens, seed=0, tokenizer=Tokenizer.from_file(str(bundle.tokenizer_path)), split=split)
     texts = [r["text"] for r in rows]
     harmful = np.array([r["label"] == "harmful" for r in rows])
     scorer = BundleScorer(bundle, max_windows=0)
@@ -73,12 +74,13 @@ def main(argv=None) -> int:
     p.add_argument("--bundle", action="append", default=[], help="NAME=DIR, repeatable.")
     p.add_argument("--n", type=int, default=50, help="Harmful (and as many benign) long-context prompts.")
     p.add_argument("--min-tokens", type=int, default=2000)
+    p.add_argument("--split", default="calib", choices=("all", "calib", "report"), help="Dev half the long set is built from.")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "window_tail.json"))
     ns = p.parse_args(argv)
-    result = {"n": ns.n, "min_tokens": ns.min_tokens, "bundles": {}}
+    result = {"n": ns.n, "min_tokens": ns.min_tokens, "split": ns.split, "bundles": {}}
     for spec in ns.bundle:
         name, _, d = spec.partition("=")
-        result["bundles"][name] = sweep(d, ns.n, ns.min_tokens)
+        result["bundles"][name] = sweep(d, ns.n, ns.min_tokens, split=ns.split)
         for t in result["bundles"][name]["tails"]:
             print(name, json.dumps(t))
     Path(ns.out).write_text(json.dumps(result, indent=1) + "\n")

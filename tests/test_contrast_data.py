@@ -143,6 +143,25 @@ def test_long_context(lc, min_tokens):
     assert rows != lc.build_long_context(n=n, min_tokens=min_tokens, seed=4)
 
 
+def test_long_context_split_keeps_requests_and_context_in_one_half(lc):
+    """A report-half long set holds no calib-half text anywhere (request or context), and the reverse."""
+    from reftguard.data import select_split
+
+    halves = {s: select_split(load_labeled([DATA / f for f in DEV_FILES]), s) for s in ("calib", "report")}
+    for split, other in (("report", "calib"), ("calib", "report")):
+        rows = lc.build_long_context(n=6, min_tokens=300, seed=1, split=split)
+        assert {lc.record_split({"id": r["parent_id"]}) for r in rows} == {split}
+        assert {r["parent_id"] for r in rows} <= {p.id for p in halves[split]}
+        blob = "\n".join(r["text"] for r in rows)
+        own = "\n".join(p.text for p in halves[split])
+        # every longer text of the other half that is not also inside this half's texts is absent
+        foreign = [p.text.strip() for p in halves[other] if len(p.text.strip()) >= 40 and p.text.strip() not in own]
+        assert len(foreign) > 50 and not [t for t in foreign if t in blob]
+        assert sum(p.text.strip() in blob for p in halves[split] if p.label == 0) > 10  # the context is from `split`
+    with pytest.raises(ValueError):
+        lc.build_long_context(n=2, split="half")
+
+
 def test_long_context_tokenizer_and_dev_only(lc):
     class Enc:
         def __init__(self, ids):

@@ -86,6 +86,9 @@ def test_suite_headline_gives_the_goal_rates_with_their_intervals():
     assert ci["contrast_benign_flag_rate"] == pytest.approx([0.0, 0.6576], abs=1e-4)  # 0 of 2
     assert ci["contrast_harmful_recall"] == pytest.approx([0.0, 0.7935], abs=1e-4)  # 0 of 1: z² / (1 + z²)
     assert ci["long_recall_window"] == ci["handwritten_hard_negative_flag_rate"]
+    assert h["long_split"] == "all"  # a set named without its half predates the split: both halves
+    long["window"]["data"] = ["long-context-report-50x2000.jsonl"]
+    assert suite.headline(dev, long)["long_split"] == "report"
 
 
 def test_choose_threshold_honours_per_kind_limit():
