@@ -24,6 +24,8 @@ DEFAULT_TRUNCATION = "window"
 # Windows per turn, by default. Scoring cost grows linearly with it; 16 windows of a 512-token bundle
 # cover ~6k tokens of text, longer than any prompt a finetuning set needs scored whole.
 DEFAULT_MAX_WINDOWS = 16
+# Tokens in the tail window of a windowed turn (see PromptEncoder), unless a quarter of the window is less.
+DEFAULT_WINDOW_TAIL = 32
 # No token of a BPE vocabulary is anywhere near this long, so text beyond budget x this many characters
 # can never fit; it is cut (or rejected) before tokenizing, which keeps a 1 MB prompt cheap.
 MAX_CHARS_PER_TOKEN = 64
@@ -97,9 +99,10 @@ class PromptEncoder:
         self.max_windows = int(max_windows)  # 0: no limit; counts the tail row
         # The end-aligned last window holds up to a full budget of context before a final request, and that
         # context dilutes the last-token state the head reads; a short tail row sees the request nearly
-        # alone (long-context dev set: recall 0.86 -> 0.92 at 120 tokens, benign flag rate unchanged, see
-        # docs/results.md). Same default size as the overlap; 0 turns it off.
-        self.window_tail = self.budget // 4 if window_tail < 0 else int(window_tail)
+        # alone. 32 tokens was chosen on a long-context set built from calib-half dev prompts, over six
+        # trained bundles (bench/results/window_tail_calib.json, docs/results.md); a quarter of the
+        # window where that is smaller. 0 turns it off.
+        self.window_tail = min(DEFAULT_WINDOW_TAIL, self.budget // 4) if window_tail < 0 else int(window_tail)
         if self.window_tail >= self.budget:
             raise ValueError(f"window_tail={window_tail} must be below the {self.budget}-token text budget of a window")
 

@@ -57,7 +57,7 @@ def test_default_bundle_quality_out_of_sample(default_bundle_path, tmp_path):
 
 @pytest.mark.slow
 def test_harm_after_long_benign_context_is_flagged_by_default(default_bundle_path):
-    """A harmful dev request after 2,000+ tokens of benign dev context: the default policy (window) scores
+    """A harmful report-half dev request after 2,000+ tokens of benign report-half dev context: the default policy (window) scores
     the end of the prompt and flags it; `right` truncation, the old default, cuts the request off."""
     from reftguard.scoring import BundleScorer
 
@@ -65,7 +65,7 @@ def test_harm_after_long_benign_context_is_flagged_by_default(default_bundle_pat
     b = GuardBundle.load(default_bundle_path)
     from tokenizers import Tokenizer
 
-    rows = lc.build_long_context(n=8, min_tokens=2000, seed=3, tokenizer=Tokenizer.from_file(str(b.tokenizer_path)))
+    rows = lc.build_long_context(n=8, min_tokens=2000, seed=3, split="report", tokenizer=Tokenizer.from_file(str(b.tokenizer_path)))
     harmful = [r["text"] for r in rows if r["label"] == "harmful"]
     scorer = BundleScorer(b)
     windowed = scorer.score_texts(harmful)  # default policy

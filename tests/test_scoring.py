@@ -8,7 +8,7 @@ import pytest
 
 from reftguard.bundle import GuardBundle
 from reftguard.data import packaged
-from reftguard.encoding import Encoded, PromptEncoder, TooManyWindows, pad_batch
+from reftguard.encoding import DEFAULT_WINDOW_TAIL, Encoded, PromptEncoder, TooManyWindows, pad_batch
 from reftguard.scoring import BundleScorer, Scored, Turn, decide_items
 
 FILLER = "The weather today is mild and the garden needs watering. " * 30  # ~11 windows of the tiny bundle
@@ -58,7 +58,7 @@ def test_each_window_is_a_row_in_the_prompt_format(bundle):
     out = enc.encode(["hi", text, "bye"], "window")
     starts = enc.window_starts(len(body))
     n = len(starts) + 1  # full windows, then the tail window
-    assert n > 4 and enc.window_tail == enc.budget // 4 > 0
+    assert n > 4 and enc.window_tail == enc.budget // 4 > 0  # a small window: a quarter of it, under the default size
     assert out.text == [0] + [1] * n + [2]
     assert out.window == [0] + list(range(n)) + [0]
     assert out.num_windows == [1] + [n] * n + [1]
@@ -85,6 +85,11 @@ def test_tail_window_size_and_off_switch(bundle):
     assert _encoder(bundle, window_tail=5).encode(["short text"], "window").num_windows == [1]  # a text that fits: no tail
     with pytest.raises(ValueError, match="window_tail"):
         _encoder(bundle, window_tail=off.budget)
+    big = _encoder(bundle, max_tokens=512)  # a served-size window: the default tail is 32 tokens, not a quarter
+    assert big.budget // 4 > DEFAULT_WINDOW_TAIL == big.window_tail == 32
+    long_text = " ".join(f"w{i}" for i in range(1200))
+    tail = big.encode([long_text], "window").ids[-1]
+    assert tail == big.prefix_ids + _text_ids(big, long_text)[-32:] + big.suffix_ids
 
 
 def test_short_prompts_encode_exactly_as_before(bundle):
