@@ -487,15 +487,23 @@ def render_default_bundle(summary: dict, select: dict) -> str:
 
 @register("window_tail", ["bench/results/window_tail.json"])
 def render_window_tail(r: dict) -> str:
-    """Long-context recall / benign flag rate per tail-window size, every bundle side by side."""
+    """Long-context recall / benign flag rate per tail-window size, every bundle side by side, and the
+    mean over bundles of recall minus benign flag rate (the figure the served default is chosen by on the
+    calib-half set, docs/results.md). `default` marks the served default when the sweep ran."""
     names = list(r["bundles"])
     tails = [t["window_tail"] for t in r["bundles"][names[0]]["tails"]]
     rows = []
     for i, tail in enumerate(tails):
-        cells = [f"{f3(b['tails'][i]['recall'])} / {f3(b['tails'][i]['benign_flag_rate'])}" for b in r["bundles"].values()]
+        per = [b["tails"][i] for b in r["bundles"].values()]
+        cells = [f"{f3(t['recall'])} / {f3(t['benign_flag_rate'])}" for t in per]
+        mean = sum(t["recall"] - t["benign_flag_rate"] for t in per) / len(per)
         default = r["bundles"][names[0]]["tails"][i]["default"]
-        rows.append([("off" if tail == 0 else f"{tail} tokens") + (" (default)" if default else ""), *cells])
-    return md_table(["tail window", *[f"{n}: recall / benign flagged" for n in names]], rows)
+        rows.append([("off" if tail == 0 else f"{tail} tokens") + (" (default then)" if default else ""), *cells, f3(mean)])
+    return md_table(["tail window", *[f"{n}: recall / benign flagged" for n in names], "mean recall − flagged"], rows)
+
+
+register("window_tail_calib", ["bench/results/window_tail_calib.json"], render_window_tail)
+register("window_tail_report", ["bench/results/window_tail_report.json"], render_window_tail)
 
 
 @register("teacher_select", ["bench/results/teacher_select.json"])

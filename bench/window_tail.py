@@ -28,7 +28,7 @@ from reftguard.bundle import GuardBundle  # noqa: E402
 from reftguard.encoding import PromptEncoder  # noqa: E402
 from reftguard.scoring import BundleScorer, decide_items, text_turns  # noqa: E402
 
-TAILS = (0, 32, 64, 240)  # besides the served default
+TAILS = (0, 32, 64, 120, 240)  # the served default is scored once, as itself
 
 
 def sweep(bundle_dir: str, n: int, min_tokens: int, tails=TAILS, split: str = "calib") -> dict:
@@ -58,7 +58,7 @@ def sweep(bundle_dir: str, n: int, min_tokens: int, tails=TAILS, split: str = "c
     out = {"bundle_id": bundle.bundle_id, "threshold": bundle.threshold, "n_harmful": int(harmful.sum()),
            "n_benign": int((~harmful).sum()), "rows": len(e.ids), "seconds": round(seconds, 1),
            "tails": [{"window_tail": scorer.encoder.window_tail, "default": True, **figures(np.array([x.score for x in served]))}]}
-    for tail in tails:
+    for tail in (t for t in tails if t != scorer.encoder.window_tail):
         s = full
         if tail:
             et = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens, max_windows=0, window_tail=tail).encode(texts)
