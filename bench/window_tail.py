@@ -75,8 +75,10 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=50, help="Harmful (and as many benign) long-context prompts.")
     p.add_argument("--min-tokens", type=int, default=2000)
     p.add_argument("--split", default="calib", choices=("all", "calib", "report"), help="Dev half the long set is built from.")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "window_tail.json"))
+    p.add_argument("--out", default="", help="Results file (default bench/results/window_tail_SPLIT.json; "
+                   "split all: window_tail.json, the first sweep's file).")
     ns = p.parse_args(argv)
+    ns.out = ns.out or str(ROOT / "bench" / "results" / ("window_tail.json" if ns.split == "all" else f"window_tail_{ns.split}.json"))
     result = {"n": ns.n, "min_tokens": ns.min_tokens, "split": ns.split, "bundles": {}}
     for spec in ns.bundle:
         name, _, d = spec.partition("=")
