@@ -550,6 +550,7 @@ def render_paper_table_seeds(a: dict) -> str:
 
 register("paper_table_seeds_quick", ["bench/results/paper_table_seeds_quick.json"], render_paper_table_seeds)
 register("paper_table_seeds", ["bench/results/paper_table_seeds.json"], render_paper_table_seeds)
+register("paper_table_seeds_tN", ["bench/results/paper_table_seeds_tN.json"], render_paper_table_seeds)
 
 
 if __name__ == "__main__":
