@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reftguard.data import DEV_FILES, PACKAGED_TRAIN_FILES, SPLITS, LabeledPrompt, iter_jsonl, packaged, split_of  # noqa: E402
+from reftguard.data import DEV_FILES, PACKAGED_TRAIN_FILES, SPLITS, check_split, iter_jsonl, packaged, split_of_key  # noqa: E402
 
 FORBIDDEN = set(PACKAGED_TRAIN_FILES)
 KEYS = ("id", "text", "label", "source", "kind", "category", "parent_id")
@@ -66,17 +66,15 @@ def _resolve(f: str | Path) -> Path:
 
 def record_split(rec: dict) -> str:
     """The dev half ('calib' or 'report') of a raw record, by the same hash as `select_split`."""
-    return split_of(LabeledPrompt(id=str(rec.get("id")), text="", label=0, group=str(rec.get("group") or "")))
+    return split_of_key(str(rec.get("group") or rec.get("id")))
 
 
 def _load(files: Iterable[str | Path], split: str = "all") -> list[dict]:
-    if split not in ("all", *SPLITS):
-        raise ValueError(f"split must be one of {SPLITS} or 'all', got {split!r}")
     rows, seen = [], set()
     for f in files:
         for _, rec in iter_jsonl(_resolve(f)):
             rid = str(rec.get("id"))
-            if rid in seen or (split != "all" and record_split(rec) != split):
+            if rid in seen or (split not in ("", "all") and record_split(rec) != split):
                 continue
             seen.add(rid)
             rows.append(rec)
@@ -128,6 +126,7 @@ def build_long_context(
     benign non-hard-negative dev prompts, shuffled differently per row; the final request is appended last.
     With `split` 'calib' or 'report', every request and every context item comes from that half only.
     """
+    check_split(split)
     rng = random.Random(seed)
     harmful_pool = [r for r in _load(harmful_files, split) if r.get("label") == "harmful"]
     benign_rows = [r for r in _load(benign_files, split) if r.get("label") == "benign"]

@@ -111,16 +111,25 @@ def split_of(p: LabeledPrompt, salt: str = "calib-report") -> str:
 
     Dev files are cut this way so that a threshold is chosen on one half and every figure is reported
     on the other; prompts of one contrast group never straddle the cut."""
-    u = int(hashlib.sha256(f"{salt}:{p.group or p.id}".encode()).hexdigest()[:8], 16)
+    return split_of_key(p.group or p.id, salt)
+
+
+def split_of_key(key: str, salt: str = "calib-report") -> str:
+    """The half of a prompt whose contrast group (else id) is `key`: `split_of` for raw records."""
+    u = int(hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()[:8], 16)
     return SPLITS[u & 1]
+
+
+def check_split(split: str) -> None:
+    if split not in ("", "all", *SPLITS):
+        raise ValueError(f"split must be one of {SPLITS} or 'all', got {split!r}")
 
 
 def select_split(prompts: list[LabeledPrompt], split: str) -> list[LabeledPrompt]:
     """The prompts of one split ('' or 'all' keeps everything)."""
+    check_split(split)
     if split in ("", "all"):
         return prompts
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS} or 'all', got {split!r}")
     out = [p for p in prompts if split_of(p) == split]
     if not out:
         raise DataError(f"no prompts in split {split!r}")
