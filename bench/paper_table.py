@@ -347,6 +347,22 @@ def aggregate(per_seed: list[dict]) -> dict:
     return {"rows": list(rows.values()), "pairs": pairs}
 
 
+def prior_seeds(path: Path, size: dict, ns, teacher: dict) -> dict[int, dict]:
+    """{seed: that seed's result} from an earlier seeds file, refused unless it measured the same thing."""
+    a = json.loads(Path(path).read_text())
+    theirs = {"teacher": a["teacher"]["content_sha256"], "student": a["student"], "size": a["size"], "quick": a["quick"]}
+    ours = {"teacher": teacher["content_sha256"], "student": ns.student, "size": size, "quick": ns.quick}
+    bad = [k for k in ours if theirs[k] != ours[k]]
+    if bad:
+        raise SystemExit(f"--prior {path}: its {', '.join(bad)} differ from this run's; rerun those seeds instead")
+    by_seed = lambda key: {e["seed"]: {k: v for k, v in e.items() if k != "seed"} for e in a[key]}  # noqa: E731
+    scan, users = by_seed("scan"), by_seed("user_data")
+    return {e["seed"]: {"seed": e["seed"], "quick": a["quick"], "size": a["size"], "student": a["student"], "teacher": a["teacher"],
+                        "scan": scan[e["seed"]], "user_data": users[e["seed"]], "rows": e["rows"], "ran": [],
+                        "judge_agreement": a.get("judge_agreement"), "prior": str(path)}
+            for e in a["per_seed_rows"]}
+
+
 def summarize(per_seed: list[dict], ns, started: dict) -> dict:
     first = per_seed[0]
     teachers = {r["teacher"]["content_sha256"] for r in per_seed}
@@ -355,7 +371,8 @@ def summarize(per_seed: list[dict], ns, started: dict) -> dict:
             "scan": [{"seed": r["seed"], **r["scan"]} for r in per_seed], "user_data": [{"seed": r["seed"], **r["user_data"]} for r in per_seed],
             "judge_agreement": first.get("judge_agreement"), **aggregate(per_seed),
             "per_seed_rows": [{"seed": r["seed"], "rows": r["rows"]} for r in per_seed],
-            "ran_now": {str(r["seed"]): r["ran"] for r in per_seed}, "total_seconds": round(time.time() - started["t"], 1)}
+            "ran_now": {str(r["seed"]): r["ran"] for r in per_seed}, "prior": {str(r["seed"]): r["prior"] for r in per_seed if "prior" in r},
+            "total_seconds": round(time.time() - started["t"], 1)}
 
 
 # ------------------------------------------------------------------------------------------ rendering
@@ -415,10 +432,14 @@ def render_seeds(a: dict) -> str:
         f"{' (QUICK: smoke sizes, the numbers are not meaningful)' if a['quick'] else ''}. Mean ± standard error over seeds; "
         f"every seed draws new data, poison, held-out prompts, LoRA init and batch order.",
         f"Teacher: bundle {t.get('bundle_id') or '-'}, adapter sha256 {short(t['adapter_sha256'])}, directory hash "
-        f"{short(t['content_sha256'])}{'' if a['teacher_consistent'] else ' (WARNING: not the same teacher in every seed)'}.", "",
-        "| run | HS ↓ | FA ↑ | benign refusal ↓ | benign ppl ↓ | harmful refusal | seeds |",
-        "|---|---|---|---|---|---|---|",
+        f"{short(t['content_sha256'])}{'' if a['teacher_consistent'] else ' (WARNING: not the same teacher in every seed)'}.",
     ]
+    guards = {(e["bundle_id"], e["threshold"]) for e in a.get("scan", [])}
+    if len(guards) > 1:  # e.g. the same teacher exported on two machines: ORT's float sums differ in the last digits
+        lines[-1] += " Guard per seed: " + "; ".join(f"seed {e['seed']}: {e['bundle_id']} (threshold {e['threshold']:.7f})" for e in a["scan"]) + "."
+    if a.get("prior"):
+        lines[-1] += f" Seeds {', '.join(a['prior'])} are taken from {sorted(set(a['prior'].values()))[0]} (run earlier), not rerun."
+    lines += ["", "| run | HS ↓ | FA ↑ | benign refusal ↓ | benign ppl ↓ | harmful refusal | seeds |", "|---|---|---|---|---|---|---|"]
     for e in a["rows"]:
         lines.append(f"| {e['name']} | {pm(e['harmful_score'])} | {pm(e['finetuning_accuracy'])} | {pm(e['benign_refusal_rate'])} | "
                      f"{pm(e['benign_ppl'], 2)} | {pm(e['refusal_rate'])} | {len(e['seeds'])} |")
@@ -486,6 +507,8 @@ def parse(argv=None):
     ap.add_argument("--results", action="store_true", help="Also write bench/results/paper_table_seeds{,_quick}.{json,md,png} "
                     "(one seed: also bench/results/paper_table{,_quick}.{json,md}).")
     ap.add_argument("--rejudge", action="store_true", help="Re-judge the saved replies of the seeds in --out with the current judge; no training.")
+    ap.add_argument("--prior", default="", help="A paper_table_seeds*.json from an earlier run (another machine): its seeds are taken "
+                    "from it instead of rerun, if its teacher (directory hash), student and sizes match this run's.")
     ns = ap.parse_args(argv)
     ns.seed_list = [int(x) for x in ns.seeds.split(",") if x.strip()] if ns.seeds else [ns.seed]
     ns.variant_keys = [k.strip() for k in (ns.variants or "a,b,c,d").split(",") if k.strip()]
@@ -508,9 +531,10 @@ def main(argv=None) -> int:
         per_seed = [rejudge(json.loads((out / f"seed{s}" / "paper_table.json").read_text()), out / f"seed{s}") for s in ns.seed_list]
     else:
         teacher, bundle = teacher_info(ns), guard_bundle(ns)
+        prior = prior_seeds(Path(ns.prior), size, ns, teacher) if ns.prior else {}
         for s in ns.seed_list:
-            per_seed.append(rejudge(run_seed(s, ns, size, out / f"seed{s}", teacher, bundle), out / f"seed{s}"))
-    for r in per_seed:
+            per_seed.append(prior[s] if s in prior else rejudge(run_seed(s, ns, size, out / f"seed{s}", teacher, bundle), out / f"seed{s}"))
+    for r in (r for r in per_seed if "prior" not in r):
         write_json(out / f"seed{r['seed']}" / "paper_table.json", r)
         (out / f"seed{r['seed']}" / "paper_table.md").write_text(render_seed(r))
     agg = summarize(per_seed, ns, started)

@@ -164,6 +164,37 @@ def test_a_finished_seed_and_row_is_not_rerun(tmp_path):
     assert runs.calls == ["eval:student0", "eval:teacher", "eval:a", "eval:b", "eval:c", "eval:d"]
 
 
+def test_prior_seeds_merge_only_the_same_measurement(tmp_path):
+    """Seeds from an earlier seeds file join a new run's seeds as if run now; a file that measured another
+    teacher, student or size is refused. A guard that differs per seed is named in the table."""
+    teacher = {"dir": "/t", "adapter_sha256": "a" * 64, "content_sha256": "c" * 64, "bundle_id": "b1"}
+    size = dict(pt.QUICK, align_fraction=0.25)
+    ns = SimpleNamespace(student="s", quick=True, prior="")
+
+    def full(seed, bundle_id, threshold, **rows):
+        return {**_seed(seed, **rows), "quick": True, "size": size, "student": "s", "teacher": teacher, "ran": [], "judge_agreement": None,
+                "scan": {"rows": {"input": 10, "flagged": 1}, "flag_rate": 0.1, "bundle_id": bundle_id, "threshold": threshold},
+                "user_data": {"rows": 10, "task": 8, "general": 1, "harmful": 1, "benign_removed": 0}}
+
+    earlier = [full(0, "b1", -0.3419550, c=(0.5, 0.2, 0.2, 5.0), d=(0.2, 0.3, 0.1, 4.0)),
+               full(1, "b1", -0.3419550, c=(0.5, 0.2, 0.2, 5.0), d=(0.4, 0.2, 0.3, 4.0))]
+    f = tmp_path / "earlier.json"
+    f.write_text(json.dumps(pt.summarize(earlier, ns, {"t": 0.0})))
+    prior = pt.prior_seeds(f, size, ns, teacher)
+    assert sorted(prior) == [0, 1] and prior[1]["rows"] == earlier[1]["rows"] and prior[1]["scan"] == earlier[1]["scan"]
+    merged = pt.summarize([prior[0], prior[1], full(2, "b2", -0.3419552, c=(0.8, 0.2, 0.2, 5.0), d=(0.3, 0.25, 0.2, 4.0))], ns, {"t": 0.0})
+    d = {e["key"]: e for e in merged["rows"]}["d"]
+    assert d["harmful_score"] == pytest.approx({"mean": 0.3, "se": 0.1 / math.sqrt(3), "n": 3}) and merged["prior"] == {"0": str(f), "1": str(f)}
+    md = pt.render_seeds(merged)
+    assert "seed 2: b2 (threshold -0.3419552)" in md and f"Seeds 0, 1 are taken from {f}" in md
+    with pytest.raises(SystemExit, match="teacher differ"):
+        pt.prior_seeds(f, size, ns, teacher | {"content_sha256": "e" * 64})
+    with pytest.raises(SystemExit, match="size differ"):
+        pt.prior_seeds(f, dict(size, user_steps=7), ns, teacher)
+    with pytest.raises(SystemExit, match="student differ"):
+        pt.prior_seeds(f, size, SimpleNamespace(student="other", quick=True), teacher)
+
+
 # ------------------------------------------------------------------------------------------------ smoke
 
 
