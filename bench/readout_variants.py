@@ -78,6 +78,14 @@ def variants(h, y, kinds, files, shipped) -> dict[str, tuple[np.ndarray, np.ndar
     return v
 
 
+def served_calibration(pooled: list[tuple[np.ndarray, np.ndarray, list[str]]]) -> tuple[float, float]:
+    """(recall, FPR) at the default bundle's calibration rule applied to pooled (scores, labels, kinds)."""
+    s, y, kinds = np.concatenate([x[0] for x in pooled]), np.concatenate([x[1] for x in pooled]), sum((x[2] for x in pooled), [])
+    cal = RECIPE["calibration"]
+    thr, _ = evaluation.choose_threshold(s, y, kinds, target_fpr=cal["target_fpr"], kind_fpr=evaluation.parse_kind_limits(cal["max_fpr_kind"]))
+    return float(np.mean(s[y == 1] > thr)), float(np.mean(s[y == 0] > thr))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", default="reftguard/data/default_teacher")
@@ -98,8 +106,6 @@ def main(argv=None) -> int:
         ps = load_labeled(packaged(f))
         m = np.array([split_of(q) == "calib" for q in ps])
         calib[f] = (hs[f][m], np.array([q.label for q in ps])[m], [q.kind for q, k in zip(ps, m) if k])
-    cal = RECIPE["calibration"]
-    limits = evaluation.parse_kind_limits(cal["max_fpr_kind"])
     rows = {}
     for name, (r, c) in variants(h, y, kinds, files, (t.refusal_feature, t.center)).items():
         row = {"cos_to_shipped": float(unit(r) @ unit(t.refusal_feature)), "files": {}}
@@ -108,9 +114,7 @@ def main(argv=None) -> int:
             s = cosine_scores(hf, r, c)
             row["files"][f] = file_metrics(s, yf, kf)
             pooled.append((s, yf, kf))
-        s, yy, kk = (np.concatenate([x[0] for x in pooled]), np.concatenate([x[1] for x in pooled]), sum((x[2] for x in pooled), []))
-        thr, _ = evaluation.choose_threshold(s, yy, kk, target_fpr=cal["target_fpr"], kind_fpr=limits)
-        row["served_calibration_recall"] = float(np.mean(s[yy == 1] > thr))
+        row["served_calibration_recall"] = served_calibration(pooled)[0]
         rows[name] = row
         print(f"{name:14s} cos {row['cos_to_shipped']:.3f} recall@served {row['served_calibration_recall']:.3f}  " + "  ".join(
             f"{f.split('.')[0]} {m['auroc']:.4f}/{m['recall_at_1pct_fpr']:.3f}" for f, m in row["files"].items()))
