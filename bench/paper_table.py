@@ -534,7 +534,8 @@ def main(argv=None) -> int:
         prior = prior_seeds(Path(ns.prior), size, ns, teacher) if ns.prior else {}
         for s in ns.seed_list:
             per_seed.append(prior[s] if s in prior else rejudge(run_seed(s, ns, size, out / f"seed{s}", teacher, bundle), out / f"seed{s}"))
-    for r in (r for r in per_seed if "prior" not in r):
+    ran = [r for r in per_seed if "prior" not in r]  # seeds from --prior keep their own files where they ran
+    for r in ran:
         write_json(out / f"seed{r['seed']}" / "paper_table.json", r)
         (out / f"seed{r['seed']}" / "paper_table.md").write_text(render_seed(r))
     agg = summarize(per_seed, ns, started)
@@ -552,7 +553,7 @@ def main(argv=None) -> int:
             one = res / ("paper_table_quick" if ns.quick else "paper_table")
             write_json(one.with_suffix(".json"), per_seed[0])
             one.with_suffix(".md").write_text(render_seed(per_seed[0]))
-    for r in per_seed:
+    for r in ran:
         print(render_seed(r))
     print(md)
     return 0
