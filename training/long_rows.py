@@ -37,8 +37,8 @@ class LongRows:
 
     def build(self, rng: np.random.Generator, requests: list[int]) -> list[list[int]]:
         """One row per request: a context length drawn uniformly from [MIN_CONTEXT, max_context] (less when
-        the request leaves less room under max_tokens), filled with whole benign prompts, each followed by the separator, and cut on
-        the left as an end-aligned window cuts; then the request."""
+        the request leaves less room under max_tokens), filled with whole benign prompts, each followed by
+        the separator, and cut on the left as an end-aligned window cuts; then the request."""
         out = []
         for r in requests:
             request = self.text(r)

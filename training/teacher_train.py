@@ -376,9 +376,14 @@ def long_rows_for(cfg: TrainConfig, d: TeacherData, out: Path):
     separator = enc.tokenizer.encode("\n\n", add_special_tokens=False).ids
     pool = [i for i in d.fit_idx if d.y[i] == 0]
     builder = LongRows(d.ids, pool, len(enc.prefix_ids), len(enc.suffix_ids), separator, cfg.max_tokens, cfg.long_context_tokens)
-    sampler = BalancedLengthSampler([len(d.ids[i]) for i in d.fit_idx], [int(d.hard[i]) for i in d.fit_idx], cfg.long_per_class,
-                                    counts=split_counts(cfg.long_per_class, cfg.hard_negative_share))
-    return builder, sampler
+    return builder, fit_sampler(d, cfg.long_per_class, cfg.hard_negative_share)
+
+
+def fit_sampler(d: TeacherData, per_class: int, share: float) -> BalancedLengthSampler:
+    """Regulariser rows of the fit split (indices into `d.fit_idx`): per_class harmful, as many benign,
+    `share` of those hard negatives."""
+    return BalancedLengthSampler([len(d.ids[i]) for i in d.fit_idx], [int(d.hard[i]) for i in d.fit_idx], per_class,
+                                 counts=split_counts(per_class, share))
 
 
 def retain_loss(t, logits, input_ids, mask, labels, rows):
@@ -457,8 +462,7 @@ def train(cfg: TrainConfig, command: str = ""):
     if init:
         freeze_stage1(t, init, cfg)
     decoder = TruncatedDecoder(t.base, layer)  # shares the (LoRA-wrapped) layers: the regulariser's cheap forward
-    reg_sampler = BalancedLengthSampler([len(d.ids[i]) for i in d.fit_idx], [int(d.hard[i]) for i in d.fit_idx], cfg.reg_per_class,
-                                        counts=split_counts(cfg.reg_per_class, cfg.hard_negative_share))
+    reg_sampler = fit_sampler(d, cfg.reg_per_class, cfg.hard_negative_share)
     sft_sampler = make_sft_sampler(cfg, pairs, pair_labels) if pairs else None
     long_rows, long_sampler = long_rows_for(cfg, d, out)
     row_weight = np.where(d.hard == HARD, cfg.hard_negative_weight, 1.0).astype(np.float32) if cfg.hard_negative_weight != 1.0 else None
