@@ -21,8 +21,8 @@ import numpy as np
 
 from reftguard import evaluation
 from reftguard.bundle import GuardBundle
+from reftguard.calibration import score_prompts
 from reftguard.data import load_labeled, packaged, select_split
-from reftguard.scoring import BundleScorer
 
 DEV = ("guard-dev.jsonl", "handwritten-dev.jsonl", "contrast-dev.jsonl")
 
@@ -53,11 +53,12 @@ def oracle(files: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], served: 
 
 
 def report_half(bundle: GuardBundle) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    scorer = BundleScorer(bundle, max_windows=0)
-    out = {}
-    for f in DEV:
-        ps = select_split(load_labeled(packaged(f)), "report")
-        out[f] = (scorer.scores([p.text for p in ps]), np.array([p.label for p in ps]), np.array([p.kind for p in ps], dtype=object))
+    per_file = {f: select_split(load_labeled(packaged(f)), "report") for f in DEV}
+    scores = score_prompts(bundle, [p for ps in per_file.values() for p in ps])  # one pass, as the served scorer
+    out, start = {}, 0
+    for f, ps in per_file.items():
+        out[f] = (scores[start:start + len(ps)], np.array([p.label for p in ps]), np.array([p.kind for p in ps], dtype=object))
+        start += len(ps)
     return out
 
 

@@ -35,23 +35,24 @@ def window_threshold(scores: np.ndarray, harmful: np.ndarray, served: float, tar
 
 
 def figures(scores: np.ndarray, harmful: np.ndarray, threshold: float) -> dict:
-    flagged = scores > threshold  # strict, as everywhere
-    return {"threshold": float(threshold), "recall": float(flagged[harmful].mean()), "benign_flag_rate": float(flagged[~harmful].mean()),
-            "flagged_harmful": int(flagged[harmful].sum()), "flagged_benign": int(flagged[~harmful].sum())}
+    c = evaluation.confusion(scores, harmful.astype(int), threshold)  # strict, as everywhere
+    return {"threshold": float(threshold), "recall": c["recall"], "benign_flag_rate": c["fpr"],
+            "flagged_harmful": c["tp"], "flagged_benign": c["fp"]}
 
 
-def long_scores(bundle: GuardBundle, n: int, min_tokens: int, split: str) -> tuple[np.ndarray, np.ndarray]:
-    from tokenizers import Tokenizer
-
-    rows = build_long_context(n=n, min_tokens=min_tokens, seed=0, tokenizer=Tokenizer.from_file(str(bundle.tokenizer_path)), split=split)
+def long_scores(scorer: BundleScorer, tokenizer, n: int, min_tokens: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = build_long_context(n=n, min_tokens=min_tokens, seed=0, tokenizer=tokenizer, split=split)
     harmful = np.array([r["label"] == "harmful" for r in rows])
-    return BundleScorer(bundle, max_windows=0).scores([r["text"] for r in rows]), harmful
+    return scorer.scores([r["text"] for r in rows]), harmful
 
 
 def measure(bundle_dir: str, n: int, min_tokens: int, target_fpr: float) -> dict:
+    from tokenizers import Tokenizer
+
     bundle = GuardBundle.load(bundle_dir)
-    cal_s, cal_y = long_scores(bundle, n, min_tokens, "calib")
-    rep_s, rep_y = long_scores(bundle, n, min_tokens, "report")
+    scorer, tokenizer = BundleScorer(bundle, max_windows=0), Tokenizer.from_file(str(bundle.tokenizer_path))  # once for both halves
+    cal_s, cal_y = long_scores(scorer, tokenizer, n, min_tokens, "calib")
+    rep_s, rep_y = long_scores(scorer, tokenizer, n, min_tokens, "report")
     thr = window_threshold(cal_s, cal_y, bundle.threshold, target_fpr)
     return {"bundle_id": bundle.bundle_id, "served_threshold": bundle.threshold, "window_threshold": thr,
             "calib": {"auroc": evaluation.auroc(cal_s, cal_y), "served": figures(cal_s, cal_y, bundle.threshold), "window": figures(cal_s, cal_y, thr)},
