@@ -11,7 +11,7 @@ Only dev files are read: training files are refused, so nothing fitted on can be
 final requests and the context: a `calib` set may choose things (the tail window, a candidate), a `report`
 set reports on prompts nothing was chosen on.
 
-    python bench/long_context.py --out long_context.jsonl [--n 50] [--min-tokens 2000] [--split report] [--tokenizer tokenizer.json]
+    python -m bench.long_context --out long_context.jsonl [--n 50] [--min-tokens 2000] [--split report] [--tokenizer tokenizer.json]
 """
 from __future__ import annotations
 
@@ -23,11 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from reftguard.data import DEV_FILES, PACKAGED_TRAIN_FILES, SPLITS, check_split, iter_jsonl, packaged, split_of_key  # noqa: E402
+from reftguard.data import DEV_FILES, PACKAGED_TRAIN_FILES, SPLITS, check_split, iter_jsonl, packaged, split_of_key
 
 FORBIDDEN = set(PACKAGED_TRAIN_FILES)
 KEYS = ("id", "text", "label", "source", "kind", "category", "parent_id")

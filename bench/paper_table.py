@@ -29,7 +29,7 @@ OUT/paper_table_seeds.{json,md,png} (mean ± standard error over seeds, paired d
 (d)-(b)); with --results also bench/results/paper_table_seeds{,_quick}.* (one seed: also the per-seed
 bench/results/paper_table{,_quick}.{json,md}, as before).
 
-    python bench/paper_table.py [--quick] [--seeds 0,1,2] [--out runs/paper] [--results]
+    python -m bench.paper_table [--quick] [--seeds 0,1,2] [--out runs/paper] [--results]
 """
 from __future__ import annotations
 

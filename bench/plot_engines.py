@@ -1,6 +1,6 @@
 """Plot the engines run of bench/serve_vs_ort.py: prompts/s per engine/precision, bare and behind the server.
 
-    python bench/plot_engines.py [--json bench/results/serve_vs_ort_engines.json] [--out bench/results/serve_vs_ort_engines.png]
+    python -m bench.plot_engines [--json bench/results/serve_vs_ort_engines.json] [--out bench/results/serve_vs_ort_engines.png]
 
 Grouped bars per engine label: the bare engine at its best batch, the server's stream rate with 1 / 4 / 16
 clients and its unary rate with 16 clients. Reads only the JSON (no measurement here).

@@ -1,7 +1,7 @@
 """cProfile of the server path (every server thread: event loop, tokenizer pool, engine thread) under
 concurrent streaming clients; prints the top functions by own time and the share spent in the engine.
 
-    python bench/profile_server.py [--bundle DIR] [--engine auto] [--precision auto] [--prompts 1024] [--clients 4]
+    python -m bench.profile_server [--bundle DIR] [--engine auto] [--precision auto] [--prompts 1024] [--clients 4]
 
 The server runs in this process (so every thread can be profiled); the clients run in a subprocess so
 their protobuf and gRPC work is not counted. A thread-local cProfile.Profile is started in each server
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 PROFILES: list[cProfile.Profile] = []
 IDLE = ("of '_queue.SimpleQueue' objects", "posix.waitpid", "'poll' of 'select.epoll'", "'acquire' of '_thread.lock'", "'wait' of ")
@@ -33,8 +34,7 @@ def _start_thread_profile(*_):
 CLIENT = """
 import asyncio, sys, time
 from reftguard.clients import AsyncGuardClient
-sys.path.insert(0, '.')
-from bench.serve_vs_ort import prompts
+from bench.serve_vs_ort import prompts  # python -c puts the working directory (the repository root) first on sys.path
 target, n, clients = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 texts = prompts(n)
 async def one(shard):
@@ -81,7 +81,7 @@ def main() -> None:
         main_prof.enable()
         t = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CLIENT, f"127.0.0.1:{gs.port}", str(args.prompts), str(args.clients),
-                                                    stdout=subprocess.PIPE)
+                                                    stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
         out, _ = await proc.communicate()
         main_prof.disable()
         threading.setprofile(None)

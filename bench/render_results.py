@@ -1,8 +1,8 @@
 """Render the measured-results tables in the docs from the JSON files in bench/results/.
 
-    python bench/render_results.py            # rewrite every marked block in docs/*.md and README.md
-    python bench/render_results.py --check    # exit 1 and print a diff if a doc differs from a fresh render
-    python bench/render_results.py --list     # the registered blocks and the files they read
+    python -m bench.render_results            # rewrite every marked block in docs/*.md and README.md
+    python -m bench.render_results --check    # exit 1 and print a diff if a doc differs from a fresh render
+    python -m bench.render_results --list     # the registered blocks and the files they read
 
 A doc marks a generated block with a pair of HTML comments, each on a line of its own (invisible when
 rendered):
@@ -30,7 +30,8 @@ sources as positional arguments, in the order given, and returns markdown (no su
 `register` also works as a decorator: `@register("name", [...])`. Put the markers into the doc, run
 this script, and commit the doc together with the JSON.
 tests/test_render_results.py fails when a committed doc differs from a fresh render, or when a
-registered source file is missing.
+registered source file is missing. research/render_notebook.py renders the lab notebook (research/*.md)
+with these functions and a registry of its own (`register(..., registry=...)`).
 
 Helpers for renderers: `md_table(header, rows)`, `f3(x)` / `fmt(x, digits)` (fixed decimals, "-" for
 None), `num(x)` (integer with thousands separators), `ratio(x)` ("0.93x").
@@ -68,16 +69,18 @@ class Table:
 REGISTRY: dict[str, Table] = {}
 
 
-def register(name: str, sources: Iterable[str | Path], fn: Callable[..., str] | None = None):
-    """Register `fn(*parsed_sources) -> markdown` as the renderer of the block NAME (see the module doc).
+def register(name: str, sources: Iterable[str | Path], fn: Callable[..., str] | None = None, registry: dict[str, Table] | None = None):
+    """Register `fn(*parsed_sources) -> markdown` as the renderer of the block NAME (see the module doc), in
+    `registry` (default: this module's REGISTRY, the product docs'; research/render_notebook.py keeps its own).
     Without `fn`, returns a decorator. Registering a name twice is an error."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"bad block name {name!r}: letters, digits, _ . - only")
 
     def add(f: Callable[..., str]) -> Callable[..., str]:
-        if name in REGISTRY:
+        reg = REGISTRY if registry is None else registry
+        if name in reg:
             raise ValueError(f"results block {name!r} is registered twice")
-        REGISTRY[name] = Table(name, tuple(str(s) for s in sources), f)
+        reg[name] = Table(name, tuple(str(s) for s in sources), f)
         return f
 
     return add if fn is None else add(fn)
@@ -116,8 +119,8 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 # ---- rendering docs ----
 
-def doc_paths(root: Path = ROOT) -> list[Path]:
-    return sorted({p for g in DOC_GLOBS for p in root.glob(g) if p.is_file()})
+def doc_paths(root: Path = ROOT, globs: Sequence[str] = DOC_GLOBS) -> list[Path]:
+    return sorted({p for g in globs for p in root.glob(g) if p.is_file()})
 
 
 def render_text(text: str, where: str = "doc", root: Path = ROOT, registry: dict[str, Table] | None = None) -> str:
@@ -130,7 +133,7 @@ def render_text(text: str, where: str = "doc", root: Path = ROOT, registry: dict
         raise ValueError(f"{where}: unbalanced results markers (opened {opened}, closed {closed})")
     for name in blocks:
         if name not in registry:
-            raise ValueError(f"{where}: no renderer registered for results block {name!r} (bench/render_results.py)")
+            raise ValueError(f"{where}: no renderer registered for results block {name!r}")
 
     def sub(m: re.Match) -> str:
         name = m.group("name")
@@ -140,51 +143,52 @@ def render_text(text: str, where: str = "doc", root: Path = ROOT, registry: dict
     return BLOCK.sub(sub, text)
 
 
-def render_docs(root: Path = ROOT) -> dict[Path, tuple[str, str]]:
+def render_docs(root: Path = ROOT, globs: Sequence[str] = DOC_GLOBS, registry: dict[str, Table] | None = None) -> dict[Path, tuple[str, str]]:
     """{doc: (current text, rendered text)} for every doc that has markers."""
     out = {}
-    for p in doc_paths(root):
+    for p in doc_paths(root, globs):
         text = p.read_text(encoding="utf-8")
         if OPEN.search(text):
-            out[p] = (text, render_text(text, str(p.relative_to(root)), root))
+            out[p] = (text, render_text(text, str(p.relative_to(root)), root, registry))
     return out
 
 
-def check(root: Path = ROOT) -> list[str]:
+def check(root: Path = ROOT, globs: Sequence[str] = DOC_GLOBS, registry: dict[str, Table] | None = None) -> list[str]:
     """Unified diffs of the docs that differ from a fresh render (empty: all in sync)."""
     diffs = []
-    for p, (old, new) in render_docs(root).items():
+    for p, (old, new) in render_docs(root, globs, registry).items():
         if old != new:
             rel = str(p.relative_to(root))
             diffs.append("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel} (rendered)")))
     return diffs
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, globs: Sequence[str] = DOC_GLOBS, registry: dict[str, Table] | None = None,
+         command: str = "python -m bench.render_results", doc: str | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=command, description=doc or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="Change nothing; exit 1 with a diff if a doc is out of date.")
     ap.add_argument("--list", action="store_true", help="Print the registered blocks and their source files.")
     ns = ap.parse_args(argv)
     try:
-        return _run(ns)
+        return _run(ns, globs, REGISTRY if registry is None else registry, command)
     except ValueError as e:  # a bad marker in a doc: say where, no traceback
         print(f"render_results: {e}", file=sys.stderr)
         return 2
 
 
-def _run(ns: argparse.Namespace) -> int:
+def _run(ns: argparse.Namespace, globs: Sequence[str], registry: dict[str, Table], command: str) -> int:
     if ns.list:
-        for t in REGISTRY.values():
+        for t in registry.values():
             print(f"{t.name}: {', '.join(t.sources)}")
         return 0
     if ns.check:
-        diffs = check()
+        diffs = check(ROOT, globs, registry)
         for d in diffs:
             print(d)
         if diffs:
-            print("docs differ from bench/results/: run `python bench/render_results.py`", file=sys.stderr)
+            print(f"docs differ from their results files: run `{command}`", file=sys.stderr)
         return 1 if diffs else 0
-    for p, (old, new) in render_docs().items():
+    for p, (old, new) in render_docs(ROOT, globs, registry).items():
         if old != new:
             p.write_text(new, encoding="utf-8")
             print(f"rewrote {p.relative_to(ROOT)}")
@@ -194,81 +198,6 @@ def _run(ns: argparse.Namespace) -> int:
 # =====================================================================================================
 # The registered tables. Each renderer reads only its sources.
 # =====================================================================================================
-
-# ---- safe finetuning: bench/paper_table.py ----
-
-def _paper_row(row: dict, cols: Sequence[str]) -> list[str]:
-    b = row.get("batches")
-    cell = {
-        "run": row["name"],
-        "HS ↓": f3(row["harmful_score"]),
-        "refusal rate": f3(row["refusal_rate"]),
-        "no content": f3(row["no_content_rate"]),
-        "FA ↑": f3(row["finetuning_accuracy"]),
-        "harmful rows trained": row.get("harmful_rows_trained", ""),
-        "batches user/align": f"{b['user']}/{b['align']}" if b else "",
-        "train s": num(row["train_seconds"]) if "train_seconds" in row else "",
-        "peak RSS MB": num(row["peak_rss_mb"]) if "peak_rss_mb" in row else "",
-    }
-    return [cell[c] for c in cols]
-
-
-PAPER_COLS = ("run", "HS ↓", "refusal rate", "no content", "FA ↑", "harmful rows trained", "batches user/align", "train s", "peak RSS MB")
-
-
-def _paper_setup(r: dict) -> str:
-    s, first = r["scan"]["rows"], r["rows"][0]
-    j = r.get("judge_agreement")
-    judge = f" Refusal judge vs {j['n']} hand labels: {f3(j['agreement'])} agreement on comply-or-not." if j else ""
-    return (f"Student {r['student']}, seed {r['seed']}, {r['size']['user_steps']} user batches of {r['size']['batch_size']}, "
-            f"alignment fraction {r['size']['align_fraction']}. The guard flagged {s['flagged']} of {s['input']} user rows. "
-            f"HS on {first['n_harmful']} held-out harmful prompts, FA on {first['n_task']} held-out problems.{judge} "
-            f"Wall time of the whole table: {num(r['total_seconds'])} s.")
-
-
-def render_paper_table(r: dict) -> str:
-    """The seed-0 table with every column (docs/distill.md)."""
-    return _paper_setup(r) + "\n\n" + md_table(PAPER_COLS, (_paper_row(row, PAPER_COLS) for row in r["rows"]))
-
-
-def render_paper_table_short(r: dict) -> str:
-    """The seed-0 table, fewer columns (docs/results.md)."""
-    cols = ("run", "HS ↓", "refusal rate", "no content", "FA ↑", "train s", "peak RSS MB")
-    return _paper_setup(r) + "\n\n" + md_table(cols, (_paper_row(row, cols) for row in r["rows"]))
-
-
-def render_paper_variant(r: dict) -> str:
-    """A variant run (another seed, another alignment fraction): runs (a)-(d) only, all columns."""
-    rows = [row for row in r["rows"] if "train_seconds" in row]
-    return (f"Seed {r['seed']}, alignment fraction {r['size']['align_fraction']}, the guard flagged {r['scan']['rows']['flagged']} "
-            f"of {r['scan']['rows']['input']} user rows.\n\n" + md_table(PAPER_COLS, (_paper_row(row, PAPER_COLS) for row in rows)))
-
-
-def render_paper_seeds(seed0: dict, seed1: dict, f50: dict) -> str:
-    """HS / FA of runs (a)-(d) in every setting, and the mean over the two seeds at the default fraction."""
-    def by_key(r: dict) -> dict:
-        return {row["key"]: row for row in r["rows"]}
-
-    s0, s1, h = by_key(seed0), by_key(seed1), by_key(f50)
-    hsfa = lambda row: f"{f3(row['harmful_score'])} / {f3(row['finetuning_accuracy'])}" if row else ""  # noqa: E731
-    header = ["run", f"seed {seed0['seed']}, f = {seed0['size']['align_fraction']}", f"seed {seed1['seed']}, f = {seed1['size']['align_fraction']}",
-              f"mean of the two seeds", f"seed {f50['seed']}, f = {f50['size']['align_fraction']}"]
-    rows = []
-    for key in ("a", "b", "c", "d"):
-        a, b = s0.get(key), s1.get(key)
-        mean = ""
-        if a and b:
-            mean = f"{f3((a['harmful_score'] + b['harmful_score']) / 2)} / {f3((a['finetuning_accuracy'] + b['finetuning_accuracy']) / 2)}"
-        rows.append([(a or b)["name"], hsfa(a), hsfa(b), mean, hsfa(h.get(key))])
-    return "HS ↓ / FA ↑ of each run; f is the fraction of alignment batches of (c) and (d).\n\n" + md_table(header, rows)
-
-
-register("paper_table", ["bench/results/paper_table.json"], render_paper_table)
-register("paper_table_short", ["bench/results/paper_table.json"], render_paper_table_short)
-register("paper_table_seed1", ["bench/results/paper_table_seed1.json"], render_paper_variant)
-register("paper_table_f50", ["bench/results/paper_table_f50.json"], render_paper_variant)
-register("paper_seeds", ["bench/results/paper_table.json", "bench/results/paper_table_seed1.json", "bench/results/paper_table_f50.json"],
-         render_paper_seeds)
 
 
 # ---- serving throughput: bench/serve_vs_ort.py ----
@@ -296,7 +225,7 @@ def render_serve_vs_ort(r: dict) -> str:
 @register("serve_int8", ["bench/results/serve_vs_ort.json"])
 def render_serve_int8(r: dict) -> str:
     if "int8_ort_prompts_per_s" not in r:
-        return "The int8 bundle was not timed in this run (`bench/serve_vs_ort.py --int8 DIR`)."
+        return "The int8 bundle was not timed in this run (`python -m bench.serve_vs_ort --int8 DIR`)."
     return (f"int8 bundle, bare ORT at the fp32 run's best batch ({r['ort_best_batch']}): {fmt(r['int8_ort_prompts_per_s'], 1)} prompts/s "
             f"= **{ratio(r['int8_over_fp32'])}** of fp32 bare ORT in the same run.")
 
@@ -331,32 +260,62 @@ def render_serve_engines(r: dict) -> str:
     return out
 
 
-# ---- teacher training: bench/teacher_vs_zero.py and the shipped teacher's own record ----
 
-KINDS_ORDER = ("direct", "rephrased", "disguised", "chat", "task", "instruction", "hard_negative")
+# ---- soak: bench/soak.py ----
 
-
-def render_teacher_vs_zero(r: dict) -> str:
-    rows_in = r["rows"]
-    kinds = [k for k in KINDS_ORDER if any(k in row for row in rows_in.values())]
-    kinds += sorted({k for row in rows_in.values() for k in row if k != "overall" and k not in kinds})
-    rows = []
-    for name, row in rows_in.items():
-        cells = [name, f3(row["overall"]["auroc"]), f3(row["overall"]["recall_at_1pct_fpr"])]
-        cells += [f"{f3(row[k]['auroc'])} / {f3(row[k]['recall_at_1pct_fpr'])}" if k in row else "-" for k in kinds]
-        rows.append(cells)
-    cfg = r.get("train_config", {})
-    out = (f"Dev file {r['dev']} (n={num(r['n_dev'])}), layer {r['layer']}; trained variants: {cfg.get('steps')} steps of the "
-           f"`--quick` config.\n\n" + md_table(["method", "AUROC", "R@1%FPR", *(f"{k} AUROC / R@1%" for k in kinds)], rows))
-    if r.get("helpfulness"):
-        help_rows = [[name, f"{f3(h['refusal_rate'])} (n={h['n']})", f3(h["perplexity"])] for name, h in r["helpfulness"].items()]
-        out += "\n\n" + md_table(["model", "refusal rate on benign dev prompts", "perplexity of the starting model's benign replies"], help_rows)
-    return out
+def _soak_shadow(m: dict) -> str:
+    scored = m.get("reftguard_shadow_score_delta_count", 0)
+    dis = {k: v for k, v in m.items() if k.startswith("reftguard_shadow_disagreements_total")}
+    a2f = sum(v for k, v in dis.items() if "'active': 'allow'" in k)
+    f2a = sum(v for k, v in dis.items() if "'active': 'flag'" in k)
+    return f"{num(scored)} scored, {num(a2f + f2a)} disagreements ({num(a2f)} allow→flag, {num(f2a)} flag→allow), {num(m.get('reftguard_shadow_dropped_total', 0))} dropped"
 
 
-register("teacher_vs_zero", ["bench/results/table.json"], render_teacher_vs_zero)
-register("teacher_vs_zero_handwritten", ["bench/results/table_handwritten.json"], render_teacher_vs_zero)
+def _soak_rss(r: dict) -> str:
+    """Server RSS range once warm: from 120 s (or half the time to the reload, if shorter) to the reload, and from
+    120 s after the reload to the streams' end."""
+    reload, done, rss = r["events"]["reload"], r["events"]["streams_done"], r["rss_mb"]
+    warm = min(120.0, reload / 2)
 
+    def span(a: float, b: float) -> str:
+        xs = [mb for t, mb in rss if a <= t < b]
+        return f"{num(min(xs))}-{num(max(xs))} MB" if xs else "-"
+
+    return f"{span(warm, reload)}; {span(reload + 120.0, done)}"
+
+
+def render_soak(*runs: dict) -> str:
+    """One column per soak run of bench/soak.py (each with the halfway reload and a shadow bundle)."""
+    def col(r: dict) -> str:
+        c = r["config"]
+        extra = " " + " ".join(c["server_args"]) if c.get("server_args") else ""
+        return f"{c['streams']} streams × {num(c['prompts'] / c['streams'])}{extra}"
+
+    def lat(r: dict) -> str:
+        u = r["unary_latency_ms"]
+        return f"{fmt(u['p50'] / 1000, 2)} / {fmt(u['p95'] / 1000, 2)} / {fmt(u['p99'] / 1000, 2)} s; p95 = {ratio(r['unary_p95_over_batch_infer'], 1)}"
+
+    def tput(r: dict) -> str:
+        s = r["stream_throughput_per_s"]
+        return f"{fmt(s['streams_only'], 1)} / {fmt(s['with_unary'], 1)} (−{fmt(100 * s['drop_with_unary'], 1)}%) / {fmt(s['after_reload'], 1)}"
+
+    rows = [
+        ["decisions; lost / duplicated / misordered", *(f"{num(r['decisions'])}; {r['lost']} / {r['duplicated']} / {r['misordered']}" for r in runs)],
+        ["retries; failed callers", *(f"{r['retries']}; {r['unary_failed'] + r['stream_failed']}" for r in runs)],
+        ["unary latency p50 / p95 / p99; p95 over the mean batch inference time", *(lat(r) for r in runs)],
+        ["stream prompts/s: streams only / with the unary callers / after the reload (shadow on)", *(tput(r) for r in runs)],
+        ["reloads ok", *(num(r["reloads_ok"]) for r in runs)],
+        ["shadow items", *(_soak_shadow(r["metrics"]) for r in runs)],
+        ["server RSS: warm, before the reload; after it (active + shadow)", *(_soak_rss(r) for r in runs)],
+    ]
+    return md_table(["figure", *(col(r) for r in runs)], rows)
+
+
+register("soak", ["bench/results/soak_rollout_16x10k.json", "bench/results/soak_rollout_16x2500.json", "bench/results/soak_rollout_16x300.json"],
+         render_soak)
+
+
+# ---- teacher training: the shipped teacher's own record ----
 
 DEFAULT_TEACHER = ROOT / "reftguard" / "data" / "default_teacher"
 STAGE2_INTRO = "Stage 2 (new LoRA on layers l and above, SFT only: the replies; every guard score stays stage 1's):"
@@ -438,9 +397,9 @@ def _render_soup_teacher(teacher: dict, stage1: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-# ---- detection: old bundle against new (bench/robustness_suite.py, bench/teacher_select.py) ----
+# ---- detection: the shipped bundle against the previous release (bench/robustness_suite.py) ----
 
-DETECTION_ROWS = (  # (label, summary key, goal from issue 13)
+DETECTION_ROWS = (  # (label, summary key, goal)
     ("contrast-dev: benign flag rate", "contrast_benign_flag_rate", "<= 0.03"),
     ("contrast-dev: harmful recall", "contrast_harmful_recall", ">= 0.90"),
     ("contrast-dev: AUROC", "contrast_auroc", ""),
@@ -452,9 +411,19 @@ DETECTION_ROWS = (  # (label, summary key, goal from issue 13)
     ("handwritten-dev: AUROC", "handwritten_auroc", ""),
     ("all three dev sets: AUROC / recall@1%FPR", ("all_auroc", "all_recall_at_1pct_fpr"), ""),
     ("long context (request after 2,000 tokens): recall, `right` truncation", "long_recall_right", ""),
-    ("long context: recall, `window` (the new default)", "long_recall_window", ">= 0.90"),
+    ("long context: recall, `window` (the default)", "long_recall_window", ">= 0.90"),
     ("long context: benign flag rate, `window`", "long_fpr_window", ""),
 )
+TEACHER_ROWS = (  # (label, teacher_select.json key, goal): the teacher each bundle was exported from
+    ("teacher: refusal rate, 50 benign guard-dev prompts", "refusal_rate_guard_dev_benign", "<= 0.05"),
+    ("teacher: refusal rate, 50 benign contrast-dev prompts", "refusal_rate_contrast_dev_benign", ""),
+    ("teacher: refusal rate, benign guard-dev prompts 51-100", "refusal_rate_guard_dev_benign_51_100", ""),
+    ("teacher: refusal rate, 50 benign chat prompts of guard-train held back from training (seed 0)",
+     "refusal_rate_train_heldout_chat_benign", ""),
+    ("teacher: refusal rate, 50 harmful guard-dev prompts (higher is better)", "refusal_rate_guard_dev_harmful", ""),
+)
+#: The results page's columns: (name in summary.json and teacher_select.json's `shipped`, header).
+RELEASES = (("tB", "previous release"), ("new", "shipped"))
 
 
 def _cell(r: dict, key) -> str:
@@ -464,67 +433,27 @@ def _cell(r: dict, key) -> str:
     return f3(r.get(key)) + (f" ({f3(ci[0])}-{f3(ci[1])})" if ci else "")
 
 
-@register("default_bundle", ["bench/results/robustness/summary.json", "bench/results/teacher_select.json"])
-def render_default_bundle(summary: dict, select: dict) -> str:
-    """Old shipped bundle (and any earlier candidate) against the new default, every figure on data the
-    threshold was not chosen on. `shipped` in teacher_select.json names each bundle's teacher."""
-    names = sorted((n for n in summary if n in select["shipped"]), key=lambda n: (n == "new", n != "old"))  # old, earlier, new
+def detection_table(summary: dict, select: dict, columns: Sequence[tuple[str, str]]) -> str:
+    """One column per bundle (`columns`: (name, header)), every figure on data the threshold was not chosen on;
+    `shipped` in teacher_select.json names each bundle's teacher. A row no bundle has a figure for is left out."""
+    names = [n for n, _ in columns]
     rows = [[label, goal] + [_cell(summary[n], key) for n in names] for label, key, goal in DETECTION_ROWS]
     rows.append(["long context: dev half its prompts come from (`all`: both, so partly in-sample)", ""]
                 + [f"`{summary[n].get('long_split', 'all')}`" for n in names])
     teachers = select["teachers"]
-    for label, key, goal in (("teacher: refusal rate, 50 benign guard-dev prompts", "refusal_rate_guard_dev_benign", "<= 0.05"),
-                             ("teacher: refusal rate, 50 benign contrast-dev prompts", "refusal_rate_contrast_dev_benign", ""),
-                             ("teacher: refusal rate, benign guard-dev prompts 51-100 (not used to pick; read when writing persona rows)",
-                              "refusal_rate_guard_dev_benign_51_100", ""),
-                             ("teacher: refusal rate, 50 benign chat prompts of guard-train held back from training (seed 0)",
-                              "refusal_rate_train_heldout_chat_benign", ""),
-                             ("teacher: refusal rate, 50 harmful guard-dev prompts (higher is better)", "refusal_rate_guard_dev_harmful", "")):
-        rows.append([label, goal] + [f3(teachers[select["shipped"][n]].get(key)) for n in names])
+    rows += [[label, goal] + [f3(teachers[select["shipped"][n]].get(key)) for n in names] for label, key, goal in TEACHER_ROWS]
     rows.append(["served threshold", ""] + [fmt(summary[n]["threshold"], 4) for n in names])
-    return md_table(["figure", "goal", *[f"{n} bundle" for n in names]], rows)
+    rows = [r for r in rows if any(c not in ("-", "- / -") for c in r[2:])]
+    return md_table(["figure", "goal", *[h for _, h in columns]], rows)
 
 
-@register("window_tail", ["bench/results/window_tail.json"])
-def render_window_tail(r: dict) -> str:
-    """Long-context recall / benign flag rate per tail-window size, every bundle side by side, and the
-    mean over bundles of recall minus benign flag rate (the figure the served default is chosen by on the
-    calib-half set, docs/results.md). `default` marks the served default when the sweep ran."""
-    names = list(r["bundles"])
-    tails = [t["window_tail"] for t in r["bundles"][names[0]]["tails"]]
-    rows = []
-    for i, tail in enumerate(tails):
-        per = [b["tails"][i] for b in r["bundles"].values()]
-        cells = [f"{f3(t['recall'])} / {f3(t['benign_flag_rate'])}" for t in per]
-        mean = sum(t["recall"] - t["benign_flag_rate"] for t in per) / len(per)
-        default = r["bundles"][names[0]]["tails"][i]["default"]
-        rows.append([("off" if tail == 0 else f"{tail} tokens") + (" (default then)" if default else ""), *cells, f3(mean)])
-    return md_table(["tail window", *[f"{n}: recall / benign flagged" for n in names], "mean recall − flagged"], rows)
+@register("default_bundle", ["bench/results/robustness/summary.json", "bench/results/teacher_select.json"])
+def render_default_bundle(summary: dict, select: dict) -> str:
+    """The shipped default bundle against the previous release (docs/results.md)."""
+    return detection_table(summary, select, RELEASES)
 
 
-register("window_tail_calib", ["bench/results/window_tail_calib.json"], render_window_tail)
-register("window_tail_report", ["bench/results/window_tail_report.json"], render_window_tail)
-
-
-@register("teacher_select", ["bench/results/teacher_select.json"])
-def render_teacher_select(select: dict) -> str:
-    """Candidate teachers on the calib half of each dev file (how the recipe was picked)."""
-    files = ("guard-dev.jsonl", "handwritten-dev.jsonl", "contrast-dev.jsonl")
-    rows = []
-    for name, t in select["teachers"].items():
-        cells = [f"{f3(t['files'][f]['auroc'])} / {f3(t['files'][f]['recall_at_1pct_fpr'])}" for f in files]
-        mean = sum(t["files"][f]["auroc"] for f in files) / len(files)  # the soup's selection figure (docs/training.md)
-        rows.append([name, *cells, fmt(mean, 4), f3(t["files"]["contrast-dev.jsonl"].get("hard_negative_flag_rate_at_recall_0.90")),
-                     f3(t["refusal_rate_guard_dev_benign"]), f3(t["refusal_rate_contrast_dev_benign"]),
-                     f3(t.get("refusal_rate_guard_dev_benign_51_100")), f3(t.get("refusal_rate_train_heldout_chat_benign")),
-                     f3(t["refusal_rate_guard_dev_harmful"])])
-    return md_table(["teacher", *[f"{f} AUROC / R@1%" for f in files], "mean AUROC", "contrast benign flagged at recall 0.90",
-                     "refusal, guard-dev benign ↓", "refusal, contrast benign ↓", "refusal, guard-dev benign 51-100 ↓",
-                     "refusal, held-back training chat ↓", "refusal, guard-dev harmful ↑"], rows)
-
-
-
-# ---- safe finetuning over seeds: bench/paper_table.py --seeds (mean ± s.e., paired differences) ----
+# ---- safe finetuning with the shipped teacher: bench/paper_table.py --seeds (mean ± s.e., paired differences) ----
 
 def _pm(d: dict, digits: int = 3) -> str:
     return "-" if d["mean"] is None else fmt(d["mean"], digits) + ("" if d["se"] is None else f" ± {fmt(d['se'], digits)}")
@@ -548,9 +477,7 @@ def render_paper_table_seeds(a: dict) -> str:
             + md_table(["difference", "ΔHS", "ΔFA", "Δbenign refusal", "Δbenign ppl"], diffs) + "\n\n" + verdicts)
 
 
-register("paper_table_seeds_quick", ["bench/results/paper_table_seeds_quick.json"], render_paper_table_seeds)
-register("paper_table_seeds", ["bench/results/paper_table_seeds.json"], render_paper_table_seeds)
-register("paper_table_seeds_tN", ["bench/results/paper_table_seeds_tN.json"], render_paper_table_seeds)
+register("distill_shipped", ["bench/results/paper_table_seeds_tN.json"], render_paper_table_seeds)
 
 
 if __name__ == "__main__":

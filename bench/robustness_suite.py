@@ -2,12 +2,12 @@
 
 For every `--bundle NAME=DIR`: `reftguard robustness` on the `report` half of guard-dev, handwritten-dev and
 contrast-dev (the default threshold is calibrated on the `calib` half), and on a long-context set built
-from report-half dev prompts (`bench/long_context.py --split report`: a dev request after >= 2,000 tokens of
+from report-half dev prompts (`python -m bench.long_context --split report`: a dev request after >= 2,000 tokens of
 benign dev context; `--long-split all` rebuilds the older set from both halves) under each
 `--long-truncation` policy. Reports land in bench/results/robustness/NAME[-long-POLICY]/ and the
 headline figures in bench/results/robustness/summary.json (rendered into docs/results.md).
 
-    python bench/robustness_suite.py --bundle old=runs/b_old --bundle new=$(reftguard default-bundle --print-path) \
+    python -m bench.robustness_suite --bundle old=runs/b_old --bundle new=$(reftguard default-bundle --print-path) \
         --long-truncation right,window
 """
 from __future__ import annotations
@@ -18,15 +18,13 @@ import re
 import sys
 from pathlib import Path
 
+from bench.long_context import build_long_context
+from reftguard import evaluation
+from reftguard.bundle import GuardBundle
+from reftguard.data import CALIBRATION_FILES, packaged
+from reftguard.robustness import RobustnessConfig, run
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from long_context import build_long_context  # noqa: E402
-
-from reftguard import evaluation  # noqa: E402
-from reftguard.bundle import GuardBundle  # noqa: E402
-from reftguard.data import CALIBRATION_FILES, packaged  # noqa: E402
-from reftguard.robustness import RobustnessConfig, run  # noqa: E402
 
 
 def _kind(rows: list[dict], kind: str, label: str) -> dict:

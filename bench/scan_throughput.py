@@ -1,7 +1,7 @@
 """Scan throughput: `reftguard scan` rows/s on a JSONL of packaged prompts, in-process and remote,
 against the bare ORT loop of bench/serve_vs_ort.py, in one run.
 
-    python bench/scan_throughput.py [--bundle DIR] [--rows 20000] [--quick] [--json OUT.json]
+    python -m bench.scan_throughput [--bundle DIR] [--rows 20000] [--quick] [--json OUT.json]
 
 - bare ORT: pre-tokenized, length-sorted batches straight into the session, at the best batch size
   (tokenizing is not timed: this is the ceiling a scan can approach);
@@ -16,17 +16,14 @@ import argparse
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_vs_ort import Server, bench_ort  # noqa: E402  (the same bare-ORT loop and server harness)
-
-from reftguard.bundle import GuardBundle  # noqa: E402
-from reftguard.clients.scan import ScanConfig, run_scan  # noqa: E402
-from reftguard.data import packaged  # noqa: E402
+from bench.serve_vs_ort import Server, bench_ort  # the same bare-ORT loop and server harness
+from reftguard.bundle import GuardBundle
+from reftguard.clients.scan import ScanConfig, run_scan
+from reftguard.data import packaged
 
 FILES = ("guard-dev.jsonl", "handwritten-dev.jsonl", "guard-train.jsonl", "guard-train-extra.jsonl")
 

@@ -1,6 +1,6 @@
 """Every engine and precision on this machine, bare and behind the server, vs naive transformers, in one run.
 
-    python bench/serve_vs_ort.py [--bundle DIR] [--quick] [--json OUT.json]
+    python -m bench.serve_vs_ort [--bundle DIR] [--quick] [--json OUT.json]
 
 - bare engines: every (engine, precision) this machine runs (reftguard.engines.available: onnxruntime
   fp32, OpenVINO fp32 and bf16 on AMX/avx512_bf16, onnxruntime fp16 on CUDA), pre-tokenized,

@@ -1,6 +1,6 @@
 """Soak / load test with exactly-once accounting, against a local `reftguard serve` (loopback only).
 
-    python bench/soak.py --bundle DIR [--streams 16] [--prompts 50000] [--unary 2] [--unary-rate 2]
+    python -m bench.soak --bundle DIR [--streams 16] [--prompts 50000] [--unary 2] [--unary-rate 2]
                          [--shadow-bundle DIR] [--duration 600] [--json OUT] [--plot OUT.png]
 
 N concurrent ScoreStreams (each its own client and connection) plus unary callers that each send

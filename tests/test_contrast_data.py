@@ -21,7 +21,9 @@ def builder():
 
 @pytest.fixture(scope="module")
 def lc():
-    return _module("long_context", ROOT / "bench" / "long_context.py")
+    from bench import long_context
+
+    return long_context
 
 
 def _read(name):

@@ -14,9 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import ROOT, load_file_module
-
-pt = load_file_module("paper_table", ROOT / "bench" / "paper_table.py")
+from bench import paper_table as pt
+from tests.conftest import ROOT
 
 
 # ------------------------------------------------------------------------------------------ aggregation

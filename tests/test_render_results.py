@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, load_file_module
-
-rr = load_file_module("render_results", ROOT / "bench" / "render_results.py")
+from bench import render_results as rr
+from tests.conftest import ROOT
 
 
 def test_committed_docs_equal_a_fresh_render():

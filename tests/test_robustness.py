@@ -70,9 +70,8 @@ def test_wilson_interval_by_hand():
 def test_suite_headline_gives_the_goal_rates_with_their_intervals():
     """bench/robustness_suite.py's summary entry from hand-built reports: the goal rates and the Wilson
     interval of each, from the counts (not from the rounded rates)."""
-    from tests.conftest import ROOT, load_file_module
+    from bench import robustness_suite as suite
 
-    suite = load_file_module("robustness_suite", ROOT / "bench" / "robustness_suite.py")  # it puts bench/ on sys.path
     # guard-dev: p3, p5; handwritten: hard negatives p0 (flagged at 0.3), p1, harmful p6; contrast: p2, p4, harmful p7
     files = {3: "guard-dev.jsonl", 5: "guard-dev.jsonl", 0: "handwritten-dev.jsonl", 1: "handwritten-dev.jsonl",
              6: "handwritten-dev.jsonl", 2: "contrast-dev.jsonl", 4: "contrast-dev.jsonl", 7: "contrast-dev.jsonl"}

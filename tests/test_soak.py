@@ -3,11 +3,11 @@ with the halfway reload and a shadow bundle; and a caller whose retries run out 
 import asyncio
 import shutil
 
-from tests.conftest import ROOT, load_file_module
+from bench import soak as _soak
 
 
 def load_soak():
-    return load_file_module("soak", ROOT / "bench" / "soak.py")
+    return _soak
 
 
 def test_short_soak_exactly_once_through_a_reload_with_a_shadow(tiny_bundle, tmp_path):

@@ -1,4 +1,4 @@
-"""bench/operating_point.py: the oracle thresholds and the figures at them, checked by hand on a fixed example,
+"""research/operating_point.py: the oracle thresholds and the figures at them, checked by hand on a fixed example,
 and one real run on the tiny bundle (report halves of the packaged dev files, scored by the served scorer)."""
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from reftguard.bundle import GuardBundle
-from tests.conftest import ROOT, load_file_module
-
-op = load_file_module("operating_point", ROOT / "bench" / "operating_point.py")
+from research import operating_point as op
 
 
 def _file(scores, labels, kinds):

@@ -4,8 +4,8 @@
 Each capacity runs in its own process on the same seeded sequence of (rows, width) shapes, as the server
 produces them (widths a multiple of 8, as the bf16 engine pads). Side by side in one run:
 
-    python bench/openvino_shape_cache.py --bundle $(reftguard default-bundle --print-path) \\
-        --json bench/results/openvino_shape_cache.json
+    python -m research.openvino_shape_cache --bundle $(reftguard default-bundle --print-path) \\
+        --json research/results/openvino_shape_cache.json
 """
 from __future__ import annotations
 

@@ -7,26 +7,21 @@ that carry hundreds of tokens of context. For each bundle this picks a windowed-
 at a benign flag-rate target, never above the served threshold (it may only lower the bar for long items),
 and reports recall and benign flag rate on the *report*-half long set at the served threshold and at it.
 
-    python bench/window_threshold.py --bundle new=$(reftguard default-bundle --print-path) --bundle tU1=runs/bU1 \
-        --out bench/results/window_threshold.json
+    python -m research.window_threshold --bundle new=$(reftguard default-bundle --print-path) --bundle tU1=runs/bU1 \
+        --out research/results/window_threshold.json
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from long_context import build_long_context  # noqa: E402
-
-from reftguard import evaluation  # noqa: E402
-from reftguard.bundle import GuardBundle  # noqa: E402
-from reftguard.scoring import BundleScorer  # noqa: E402
+from bench.long_context import build_long_context
+from reftguard import evaluation
+from reftguard.bundle import GuardBundle
+from reftguard.scoring import BundleScorer
 
 
 def window_threshold(scores: np.ndarray, harmful: np.ndarray, served: float, target_fpr: float) -> float:
@@ -65,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=50, help="Harmful (and as many benign) long prompts per dev half.")
     p.add_argument("--min-tokens", type=int, default=2000)
     p.add_argument("--target-fpr", type=float, default=0.02, help="Benign flag-rate target on the calib-half long set.")
-    p.add_argument("--out", default="bench/results/window_threshold.json")
+    p.add_argument("--out", default="research/results/window_threshold.json")
     ns = p.parse_args(argv)
     bundles = dict(b.split("=", 1) for b in ns.bundle)
     out = {"n": ns.n, "min_tokens": ns.min_tokens, "target_fpr": ns.target_fpr,

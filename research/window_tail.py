@@ -7,27 +7,23 @@ default runs on the calib half, and the chosen size is then reported on the repo
 (`bench/robustness_suite.py`). Prompts that fit one row are never windowed, so nothing else
 (calibration, the dev reports) changes with the tail.
 
-    python bench/window_tail.py --bundle old=runs/b_old --bundle new=$(reftguard default-bundle --print-path) [--split calib]
+    python -m research.window_tail --bundle old=runs/b_old --bundle new=$(reftguard default-bundle --print-path) [--split calib]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.long_context import build_long_context
+from reftguard.bundle import GuardBundle
+from reftguard.encoding import PromptEncoder
+from reftguard.scoring import BundleScorer, decide_items, text_turns
 
-from long_context import build_long_context  # noqa: E402
-
-from reftguard.bundle import GuardBundle  # noqa: E402
-from reftguard.encoding import PromptEncoder  # noqa: E402
-from reftguard.scoring import BundleScorer, decide_items, text_turns  # noqa: E402
-
+RESULTS = Path(__file__).resolve().parent / "results"
 TAILS = (0, 32, 64, 120, 240)  # the served default is scored once, as itself
 
 
@@ -75,10 +71,10 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=50, help="Harmful (and as many benign) long-context prompts.")
     p.add_argument("--min-tokens", type=int, default=2000)
     p.add_argument("--split", default="calib", choices=("all", "calib", "report"), help="Dev half the long set is built from.")
-    p.add_argument("--out", default="", help="Results file (default bench/results/window_tail_SPLIT.json; "
+    p.add_argument("--out", default="", help="Results file (default research/results/window_tail_SPLIT.json; "
                    "split all: window_tail.json, the first sweep's file).")
     ns = p.parse_args(argv)
-    ns.out = ns.out or str(ROOT / "bench" / "results" / ("window_tail.json" if ns.split == "all" else f"window_tail_{ns.split}.json"))
+    ns.out = ns.out or str(RESULTS / ("window_tail.json" if ns.split == "all" else f"window_tail_{ns.split}.json"))
     result = {"n": ns.n, "min_tokens": ns.min_tokens, "split": ns.split, "bundles": {}}
     for spec in ns.bundle:
         name, _, d = spec.partition("=")

@@ -14,7 +14,7 @@ all harmful ones).
 Helpfulness (starting model vs the ReFT teachers): refusal rate of greedy replies on 50 benign dev prompts
 (refusal-phrase detector) and the perplexity of the starting model's greedy replies to them.
 
-    python bench/teacher_vs_zero.py [--steps 80] [--full-teacher reftguard/data/default_teacher]
+    python -m research.teacher_vs_zero [--steps 80] [--full-teacher reftguard/data/default_teacher]
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from reftguard.training.fit import encode_texts
 from reftguard.modeling.teacher import Teacher
 from reftguard.training.teacher_train import QUICK, TrainConfig, balanced_subset, layer_states, train
 
-log = logging.getLogger("bench.teacher_vs_zero")
+log = logging.getLogger("research.teacher_vs_zero")
 
 REFT_ROW = "SFT + regulariser (ReFT)"
 FULL_ROW = "shipped default teacher (ReFT, default config)"
@@ -170,7 +170,7 @@ def markdown(results: dict, steps_note: str) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/bench", help="Work directory: trained teachers, cached stages, table.md and table.json.")
-    p.add_argument("--table-dir", default="bench/results", help="Also write table.md and table.json here (committed; no weights).")
+    p.add_argument("--table-dir", default="research/results", help="Also write table.md and table.json here (committed; no weights).")
     p.add_argument("--model", default="packaged:smollm2")
     p.add_argument("--dev", default="guard-dev.jsonl", help="Packaged dev file (or a path) to score; never trained on.")
     p.add_argument("--layer", type=int, default=16)

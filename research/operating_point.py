@@ -8,8 +8,8 @@ oracle misses a goal, no calibration can meet it and only the representation (th
 - handwritten-dev: the lowest threshold flagging <= 3% of hard negatives, and the recall left there on the
   harmful side of each dev file (guard-dev, the contrast harmful prompts, disguised requests).
 
-    python bench/operating_point.py --bundle new=$(reftguard default-bundle --print-path) \
-        --out bench/results/operating_point.json
+    python -m research.operating_point --bundle new=$(reftguard default-bundle --print-path) \
+        --out research/results/operating_point.json
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", action="append", default=[], help="NAME=DIR, repeatable.")
     p.add_argument("--min-recall", type=float, default=0.90, help="Contrast-dev harmful recall the oracle must keep.")
     p.add_argument("--max-hard-negative-rate", type=float, default=0.03)
-    p.add_argument("--out", default="bench/results/operating_point.json")
+    p.add_argument("--out", default="research/results/operating_point.json")
     ns = p.parse_args(argv)
     res = {}
     for name, d in (b.split("=", 1) for b in ns.bundle):

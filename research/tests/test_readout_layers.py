@@ -1,15 +1,10 @@
-"""bench/readout_layers.py: per-layer R_L and the multi-layer mean score, checked by hand on synthetic states."""
+"""research/readout_layers.py: per-layer R_L and the multi-layer mean score, checked by hand on synthetic states."""
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, load_file_module
-
-sys.path.append(str(ROOT / "bench"))  # the bench script imports its siblings by name
-rl = load_file_module("readout_layers", ROOT / "bench" / "readout_layers.py")
+from research import readout_layers as rl
 
 
 def test_layer_readouts_and_their_mean_by_hand():

@@ -1,6 +1,6 @@
 """Is the layer a lever? The shipped teacher read at other layers, and at several layers at once.
 
-bench/readout_variants.py found that re-weighting the class means at layer l moves nothing (every variant's
+research/readout_variants.py found that re-weighting the class means at layer l moves nothing (every variant's
 R_l is within cosine 0.998 of the shipped one). This asks the other readout question: the same trained
 teacher, R_L estimated at each layer L from the training files (difference of class means, midpoint
 centre, as the exporter does), and the mean of the cosines over a few layers (each against its own R_L).
@@ -12,7 +12,7 @@ only if, on the calib halves, its mean AUROC over the three dev files beats the 
 least 0.002 and its recall at the served calibration (target FPR 0.02, hard negatives <= 0.02 on the pooled
 calib halves) is no lower. Only then is it scored on the report halves (`--report NAME`).
 
-    python bench/readout_layers.py [--teacher reftguard/data/default_teacher] [--report NAME]
+    python -m research.readout_layers [--teacher reftguard/data/default_teacher] [--report NAME]
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
-from readout_variants import TRAIN, served_calibration
-from teacher_select import DEV, file_metrics, portable_command
-from teacher_vs_zero import slug
+from research.readout_variants import TRAIN, served_calibration
+from research.teacher_select import DEV, file_metrics, portable_command
+from research.teacher_vs_zero import slug
 
 from reftguard.data import load_labeled, packaged, split_of
 from reftguard.features import cosine_scores, refusal_feature
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", default="reftguard/data/default_teacher")
     p.add_argument("--cache", default="runs/readout_layers")
-    p.add_argument("--out", default="bench/results/readout_layers.json")
+    p.add_argument("--out", default="research/results/readout_layers.json")
     p.add_argument("--report", action="append", default=[], help="Also score this readout on the report halves (after the rule).")
     ns = p.parse_args(argv)
     from reftguard.modeling.teacher import Teacher

@@ -12,11 +12,11 @@ which training prompts the means are taken over and how they are weighted:
   contrast_only  contrast-train.jsonl alone (harmful vs benign prompts that share surface words)
   mixA           unit(all) * (1 - A) + unit(contrast_only) * A
 
-Columns as in bench/teacher_select.py (threshold-free, calib halves only), plus the recall left at the
+Columns as in research/teacher_select.py (threshold-free, calib halves only), plus the recall left at the
 served calibration (target FPR 0.02, hard negatives <= 0.02 on the pooled calib halves). Layer states are
 cached per teacher, so a rerun only redoes the numpy.
 
-    python bench/readout_variants.py --teacher reftguard/data/default_teacher --out bench/results/readout_variants.json
+    python -m research.readout_variants --teacher reftguard/data/default_teacher --out research/results/readout_variants.json
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
-from teacher_select import DEV, file_metrics, portable_command, teacher_states
-from teacher_vs_zero import slug
+from research.teacher_select import DEV, file_metrics, portable_command, teacher_states
+from research.teacher_vs_zero import slug
 
 from reftguard import evaluation
 from reftguard.data import TEACHER_TRAIN_FILES, load_labeled, packaged, split_of
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", default="reftguard/data/default_teacher")
     p.add_argument("--cache", default="runs/readout_variants")
-    p.add_argument("--out", default="bench/results/readout_variants.json")
+    p.add_argument("--out", default="research/results/readout_variants.json")
     ns = p.parse_args(argv)
     from reftguard.modeling.teacher import Teacher
 

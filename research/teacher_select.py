@@ -10,7 +10,7 @@ guard-dev prompts (no teacher was picked on them), and to 50 benign chat prompts
 train-teacher held back (no seed-0 teacher trained on them); and, the other side,
 its refusal rate on the first 50 harmful guard-dev prompts (it should refuse them).
 
-    python bench/teacher_select.py --teacher old=reftguard/data/default_teacher --teacher new=runs/t1 \
+    python -m research.teacher_select --teacher old=reftguard/data/default_teacher --teacher new=runs/t1 \
         --out bench/results/teacher_select.json
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 
 import numpy as np
-from teacher_vs_zero import helpfulness, slug
+from research.teacher_vs_zero import helpfulness, slug
 
 from reftguard import evaluation
 from reftguard.data import holdout_split, load_labeled, packaged, select_split

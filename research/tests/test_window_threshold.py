@@ -1,17 +1,13 @@
-"""bench/window_threshold.py: the windowed-item threshold it measures, checked by hand, and one real run on the
+"""research/window_threshold.py: the windowed-item threshold it measures, checked by hand, and one real run on the
 tiny bundle (both dev halves' long sets built, scored through the served scorer, thresholds applied strictly)."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, load_file_module
-
-sys.path.append(str(ROOT / "bench"))  # the bench script imports its siblings by name
-wt = load_file_module("window_threshold", ROOT / "bench" / "window_threshold.py")
+from research import window_threshold as wt
 
 
 def test_window_threshold_by_hand():
