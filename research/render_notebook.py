@@ -69,12 +69,6 @@ def render_paper_table(r: dict) -> str:
     return _paper_setup(r) + "\n\n" + md_table(PAPER_COLS, (_paper_row(row, PAPER_COLS) for row in r["rows"]))
 
 
-def render_paper_table_short(r: dict) -> str:
-    """The seed-0 table, fewer columns (docs/results.md)."""
-    cols = ("run", "HS ↓", "refusal rate", "no content", "FA ↑", "train s", "peak RSS MB")
-    return _paper_setup(r) + "\n\n" + md_table(cols, (_paper_row(row, cols) for row in r["rows"]))
-
-
 def render_paper_variant(r: dict) -> str:
     """A variant run (another seed, another alignment fraction): runs (a)-(d) only, all columns."""
     rows = [row for row in r["rows"] if "train_seconds" in row]
@@ -102,7 +96,6 @@ def render_paper_seeds(seed0: dict, seed1: dict, f50: dict) -> str:
 
 
 register("paper_table", ["bench/results/paper_table.json"], render_paper_table)
-register("paper_table_short", ["bench/results/paper_table.json"], render_paper_table_short)
 register("paper_table_seed1", ["research/results/paper_table_seed1.json"], render_paper_variant)
 register("paper_table_f50", ["research/results/paper_table_f50.json"], render_paper_variant)
 register("paper_seeds", ["bench/results/paper_table.json", "research/results/paper_table_seed1.json", "research/results/paper_table_f50.json"],
