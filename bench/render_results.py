@@ -202,32 +202,13 @@ def _run(ns: argparse.Namespace, globs: Sequence[str], registry: dict[str, Table
 
 # ---- serving throughput: bench/serve_vs_ort.py ----
 
-@register("serve_vs_ort", ["bench/results/serve_vs_ort.json"])
-def render_serve_vs_ort(r: dict) -> str:
-    def best(by: dict) -> str:
-        return "/".join(by)
-
-    rows = [
-        [f"bare ORT, best batch ({r['ort_best_batch']})", fmt(r["ort_prompts_per_s"], 1), num(r["ort_tokens_per_s"])],
-        [f"server, unary (best of {best(r['server_unary_by_clients'])} clients)", fmt(r["server_unary_prompts_per_s"], 1),
-         num(r["server_unary_tokens_per_s"])],
-        [f"server, stream (best of {best(r['server_stream_by_clients'])} clients)", fmt(r["server_stream_prompts_per_s"], 1),
-         num(r["server_stream_tokens_per_s"])],
-        ["naive transformers, per-prompt full forward", fmt(r["naive_prompts_per_s"], 1), num(r["naive_tokens_per_s"])],
-    ]
-    unary = r["server_unary_prompts_per_s"] / r["ort_prompts_per_s"]
-    return (f"Bundle {r['bundle_id']} (layer {r['layer']}), {num(r['n_prompts'])} dev prompts, {fmt(r['avg_tokens'], 0)} tokens on average, one run.\n\n"
-            + md_table(["path", "prompts/s", "tokens/s"], rows)
-            + f"\n\nserver / bare ORT = **{ratio(r['server_over_ort'])}** (stream; unary {ratio(unary)}); "
-              f"server / naive = **{ratio(r['server_over_naive'], 1)}**.")
-
-
 @register("serve_int8", ["bench/results/serve_vs_ort.json"])
 def render_serve_int8(r: dict) -> str:
     if "int8_ort_prompts_per_s" not in r:
         return "The int8 bundle was not timed in this run (`python -m bench.serve_vs_ort --int8 DIR`)."
-    return (f"int8 bundle, bare ORT at the fp32 run's best batch ({r['ort_best_batch']}): {fmt(r['int8_ort_prompts_per_s'], 1)} prompts/s "
-            f"= **{ratio(r['int8_over_fp32'])}** of fp32 bare ORT in the same run.")
+    return (f"Static int8 (`reftguard quantize`) on a quiet machine, bundle {r['bundle_id']} (layer {r['layer']}), bare onnxruntime at "
+            f"the fp32 run's best batch ({r['ort_best_batch']}): {fmt(r['int8_ort_prompts_per_s'], 1)} prompts/s = **{ratio(r['int8_over_fp32'])}** "
+            f"of fp32 ({fmt(r['ort_prompts_per_s'], 1)}) in the same run: {'faster' if r['int8_over_fp32'] > 1 else 'not faster'} on this CPU.")
 
 
 @register("serve_engines", ["bench/results/serve_vs_ort_engines.json"])
