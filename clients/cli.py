@@ -12,9 +12,13 @@ from reftguard.clients.requests import TRUNCATION_CHOICES
 from reftguard.v1 import guard_pb2 as pb
 
 
+DEFAULT_TARGET = "localhost:50051"
+
+
 def target_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", default="localhost:50051", help="HOST:PORT of the guard service [env REFTGUARD_TARGET].")
-    p.add_argument("--token", default=None, help="Bearer token (or env REFTGUARD_TOKEN).")
+    # The service address and credential are the client commands' only env twins (reftguard.config's rule).
+    p.add_argument("--target", default=None, help=f"HOST:PORT of the guard service (default: env REFTGUARD_TARGET, else {DEFAULT_TARGET}).")
+    p.add_argument("--token", default=None, help="Bearer token (default: env REFTGUARD_TOKEN).")
     p.add_argument("--tls-ca", default=None, help="CA certificate (PEM) to verify the server; enables TLS.")
     p.add_argument("--tls-cert", default=None, help="Client certificate (PEM) for mutual TLS.")
     p.add_argument("--tls-key", default=None, help="Client key (PEM) for mutual TLS.")
@@ -22,10 +26,10 @@ def target_args(p: argparse.ArgumentParser) -> None:
 
 
 def client_config(ns) -> ClientConfig:
-    """The ClientConfig from the flags of `target_args` (and their env twins)."""
+    """The ClientConfig from the flags of `target_args`; a flag wins over its env twin."""
     import os
 
-    target = os.environ.get("REFTGUARD_TARGET", ns.target) if ns.target == "localhost:50051" else ns.target
+    target = ns.target or os.environ.get("REFTGUARD_TARGET") or DEFAULT_TARGET
     return ClientConfig(target=target, timeout=ns.timeout, token=ns.token or os.environ.get("REFTGUARD_TOKEN"),
                         tls_ca=ns.tls_ca, tls_cert=ns.tls_cert, tls_key=ns.tls_key)
 

@@ -1,7 +1,9 @@
-"""ServerConfig: every knob of `reftguard serve`, with a --flag and a REFTGUARD_* env twin."""
+"""ServerConfig: every knob of `reftguard serve`, with a --flag and a REFTGUARD_* env twin (a deployment
+configures the server through its environment: reftguard.config's rule)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from reftguard.config import option
 from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, TRUNCATION_POLICIES
@@ -9,6 +11,8 @@ from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, TRUNCATI
 
 @dataclass
 class ServerConfig:
+    ENV_TWINS: ClassVar[bool] = True
+
     bundle: str = option("", "Guard bundle directory or .tar. Empty: the embedded default bundle (built on first use).")
     shadow_bundle: str = option("", "Candidate guard bundle scored beside --bundle, off the response path (clients never wait for it), for the rollout metrics (reftguard_shadow_*). Re-read on SIGHUP; a missing directory then turns shadow scoring off.")
     shadow_fraction: float = option(1.0, "Fraction of items (0..1, sampled per item) that --shadow-bundle also scores.")
