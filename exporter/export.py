@@ -20,7 +20,7 @@ import numpy as np
 from reftguard import __version__
 from reftguard.bundle import FEATURE, MODEL, GuardBundle, seal, staged
 from reftguard.config import option
-from reftguard.exporter.card import render_card
+from reftguard.card import render_card
 
 log = logging.getLogger("reftguard.export")
 

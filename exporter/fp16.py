@@ -45,7 +45,7 @@ def add_fp16_graph(bundle_dir: str | Path, atol: float = FP16_ATOL) -> GuardBund
     record the check under manifest['fp16'] and re-seal. Any earlier fp16 calibration is dropped: it was
     for another graph. Raises ParityError over `atol`."""
     from reftguard.engines.ort import OrtEngine
-    from reftguard.exporter.card import render_card
+    from reftguard.card import render_card
     from reftguard.exporter.validate import PARITY_PROMPTS, ParityError, compare
 
     bundle = GuardBundle.load(bundle_dir)

@@ -56,7 +56,7 @@ def quantize_bundle(cfg: QuantizeConfig) -> GuardBundle:
 
     from reftguard.calibration import CalibrateConfig, calibrate
     from reftguard.data import load_labeled
-    from reftguard.exporter.card import render_card
+    from reftguard.card import render_card
     from reftguard.exporter.validate import validate_against
 
     src = GuardBundle.load(cfg.bundle)

@@ -120,7 +120,7 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
     manifest["precisions"] = dict(manifest.get("precisions") or {}) | {cfg.precision: entry}
     if cfg.precision == "fp32":  # the top-level pair is fp32's, as before per-precision calibration
         manifest["threshold"], manifest["calibration"] = thr, calibration
-    from reftguard.exporter.card import render_card  # stdlib-only module despite its package
+    from reftguard.card import render_card
 
     seal(bundle.root, manifest, card=render_card)
     return GuardBundle.load(bundle.root)

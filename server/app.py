@@ -47,7 +47,7 @@ def build_engine(bundle: GuardBundle, cfg: ServerConfig):
 def resolve_bundle(cfg: ServerConfig) -> GuardBundle:
     if cfg.bundle:
         return GuardBundle.load(cfg.bundle)
-    from reftguard.default_bundle import default_bundle  # needs the train extra on first build
+    from reftguard.default_bundle import default_bundle  # the cached one: `reftguard serve` builds it first
 
     return default_bundle()
 

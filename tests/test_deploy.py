@@ -139,7 +139,8 @@ def test_runtime_targets_share_one_contract(dockerfile):
 
 
 def test_build_stages_use_real_cli_commands(dockerfile):
-    from reftguard import cli, commands
+    from reftguard import cli
+    from reftguard.cli import commands
 
     run = " ".join(dockerfile.stages["default-bundle"].values("RUN"))
     assert "reftguard default-bundle --out /bundle" in run

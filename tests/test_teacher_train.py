@@ -195,13 +195,13 @@ def test_shipped_default_teacher_beats_zero_training_on_dev(tmp_path):
     trained to hold on hard negatives and disguised requests, not on guard-dev's style alone."""
     from reftguard import evaluation
     from reftguard.data import CALIBRATION_FILES, TRAIN_FILES, load_labeled, packaged, select_split
-    from reftguard.default_bundle import _shipped_teacher
+    from reftguard.default_bundle import shipped_teacher
     from reftguard.exporter.export import ExportConfig, export_bundle
     from reftguard.features import cosine_scores, refusal_feature
     from reftguard.training.fit import encode_texts
     from reftguard.training.teacher_train import balanced_subset
 
-    root = _shipped_teacher()
+    root = shipped_teacher()
     assert root is not None, "reftguard/data/default_teacher/teacher.json is missing"
     teacher = Teacher.load(root)
     assert teacher.kind == "reft" and teacher.adapter
@@ -238,12 +238,12 @@ def test_shipped_default_teacher_answers_benign_and_refuses_harmful_prompts():
     and most of the first 50 harmful ones refused (measured 0.90; stage 1 alone 0.70). Floors sit a little
     below the measured values: they catch a teacher that over-refuses or stops refusing, not noise."""
     from reftguard.data import load_labeled, packaged
-    from reftguard.default_bundle import _shipped_teacher
+    from reftguard.default_bundle import shipped_teacher
     from reftguard.encoding import PromptEncoder
     from reftguard.training.generation import greedy_replies
     from reftguard.training.judge import is_refusal
 
-    teacher = Teacher.load(_shipped_teacher())
+    teacher = Teacher.load(shipped_teacher())
     lm, tok = teacher.load_model()
     enc = PromptEncoder(teacher.tokenizer_dir / "tokenizer.json", teacher.prompt_format, 512)
     dev = load_labeled(packaged("guard-dev.jsonl"))

@@ -116,9 +116,9 @@ def epoch_batch(n: int, size: int, i: int, seed: int, stream: int) -> list[int]:
 def teacher_dir(cfg: DistillConfig) -> Path:
     if cfg.teacher:
         return Path(cfg.teacher)
-    from reftguard.default_bundle import _shipped_teacher
+    from reftguard.default_bundle import shipped_teacher
 
-    shipped = _shipped_teacher()
+    shipped = shipped_teacher()
     if shipped is None:
         raise FileNotFoundError("no --teacher given and this install ships no default teacher; train one with `reftguard train-teacher`")
     return shipped

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 
 import grpc
 
+from reftguard.card import render_card  # stdlib only: the client install stays light
 from reftguard.clients.client import ClientConfig
 from reftguard.clients.scan.records import DEFAULT_MAX_CHARS
 from reftguard.clients.scan.rows import Outcome, Row
@@ -60,10 +61,7 @@ class RemoteEngine:
 
     @property
     def card(self) -> str:
-        # The card file stays on the server; render the same card from the manifest it sent. The
-        # renderer is stdlib-only, imported lazily so the client install stays light.
-        from reftguard.exporter.card import render_card
-
+        # The card file stays on the server; render the same card from the manifest it sent.
         try:
             return render_card(self.manifest)
         except (KeyError, TypeError, AttributeError):

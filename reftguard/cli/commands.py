@@ -1,4 +1,5 @@
-"""Handlers of the model-side subcommands (fit, export, calibrate, eval, default-bundle)."""
+"""Handlers of the model-side subcommands (fit, export, calibrate, eval, robustness, quantize, default-bundle), and
+`serve` (the server's own command, after the default bundle is built when no --bundle is given)."""
 from __future__ import annotations
 
 import argparse
@@ -99,11 +100,33 @@ def default_bundle_args(p: argparse.ArgumentParser) -> None:
 
 
 def default_bundle(ns) -> int:
-    from reftguard.default_bundle import default_bundle as build
+    from reftguard.exporter.default_bundle import ensure_default_bundle
 
-    b = build(ns.out, rebuild=ns.rebuild)
+    b = ensure_default_bundle(ns.out, rebuild=ns.rebuild)
     print(b.root if ns.print_path else f"default bundle {b.bundle_id} at {b.root} (threshold {b.threshold:.4f})")
     return 0
+
+
+def serve_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.server.cli import serve_args as server_args
+
+    server_args(p)
+
+
+def serve(ns) -> int:
+    """`reftguard serve`: without --bundle, the default bundle (built here on first use; the server itself
+    only loads bundles)."""
+    import logging
+
+    from reftguard.server.cli import serve as run
+
+    if not ns.bundle:
+        from reftguard.exporter.default_bundle import ensure_default_bundle
+
+        if not ns.verbose:
+            logging.getLogger("reftguard").setLevel(logging.INFO)
+        ns.bundle = str(ensure_default_bundle().root)
+    return run(ns)
 
 
 def quantize_args(p: argparse.ArgumentParser) -> None:

@@ -1,5 +1,5 @@
-"""Handlers of the training commands: train-teacher, make-data, distill, evaluate-model, pipeline (kept apart
-from reftguard/commands.py: they need the train extra)."""
+"""Handlers of the training commands: train-teacher, soup-teacher, make-data, distill, evaluate-model, pipeline
+(kept apart from commands.py: they need the train extra)."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,9 @@ from reftguard.config import add_dataclass_args, from_args, portable
 def train_teacher_args(p: argparse.ArgumentParser) -> None:
     from reftguard.training.teacher_train import TrainConfig
 
+    p.add_argument("--recipe", default=None, metavar="FILE",
+                   help="TOML file of options (option names as keys, e.g. `steps = 200`): they replace the defaults, and flags "
+                        "given here still win. recipes/teacher-stage1.toml and recipes/teacher-stage2.toml reproduce the shipped teacher.")
     p.add_argument("--quick", action="store_true",
                    help="A short run (about 3 minutes on 2 CPU cores) for trying the recipe; options you set to non-default values still win.")
     add_dataclass_args(p, TrainConfig, group="train-teacher")
@@ -24,7 +27,7 @@ def train_teacher_args(p: argparse.ArgumentParser) -> None:
 
 def with_quick(cfg, quick: dict, enabled: bool):
     """With --quick, the `quick` values replace the options of `cfg` that are still at their default
-    (so options set by flag or env var win)."""
+    (so options set by flag or recipe win)."""
     if enabled:
         defaults = asdict(type(cfg)())
         for k, v in quick.items():
@@ -42,7 +45,7 @@ def quick_config(ns: argparse.Namespace):
 
 def command_line(*cfgs, name: str = "train-teacher") -> str:
     """The `reftguard NAME` command that reproduces `cfgs` (every non-default option spelled out,
-    whether it came from a flag, an env var or --quick)."""
+    whether it came from a flag, a recipe or --quick)."""
     parts = ["reftguard", name]
     for cfg in cfgs:
         parts += _flags(cfg)
@@ -170,7 +173,12 @@ def pipeline(ns) -> int:
     cfgs = [from_args(c, ns) for c in (PipelineConfig, DistillConfig, DataConfig, EvalModelConfig)]
     for c in cfgs:
         with_quick(c, QUICK.get(type(c), {}), ns.quick)
-    report = run_pipeline(*cfgs, command=command_line(*cfgs, name="pipeline"))
+    command = command_line(*cfgs, name="pipeline")
+    if cfgs[0].filter and not cfgs[0].bundle:  # the default bundle, built here on first use
+        from reftguard.exporter.default_bundle import ensure_default_bundle
+
+        cfgs[0].bundle = str(ensure_default_bundle().root)
+    report = run_pipeline(*cfgs, command=command)
     print(render_markdown(report))
     print(f"report: {cfgs[1].out}/report.json")
     return 0

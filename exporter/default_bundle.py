@@ -1,0 +1,40 @@
+"""Building the embedded default bundle: export the shipped teacher, then calibrate it (reftguard/default_bundle.py
+holds the recipe, the cache and the loader; this is the half that needs torch)."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from reftguard.bundle import GuardBundle
+from reftguard.default_bundle import RECIPE, default_bundle, serves_bf16, shipped_teacher
+
+log = logging.getLogger("reftguard.default")
+
+
+def build(out: Path) -> GuardBundle:
+    """Export the shipped teacher to `out` and calibrate it (fp32, and bf16 where this machine serves bf16)."""
+    from reftguard.calibration import CalibrateConfig, calibrate
+    from reftguard.data import packaged
+    from reftguard.exporter.export import ExportConfig, export_bundle
+
+    t0 = time.time()
+    teacher_dir = shipped_teacher()
+    if teacher_dir is None:
+        raise FileNotFoundError("this install carries no default teacher (reftguard/data/default_teacher); "
+                                "train one with `reftguard train-teacher --recipe recipes/teacher-stage1.toml` and export it")
+    export_bundle(ExportConfig(teacher=str(teacher_dir), out=str(out)))
+    cal = RECIPE["calibration"]
+    cal = cal | {"data": [str(packaged(d)) for d in cal["data"]]}
+    bundle = calibrate(CalibrateConfig(bundle=str(out), **cal))
+    if serves_bf16():
+        # Served as bf16 on CPUs with AMX/avx512_bf16 (`--engine auto`), which needs its own threshold: bf16
+        # shifts scores by up to ~0.04. Elsewhere the bundle stays fp32-only and auto serves ORT fp32.
+        bundle = calibrate(CalibrateConfig(bundle=str(out), **cal, precision="bf16"))
+    log.info("default bundle %s built in %.0fs at %s", bundle.bundle_id, time.time() - t0, out)
+    return bundle
+
+
+def ensure_default_bundle(out: str | Path | None = None, rebuild: bool = False) -> GuardBundle:
+    """The default bundle at `out` (or the cache), built first when it is missing."""
+    return default_bundle(out, build=build, rebuild=rebuild)
