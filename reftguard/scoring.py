@@ -13,7 +13,7 @@ import numpy as np
 
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, Encoded, PromptEncoder, length_sorted_batches
-from reftguard.engine_ort import OrtBackend
+from reftguard.engines.ort import OrtEngine as OrtBackend  # noqa: N814 (the class is OrtEngine; the alias is gone)
 
 
 @dataclass(frozen=True)

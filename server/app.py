@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from reftguard.bundle import GuardBundle
-from reftguard.engines import make_engine
+from reftguard.engines import Engine, make_engine
 from reftguard.server.auth import AuthInterceptor, Authenticator, check_exposure, load_tokens
 from reftguard.server.batcher import TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
@@ -35,11 +35,10 @@ SERVICE = guard_pb2.DESCRIPTOR.services_by_name["Guard"].full_name
 FAILURES_BEFORE_NOT_SERVING = 3
 
 
-def build_engine(bundle: GuardBundle, cfg: ServerConfig):
-    """The one place the server builds an inference engine (active, shadow, reload): anything with
-    `run(input_ids, attention_mask) -> (score, feature_norm)` and `.provider` (optionally `.label`,
-    `.threshold` and `.expected_fpr`, which then win over the bundle's). reftguard.engines.make_engine
-    chooses the engine and precision and sets those three from the bundle's calibration for it."""
+def build_engine(bundle: GuardBundle, cfg: ServerConfig) -> Engine:
+    """The one place the server builds an inference engine (active, shadow, reload). reftguard.engines.make_engine
+    chooses the engine and precision and sets `.label`, `.threshold` and `.expected_fpr` from the bundle's
+    calibration for it (they win over the bundle's top-level ones)."""
     return make_engine(bundle, engine=cfg.engine, precision=cfg.precision, device=cfg.device, threads=cfg.threads,
                        allow_uncalibrated_precision=cfg.allow_uncalibrated_precision)
 

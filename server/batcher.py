@@ -27,11 +27,14 @@ import time
 from collections import OrderedDict, deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from reftguard.encoding import pad_batch
+
+if TYPE_CHECKING:
+    from reftguard.server.served import ServedModel  # what a job carries: its pad id and its engine's `run`
 
 log = logging.getLogger("reftguard.batcher")
 SHADOW = "\x00shadow"  # the shadow queue's caller key (no client identity can take it)
@@ -57,20 +60,12 @@ class DeadlineExpired(Exception):
     """The RPC's deadline passed before its prompt reached the backend; the work was dropped."""
 
 
-class Model(Protocol):
-    """What the batcher needs of a ServedModel."""
-
-    pad_id: int
-
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-
 @dataclass(eq=False)
 class Job:
     ids: list[int]
     future: asyncio.Future  # resolves to a PromptResult
     deadline: float | None  # time.monotonic() value, or None
-    model: Model
+    model: ServedModel
     enqueued: float = field(default_factory=time.monotonic)
 
     def dead(self, now: float) -> bool:
@@ -153,7 +148,7 @@ class TokenBudgetBatcher:
         # admitted into an empty queue (it fits the whole queue, checked in `submit`).
         return self._fits(n, tokens, 1.0 - self.reserve) or (self.queued_items == 0 and self._fits(n, tokens))
 
-    async def submit(self, ids: list[list[int]], *, model: Model, caller: str = "", wait: bool,
+    async def submit(self, ids: list[list[int]], *, model: ServedModel, caller: str = "", wait: bool,
                      deadline: float | None = None) -> list[asyncio.Future]:
         """Queue prompts for `model` on behalf of `caller`; one future per prompt, resolving to its PromptResult.
 
@@ -177,7 +172,7 @@ class TokenBudgetBatcher:
         self.queued_tokens += tokens
         return futures
 
-    def submit_shadow(self, ids: list[list[int]], *, model: Model, deadline: float | None = None) -> list[asyncio.Future]:
+    def submit_shadow(self, ids: list[list[int]], *, model: ServedModel, deadline: float | None = None) -> list[asyncio.Future]:
         """Queue shadow work (run only when nothing else is queued); Overloaded when its queue is full
         even after dropping what waited past its deadline (DeadlineExpired)."""
         if self.shadow_items + len(ids) > self.max_shadow_items:

@@ -15,23 +15,16 @@ import math
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, pad_batch
+from reftguard.engines import Engine
 
 log = logging.getLogger("reftguard.model")
 WARMUP_TEXTS = ("warmup: how do I bake bread?", "warmup")
-
-
-class Scorer(Protocol):
-    """The engine contract (DESIGN section 4): padded int64 arrays in, fp32 (score, feature_norm) out."""
-
-    provider: str
-
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class ModelRefused(ValueError):
@@ -42,7 +35,7 @@ class ModelRefused(ValueError):
 class ServedModel:
     bundle: GuardBundle
     encoder: PromptEncoder
-    engine: Scorer
+    engine: Engine
     provider: str  # engine and device (and precision, where the engine names it)
     threshold: float  # the bundle's, or the engine's own calibration for its precision
     expected_fpr: float | None  # calibrated FPR at that threshold (None: the manifest has none)
@@ -58,7 +51,7 @@ class ServedModel:
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray):
         return self.engine.run(input_ids, attention_mask)
 
-    def with_engine(self, engine: Scorer) -> "ServedModel":
+    def with_engine(self, engine: Engine) -> "ServedModel":
         """The same bundle and encoder on another engine (tests inject faults this way); a new model."""
         return track(dataclasses.replace(self, engine=engine))
 
@@ -91,7 +84,7 @@ def _released(bundle_id: str) -> None:
     log.info("released model %s (its last job is done)", bundle_id)
 
 
-def load_model(bundle: GuardBundle | str | Path, build_engine: Callable[[GuardBundle], Scorer], *,
+def load_model(bundle: GuardBundle | str | Path, build_engine: Callable[[GuardBundle], Engine], *,
                window_overlap: int = -1, max_windows: int, window_tail: int = -1) -> ServedModel:
     """Load and verify a bundle, build its engine and encoder, warm it up. Blocking (run it in an
     executor). A path is resolved first (a symlink flipped later does not change what was verified),

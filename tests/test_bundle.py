@@ -96,14 +96,14 @@ def test_scores_do_not_depend_on_batch(tiny_bundle):
 
 def test_io_binding_path_matches_plain_run(tiny_bundle):
     from reftguard.encoding import pad_batch
-    from reftguard.engine_ort import OrtBackend
+    from reftguard.engines.ort import OrtEngine
 
     b = GuardBundle.load(tiny_bundle)
     enc = PromptEncoder(b.tokenizer_path, b.prompt_format, b.max_tokens).encode(["a", "bb cc dd", "how to"], "right")
     ids, mask = pad_batch(enc.ids)
-    plain = OrtBackend(b, "cpu", io_binding=False).run(ids, mask)
-    bound = OrtBackend(b, "cpu", io_binding=True).run(ids, mask)
+    plain = OrtEngine(b, "cpu", io_binding=False).run(ids, mask)
+    bound = OrtEngine(b, "cpu", io_binding=True).run(ids, mask)
     np.testing.assert_allclose(plain[0], bound[0], atol=1e-6)
     np.testing.assert_allclose(plain[1], bound[1], rtol=1e-6)
     with pytest.raises(RuntimeError, match="reftguard\\[gpu\\]"):
-        OrtBackend(b, "cuda")
+        OrtEngine(b, "cuda")

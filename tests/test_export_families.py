@@ -55,7 +55,7 @@ def test_gemma2_soft_capping_is_in_the_graph(data_dir, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from reftguard.engine_ort import OrtBackend
+    from reftguard.engines.ort import OrtEngine
     from tests.conftest import _texts
     from tests.tiny import build_model
 
@@ -73,7 +73,7 @@ def test_gemma2_soft_capping_is_in_the_graph(data_dir, tmp_path):
     model, _ = teacher.load_model()
     model.set_attn_implementation("eager")
     ids, mask = family_for(model.config).dummy_inputs(int(model.config.vocab_size), batch=6, max_len=24)
-    graph = OrtBackend(bundle, device="cpu").run(ids, mask)[0]
+    graph = OrtEngine(bundle, device="cpu").run(ids, mask)[0]
     capped = hf_reference(model, 2, teacher.refusal_feature, teacher.center)(ids, mask)[0]
     for layer in model.model.layers:
         layer.self_attn.attn_logit_softcapping = None

@@ -23,9 +23,9 @@ class BatchScorer:
     @property
     def engine(self):
         if self._engine is None:
-            from reftguard.clients.scan.runner import make_engine
+            from reftguard.clients.scan.runner import scan_engine
 
-            self._engine = make_engine(**self.engine_kw)
+            self._engine = scan_engine(**self.engine_kw)
         return self._engine
 
     def __getstate__(self):  # the engine (threads, sockets, ORT session) is rebuilt where it is used

@@ -23,6 +23,7 @@ from reftguard.clients.client import ClientConfig
 from reftguard.clients.scan.records import DEFAULT_MAX_CHARS
 from reftguard.clients.scan.rows import Outcome, Row
 from reftguard.clients.scan.stream import LoopClient
+from reftguard.v1 import guard_pb2 as pb
 
 Decided = Iterator[tuple[Row, "Outcome | None"]]
 
@@ -85,7 +86,7 @@ class RemoteEngine:
                     row = pending.popleft()
                     if d.id != row.item["id"]:
                         raise RuntimeError(f"decision for item {d.id} arrived where item {row.item['id']} was expected")
-                    yield row, Outcome(float(d.score), d.verdict == 2, int(d.turn), bool(d.truncated))
+                    yield row, Outcome(float(d.score), d.verdict == pb.FLAG, int(d.turn), bool(d.truncated))
                 while pending:  # unscorable rows after the last scored one
                     yield pending.popleft(), None
                 return
@@ -103,7 +104,7 @@ class RemoteEngine:
             if row.item is not None:
                 try:
                     (d,) = self.client.score([row.item], **self.kw)
-                    yield row, Outcome(float(d.score), d.verdict == 2, int(d.turn), bool(d.truncated))
+                    yield row, Outcome(float(d.score), d.verdict == pb.FLAG, int(d.turn), bool(d.truncated))
                     continue
                 except grpc.RpcError as err:
                     if err.code() != grpc.StatusCode.INVALID_ARGUMENT:

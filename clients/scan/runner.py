@@ -45,7 +45,7 @@ class ScanConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def make_engine(*, target: str | None = None, bundle: str | None = None, client: ClientConfig | None = None, threshold: float | None = None,
+def scan_engine(*, target: str | None = None, bundle: str | None = None, client: ClientConfig | None = None, threshold: float | None = None,
                 source: str = "", truncation: str | None = None, batch_size: int = 32, in_flight: int = 8, batch_rows: int = 512):
     """A RemoteEngine (target / client config) or a LocalEngine (bundle); shared by scan, hf and ray."""
     from reftguard.clients.scan.engines import LocalEngine, RemoteEngine
@@ -70,7 +70,7 @@ class Scan:
         self.input, self.out = Path(cfg.input), Path(cfg.out)
         self.fmt = detect_format(self.input, cfg.format)
         self.reader = self.fmt.reader(self.input, cfg.split)
-        self.engine = engine or make_engine(target=cfg.target, bundle=cfg.bundle, client=cfg.client, threshold=cfg.threshold, source=cfg.source,
+        self.engine = engine or scan_engine(target=cfg.target, bundle=cfg.bundle, client=cfg.client, threshold=cfg.threshold, source=cfg.source,
                                             truncation=cfg.truncation, batch_size=cfg.batch_size, in_flight=cfg.in_flight, batch_rows=cfg.chunk_rows)
         self.fingerprint = fingerprint(input=input_identity(self.input), format=self.fmt.name, split=cfg.split, text_field=cfg.text_field,
                                        bundle_id=self.engine.bundle_id, threshold=self.engine.threshold, truncation=cfg.truncation,

@@ -1,4 +1,4 @@
-"""Inference engines behind one contract: `run(input_ids, attention_mask) -> (score, feature_norm)`.
+"""Inference engines behind one contract, `Engine`: `run(input_ids, attention_mask) -> (score, feature_norm)`.
 
 - `ort`: onnxruntime, fp32 on CPU or CUDA, fp16 (the bundle's fp16 graph) on CUDA (CPU for checks);
 - `openvino`: OpenVINO on CPU, fp32 or bf16 (AMX / avx512_bf16).
@@ -13,6 +13,7 @@ onnxruntime or openvino until an engine is built.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Protocol
 
 from reftguard.bundle import GuardBundle
 from reftguard.engines.selection import (
@@ -20,14 +21,28 @@ from reftguard.engines.selection import (
     choose, detect_platform,
 )
 
+if TYPE_CHECKING:
+    import numpy as np
+
 log = logging.getLogger("reftguard.engine")
 
-__all__ = ["DEVICES", "ENGINES", "PRECISIONS", "Choice", "EngineError", "Platform", "UncalibratedPrecision", "available",
+__all__ = ["DEVICES", "ENGINES", "PRECISIONS", "Choice", "Engine", "EngineError", "Platform", "UncalibratedPrecision", "available",
            "calibration_for", "calibrations", "choose", "detect_platform", "make_engine"]
 
 
+class Engine(Protocol):
+    """The engine contract (DESIGN section 4), the one thing the scorer, the server's models, calibration
+    and the checks ask of an engine: padded int64 `input_ids` and `attention_mask` [batch, seq] in, fp32
+    `(score, feature_norm)` [batch] out. `provider` is the device it runs on (cpu|cuda). Engines built by
+    `make_engine` also carry `.label`, `.threshold` and `.expected_fpr` (see above); test doubles need not."""
+
+    provider: str
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 def make_engine(bundle: GuardBundle, *, engine: str = "auto", precision: str = "auto", device: str = "auto", threads: int = 0,
-                allow_uncalibrated_precision: bool = False, cpu_flags=None, platform: Platform | None = None):
+                allow_uncalibrated_precision: bool = False, cpu_flags=None, platform: Platform | None = None) -> Engine:
     """Build the engine for `bundle` on this machine (`cpu_flags` / `platform` override detection)."""
     platform = platform or detect_platform(cpu_flags)
     c = choose(bundle.manifest, platform, engine, precision, device, allow_uncalibrated_precision)

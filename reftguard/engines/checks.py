@@ -13,10 +13,11 @@ import numpy as np
 
 from reftguard.encoding import length_sorted_batches, pad_batch
 
-Run = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# Each check takes `run`, an engine's bound `run` method (the contract of reftguard.engines.Engine).
 
 
-def score_rows(run: Run, ids: Sequence[Sequence[int]], pad_id: int = 0, max_batch: int = 32) -> np.ndarray:
+def score_rows(run: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], ids: Sequence[Sequence[int]], pad_id: int = 0,
+               max_batch: int = 32) -> np.ndarray:
     """Scores of encoded rows in row order, length-sorted batches of `max_batch` (as served)."""
     out = np.zeros(len(ids), dtype=np.float32)
     for rows, input_ids, mask in length_sorted_batches(list(ids), max_batch, 1 << 30, pad_id):
@@ -24,7 +25,8 @@ def score_rows(run: Run, ids: Sequence[Sequence[int]], pad_id: int = 0, max_batc
     return out
 
 
-def batch_invariance(run: Run, ids: Sequence[Sequence[int]], pad_id: int = 0, n_alone: int = 32, batched: np.ndarray | None = None) -> dict:
+def batch_invariance(run: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], ids: Sequence[Sequence[int]], pad_id: int = 0,
+                     n_alone: int = 32, batched: np.ndarray | None = None) -> dict:
     """{'max_abs_diff', 'alone', 'regrouped', 'n'}: served batching vs alone (first `n_alone` rows) and
     vs arrival-order batches of 8."""
     ids = list(ids)

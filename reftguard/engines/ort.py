@@ -66,5 +66,3 @@ class OrtEngine:
             score, norm = self.session.run(list(bundle_io.OUTPUT_NAMES), bundle_io.feeds(input_ids, attention_mask))
         return score.astype(np.float32, copy=False), norm.astype(np.float32, copy=False)
 
-
-OrtBackend = OrtEngine  # the name the server and tests used before there were several engines
