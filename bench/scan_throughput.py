@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.serve_vs_ort import Server, bench_ort  # the same bare-ORT loop and server harness
+from bench.serve_vs_ort import Server, bench_bare, engine_scorer  # the same bare-engine loop and server harness
 from reftguard.bundle import GuardBundle
 from reftguard.clients.scan import ScanConfig, run_scan
 from reftguard.data import packaged
@@ -72,7 +72,8 @@ def main() -> None:
     print(f"bundle {bundle.bundle_id} (layer {bundle.layer}), {args.rows} rows, {os.cpu_count()} cpus, in {work}")
     res: dict = {"bundle_id": bundle.bundle_id, "backbone": bundle.backbone, "layer": bundle.layer, "rows": args.rows,
                  "batch_size": args.batch_size, "concurrency": args.concurrency}
-    ort = bench_ort(bundle, texts[: args.ort_rows], (16, 32) if args.quick else (8, 16, 32, 64))
+    scorer = engine_scorer(bundle, "ort/fp32")
+    ort = bench_bare(scorer, scorer.encoder.encode(texts[: args.ort_rows], "right").ids, (16, 32) if args.quick else (8, 16, 32, 64))
     res["ort_rows_per_s"], res["ort_best_batch"] = ort["prompts_per_s"], ort["batch_size"]
     rate, _ = timed_scan(ScanConfig(input=str(work / "in.jsonl"), out=str(work / "local"), bundle=str(bundle.root)))
     res["in_process_rows_per_s"] = rate

@@ -21,7 +21,7 @@ import numpy as np
 from bench.long_context import build_long_context
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder
-from reftguard.scoring import BundleScorer, decide_items, text_turns
+from reftguard.scoring import BundleScorer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TAILS = (0, 32, 64, 120, 240)  # the served default is scored once, as itself
@@ -40,12 +40,14 @@ def sweep(bundle_dir: str, n: int, min_tokens: int, tails=TAILS, split: str = "c
     t0 = time.perf_counter()
     e = scorer.encoder.encode(texts)
     row_scores, _ = scorer.score_ids(e.ids)
-    served = decide_items(row_scores, text_turns(texts), e)  # what BundleScorer.score_texts does
+    rows_text = np.array(e.text)  # row -> its text (one user turn per text item)
+    served = np.full(len(texts), -np.inf)
+    np.maximum.at(served, rows_text, row_scores)  # an item's score is its highest row's, as served
     seconds = time.perf_counter() - t0
     assert all(w > 1 for w in e.num_windows), "every long-context prompt must be windowed"
     full_rows = np.array([w < nw - 1 for w, nw in zip(e.window, e.num_windows)])  # the last row is the tail
     full = np.full(len(texts), -np.inf)
-    np.maximum.at(full, np.array(e.text)[full_rows], row_scores[full_rows])
+    np.maximum.at(full, rows_text[full_rows], row_scores[full_rows])
 
     def figures(s: np.ndarray) -> dict:
         flagged = s > bundle.threshold
@@ -53,7 +55,7 @@ def sweep(bundle_dir: str, n: int, min_tokens: int, tails=TAILS, split: str = "c
 
     out = {"bundle_id": bundle.bundle_id, "threshold": bundle.threshold, "n_harmful": int(harmful.sum()),
            "n_benign": int((~harmful).sum()), "rows": len(e.ids), "seconds": round(seconds, 1),
-           "tails": [{"window_tail": scorer.encoder.window_tail, "default": True, **figures(np.array([x.score for x in served]))}]}
+           "tails": [{"window_tail": scorer.encoder.window_tail, "default": True, **figures(served)}]}
     for tail in (t for t in tails if t != scorer.encoder.window_tail):
         s = full
         if tail:
