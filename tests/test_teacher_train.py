@@ -173,16 +173,25 @@ def test_resume_equals_uninterrupted_run(tiny_llama, data_dir, tmp_path):
         np.testing.assert_array_equal(a[k], b[k])
 
 
-def test_cli_train_teacher(tiny_llama, data_dir, tmp_path, capsys):
+def test_cli_train_teacher_from_a_recipe(tiny_llama, data_dir, tmp_path, capsys):
+    """`train-teacher --recipe FILE`: the file's options, flags on the command line win, --quick fills only
+    what neither set; the reply cache it names is generated when missing (a fresh checkout has none); the
+    recorded command spells every option, so it reproduces the run without the file."""
     from reftguard.cli import main
 
-    out = tmp_path / "t"
-    rc = main(["train-teacher", "--quick", "--model", str(tiny_llama), "--data", str(data_dir / "train.jsonl"), "--out", str(out),
-               "--layer", "0", "--max-layer", "3", "--steps", "4", "--sft-pool", "6", "--reply-tokens", "6", "--probe-size", "40", "--eval-size", "40", "--no-progress"])
+    out, cache = tmp_path / "t", tmp_path / "fresh" / "replies.jsonl"
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(f"model = {json.dumps(str(tiny_llama))}\ndata = [{json.dumps(str(data_dir / 'train.jsonl'))}]\nout = {json.dumps(str(out))}\n"
+                      f"reply_cache = {json.dumps(str(cache))}\nlayer = 0\nmax_layer = 3\nsteps = 99\nsft_pool = 6\nreply_tokens = 6\n"
+                      "probe_size = 40\neval_size = 40\nprogress = false\n")
+    rc = main(["train-teacher", "--quick", "--recipe", str(recipe), "--steps", "4"])
     assert rc == 0
     t = Teacher.load(out)
-    assert t.record["config"]["steps"] == 4 and t.record["config"]["refresh_every"] == 15  # --quick default, explicit flags win
-    assert t.record["command"].startswith("reftguard train-teacher") and "--quick" not in t.record["command"]
+    cfg = t.record["config"]
+    assert cfg["steps"] == 4 and cfg["sft_pool"] == 6 and cfg["refresh_every"] == 15  # flag, recipe, --quick default
+    assert t.record["command"].startswith("reftguard train-teacher") and "--quick" not in t.record["command"] and "--recipe" not in t.record["command"]
+    assert "--sft-pool 6" in t.record["command"] and "--steps 4" in t.record["command"]
+    assert len(cache.read_text().splitlines()) >= 1  # generated, in a folder that did not exist
     assert t.layer == t.record["chosen_layer"] and len(t.record["layer_table"]) == 3  # --layer 0: chosen by the table
     assert "teacher written to" in capsys.readouterr().out
 
@@ -320,39 +329,3 @@ def test_stage2_changes_the_replies_and_keeps_the_guard(tiny_llama, data_dir, tm
         train(tiny_config(tiny_llama, data_dir, tmp_path / "x", **(kw | {"reg_weight": 1.0})))
     with pytest.raises(ValueError, match="--max-tokens"):
         train(tiny_config(tiny_llama, data_dir, tmp_path / "y", **(kw | {"max_tokens": 64})))
-
-
-def test_long_rows_put_the_prompt_after_left_cut_benign_context():
-    from reftguard.training.long_rows import MIN_CONTEXT, LongRows
-
-    prefix, suffix, sep = [1, 2], [3], [9]
-    texts = {0: [100 + k for k in range(20)], 1: [200 + k for k in range(7)], 2: [300, 301, 302], 3: [400 + k for k in range(150)]}
-    rows = [prefix + texts[i] + suffix for i in range(4)]
-    builder = LongRows(rows, [0, 1, 2], len(prefix), len(suffix), sep, max_tokens=120, max_context=80)
-    rng = np.random.default_rng(0)
-    lengths = set()
-    for _ in range(50):
-        (row,) = builder.build(rng, [2])
-        assert row[:2] == prefix and row[-4:] == [300, 301, 302, 3]  # the prompt and the template end the row
-        context = row[2:-4]
-        lengths.add(len(context))
-        assert MIN_CONTEXT <= len(context) <= 80 and len(row) <= 120
-        assert context[-1] == 9  # whole context items, each closed by the separator
-        assert 300 not in context  # the prompt is never its own context
-        assert set(context) <= set(texts[0]) | set(texts[1]) | {9}
-    assert len(lengths) > 10  # context lengths are drawn, not fixed
-    # A prompt that leaves no room for MIN_CONTEXT tokens under max_tokens is its own row.
-    assert builder.build(rng, [3]) == [rows[3]]
-    with pytest.raises(ValueError, match="benign"):
-        LongRows(rows, [], 2, 1, sep, 120, 80)
-
-
-def test_long_context_rows_join_the_regulariser(tiny_llama, data_dir, tmp_path):
-    with pytest.raises(ValueError, match="--reg-weight"):
-        train(tiny_config(tiny_llama, data_dir, tmp_path / "x", long_per_class=2, reg_weight=0.0))
-    teacher = train(tiny_config(tiny_llama, data_dir, tmp_path / "t", steps=6, long_per_class=2, long_context_tokens=48))
-    rows = [json.loads(l) for l in (tmp_path / "t" / "train_log.jsonl").read_text().splitlines()]
-    long_losses = [r["long_reg_loss"] for r in rows if "long_reg_loss" in r]
-    assert long_losses and all(np.isfinite(long_losses)) and all(v > 0 for v in long_losses)
-    assert any("long_reg_batch_harmful_cos" in r for r in rows)
-    assert teacher.record["config"]["long_per_class"] == 2

@@ -9,8 +9,7 @@ Recipe, top to bottom (one file on purpose, in the nanoGPT / torchtune style):
      starting model's greedy reply (generated once, cached in the output directory);
   4. wrap the model in LoRA (peft) or train it fully; AdamW with a linear warm-up;
   5. every step: a balanced, length-bucketed batch for the regulariser (forward through layers[:l] only)
-     and one for SFT (full model, loss on reply tokens only); with --long-per-class, a few regulariser rows
-     more that put a prompt after benign context, as a long input's last window is served (long_rows.py);
+     and one for SFT (full model, loss on reply tokens only);
   6. every K steps: re-estimate R_l and the centre from the current model on a fixed probe subset
      (no gradient flows into R_l; optional EMA) and log the drift;
   7. every N steps: log losses, mean cosines and AUROC on the held-back split; checkpoint;
@@ -81,9 +80,6 @@ class TrainConfig(OptimOptions, LoraOptions, RunOptions):
     reg_margin: float = option(0.0, "Push harmful scores above t+margin and benign below t-margin.")
     reg_per_class: int = option(8, "Harmful and benign prompts per regulariser batch (each).")
     hard_negative_share: float = option(0.0, "Share of every benign draw (regulariser batches, R_l probe, SFT pool) taken from benign prompts of kind 'hard_negative': safe prompts that sound unsafe are rare in the data but decide the false-positive rate on them.")
-    long_per_class: int = option(0, "Harmful and benign long-context rows per regulariser step (each): the prompt after benign context of training prompts, as the last window of a long input is served (training/long_rows.py); 0 = none.")
-    long_context_tokens: int = option(448, "Most context tokens before the prompt in a long-context row (drawn uniformly from 32 up to this, within --max-tokens).")
-    hard_negative_weight: float = option(1.0, "Regulariser loss weight of benign hard negatives relative to the other prompts.")
     sft_weight: float = option(0.5, "Weight of the SFT loss on replies (0 = regulariser only).")
     sft_per_class: int = option(1, "Harmful and benign pairs per SFT batch (each).")
     sft_benign_ratio: int = option(1, "Benign SFT pairs per step = this x sft_per_class: more helpful pairs keep the teacher from refusing benign prompts.")
@@ -184,16 +180,12 @@ def balanced_subset(idx: list[int], labels: np.ndarray, size: int, seed: int, ha
 # ------------------------------------------------------------------------------------- the regulariser
 
 
-def regulariser_loss(scores, labels, threshold: float, scale: float, margin: float, weights=None):
-    """Logistic loss on scale * (cos - t), with the targets pushed `margin` apart (see module docstring);
-    `weights` (per row) make some rows count more, normalised so the loss stays a weighted mean."""
+def regulariser_loss(scores, labels, threshold: float, scale: float, margin: float):
+    """Logistic loss on scale * (cos - t), with the targets pushed `margin` apart (see module docstring)."""
     import torch.nn.functional as F
 
     y = labels.float()
-    logits = scale * (scores - threshold - margin * (2 * y - 1))
-    if weights is None:
-        return F.binary_cross_entropy_with_logits(logits, y)
-    return (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * weights).sum() / weights.sum()
+    return F.binary_cross_entropy_with_logits(scale * (scores - threshold - margin * (2 * y - 1)), y)
 
 
 @dataclass
@@ -345,38 +337,21 @@ def make_sft_sampler(cfg: TrainConfig, pairs: list, labels: list[int]) -> Balanc
     return BalancedLengthSampler([len(p.ids) for p in pairs], labels, cfg.sft_per_class, counts=counts)
 
 
-def regulariser_step(decoder, d: TeacherData, rows: list[int], state: FeatureState, weight: np.ndarray | None, cfg: TrainConfig, run: RunLog,
-                     ids: list[list[int]] | None = None, name: str = "reg"):
+def regulariser_step(decoder, d: TeacherData, rows: list[int], state: FeatureState, cfg: TrainConfig, run: RunLog):
     """L_reg on one batch of rows: the guard's cosine at layer l (through `decoder`, the LoRA-wrapped
-    layers[:l]) against the current R_l, centre and midpoint. `ids` replaces the rows' own encodings (the
-    long-context rows, labelled as their prompts); `name` prefixes the logged values."""
+    layers[:l]) against the current R_l, centre and midpoint."""
     import torch
 
     from reftguard.modeling.guard import cosine, gather_last
 
     dev = next(decoder.parameters()).device
-    input_ids, mask = (torch.from_numpy(a).to(dev) for a in pad_batch(d.rows(rows) if ids is None else ids, d.pad))
+    input_ids, mask = (torch.from_numpy(a).to(dev) for a in pad_batch(d.rows(rows), d.pad))
     h = gather_last(decoder(input_ids, mask), mask)
     yb = torch.from_numpy(d.y[rows]).to(dev)
     s = cosine(h, torch.from_numpy(state.r).to(dev), torch.from_numpy(state.c).to(dev))
-    reg = regulariser_loss(s, yb, state.t, cfg.reg_scale, cfg.reg_margin, None if weight is None else torch.from_numpy(weight[rows]).to(dev))
-    prefix = "" if name == "reg" else f"{name}_"
-    run.add(**{f"{name}_loss": reg.item(), f"{prefix}batch_harmful_cos": s[yb == 1].mean().item(), f"{prefix}batch_benign_cos": s[yb == 0].mean().item()})
+    reg = regulariser_loss(s, yb, state.t, cfg.reg_scale, cfg.reg_margin)
+    run.add(reg_loss=reg.item(), batch_harmful_cos=s[yb == 1].mean().item(), batch_benign_cos=s[yb == 0].mean().item())
     return reg
-
-
-def long_rows_for(cfg: TrainConfig, d: TeacherData, out: Path):
-    """(LongRows, request sampler) for --long-per-class, or (None, None). The template's token counts come
-    from the encoder that encoded `d.ids`, so cutting them off a row leaves exactly its text."""
-    from reftguard.training.long_rows import LongRows
-
-    if cfg.long_per_class <= 0:
-        return None, None
-    enc = PromptEncoder(out / "tokenizer" / "tokenizer.json", d.fmt, cfg.max_tokens)
-    separator = enc.tokenizer.encode("\n\n", add_special_tokens=False).ids
-    pool = [i for i in d.fit_idx if d.y[i] == 0]
-    builder = LongRows(d.ids, pool, len(enc.prefix_ids), len(enc.suffix_ids), separator, cfg.max_tokens, cfg.long_context_tokens)
-    return builder, fit_sampler(d, cfg.long_per_class, cfg.hard_negative_share)
 
 
 def fit_sampler(d: TeacherData, per_class: int, share: float) -> BalancedLengthSampler:
@@ -436,8 +411,6 @@ def train(cfg: TrainConfig, command: str = ""):
         raise ValueError("no training data: pass --data TRAIN.jsonl (labeled harmful/benign prompts)")
     if cfg.sft_weight <= 0 and cfg.reg_weight <= 0:
         raise ValueError("sft_weight and reg_weight are both 0: nothing to train")
-    if cfg.long_per_class > 0 and cfg.reg_weight <= 0:
-        raise ValueError("--long-per-class adds regulariser rows: it needs --reg-weight > 0")
     if cfg.retain_weight > 0 and (cfg.full_finetune or cfg.sft_weight <= 0):
         raise ValueError("--retain-weight needs LoRA (the starting model is the network with its adapters off) and SFT pairs (--sft-weight > 0)")
     init = stage1_teacher(cfg)
@@ -464,8 +437,6 @@ def train(cfg: TrainConfig, command: str = ""):
     decoder = TruncatedDecoder(t.base, layer)  # shares the (LoRA-wrapped) layers: the regulariser's cheap forward
     reg_sampler = fit_sampler(d, cfg.reg_per_class, cfg.hard_negative_share)
     sft_sampler = make_sft_sampler(cfg, pairs, pair_labels) if pairs else None
-    long_rows, long_sampler = long_rows_for(cfg, d, out)
-    row_weight = np.where(d.hard == HARD, cfg.hard_negative_weight, 1.0).astype(np.float32) if cfg.hard_negative_weight != 1.0 else None
 
     # resume, or start from the starting model's R_l
     ck, match = out / CHECKPOINT, {"config_key": _config_key(cfg), "layer": layer}
@@ -485,11 +456,7 @@ def train(cfg: TrainConfig, command: str = ""):
         loss = torch.zeros((), device=dev)
         if cfg.reg_weight > 0:
             rows = [d.fit_idx[j] for j in reg_sampler.batch(step_rng(cfg.seed, step, rank, 0))]
-            loss = loss + cfg.reg_weight * regulariser_step(decoder, d, rows, state, row_weight, cfg, run)
-        if long_rows is not None:  # a separate forward: padding short rows to a long row's width would waste it
-            rng = step_rng(cfg.seed, step, rank, 2)
-            rows = [d.fit_idx[j] for j in long_sampler.batch(rng)]
-            loss = loss + cfg.reg_weight * regulariser_step(decoder, d, rows, state, row_weight, cfg, run, long_rows.build(rng, rows), "long_reg")
+            loss = loss + cfg.reg_weight * regulariser_step(decoder, d, rows, state, cfg, run)
         if cfg.sft_weight > 0:
             pick = sft_sampler.batch(step_rng(cfg.seed, step, rank, 1))
             input_ids, mask, labels = (torch.from_numpy(a).to(dev) for a in sft.collate([pairs[j] for j in pick], d.pad))
