@@ -39,8 +39,13 @@ def build_engine(bundle: GuardBundle, cfg: ServerConfig) -> Engine:
     """The one place the server builds an inference engine (active, shadow, reload). reftguard.engines.make_engine
     chooses the engine and precision and sets `.label`, `.threshold` and `.expected_fpr` from the bundle's
     calibration for it (they win over the bundle's top-level ones)."""
-    return make_engine(bundle, engine=cfg.engine, precision=cfg.precision, device=cfg.device, threads=cfg.threads,
-                       allow_uncalibrated_precision=cfg.allow_uncalibrated_precision)
+    engine = make_engine(bundle, engine=cfg.engine, precision=cfg.precision, device=cfg.device, threads=cfg.threads,
+                         allow_uncalibrated_precision=cfg.allow_uncalibrated_precision)
+    if not engine.choice.calibrated:
+        log.warning("bundle %s: serving %s at fp32's threshold %.4f, which this precision was not calibrated for; "
+                    "run `reftguard calibrate --precision %s` on the bundle to give it its own",
+                    bundle.bundle_id, engine.precision, engine.threshold, engine.precision)
+    return engine
 
 
 def resolve_bundle(cfg: ServerConfig) -> GuardBundle:

@@ -263,14 +263,21 @@ def test_server_serves_auto_bf16_at_its_own_threshold(multi):
 
 
 @needs_bf16
-def test_server_refuses_an_uncalibrated_precision(tiny_bundle):
+def test_server_refuses_an_uncalibrated_precision(tiny_bundle, caplog):
+    import logging
+
     from reftguard.server.app import build_engine
     from reftguard.server.config import ServerConfig
 
     b = GuardBundle.load(tiny_bundle)
     with pytest.raises(UncalibratedPrecision, match="no bf16 calibration.*--allow-uncalibrated-precision"):
         build_engine(b, ServerConfig(precision="bf16"))
-    assert build_engine(b, ServerConfig(precision="bf16", allow_uncalibrated_precision=True)).label == "openvino/bf16/cpu"
+    with caplog.at_level(logging.INFO, logger="reftguard"):
+        make_engine(b, precision="bf16", allow_uncalibrated_precision=True)  # e.g. calibrating bf16: nothing to act on
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert build_engine(b, ServerConfig(precision="bf16", allow_uncalibrated_precision=True)).label == "openvino/bf16/cpu"
+    # Serving at a threshold that was not calibrated for the precision: the server says so, and what to run.
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "reftguard calibrate --precision bf16" in r.getMessage()]
     assert build_engine(b, ServerConfig()).label == "ort/fp32/cpu"  # auto: no bf16 calibration, so fp32
 
 
@@ -309,3 +316,19 @@ def test_openvino_caps_its_per_shape_kernel_cache(tiny_bundle):
     assert e.config["CPU_RUNTIME_CACHE_CAPACITY"] == RUNTIME_CACHE_CAPACITY < 5000
     ids = _ids(b)
     assert np.allclose(e.run(*pad_batch(ids, b.pad_token_id))[0], make_engine(b, engine="ort").run(*pad_batch(ids, b.pad_token_id))[0], atol=1e-4)
+
+
+@needs_openvino
+def test_the_openvino_engine_sends_no_telemetry(tiny_bundle):
+    """`import openvino` would send a usage event (openvino_telemetry) from a forked process; the engine
+    loads OpenVINO with its no-op telemetry stub instead (in a fresh process: nothing imported it yet)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom reftguard.bundle import GuardBundle\nfrom reftguard.engines import make_engine\n"
+            f"make_engine(GuardBundle.load({str(tiny_bundle)!r}), engine='openvino', precision='fp32')\n"
+            "import openvino.tools.ovc.telemetry_utils as t\n"
+            "assert sys.modules['openvino_telemetry'] is None and t.tm.__name__.endswith('telemetry_stub'), t.tm\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr

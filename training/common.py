@@ -72,10 +72,13 @@ def wrap_trainable(lm, cfg: LoraOptions, seed: int, layers: list[int] | None):
         return lm, params
     from peft import LoraConfig, get_peft_model
 
+    from reftguard.modeling.loading import quiet_peft
+
     torch.manual_seed(seed)  # LoRA A is random: seed it for reproducible runs
     lcfg = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules=list(cfg.lora_targets),
                       layers_to_transform=layers, bias="none")
-    peft_model = get_peft_model(lm, lcfg)
+    with quiet_peft():
+        peft_model = get_peft_model(lm, lcfg)
     return peft_model, [p for p in peft_model.parameters() if p.requires_grad]
 
 

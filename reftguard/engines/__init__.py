@@ -56,8 +56,9 @@ def make_engine(bundle: GuardBundle, *, engine: str = "auto", precision: str = "
         e = OrtEngine(bundle, c.device, threads, precision=c.precision)
     cal = calibration_for(bundle.manifest, c.precision) or calibration_for(bundle.manifest, "fp32")
     if not c.calibrated:
-        log.warning("running %s without a %s calibration: its threshold is fp32's, %.4f (--allow-uncalibrated-precision, or calibrating)",
-                    c.precision, c.precision, cal["threshold"])
+        # The caller asked for this (allow_uncalibrated_precision): calibrating that precision, or scoring at a
+        # threshold of its own. The server, which decides at this threshold, warns (server/app.py).
+        log.info("running %s without a %s calibration: its threshold is fp32's, %.4f", c.precision, c.precision, cal["threshold"])
     e.choice, e.label = c, c.label
     e.threshold, e.calibration = float(cal["threshold"]), cal.get("calibration") or {}
     fpr = (e.calibration.get("at_threshold") or {}).get("fpr")

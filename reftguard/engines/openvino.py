@@ -16,6 +16,7 @@ bits whatever its company (tested: max |Δ| = 0), for a few pad tokens per row.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 import numpy as np
@@ -40,6 +41,11 @@ class OpenVinoEngine:
 
     def __init__(self, bundle: GuardBundle, threads: int = 0, precision: str = "bf16", width_multiple: int | None = None,
                  cache_capacity: int = RUNTIME_CACHE_CAPACITY):
+        # `import openvino` sends a usage event to Google Analytics (openvino_telemetry, on unless the user
+        # opted out). A guard server must not phone home, and the send forks a process, which gRPC then
+        # logs as "Other threads are currently calling into gRPC, skipping fork() handlers". OpenVINO falls
+        # back to its no-op telemetry stub when openvino_telemetry cannot be imported, so hide it here.
+        sys.modules.setdefault("openvino_telemetry", None)
         import openvino as ov
 
         if precision not in HINTS:

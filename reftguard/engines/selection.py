@@ -12,7 +12,7 @@ Rules (`choose`):
   never silently runs something else (e.g. bf16 on a CPU without bf16 units would run in fp32 in
   OpenVINO: refused).
 - A precision the manifest has no calibration for is refused (UncalibratedPrecision) unless
-  `allow_uncalibrated` is set; then it is served at the fp32 threshold, with a warning.
+  `allow_uncalibrated` is set; then it is served at the fp32 threshold (and the server warns).
 """
 from __future__ import annotations
 

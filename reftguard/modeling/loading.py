@@ -2,9 +2,11 @@
 and merging a LoRA adapter into one: what training, the exporter and model evaluation all start from."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,16 @@ def torch_threads() -> None:
     torch.set_num_threads(max(1, n))
 
 
+@contextlib.contextmanager
+def quiet_peft():
+    """Wrapping a model in peft (get_peft_model, PeftModel.from_pretrained) reads transformers'
+    `is_gradient_checkpointing`, which transformers 5 deprecates with a FutureWarning on every wrap: peft's
+    own use of a renamed property, known and harmless (it only asks whether checkpointing is on)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def merge_adapter(model: Any, adapter_dir: str | Path) -> Any:
     """`model` with the peft (LoRA) adapter saved in `adapter_dir` merged into its weights, in eval mode.
 
@@ -105,7 +117,8 @@ def merge_adapter(model: Any, adapter_dir: str | Path) -> Any:
     """
     from peft import PeftModel
 
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    with quiet_peft():
+        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     merged.eval()
     return merged
 
