@@ -1,4 +1,4 @@
-"""DESIGN 8, checked on the source: imports only point down the layers, at module level and inside
+"""docs/design.md §8, checked on the source: imports only point down the layers, at module level and inside
 functions alike (a lazy `from reftguard.training ...` in the core is still a dependency, it only fails
 later). Only `if TYPE_CHECKING:` blocks are exempt: they never run.
 

@@ -1,5 +1,5 @@
 """The one `reftguard` CLI: the top layer, the one part of the package that may import every other
-(DESIGN section 8). Subcommands are loaded lazily so that a client-only install (grpcio + protobuf) can
+(docs/design.md §8). Subcommands are loaded lazily so that a client-only install (grpcio + protobuf) can
 run `reftguard score` without numpy, onnxruntime or torch present.
 
 The handlers of the model-side commands live beside this file (commands.py, train_commands.py); the

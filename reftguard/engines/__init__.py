@@ -31,7 +31,7 @@ __all__ = ["DEVICES", "ENGINES", "PRECISIONS", "Choice", "Engine", "EngineError"
 
 
 class Engine(Protocol):
-    """The engine contract (DESIGN section 4), the one thing the scorer, the server's models, calibration
+    """The engine contract (docs/design.md §4), the one thing the scorer, the server's models, calibration
     and the checks ask of an engine: padded int64 `input_ids` and `attention_mask` [batch, seq] in, fp32
     `(score, feature_norm)` [batch] out. `provider` is the device it runs on (cpu|cuda). Engines built by
     `make_engine` also carry `.label`, `.threshold` and `.expected_fpr` (see above); test doubles need not."""
