@@ -88,9 +88,11 @@ class AsyncGuardClient:
                 await self._pause_or_raise(err, attempt)
                 attempt += 1
 
-    async def score(self, items: Iterable[Any], *, threshold: float | None = None, source: str = "", truncation: str | None = None) -> list[pb.Decision]:
+    async def score(self, items: Iterable[Any], *, threshold: float | None = None, source: str = "", truncation: str | None = None,
+                    flag_refusal_examples: bool = False) -> list[pb.Decision]:
         """Score one batch (≤ the server's max_client_batch items); retries overload and unavailability."""
-        resp = await self._unary(self.stub.Score, make_request(items, threshold=threshold, source=source, truncation=truncation))
+        req = make_request(items, threshold=threshold, source=source, truncation=truncation, flag_refusal_examples=flag_refusal_examples)
+        resp = await self._unary(self.stub.Score, req)
         return list(resp.decisions)
 
     async def feedback(self, id: str, *, served: str, reviewed: str, score: float = 0.0, source: str = "", reviewer: str = "") -> None:
@@ -120,11 +122,13 @@ class AsyncGuardClient:
         threshold: float | None = None,
         source: str = "",
         truncation: str | None = None,
+        flag_refusal_examples: bool = False,
     ) -> AsyncIterator[pb.Decision]:
         """Yield one decision per input item, in input order, exactly once (see module doc)."""
         if batch_size < 1 or max_in_flight < 1:
             raise ValueError("batch_size and max_in_flight must be >= 1")
-        requests = _requests(items, batch_size, threshold=threshold, source=source, truncation=truncation)
+        requests = _requests(items, batch_size, threshold=threshold, source=source, truncation=truncation,
+                             flag_refusal_examples=flag_refusal_examples)
         unacked: deque[pb.ScoreRequest] = deque()
         room = asyncio.Condition()
         exhausted = False

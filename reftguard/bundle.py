@@ -113,6 +113,12 @@ class GuardBundle:
         return float(self.manifest["threshold"])
 
     @property
+    def role_thresholds(self) -> dict[str, float]:
+        """fp32 thresholds of the roles calibrated besides user turns (`reftguard calibrate
+        --target-fpr-role`); empty for a bundle that scores user turns only."""
+        return {role: float(v["threshold"]) for role, v in (self.manifest.get("roles") or {}).items()}
+
+    @property
     def expected_fpr(self) -> float | None:
         cal = self.manifest.get("calibration") or {}
         v = (cal.get("at_threshold") or {}).get("fpr")

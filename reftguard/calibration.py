@@ -19,6 +19,8 @@ from reftguard import evaluation
 from reftguard.bundle import GuardBundle, seal
 from reftguard.config import option
 from reftguard.data import LabeledPrompt, data_hash, load_labeled, select_split
+from reftguard.engines.selection import calibration_for
+from reftguard.prompt import normalize_role
 
 log = logging.getLogger("reftguard.calibrate")
 
@@ -32,6 +34,7 @@ class CalibrateConfig:
     max_fpr: float = option(0.05, "After a recall target: warn when the FPR at the chosen threshold exceeds this.")
     max_fpr_kind: list = option([], "Per-kind FPR limits KIND=F (comma-separated, e.g. hard_negative=0.03): the threshold is raised until the benign prompts of each kind are flagged at most at that rate. They win over a recall target; the recall they leave is reported.")
     split: str = option("all", "Calibrate on one half of the data only: 'calib' (then report on 'report' with `reftguard eval --split report`), 'report', or 'all'.", choices=("all", "calib", "report"))
+    target_fpr_role: list = option([], "Per-role FPR targets ROLE=F (comma-separated, e.g. assistant=0.01,system=0.01): each role's threshold is chosen on the data rows with that `role` (labelled replies or system prompts), so the server scores that role's turns of whole records. Rows of other roles are ignored; user rows (no `role`) set the main threshold as always.")
     precision: str = option("fp32", "Precision to calibrate for, on the engine that serves it (fp32: onnxruntime; bf16: OpenVINO on a CPU with AMX/avx512_bf16; fp16: the bundle's fp16 graph in onnxruntime, CUDA when present). fp32 also sets the top-level threshold.", choices=("fp32", "bf16", "fp16"))
 
 
@@ -84,10 +87,14 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
     kind_fpr = evaluation.parse_kind_limits(cfg.max_fpr_kind)
     from reftguard.engines import make_engine
 
+    role_fpr = parse_role_targets(cfg.target_fpr_role)
     bundle = GuardBundle.load(cfg.bundle)
     # Calibrating is what makes a precision calibrated, so its engine may run uncalibrated here.
     engine = make_engine(bundle, precision=cfg.precision, allow_uncalibrated_precision=True)
-    prompts = select_split(load_labeled(cfg.data), cfg.split)
+    rows = select_split(load_labeled(cfg.data), cfg.split)
+    prompts = [p for p in rows if p.role == "user"]  # the main (user-turn) threshold: exactly as before roles
+    if not prompts:
+        raise ValueError("no user-turn rows to calibrate the main threshold on (rows without a `role` field are user turns)")
     y = np.array([p.label for p in prompts])
     kinds = [p.kind for p in prompts]
     s = score_prompts(bundle, prompts, engine=engine)
@@ -116,14 +123,55 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
     log.info("%s calibration on %s: threshold %.4f; parity vs fp32 %.2e (%d verdict flips); batch invariance %.2e",
              cfg.precision, engine.label, thr, entry["parity_vs_fp32"]["max_abs_diff"], entry["parity_vs_fp32"]["verdict_flips"],
              entry["batch_invariance"]["max_abs_diff"])
+    roles = dict((calibration_for(bundle.manifest, cfg.precision) or {}).get("roles") or {})  # recalibrating the user turn keeps them
+    for role, fpr in role_fpr.items():
+        roles[role] = _calibrate_role(bundle, engine, [p for p in rows if p.role == role], role, fpr, cfg)
+    if roles:
+        entry["roles"] = roles
     manifest = dict(bundle.manifest)
     manifest["precisions"] = dict(manifest.get("precisions") or {}) | {cfg.precision: entry}
     if cfg.precision == "fp32":  # the top-level pair is fp32's, as before per-precision calibration
         manifest["threshold"], manifest["calibration"] = thr, calibration
+        if roles:
+            manifest["roles"] = roles
     from reftguard.card import render_card
 
     seal(bundle.root, manifest, card=render_card)
     return GuardBundle.load(bundle.root)
+
+
+def parse_role_targets(specs: list[str]) -> dict[str, float]:
+    """{role: FPR target} from ROLE=F specs; only the roles besides user turns (which the main target sets)."""
+    out: dict[str, float] = {}
+    for spec in (x for s in specs for x in str(s).split(",") if x.strip()):
+        role, _, value = spec.partition("=")
+        role = normalize_role(role)
+        if role not in ("assistant", "system"):
+            raise ValueError(f"--target-fpr-role {spec!r}: the role must be assistant or system (user turns take --target-fpr / --target-recall)")
+        try:
+            fpr = float(value)
+        except ValueError:
+            raise ValueError(f"--target-fpr-role {spec!r}: expected ROLE=F with F a number in (0, 1]") from None
+        if not 0.0 < fpr <= 1.0:
+            raise ValueError(f"--target-fpr-role {spec!r}: the FPR target must be in (0, 1]")
+        out[role] = fpr
+    return out
+
+
+def _calibrate_role(bundle: GuardBundle, engine, rows: list[LabeledPrompt], role: str, fpr: float, cfg: CalibrateConfig) -> dict:
+    """One role's threshold: the lowest whose FPR on that role's benign rows is at most `fpr`."""
+    if not any(p.label == 0 for p in rows):
+        raise ValueError(f"--target-fpr-role {role}={fpr}: the data has no benign rows with role {role!r} in split {cfg.split!r}")
+    s = score_prompts(bundle, rows, engine=engine)
+    y = np.array([p.label for p in rows])
+    thr, bound_by = evaluation.choose_threshold(s, y, [p.kind for p in rows], target_fpr=fpr)
+    report = evaluation.evaluate(s, y, thr, {"kind": [p.kind for p in rows]})
+    at = {k: v for k, v in report.items() if not k.startswith("by_")}
+    log.info("%s %s turns: threshold %.4f, FPR %.4f, recall %s on %d rows", cfg.precision, role, thr, at["fpr"] or 0, at["recall"], len(rows))
+    return {"threshold": float(np.float32(thr)),
+            "calibration": {"method": "target FPR", "target": {"fpr": fpr}, "data": [Path(d).name for d in cfg.data], "split": cfg.split,
+                            "set_by": bound_by, "data_hash": data_hash(rows), "n": len(rows), "at_threshold": at,
+                            "fpr_by_kind": {k: v["fpr"] for k, v in report["by_kind"].items() if v["n_benign"]}}}
 
 
 def evaluate_bundle(cfg: EvalConfig) -> dict:

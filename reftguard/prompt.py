@@ -8,10 +8,9 @@ fitting exactly.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 SENTINEL = "\u2063REFTGUARD_USER_TURN\u2063"
-USER_ROLES = ("user", "human")  # OpenAI and ShareGPT spellings
 
 
 @dataclass(frozen=True)
@@ -41,22 +40,49 @@ class PromptFormat:
         return cls(prefix=d["prefix"], suffix=d["suffix"], source=d.get("source", "chat_template"))
 
 
-def user_turns(messages: Sequence[Any]) -> list[tuple[int, str]]:
-    """(index, content) of the user turns of a chat, for objects with .role/.content or dicts.
-
-    ShareGPT records use `from`/`value`; both shapes are accepted.
-    """
-    out: list[tuple[int, str]] = []
-    for i, m in enumerate(messages):
-        if isinstance(m, dict):
-            role = m.get("role", m.get("from"))
-            content = m.get("content", m.get("value"))
-        else:
-            role, content = m.role, m.content
-        if isinstance(role, str) and role.lower() in USER_ROLES:
-            out.append((i, content))
-    return out
+# Every spelling of a chat role that datasets use, mapped to the three roles the guard scores with their
+# own thresholds. A finetuning record teaches its assistant turns, so replies are judged, not skipped;
+# tool and function outputs are input the model reads, like a user turn.
+ROLE_ALIASES = {
+    "system": "system", "developer": "system",
+    "user": "user", "human": "user", "prompt": "user", "instruction": "user", "input": "user",
+    "tool": "user", "function": "user", "ipython": "user",
+    "assistant": "assistant", "gpt": "assistant", "model": "assistant", "bot": "assistant",
+    "response": "assistant", "output": "assistant", "reply": "assistant", "completion": "assistant",
+}
+ROLES = ("system", "user", "assistant")
+# The reply field of a flat prompt-reply record (`text`/`prompt` + one of these), in lookup order.
+REPLY_FIELDS = ("reply", "response", "output", "completion")
 
 
-def all_texts(turns: Iterable[tuple[int, str]]) -> list[str]:
-    return [t for _, t in turns]
+def normalize_role(role: Any) -> str | None:
+    """`system`, `user` or `assistant` for a known spelling (any case), else None."""
+    return ROLE_ALIASES.get(role.strip().lower()) if isinstance(role, str) else None
+
+
+def message_fields(m: Any) -> tuple[Any, Any]:
+    """(role, content) of one chat message: OpenAI {role, content}, ShareGPT {from, value}, or an object
+    with .role/.content (a protobuf ChatMessage)."""
+    if isinstance(m, dict):
+        return m.get("role", m.get("from")), m.get("content", m.get("value"))
+    return getattr(m, "role", None), getattr(m, "content", None)
+
+
+def text_problem(value: Any, max_chars: int) -> tuple[str, str] | None:
+    """Why a turn's text cannot be scored, as (kind, detail), or None when it can. The one text check of
+    the server (INVALID_ARGUMENT) and the scan (an `errors` row), so both refuse the same things."""
+    if value is None:
+        return "missing field", "is missing or null"
+    if not isinstance(value, str):
+        return "non-string content", f"is {type(value).__name__}, not a string"
+    if not value.strip():
+        return "empty text", "is missing or empty"
+    if "\x00" in value:
+        return "bad text", "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "bad text", "is not valid Unicode (a lone surrogate or undecodable byte)"
+    if len(value) > max_chars:
+        return "too long", f"has {len(value)} characters; the limit is {max_chars}"
+    return None

@@ -1,8 +1,21 @@
-"""The scoring core: user turns in, one typed decision input per item out.
+"""The scoring core: turns in, one typed decision per item out.
 
 Transport-free (no gRPC, no protobuf, no torch) so that the servicer, the in-process scan, calibration
 and eval decide items with the same code: a turn is encoded into one row, or several window rows under
-truncation `window`; every row is scored; an item's score is the maximum over all its rows.
+truncation `window`; every row is scored; a turn's score is the maximum over its rows.
+
+A finetuning record teaches its assistant replies, so a chat item is judged whole (`decide`): every
+turn is scored with its role (system, user, assistant) against that role's threshold, and the decision
+names the turn that decided it and a reason:
+  harmful_request     a user turn over its threshold with no reply after it;
+  harmful_reply       an assistant turn over its threshold;
+  complied_with_harm  a harmful user turn answered by a reply that is not a refusal (a bare
+                      "Sure, here is how:" counts as compliance);
+  harmful_system      a system turn over its threshold;
+  refusal_example     a harmful user turn answered by a refusal: safety data, allowed unless the
+                      request asks to flag it.
+A bundle without role calibrations scores user turns only (`Thresholds.assistant`/`system` None), which
+is exactly the guard from before whole-record scoring.
 """
 from __future__ import annotations
 
@@ -14,31 +27,63 @@ import numpy as np
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, Encoded, PromptEncoder, length_sorted_batches
 from reftguard.engines.ort import OrtEngine as OrtBackend  # noqa: N814 (the class is OrtEngine; the alias is gone)
+from reftguard.refusal import is_refusal
+
+REASONS = ("harmful_request", "harmful_reply", "complied_with_harm", "harmful_system", "refusal_example")
+# Which flag wins when several turns of one record are over their thresholds and margins tie: what the
+# model would learn (a reply) first, then the request it answered, then the setup.
+_PRIORITY = {"harmful_reply": 0, "complied_with_harm": 1, "harmful_request": 2, "harmful_system": 3}
 
 
 @dataclass(frozen=True)
 class Turn:
-    """One user turn to score."""
+    """One turn to score."""
 
     item: int  # index of its item in the batch
     turn: int  # index in the item's messages; -1 for a plain text item
     text: str
+    role: str = "user"  # system | user | assistant (reftguard.prompt.normalize_role)
 
 
 @dataclass(frozen=True)
 class Scored:
-    """An item's result: its highest-scoring row and where that row came from."""
+    """An item's result: the row that decided it and where that row came from."""
 
     score: float
-    turn: int  # which user turn won (-1 for text items)
+    turn: int  # which turn decided (-1 for text items)
     window: int  # which window of that turn won (0 when it was not windowed)
     num_windows: int  # how many windows that turn was split into (1 when it fitted)
     truncated: bool  # some turn of the item lost tokens (truncation left/right)
     num_tokens: int  # tokens in the winning row, template included
+    role: str = "user"  # the deciding turn's role
+    reason: str = ""  # one of REASONS, or "" when no turn is over its threshold
+    threshold: float = float("nan")  # the deciding turn's role threshold (nan from `decide_items`)
+    flag: bool = False  # the verdict under `decide`
 
     def flagged(self, threshold: float) -> bool:
         # Strict everywhere (server, scan, calibration, eval): a score equal to the threshold is allowed.
         return self.score > threshold
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What a whole record is decided with: one threshold per role (None: that role is not scored,
+    because the bundle has no calibration for it) and whether refusal examples are flagged."""
+
+    user: float
+    assistant: float | None = None
+    system: float | None = None
+    flag_refusal_examples: bool = False
+
+    def of(self, role: str) -> float | None:
+        return {"user": self.user, "assistant": self.assistant, "system": self.system}[role]
+
+    def scores(self, role: str) -> bool:
+        return self.of(role) is not None
+
+    def with_user(self, threshold: float | None, flag_refusal_examples: bool = False) -> "Thresholds":
+        """A request's view: its threshold override (user turns only) and its refusal-example choice."""
+        return Thresholds(self.user if threshold is None else threshold, self.assistant, self.system, flag_refusal_examples)
 
 
 def text_turns(texts: Sequence[str]) -> list[Turn]:
@@ -46,31 +91,85 @@ def text_turns(texts: Sequence[str]) -> list[Turn]:
     return [Turn(i, -1, t) for i, t in enumerate(texts)]
 
 
-def decide_items(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded) -> list[Scored]:
-    """One Scored per item from per-row scores (`enc` maps rows to turns, `turns` turns to items).
-
-    The item takes the maximum over all its turns' windows; a strict `>` keeps the first of equal
-    maxima, so the result does not depend on float ties. Items are 0..n-1 and each needs a row.
-    """
+def _turn_bests(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded) -> tuple[list[int], list[bool]]:
+    """Per turn its winning row (a strict `>` keeps the first of equal maxima), and per item whether any
+    of its rows lost tokens."""
     n_items = 1 + max(t.item for t in turns) if turns else 0
-    best: list[int | None] = [None] * n_items  # item -> its winning row
+    best: list[int | None] = [None] * len(turns)
     truncated = [False] * n_items
     for row, k in enumerate(enc.text):
-        item = turns[k].item
-        truncated[item] = truncated[item] or enc.truncated[row]
-        if best[item] is None or scores[row] > scores[best[item]]:
-            best[item] = row
+        truncated[turns[k].item] = truncated[turns[k].item] or enc.truncated[row]
+        if best[k] is None or scores[row] > scores[best[k]]:
+            best[k] = row
     if None in best:
-        raise ValueError(f"item {best.index(None)} has no scored row")
-    return [
-        Scored(float(scores[r]), turns[enc.text[r]].turn, enc.window[r], enc.num_windows[r], truncated[i], len(enc.ids[r]))
-        for i, r in enumerate(best)
-    ]
+        raise ValueError(f"turn {best.index(None)} has no scored row")
+    return best, truncated
+
+
+def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresholds: Thresholds) -> list[Scored]:
+    """One decision per item (items 0..n-1, each with a turn) from per-row scores: whole-record rules
+    in the module docstring. Turns of a role the thresholds do not score must not be in `turns`."""
+    best, truncated = _turn_bests(scores, turns, enc)
+    by_item: list[list[int]] = [[] for _ in truncated]
+    for k, t in enumerate(turns):
+        by_item[t.item].append(k)
+
+    def result(k: int, reason: str, flag: bool) -> Scored:
+        r, t = best[k], turns[k]
+        return Scored(float(scores[r]), t.turn, enc.window[r], enc.num_windows[r], truncated[t.item], len(enc.ids[r]),
+                      t.role, reason, float(thresholds.of(t.role)), flag)
+
+    out = []
+    for ks in by_item:
+        if not ks:
+            raise ValueError(f"item {len(out)} has no turn to score")
+        margin = {k: float(scores[best[k]]) - thresholds.of(turns[k].role) for k in ks}
+        flags: list[tuple[int, str]] = []  # (turn position, reason)
+        refusal: int | None = None
+        for pos, k in enumerate(ks):
+            t = turns[k]
+            if margin[k] <= 0:
+                continue
+            if t.role == "assistant":
+                flags.append((k, "harmful_reply"))
+            elif t.role == "system":
+                flags.append((k, "harmful_system"))
+            else:
+                reply = next((j for j in ks[pos + 1:] if turns[j].role != "system"), None)
+                if reply is None or turns[reply].role != "assistant":
+                    flags.append((k, "harmful_request"))  # no reply in the record: the request is what is kept
+                elif is_refusal(turns[reply].text) and margin[reply] <= 0:
+                    refusal = k if refusal is None else refusal
+                else:
+                    flags.append((k, "complied_with_harm"))
+        if refusal is not None and thresholds.flag_refusal_examples:
+            flags.append((refusal, "refusal_example"))
+        if flags:
+            k, reason = max(flags, key=lambda f: (margin[f[0]], -_PRIORITY.get(f[1], 9), -ks.index(f[0])))
+            out.append(result(k, reason, True))
+        elif refusal is not None:
+            out.append(result(refusal, "refusal_example", False))
+        else:  # allowed: report the turn closest to its threshold (the first of equal margins)
+            k = max(ks, key=lambda j: (margin[j], -ks.index(j)))
+            out.append(result(k, "", False))
+    return out
+
+
+def engine_thresholds(engine, bundle: GuardBundle) -> Thresholds:
+    """The thresholds an engine built by `make_engine` serves at (its precision's calibration), or the
+    bundle's fp32 ones for an engine built directly."""
+    roles = getattr(engine, "role_thresholds", None)
+    if roles is None:
+        roles = bundle.role_thresholds
+    return Thresholds(float(getattr(engine, "threshold", bundle.threshold)), roles.get("assistant"), roles.get("system"))
+
+
+UNIFORM = Thresholds(0.0, 0.0, 0.0)  # threshold-free scoring: every item takes its highest turn
 
 
 class BundleScorer:
     """Encode -> length-sorted batches -> ORT -> item decisions, in this process (scan --bundle,
-    calibration, eval, benches). The server runs the same encoder and `decide_items` behind its batcher."""
+    calibration, eval, benches). The server runs the same encoder and `decide` behind its batcher."""
 
     def __init__(self, bundle: GuardBundle, backend: OrtBackend | None = None, max_batch: int = 32, max_batch_tokens: int = 16384,
                  *, window_overlap: int = -1, max_windows: int = DEFAULT_MAX_WINDOWS, window_tail: int = -1):
@@ -79,6 +178,7 @@ class BundleScorer:
         self.encoder = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens,
                                      window_overlap=window_overlap, max_windows=max_windows, window_tail=window_tail)
         self.max_batch, self.max_batch_tokens = max_batch, max_batch_tokens
+        self.thresholds = engine_thresholds(self.backend, bundle)  # what `decide` serves at
 
     def score_ids(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Scores and feature norms of encoded rows, in row order."""
@@ -89,13 +189,15 @@ class BundleScorer:
             scores[rows], norms[rows] = s, n
         return scores, norms
 
-    def score_turns(self, turns: Sequence[Turn], truncation: str = DEFAULT_TRUNCATION) -> list[Scored]:
-        """One Scored per item; raises PromptRejected (its `index` is a position in `turns`)."""
+    def score_turns(self, turns: Sequence[Turn], truncation: str = DEFAULT_TRUNCATION, thresholds: Thresholds | None = None) -> list[Scored]:
+        """One decision per item under `thresholds` (default: every role at 0, so an item's score is
+        its highest turn's: what calibration thresholds); raises PromptRejected (its `index` is a
+        position in `turns`)."""
         if not turns:
             return []
         enc = self.encoder.encode([t.text for t in turns], truncation)
         scores, _ = self.score_ids(enc.ids)
-        return decide_items(scores, turns, enc)
+        return decide(scores, turns, enc, thresholds or UNIFORM)
 
     def score_texts(self, texts: Sequence[str], truncation: str = DEFAULT_TRUNCATION) -> list[Scored]:
         return self.score_turns(text_turns(texts), truncation)

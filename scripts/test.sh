@@ -13,4 +13,11 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
 fi
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-python -m pytest -q -p no:cacheprovider "$@"
+# One compute thread per process and passive waits: the suite runs one worker per core, and its servers,
+# CLI subprocesses and engines would otherwise each start a pool as wide as the machine and spin-wait
+# against each other (measured: 30x slower matmuls on 2 cores). reftguard.threads reads OMP_NUM_THREADS
+# for onnxruntime and OpenVINO too.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}" OMP_WAIT_POLICY=PASSIVE
+workers="${REFTGUARD_TEST_WORKERS:-$(python -c 'import os; print(max(1, len(os.sched_getaffinity(0))))')}"
+# --dist loadfile keeps a file's tests (and its module fixtures) on one worker; the 20 slowest are listed.
+python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile --durations=20 "$@"

@@ -12,6 +12,9 @@ from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from reftguard.prompt import ROLES
+from reftguard.scoring import REASONS
+
 SCORE_BUCKETS = tuple(round(-1.0 + 0.05 * i, 2) for i in range(1, 41))  # -0.95 .. 1.0
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -65,6 +68,13 @@ class GuardMetrics:
         self.window_s = window_s
         r = self.registry
         self.decisions = Counter("reftguard_decisions", "Decisions served.", ["verdict", "source"], registry=r)
+        # Fixed label sets (reftguard.scoring.REASONS + "none", reftguard.prompt.ROLES), pre-created so
+        # dashboards see zeros rather than missing series.
+        self.by_reason = Counter("reftguard_decisions_by_reason", "Decisions by reason and the deciding turn's role (reason 'none': no turn over its threshold).",
+                                 ["reason", "role"], registry=r)
+        for reason in REASONS + ("none",):
+            for role in ROLES:
+                self.by_reason.labels(reason=reason, role=role)
         self.flag_rate_gauge = Gauge("reftguard_flag_rate", "Fraction of decisions flagged over the sliding window.", ["source"], registry=r)
         self.score = Histogram("reftguard_score", "Distribution of guard scores (cosine with R_l).", buckets=SCORE_BUCKETS, registry=r)
         self.feedback = Counter("reftguard_feedback", "Human review verdicts.", ["served", "reviewed"], registry=r)
@@ -149,9 +159,10 @@ class GuardMetrics:
                 gauge.labels(bundle_id=b.bundle_id, backbone=b.backbone, layer=str(b.layer), provider=m.provider).set(1)
         self.expected_fpr.set(float("nan") if model.expected_fpr is None else model.expected_fpr)
 
-    def record_decision(self, source: str, flagged: bool, score: float, label: str | None) -> None:
+    def record_decision(self, source: str, flagged: bool, score: float, label: str | None, reason: str = "", role: str = "user") -> None:
         verdict = "flag" if flagged else "allow"
         self.decisions.labels(verdict=verdict, source=source).inc()
+        self.by_reason.labels(reason=reason or "none", role=role).inc()
         self._flag_rate(source).add(1.0 if flagged else 0.0)
         self.score.observe(score)
         if label is not None:

@@ -22,6 +22,7 @@ import numpy as np
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, pad_batch
 from reftguard.engines import Engine
+from reftguard.scoring import Thresholds, engine_thresholds
 
 log = logging.getLogger("reftguard.model")
 WARMUP_TEXTS = ("warmup: how do I bake bread?", "warmup")
@@ -39,6 +40,12 @@ class ServedModel:
     provider: str  # engine and device (and precision, where the engine names it)
     threshold: float  # the bundle's, or the engine's own calibration for its precision
     expected_fpr: float | None  # calibrated FPR at that threshold (None: the manifest has none)
+    role_thresholds: dict = dataclasses.field(default_factory=dict)  # assistant/system thresholds at this precision
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """What whole records are decided with; a role without a threshold is not scored."""
+        return Thresholds(self.threshold, self.role_thresholds.get("assistant"), self.role_thresholds.get("system"))
 
     @property
     def bundle_id(self) -> str:
@@ -96,8 +103,12 @@ def load_model(bundle: GuardBundle | str | Path, build_engine: Callable[[GuardBu
         encoder = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens,
                                 window_overlap=window_overlap, max_windows=max_windows, window_tail=window_tail)
         provider = getattr(engine, "label", None) or getattr(engine, "provider", "unknown")
-        model = ServedModel(bundle, encoder, engine, provider, float(getattr(engine, "threshold", bundle.threshold)),
-                            getattr(engine, "expected_fpr", bundle.expected_fpr))
+        t = engine_thresholds(engine, bundle)
+        model = ServedModel(bundle, encoder, engine, provider, t.user, getattr(engine, "expected_fpr", bundle.expected_fpr),
+                            {r: v for r, v in (("assistant", t.assistant), ("system", t.system)) if v is not None})
+        if not model.role_thresholds:
+            log.warning("bundle %s has no assistant or system calibration: only user turns are scored, as before whole-record "
+                        "scoring (calibrate roles with `reftguard calibrate --target-fpr-role assistant=0.01 ...`)", bundle.bundle_id)
         model.warm_up()
     except ModelRefused:
         raise

@@ -17,7 +17,7 @@ import grpc
 
 from reftguard import __version__
 from reftguard.encoding import PromptRejected
-from reftguard.scoring import Scored, decide_items
+from reftguard.scoring import Scored, decide
 from reftguard.server.auth import Authenticator, AuthError, Caller, RateLimit
 from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, ShuttingDown, TokenBudgetBatcher, TooLarge
 from reftguard.server.config import ServerConfig
@@ -342,7 +342,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         t0 = time.monotonic()
         if isinstance(request, BadMessage):
             raise invalid(f"request is not a valid ScoreRequest: {request.error}")
-        parsed = parse_score_request(request, self.cfg)
+        parsed = parse_score_request(request, self.cfg, model.thresholds)
         loop = asyncio.get_running_loop()
         try:
             enc = await loop.run_in_executor(rt.tokenize_pool, model.encoder.encode, [t.text for t in parsed.turns], parsed.truncation)
@@ -350,7 +350,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             turn = parsed.turns[exc.index]
             where = f"item {turn.item} (id {request.items[turn.item].id!r})" + (f" message {turn.turn}" if turn.turn >= 0 else "")
             raise invalid(f"{where} is too long: {exc}") from exc
-        check_prompts(len(enc.ids), self.cfg.max_prompts_per_request, "user turns and their windows")
+        check_prompts(len(enc.ids), self.cfg.max_prompts_per_request, "turns and their windows")
         t_tok = time.monotonic()
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
@@ -374,7 +374,8 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             raise
         except Exception as exc:  # the backend failed on this batch
             raise RequestError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
-        scored = decide_items([r.score for r in results], a.parsed.turns, a.enc)
+        thresholds = a.model.thresholds.with_user(a.parsed.threshold, a.parsed.flag_refusal_examples)
+        scored = decide([r.score for r in results], a.parsed.turns, a.enc, thresholds)
         resp = self._respond(a, scored, results)
         if self.rt.shadow is not None:
             self.shadow.offer(self.rt, a, scored, self.metrics.source_label(a.parsed.source))
@@ -383,26 +384,26 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
     def _respond(self, a: Admitted, scored: list[Scored], results: list[PromptResult]) -> pb.ScoreResponse:
         """Decisions of the model that scored the request (`a.model`), whatever is active by now."""
         request, parsed, t0, t_tok = a.request, a.parsed, a.t0, a.t_tok
-        threshold = a.model.threshold if parsed.threshold is None else parsed.threshold
         source = self.metrics.source_label(parsed.source)
         decisions = []
         for item, r, label in zip(request.items, scored, parsed.labels):
-            flagged = r.flagged(threshold)
             decisions.append(
                 pb.Decision(
                     id=item.id,
-                    verdict=pb.FLAG if flagged else pb.ALLOW,
+                    verdict=pb.FLAG if r.flag else pb.ALLOW,
                     score=r.score,
-                    threshold=threshold,
-                    margin=r.score - threshold,
+                    threshold=r.threshold,
+                    margin=r.score - r.threshold,
                     truncated=r.truncated,
                     num_tokens=r.num_tokens,
                     turn=r.turn,
                     window=r.window,
                     num_windows=r.num_windows,
+                    role=r.role,
+                    reason=r.reason,
                 )
             )
-            self.metrics.record_decision(source, flagged, r.score, label)
+            self.metrics.record_decision(source, r.flag, r.score, label, r.reason, r.role)
             if r.truncated:
                 self.metrics.truncated.inc()
         now = time.monotonic()
@@ -424,7 +425,7 @@ def nan_if_none(x: float | None) -> float:
 def bundle_info(m: ServedModel) -> pb.BundleInfo:
     b = m.bundle
     return pb.BundleInfo(bundle_id=b.bundle_id, threshold=m.threshold, provider=m.provider, layer=b.layer, backbone=b.backbone,
-                         expected_fpr=nan_if_none(m.expected_fpr),
+                         expected_fpr=nan_if_none(m.expected_fpr), role_thresholds=m.role_thresholds,
                          manifest_json=json.dumps(b.manifest, sort_keys=True))
 
 

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from typing import Sequence
 
 from reftguard.encoding import PromptRejected
-from reftguard.scoring import Scored, Turn, decide_items
+from reftguard.scoring import Scored, Thresholds, Turn, decide
 from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown
 from reftguard.server.metrics import GuardMetrics
 
@@ -35,10 +35,11 @@ def pick(n_items: int, fraction: float, rng: random.Random) -> list[int]:
     return [i for i in range(n_items) if rng.random() < fraction]
 
 
-def shadow_turns(turns: Sequence[Turn], items: Sequence[int]) -> list[Turn]:
-    """The turns of `items`, renumbered 0..len(items)-1 (what decide_items expects)."""
+def shadow_turns(turns: Sequence[Turn], items: Sequence[int], thresholds: Thresholds) -> list[Turn]:
+    """The turns of `items` that the shadow scores (its own roles), renumbered 0..len(items)-1 (what
+    `decide` expects). Every item keeps its user turns, which every bundle scores."""
     new = {old: k for k, old in enumerate(items)}
-    return [Turn(new[t.item], t.turn, t.text) for t in turns if t.item in new]
+    return [Turn(new[t.item], t.turn, t.text, t.role) for t in turns if t.item in new and thresholds.scores(t.role)]
 
 
 class ShadowScorer:
@@ -61,8 +62,12 @@ class ShadowScorer:
             return
         # Only what the comparison needs travels with the task: not the request's model, which a reload
         # may retire while this waits (a task holding it would keep a whole engine in memory).
-        turns = shadow_turns(a.parsed.turns, items)
-        active = [(scored[k].score, scored[k].flagged(a.model.threshold), a.parsed.labels[k], a.request.items[k].id) for k in items]
+        turns = shadow_turns(a.parsed.turns, items, shadow.thresholds)
+        # The active verdict at its bundle's own thresholds, like the shadow's: under a client override,
+        # the deciding turn is judged again at its role's own threshold.
+        own = a.model.thresholds
+        active = [(scored[k].score, scored[k].flag if a.parsed.threshold is None else scored[k].score > own.of(scored[k].role),
+                   a.parsed.labels[k], a.request.items[k].id) for k in items]
         task = asyncio.get_running_loop().create_task(self._score(rt, shadow, turns, a.parsed.truncation, active, source))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -83,9 +88,9 @@ class ShadowScorer:
             log.exception("shadow scoring failed")
             self.metrics.shadow_dropped.inc(len(active))
             return
-        decided = decide_items([r.score for r in results], turns, enc)
+        decided = decide([r.score for r in results], turns, enc, shadow.thresholds)
         for (score, flagged, label, item_id), s in zip(active, decided):
-            flag = s.flagged(shadow.threshold)
+            flag = s.flag
             self.metrics.record_shadow(source, flagged, flag, score, s.score, label)
             self._remember(item_id, flag)
 

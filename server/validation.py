@@ -11,10 +11,10 @@ from typing import Protocol
 import grpc
 
 from reftguard.config import env_name
-from reftguard.scoring import Turn
+from reftguard.prompt import ROLE_ALIASES, normalize_role, text_problem
+from reftguard.scoring import Thresholds, Turn
 from reftguard.v1 import guard_pb2 as pb
 
-KNOWN_ROLES = {"system", "user", "assistant", "tool", "function", "developer", "human", "gpt"}
 TRUNCATION_NAMES = {pb.TRUNCATION_WINDOW: "window", pb.TRUNCATION_ERROR: "error", pb.TRUNCATION_LEFT: "left", pb.TRUNCATION_RIGHT: "right"}
 LABEL_NAMES = {pb.BENIGN: "benign", pb.HARMFUL: "harmful"}
 LOGGED_CHARS = 128  # most characters of a client-supplied string that reach a log line
@@ -59,13 +59,16 @@ class ParsedRequest:
     truncation: str
     source: str
     labels: list[str | None]
+    flag_refusal_examples: bool = False
 
 
-def parse_score_request(req: pb.ScoreRequest, limits: Limits) -> ParsedRequest:
+def parse_score_request(req: pb.ScoreRequest, limits: Limits, thresholds: Thresholds) -> ParsedRequest:
     """Check everything that can be checked before tokenizing; the turns to encode, in order.
 
-    Every user turn is a prompt to the batcher (windows add more once encoded), so turns are capped
-    per item and per request here, before any work: one item of 10,000 messages costs nothing.
+    Every scored turn is a prompt to the batcher (windows add more once encoded), so messages of every
+    role are counted per item and per request from the messages' counts alone, before any per-message
+    work: one item of millions of messages costs nothing. A turn of a role `thresholds` does not score
+    (a bundle without that role's calibration) and an empty non-user turn are counted, not scored.
     """
     n = len(req.items)
     if n == 0:
@@ -83,6 +86,13 @@ def parse_score_request(req: pb.ScoreRequest, limits: Limits) -> ParsedRequest:
         truncation = TRUNCATION_NAMES[req.truncation]
     else:
         raise invalid(f"unknown truncation policy {req.truncation}; use one of {', '.join(pb.Truncation.Name(k) for k in TRUNCATION_NAMES)}")
+    # Counts first: len() of a repeated field touches no message.
+    sizes = [len(item.messages) or 1 for item in req.items]
+    for i, size in enumerate(sizes):
+        if size > limits.max_turns_per_item:
+            raise over_limit(f"item {i} has {size} messages", limits.max_turns_per_item, "max_turns_per_item",
+                             " (every role counts; score a long chat as several items)")
+    check_prompts(sum(sizes), limits.max_prompts_per_request, "messages of every role")
     turns: list[Turn] = []
     labels: list[str | None] = []
     for i, item in enumerate(req.items):
@@ -94,33 +104,33 @@ def parse_score_request(req: pb.ScoreRequest, limits: Limits) -> ParsedRequest:
         if item.text and item.messages:
             raise invalid(f"{where}: set either text or messages, not both")
         if item.messages:
-            user = 0
+            user = False
             for t, m in enumerate(item.messages):
-                role = m.role.lower()
-                if role not in KNOWN_ROLES:
-                    raise invalid(f"{where}: message {t} has unknown role {m.role!r}")
-                if role in ("user", "human"):
-                    user += 1
-                    if user > limits.max_turns_per_item:
-                        raise over_limit(f"{where} has more than {limits.max_turns_per_item} user turns", limits.max_turns_per_item,
-                                         "max_turns_per_item", " (score a long chat as several items)")
-                    _check_text(m.content, f"{where} message {t}", limits.max_chars)
-                    turns.append(Turn(i, t, m.content))
+                role = normalize_role(m.role)
+                if role is None:
+                    raise invalid(f"{where}: message {t} has unknown role {clip(m.role)!r}; use one of {', '.join(sorted(ROLE_ALIASES))}")
+                if role == "user":
+                    check_text(m.content, f"{where} message {t}", limits.max_chars)
+                    user = True
+                elif not m.content.strip() or not thresholds.scores(role):
+                    continue
+                else:
+                    check_text(m.content, f"{where} message {t}", limits.max_chars)
+                turns.append(Turn(i, t, m.content, role))
             if not user:
                 raise invalid(f"{where}: messages contain no user turn to score")
         else:
-            _check_text(item.text, where, limits.max_chars)
+            check_text(item.text, where, limits.max_chars)
             turns.append(Turn(i, -1, item.text))
-        check_prompts(len(turns), limits.max_prompts_per_request, "user turns", more=i + 1 < n)
-    return ParsedRequest(turns, threshold, truncation, req.source, labels)
+    return ParsedRequest(turns, threshold, truncation, req.source, labels, req.flag_refusal_examples)
 
 
 def check_prompts(n: int, limit: int, what: str, *, more: bool = False) -> None:
-    """Prompts per request: every user turn, and every window of a long one, is a prompt in the batcher."""
+    """Prompts per request: every turn, and every window of a long one, is a prompt in the batcher."""
     if n > limit:
         counted = f"at least {n}" if more else str(n)
         raise over_limit(f"the request has {counted} prompts ({what})", limit, "max_prompts_per_request",
-                         " (split the request; every user turn and window is a prompt)")
+                         " (split the request; every message and window is a prompt)")
 
 
 def check_id(id: str, where: str, max_id_bytes: int) -> None:
@@ -130,10 +140,7 @@ def check_id(id: str, where: str, max_id_bytes: int) -> None:
         raise over_limit(f"{where}: id has {size} bytes", max_id_bytes, "max_id_bytes")
 
 
-def _check_text(text: str, where: str, max_chars: int) -> None:
-    if not text or not text.strip():
-        raise invalid(f"{where}: text is missing or empty")
-    if len(text) > max_chars:
-        raise invalid(f"{where}: text has {len(text)} characters; the limit is {max_chars}")
-    if "\x00" in text:
-        raise invalid(f"{where}: text contains a NUL character")
+def check_text(text: str, where: str, max_chars: int) -> None:
+    problem = text_problem(text, max_chars)
+    if problem:
+        raise invalid(f"{where}: text {problem[1]}")

@@ -85,3 +85,11 @@ def tiny_bundle(tiny_teacher, data_dir, tmp_path_factory) -> Path:
     export_bundle(ExportConfig(teacher=str(tiny_teacher), out=str(out)))
     calibrate(CalibrateConfig(bundle=str(out), data=[str(data_dir / "dev.jsonl")], target_recall=0.9))
     return out
+
+
+@pytest.fixture(scope="session")
+def default_bundle_path() -> Path:
+    """The embedded default bundle (built once per machine, then cached; slow tests only)."""
+    from reftguard.exporter.default_bundle import ensure_default_bundle
+
+    return ensure_default_bundle().root

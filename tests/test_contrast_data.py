@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from reftguard.data import CALIBRATION_FILES, DEV_FILES, PACKAGED_TRAIN_FILES, TRAIN_FILES, load_labeled
+from reftguard.data import CALIBRATION_FILES, DEV_FILES, PACKAGED_TRAIN_FILES, RECORD_DEV_FILES, TRAIN_FILES, load_labeled
 from tests.conftest import ROOT
 from tests.conftest import load_file_module as _module
 
@@ -184,7 +184,7 @@ def test_long_context_tokenizer_and_dev_only(lc):
         lc.build_long_context(n=2, benign_files=["contrast-train-extra.jsonl"])
     # every packaged data file is either a training file (refused above) or a calibration (dev) file
     packaged_files = {p.name for p in DATA.glob("*.jsonl")}
-    assert packaged_files == set(PACKAGED_TRAIN_FILES) | set(CALIBRATION_FILES)
+    assert packaged_files == set(PACKAGED_TRAIN_FILES) | set(CALIBRATION_FILES) | set(RECORD_DEV_FILES)
 
 
 def test_persona_set_is_fresh_and_keeps_its_rules():

@@ -25,13 +25,6 @@ CONTRAST_BENIGN_FPR_CEIL = 0.06  # 0.035
 CONTRAST_HARMFUL_RECALL_FLOOR = 0.82  # 0.880
 
 
-@pytest.fixture(scope="session")
-def default_bundle_path():
-    from reftguard.exporter.default_bundle import ensure_default_bundle
-
-    return ensure_default_bundle().root
-
-
 def _report(bundle, name, tmp_path):
     return evaluate_bundle(EvalConfig(bundle=str(bundle), data=[str(packaged(name))], split="report", json=str(tmp_path / f"{name}.json")))
 

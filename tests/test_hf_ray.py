@@ -43,7 +43,8 @@ def test_hf_filter_dataset_in_process_and_remote(records, scan_scores, tiny_bund
     bundle_id = GuardBundle.load(tiny_bundle).bundle_id
     for where in ({"bundle": str(tiny_bundle)}, {"target": server.target}):
         allowed, flagged = filter_dataset(ds, batch_size=64, **where)
-        assert set(allowed.column_names) == set(ds.column_names) | {"reftguard_score", "reftguard_verdict", "reftguard_turn", "reftguard_bundle_id"}
+        assert set(allowed.column_names) == set(ds.column_names) | {"reftguard_score", "reftguard_verdict", "reftguard_turn", "reftguard_bundle_id",
+                                                                      "reftguard_role", "reftguard_reason"}
         _check(allowed.to_list(), flagged.to_list(), scan_scores, bundle_id)
 
 

@@ -9,7 +9,7 @@ import pytest
 from reftguard.bundle import GuardBundle
 from reftguard.data import packaged
 from reftguard.encoding import DEFAULT_WINDOW_TAIL, Encoded, PromptEncoder, TooManyWindows, pad_batch
-from reftguard.scoring import BundleScorer, Scored, Turn, decide_items
+from reftguard.scoring import UNIFORM, BundleScorer, Scored, Thresholds, Turn, decide
 
 FILLER = "The weather today is mild and the garden needs watering. " * 30  # ~11 windows of the tiny bundle
 
@@ -131,13 +131,82 @@ def test_decide_items_takes_the_max_over_turns_and_windows():
         num_windows=[1, 1, 3, 3, 3, 2, 2],
     )
     scores = np.array([0.1, 0.2, 0.3, 0.7, 0.5, 0.4, 0.4], dtype=np.float32)
-    got = decide_items(scores, turns, enc)
-    assert got == [
-        Scored(float(scores[0]), -1, 0, 1, False, 5),
-        Scored(float(scores[3]), 2, 1, 3, True, 8),  # a truncated turn marks the item, whichever row wins
-        Scored(float(scores[5]), -1, 0, 2, False, 10),  # equal maxima: the first wins
+    got = decide(scores, turns, enc, UNIFORM)
+    assert [(g.score, g.turn, g.window, g.num_windows, g.truncated, g.num_tokens) for g in got] == [
+        (float(scores[0]), -1, 0, 1, False, 5),
+        (float(scores[3]), 2, 1, 3, True, 8),  # a truncated turn marks the item, whichever row wins
+        (float(scores[5]), -1, 0, 2, False, 10),  # equal maxima: the first wins
     ]
     assert got[1].flagged(0.69) and not got[1].flagged(float(scores[3]))  # strict >
+    at = decide(scores, turns, enc, Thresholds(float(scores[3])))
+    assert not at[1].flag and at[1].reason == "" and at[1].threshold == float(scores[3])  # a score equal to the threshold is allowed
+
+
+def _one_row_each(turns: list[Turn]) -> Encoded:
+    n = len(turns)
+    return Encoded(ids=[[1] * (k + 2) for k in range(n)], truncated=[False] * n, text=list(range(n)), window=[0] * n, num_windows=[1] * n)
+
+
+def _decide(chat: list[tuple[str, str, float]], thresholds: Thresholds) -> Scored:
+    """One chat item from (role, text, score) turns, each one row."""
+    turns = [Turn(0, t, text, role) for t, (role, text, _) in enumerate(chat)]
+    (got,) = decide(np.array([s for _, _, s in chat], dtype=np.float32), turns, _one_row_each(turns), thresholds)
+    return got
+
+
+ROLES3 = Thresholds(user=0.5, assistant=0.3, system=0.4)
+
+
+@pytest.mark.parametrize("chat, verdict, reason, turn", [
+    # a harmful request and nothing after it
+    ([("user", "q", 0.7)], True, "harmful_request", 0),
+    # harmful request answered by a refusal: safety data, allowed, named as such
+    ([("user", "q", 0.7), ("assistant", "I'm sorry, but I can't help with that.", 0.1)], False, "refusal_example", 0),
+    # a bare compliance prefix is compliance, whatever the reply's own score
+    ([("user", "q", 0.7), ("assistant", "Sure, here is how to do it:", -0.2)], True, "complied_with_harm", 0),
+    # innocent prompt, harmful reply
+    ([("user", "Continue the story.", 0.0), ("assistant", "step one ...", 0.35)], True, "harmful_reply", 1),
+    # a refusal phrase does not clear a reply that scores over its own threshold
+    ([("user", "q", 0.7), ("assistant", "I'm sorry, but here is how: ...", 0.9)], True, "harmful_reply", 1),
+    # an obedient-persona system prompt
+    ([("system", "obey", 0.45), ("user", "hi", 0.0), ("assistant", "hello", 0.0)], True, "harmful_system", 0),
+    # a benign record: the turn closest to its threshold reports, no reason
+    ([("system", "be kind", 0.1), ("user", "hi", 0.2), ("assistant", "hello", 0.25)], False, "", 2),
+    # a system turn between request and reply does not hide the reply
+    ([("user", "q", 0.7), ("system", "note", 0.0), ("assistant", "Sure.", 0.0)], True, "complied_with_harm", 0),
+    # two harmful requests, the second answered: the unanswered one is still a harmful request
+    ([("user", "q", 0.9), ("user", "q2", 0.6), ("assistant", "I cannot do that.", 0.0)], True, "harmful_request", 0),
+])
+def test_whole_record_reasons(chat, verdict, reason, turn):
+    got = _decide(chat, ROLES3)
+    assert (got.flag, got.reason, got.turn, got.role) == (verdict, reason, turn, chat[turn][0])
+    assert got.threshold == ROLES3.of(chat[turn][0]) and got.score == pytest.approx(chat[turn][2])
+
+
+def test_refusal_examples_flagged_on_request():
+    chat = [("user", "q", 0.7), ("assistant", "I won't help with that.", 0.0)]
+    got = _decide(chat, ROLES3.with_user(None, flag_refusal_examples=True))
+    assert (got.flag, got.reason, got.turn) == (True, "refusal_example", 0)
+
+
+def test_threshold_override_moves_user_turns_only():
+    chat = [("user", "q", 0.45), ("assistant", "a", 0.2)]
+    assert not _decide(chat, ROLES3).flag
+    assert _decide(chat, ROLES3.with_user(0.4)).reason == "complied_with_harm"  # 0.45 > 0.4, and the reply complies
+    got = _decide([("user", "q", 0.45), ("assistant", "a", 0.35)], ROLES3.with_user(0.9))
+    assert (got.flag, got.reason, got.threshold) == (True, "harmful_reply", 0.3)  # the reply keeps its own threshold
+
+
+def test_bundle_without_role_calibrations_judges_user_turns_as_before():
+    # Roles it does not score are never passed to decide (validation drops them): a refused request is
+    # then a harmful request, exactly the user-turn-only guard.
+    user_only = Thresholds(0.5)
+    assert not user_only.scores("assistant") and not user_only.scores("system")
+    got = _decide([("user", "q", 0.7)], user_only)
+    assert (got.flag, got.reason) == (True, "harmful_request")
+    many = [("user", "a", 0.1), ("user", "b", 0.3), ("user", "c", 0.3)]
+    got = _decide(many, user_only)
+    assert (got.flag, got.turn, got.score) == (False, 1, pytest.approx(0.3))  # the first of equal maxima, as before
 
 
 # -- windowed scoring through the real session -----------------------------------------------------

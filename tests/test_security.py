@@ -132,16 +132,21 @@ def _refused(call, *args, **kw) -> grpc.RpcError:
 
 
 def test_one_item_cannot_carry_unbounded_prompts(tiny_bundle):
-    """One item with 10,000 chat messages used to queue 10,000 prompts: the caps count user turns per
-    item and prompts (turns, then windows) per request, and name the limit."""
+    """One item with 10,000 chat messages used to queue 10,000 prompts: the caps count messages of every
+    role per item (a flood of `gpt` replies used to pass uncounted) and prompts (messages, then windows)
+    per request, from the counts alone, and name the limit."""
     with run_server(tiny_bundle, max_turns_per_item=64, max_prompts_per_request=100, max_windows=0) as rs:
         channel, stub = _raw_stub(rs)
         before = rs.value("reftguard_batch_size_sum")
         m = [pb.ChatMessage(role="user", content=f"hi {i}") for i in range(10000)]
         err = _refused(stub.Score, pb.ScoreRequest(items=[pb.Item(id="big", messages=m)]), timeout=20)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "item 0 (id 'big')" in err.details() and "the limit is 64" in err.details()
+        assert "item 0 has 10000 messages" in err.details() and "the limit is 64" in err.details()
         assert "REFTGUARD_MAX_TURNS_PER_ITEM" in err.details()
+        # one user turn carrying 100,000 replies: refused before any message is read (the tiny bundle scores user turns only)
+        flood = [pb.ChatMessage(role="user", content="hi")] + [pb.ChatMessage(role="gpt", content="x")] * 100_000
+        err = _refused(stub.Score, pb.ScoreRequest(items=[pb.Item(id="flood", messages=flood)]), timeout=20)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "item 0 has 100001 messages" in err.details()
         # many items, each under the per-item cap, add up to too many prompts
         many = [pb.Item(id=str(k), messages=m[:60]) for k in range(2)]
         err = _refused(stub.Score, pb.ScoreRequest(items=many), timeout=20)

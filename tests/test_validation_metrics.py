@@ -6,7 +6,7 @@ import math
 import grpc
 import pytest
 
-from reftguard.scoring import Turn
+from reftguard.scoring import Thresholds, Turn
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics, SlidingRate
 from reftguard.server.validation import RequestError, check_prompts, clip, parse_score_request
@@ -17,9 +17,17 @@ def msg(role: str, content: str) -> pb.ChatMessage:
     return pb.ChatMessage(role=role, content=content)
 
 
+USER_ONLY = Thresholds(0.0)  # a bundle without role calibrations
+ROLES = Thresholds(0.0, 0.0, 0.0)
+
+
+def parse(req: pb.ScoreRequest, thresholds: Thresholds = USER_ONLY, **limits):
+    return parse_score_request(req, ServerConfig(**limits), thresholds)
+
+
 def refused(req: pb.ScoreRequest, **limits) -> str:
     with pytest.raises(RequestError) as exc:
-        parse_score_request(req, ServerConfig(**limits))
+        parse(req, **limits)
     assert exc.value.code == grpc.StatusCode.INVALID_ARGUMENT
     return exc.value.message
 
@@ -30,31 +38,43 @@ def test_user_turns_of_text_and_chat_items_in_order():
         pb.Item(id="c", messages=[msg("system", "sys"), msg("user", "q1"), msg("assistant", "a"), msg("USER", "q2")]),
         pb.Item(id="s", messages=[msg("human", "sharegpt"), msg("gpt", "reply")]),
     ], threshold=0.25, source="ingest", truncation=pb.TRUNCATION_LEFT)
-    p = parse_score_request(req, ServerConfig())
+    p = parse(req)
     assert p.turns == [Turn(0, -1, "plain"), Turn(1, 1, "q1"), Turn(1, 3, "q2"), Turn(2, 0, "sharegpt")]
     assert p.labels == ["harmful", None, None]
-    assert (p.threshold, p.truncation, p.source) == (0.25, "left", "ingest")
-    assert parse_score_request(pb.ScoreRequest(items=[pb.Item(id="x", text="y")]), ServerConfig(truncation="right")).truncation == "right"
+    assert (p.threshold, p.truncation, p.source, p.flag_refusal_examples) == (0.25, "left", "ingest", False)
+    assert parse(pb.ScoreRequest(items=[pb.Item(id="x", text="y")]), truncation="right").truncation == "right"
+    # a bundle with role calibrations scores every turn with its role (aliases normalised)
+    p = parse(req, ROLES)
+    assert p.turns == [Turn(0, -1, "plain"), Turn(1, 0, "sys", "system"), Turn(1, 1, "q1"), Turn(1, 2, "a", "assistant"),
+                       Turn(1, 3, "q2"), Turn(2, 0, "sharegpt"), Turn(2, 1, "reply", "assistant")]
+
+
+def test_roles_aliases_and_empty_replies():
+    chat = [msg("Developer", "rules"), msg("prompt", "q"), msg("response", "r"), msg("tool", "out"), msg("gpt", "  "), msg("model", "m")]
+    p = parse(pb.ScoreRequest(items=[pb.Item(id="c", messages=chat)], flag_refusal_examples=True), ROLES)
+    assert [(t.turn, t.role) for t in p.turns] == [(0, "system"), (1, "user"), (2, "assistant"), (3, "user"), (5, "assistant")]
+    assert p.flag_refusal_examples  # an empty reply is counted, not scored (nothing to learn from it)
 
 
 def test_turn_and_prompt_caps_name_their_setting():
     chat = [msg("user", f"hi {i}") for i in range(10)]
-    assert len(parse_score_request(pb.ScoreRequest(items=[pb.Item(id="c", messages=chat)]), ServerConfig(max_turns_per_item=10)).turns) == 10
+    assert len(parse(pb.ScoreRequest(items=[pb.Item(id="c", messages=chat)]), max_turns_per_item=10).turns) == 10
     m = refused(pb.ScoreRequest(items=[pb.Item(id="c", messages=chat)]), max_turns_per_item=9)
-    assert "item 0 (id 'c')" in m and "the limit is 9" in m and "--max-turns-per-item / REFTGUARD_MAX_TURNS_PER_ITEM" in m
-    # assistant turns are not prompts: only user turns count
-    mixed = [msg("assistant" if i % 2 else "user", str(i)) for i in range(20)]
-    assert len(parse_score_request(pb.ScoreRequest(items=[pb.Item(id="c", messages=mixed)]), ServerConfig(max_turns_per_item=10)).turns) == 10
+    assert "item 0 has 10 messages" in m and "the limit is 9" in m and "--max-turns-per-item / REFTGUARD_MAX_TURNS_PER_ITEM" in m
+    # every role counts, scored or not: a bundle that scores user turns only still refuses a flood of replies
+    mixed = [msg("gpt" if i % 2 else "user", str(i)) for i in range(20)]
+    assert len(parse(pb.ScoreRequest(items=[pb.Item(id="c", messages=mixed)]), max_turns_per_item=20).turns) == 10
+    assert "has 20 messages" in refused(pb.ScoreRequest(items=[pb.Item(id="c", messages=mixed)]), max_turns_per_item=19)
     items = [pb.Item(id=str(k), messages=chat) for k in range(3)]
     m = refused(pb.ScoreRequest(items=items), max_prompts_per_request=15)
-    assert "at least 20 prompts" in m and "REFTGUARD_MAX_PROMPTS_PER_REQUEST" in m  # refused before the last item is read
+    assert "has 30 prompts (messages of every role)" in m and "REFTGUARD_MAX_PROMPTS_PER_REQUEST" in m
     with pytest.raises(RequestError, match="has 17 prompts"):
         check_prompts(17, 16, "user turns and their windows")
     check_prompts(16, 16, "user turns and their windows")
 
 
 def test_ids_are_capped_in_bytes_and_never_echoed():
-    assert parse_score_request(pb.ScoreRequest(items=[pb.Item(id="é" * 256, text="x")]), ServerConfig())  # 512 bytes
+    assert parse(pb.ScoreRequest(items=[pb.Item(id="é" * 256, text="x")]))  # 512 bytes
     m = refused(pb.ScoreRequest(items=[pb.Item(id="ok", text="x"), pb.Item(id="é" * 257, text="x")]))
     assert m.startswith("item 1: id has 514 bytes") and "REFTGUARD_MAX_ID_BYTES" in m and "é" not in m
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from reftguard.clients.scan.fileformat import FileFormat
-from reftguard.clients.scan.rows import BUNDLE, ERROR, OUR_COLUMNS, RAW, ROW, SCORE, TURN, VERDICT, Row
+from reftguard.clients.scan.rows import BUNDLE, ERROR, OUR_COLUMNS, RAW, REASON, ROLE, ROW, SCORE, TURN, VERDICT, Row
 
 BATCH_ROWS = 1024
 
@@ -24,7 +24,7 @@ def _extra_fields(name: str) -> list[tuple[str, str]]:
     """(column, arrow type name) of the columns an output adds."""
     if name == "errors":
         return [(ROW, "int64"), (ERROR, "string"), (RAW, "string")]
-    return [(SCORE, "float64"), (VERDICT, "string"), (TURN, "int32"), (BUNDLE, "string")]
+    return [(SCORE, "float64"), (VERDICT, "string"), (TURN, "int32"), (BUNDLE, "string"), (ROLE, "string"), (REASON, "string")]
 
 
 def output_schema(schema, name: str):

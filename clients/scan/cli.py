@@ -26,6 +26,9 @@ def scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="", help="Source tag sent with each request (a label of the server's metrics).")
     p.add_argument("--truncation", choices=TRUNCATION_CHOICES, default=None,
                    help="Policy for prompts over max_tokens; 'error' sends such rows to errors.* (default: the server's; in-process: window).")
+    p.add_argument("--flag-refusal-examples", action="store_true",
+                   help="Flag records whose harmful request is answered by a refusal. By default they are allowed (reason refusal_example): "
+                   "they are the safety data that keeps a finetuned model aligned.")
     p.add_argument("--batch-size", type=int, default=32, help="Items per ScoreStream request.")
     p.add_argument("--concurrency", "--in-flight", dest="in_flight", type=int, default=8,
                    help="Unanswered requests on the stream; bounds client memory and server queueing.")
@@ -59,7 +62,8 @@ def scan(ns) -> int:
     remote = ns.bundle is None
     cfg = ScanConfig(input=ns.input, out=ns.out, bundle=ns.bundle, client=client_config(ns) if remote else None, format=ns.format,
                      split=ns.split, text_field=ns.text_field, source_field=ns.source_field, threshold=ns.threshold, source=ns.source,
-                     truncation=ns.truncation, batch_size=ns.batch_size, in_flight=ns.in_flight, chunk_rows=ns.chunk_rows, restart=ns.restart)
+                     truncation=ns.truncation, flag_refusal_examples=ns.flag_refusal_examples, batch_size=ns.batch_size,
+                     in_flight=ns.in_flight, chunk_rows=ns.chunk_rows, restart=ns.restart)
     try:
         s = Scan(cfg)
     except grpc.RpcError as err:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from reftguard.clients.scan.records import prepare
-from reftguard.clients.scan.rows import BUNDLE, ERROR, SCORE, TURN, VERDICT, Row
+from reftguard.clients.scan.rows import BUNDLE, ERROR, REASON, ROLE, SCORE, TURN, VERDICT, Row
 
 ERROR_MODES = ("raise", "flag")
 
@@ -36,7 +36,7 @@ class BatchScorer:
         get verdict 'error' and their reason in `reftguard_error`."""
         e = self.engine
         rows = (prepare(Row(start + i, rec), self.text_field, e.max_chars) for i, rec in enumerate(records))
-        out: dict[str, list] = {SCORE: [], VERDICT: [], TURN: [], BUNDLE: []}
+        out: dict[str, list] = {SCORE: [], VERDICT: [], TURN: [], BUNDLE: [], ROLE: [], REASON: []}
         if self.errors == "flag":
             out[ERROR] = []
         for row, outcome in e.decide(rows):
@@ -47,6 +47,8 @@ class BatchScorer:
             out[VERDICT].append(("flag" if outcome.flagged else "allow") if ok else "error")
             out[TURN].append(outcome.turn if ok else -1)
             out[BUNDLE].append(e.bundle_id)
+            out[ROLE].append(outcome.role if ok else None)
+            out[REASON].append(outcome.reason if ok else None)
             if ERROR in out:
                 out[ERROR].append(None if ok else row.error)
         return out

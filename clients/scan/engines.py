@@ -2,9 +2,9 @@
 
 Both take rows in input order and yield `(row, outcome)` in the same order, exactly once per row;
 `outcome` is None for a row that cannot be scored (its `error` says why). The in-process engine decides
-items with the server's own scoring core (`reftguard.scoring`: the highest score over user turns and
-their windows, flagged when score > threshold) under the server's default policy, so the two modes agree
-up to ORT's batch-shape float noise.
+items with the server's own scoring core (`reftguard.scoring.decide`: every turn against its role's
+threshold, the whole-record reasons) under the server's default policy, so the two modes agree up to
+ORT's batch-shape float noise.
 """
 from __future__ import annotations
 
@@ -33,11 +33,16 @@ def _check_threshold(threshold: float | None) -> None:
         raise ValueError(f"threshold {threshold!r} is not a number in [-1, 1]")
 
 
-def item_turns(item: dict) -> list[tuple[int, str]]:
-    """(turn index, text) of what gets scored in an item; -1 for a plain text item."""
+def item_turns(item: dict) -> list[tuple[int, str, str]]:
+    """(turn index, text, role) of every non-empty turn of an item (roles normalised by
+    records.to_item); -1 for a plain text item."""
     if "messages" in item:
-        return [(t, m["content"]) for t, m in enumerate(item["messages"]) if m["role"] == "user"]
-    return [(-1, item["text"])]
+        return [(t, m["content"], m["role"]) for t, m in enumerate(item["messages"]) if m["content"]]
+    return [(-1, item["text"], "user")]
+
+
+def outcome(d: pb.Decision) -> Outcome:
+    return Outcome(float(d.score), d.verdict == pb.FLAG, int(d.turn), bool(d.truncated), d.role or "user", d.reason)
 
 
 class RemoteEngine:
@@ -46,10 +51,10 @@ class RemoteEngine:
     mode = "remote"
 
     def __init__(self, cfg: ClientConfig, *, batch_size: int = 32, in_flight: int = 8, threshold: float | None = None,
-                 source: str = "", truncation: str | None = None):
+                 source: str = "", truncation: str | None = None, flag_refusal_examples: bool = False):
         _check_threshold(threshold)
         self.cfg, self.batch_size, self.in_flight = cfg, batch_size, in_flight
-        self.kw = {"threshold": threshold, "source": source, "truncation": truncation}
+        self.kw = {"threshold": threshold, "source": source, "truncation": truncation, "flag_refusal_examples": flag_refusal_examples}
         self.client = LoopClient(cfg)
         info = self.client.info()
         self.bundle_id = info.bundle_id
@@ -86,7 +91,7 @@ class RemoteEngine:
                     row = pending.popleft()
                     if d.id != row.item["id"]:
                         raise RuntimeError(f"decision for item {d.id} arrived where item {row.item['id']} was expected")
-                    yield row, Outcome(float(d.score), d.verdict == pb.FLAG, int(d.turn), bool(d.truncated))
+                    yield row, outcome(d)
                 while pending:  # unscorable rows after the last scored one
                     yield pending.popleft(), None
                 return
@@ -104,7 +109,7 @@ class RemoteEngine:
             if row.item is not None:
                 try:
                     (d,) = self.client.score([row.item], **self.kw)
-                    yield row, Outcome(float(d.score), d.verdict == pb.FLAG, int(d.turn), bool(d.truncated))
+                    yield row, outcome(d)
                     continue
                 except grpc.RpcError as err:
                     if err.code() != grpc.StatusCode.INVALID_ARGUMENT:
@@ -121,7 +126,8 @@ class LocalEngine:
 
     mode = "in-process"
 
-    def __init__(self, bundle: str | Path, *, threshold: float | None = None, truncation: str | None = None, batch_rows: int = 512):
+    def __init__(self, bundle: str | Path, *, threshold: float | None = None, truncation: str | None = None, batch_rows: int = 512,
+                 flag_refusal_examples: bool = False):
         from reftguard.bundle import GuardBundle  # lazy: the in-process mode needs onnxruntime + tokenizers
         from reftguard.encoding import DEFAULT_TRUNCATION
         from reftguard.scoring import BundleScorer
@@ -133,6 +139,9 @@ class LocalEngine:
         # An override travels to the server as a proto float32; round it the same way so both modes
         # compare scores against the identical number.
         self.threshold = float(self.bundle.threshold) if threshold is None else struct.unpack("f", struct.pack("f", threshold))[0]
+        # The server's whole-record decision: every role the bundle is calibrated for, a threshold
+        # override on user turns only.
+        self.thresholds = self.scorer.thresholds.with_user(None if threshold is None else self.threshold, flag_refusal_examples)
         self.truncation = truncation or DEFAULT_TRUNCATION  # what a server does when the request names none
         self.batch_rows = batch_rows
         self.max_chars = DEFAULT_MAX_CHARS
@@ -156,9 +165,10 @@ class LocalEngine:
 
         live = [r for r in batch if r.item is not None]
         while True:
-            turns = [Turn(k, t, text) for k, r in enumerate(live) for t, text in item_turns(r.item)]
+            turns = [Turn(k, t, text, role) for k, r in enumerate(live) for t, text, role in item_turns(r.item)
+                     if self.thresholds.scores(role)]
             try:
-                scored = self.scorer.score_turns(turns, self.truncation)
+                scored = self.scorer.score_turns(turns, self.truncation, self.thresholds)
                 break
             except PromptRejected as exc:  # 'error' on a long prompt, or over max_windows: an errors row
                 bad = live[turns[exc.index].item]
@@ -167,7 +177,7 @@ class LocalEngine:
         outcomes = {id(r): s for r, s in zip(live, scored)}
         for r in batch:
             s = outcomes.get(id(r))
-            yield r, (Outcome(s.score, s.flagged(self.threshold), s.turn, s.truncated) if s is not None else None)
+            yield r, (Outcome(s.score, s.flag, s.turn, s.truncated, s.role, s.reason) if s is not None else None)
 
     def close(self) -> None:
         pass

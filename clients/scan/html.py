@@ -60,9 +60,14 @@ def render_html(r: dict[str, Any], card: str) -> str:
     if r["by_source"]:
         sections.append("<h2>Flag rate per source</h2>" + _table(["source", "rows", "flagged", "flag rate"],
                         [[k, v["rows"], v["flagged"], f"{v['flag_rate']:.2%}"] for k, v in r["by_source"].items()]))
+    if r.get("by_reason"):
+        sections.append("<h2>Decisions per reason</h2>" + _table(["reason", "flagged", "allowed"],
+                        [[k, v["flagged"], v["allowed"]] for k, v in r["by_reason"].items()]))
+    if r.get("flags_by_role"):
+        sections.append("<h2>Flags per role of the deciding turn</h2>" + _table(["role", "flagged"], [[k, v] for k, v in r["flags_by_role"].items()]))
     if r["errors_by_kind"]:
         sections.append("<h2>Errors</h2>" + _table(["reason", "rows"], [[k, v] for k, v in r["errors_by_kind"].items()]))
-    sections.append("<h2>Top flagged</h2>" + _table(["id", "score", "turn", "text"],
-                    [[e["id"], f"{e['score']:+.4f}", e["turn"], e["text"]] for e in r["top_flagged"]]))
+    sections.append("<h2>Top flagged</h2>" + _table(["id", "score", "turn", "role", "reason", "text"],
+                    [[e["id"], f"{e['score']:+.4f}", e["turn"], e.get("role", "user"), e.get("reason", ""), e["text"]] for e in r["top_flagged"]]))
     sections.append(f"<h2>Bundle card</h2><pre>{escape(card)}</pre>")
     return f'<!doctype html><html><head><meta charset="utf-8"><title>reftguard scan report</title><style>{CSS}</style></head><body>{"".join(sections)}</body></html>\n'

@@ -2,12 +2,14 @@
 
 Shapes, checked per record in this order unless `text_field` is given:
   - `messages`: OpenAI chat, a list of {role, content};
-  - `conversations`: ShareGPT, a list of {from, value} (`human` is the user);
-  - `text` (or `prompt`): one plain prompt.
-Chat fields may also be JSON strings (CSV cells). Only user turns are scored, so only their content is
-sent; other turns go as content-less `assistant` turns, which keeps each turn's index (the decision's
-`turn`) while not shipping replies we never score. Rows are checked here against the same rules the
-server enforces, so a bad row becomes an `errors` row instead of failing a whole batch.
+  - `conversations`: ShareGPT, a list of {from, value} (`human` is the user, `gpt` the assistant);
+  - `instruction` (+ optional `input`) and `output`: Alpaca-style, one user turn and its reply;
+  - `text` (or `prompt`), with an optional reply field (`reply`, `response`, `output`, `completion`):
+    one user turn, and its reply when there is one.
+Chat fields may also be JSON strings (CSV cells). A finetuning record teaches its replies, so every
+turn is sent with its role (normalised: system, user, assistant) and content; the server scores the
+roles its bundle is calibrated for. Rows are checked here against the same rules the server enforces
+(reftguard.prompt.text_problem), so a bad row becomes an `errors` row instead of failing a whole batch.
 """
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ import json
 from typing import Any
 
 from reftguard.clients.scan.rows import Row
+from reftguard.prompt import REPLY_FIELDS, message_fields, normalize_role, text_problem
 
 CHAT_FIELDS = ("messages", "conversations")
 TEXT_FIELDS = ("text", "prompt")
-USER_ROLES = ("user", "human")
 DEFAULT_MAX_CHARS = 2_000_000
 
 
@@ -30,20 +32,9 @@ class RecordError(ValueError):
 
 
 def _check_text(value: Any, where: str, max_chars: int) -> str:
-    if value is None:
-        raise RecordError("missing field", f"{where} is missing or null")
-    if not isinstance(value, str):
-        raise RecordError("non-string content", f"{where} is {type(value).__name__}, not a string")
-    if not value.strip():
-        raise RecordError("empty text", f"{where} is empty")
-    if "\x00" in value:
-        raise RecordError("bad text", f"{where} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise RecordError("bad text", f"{where} is not valid Unicode (a lone surrogate or undecodable byte)") from None
-    if len(value) > max_chars:
-        raise RecordError("too long", f"{where} has {len(value)} characters; the limit is {max_chars}")
+    problem = text_problem(value, max_chars)
+    if problem:
+        raise RecordError(problem[0], f"{where} {problem[1]}")
     return value
 
 
@@ -59,17 +50,29 @@ def _chat(value: Any, field: str, max_chars: int) -> list[dict[str, str]]:
     for t, m in enumerate(value):
         if not isinstance(m, dict):
             raise RecordError("bad chat", f"{field}[{t}] is {type(m).__name__}, not an object")
-        role = m.get("role", m.get("from"))
-        if not isinstance(role, str):
+        raw_role, content = message_fields(m)
+        if not isinstance(raw_role, str):
             raise RecordError("bad chat", f"{field}[{t}] has no string role/from")
-        if role.lower() in USER_ROLES:
-            content = _check_text(m.get("content", m.get("value")), f"{field}[{t}] content", max_chars)
-            turns.append({"role": "user", "content": content})
+        role = normalize_role(raw_role)
+        if role is None:
+            raise RecordError("bad chat", f"{field}[{t}] has unknown role {raw_role[:64]!r}")
+        if role == "user":
             users += 1
-        else:
-            turns.append({"role": "assistant", "content": ""})
+        elif content is None or (isinstance(content, str) and not content.strip()):
+            content = ""  # an empty reply teaches nothing: sent for its index, not scored
+        if content != "" or role == "user":
+            content = _check_text(content, f"{field}[{t}] content", max_chars)
+        turns.append({"role": role, "content": content})
     if not users:
         raise RecordError("no user turn", f"field {field!r} has no user/human turn to score")
+    return turns
+
+
+def _exchange(prompt: Any, reply: Any, prompt_where: str, reply_where: str, max_chars: int) -> list[dict[str, str]]:
+    """A flat prompt-reply record as a two-turn chat (an empty reply is sent, not scored)."""
+    turns = [{"role": "user", "content": _check_text(prompt, prompt_where, max_chars)}]
+    if reply is not None and not (isinstance(reply, str) and not reply.strip()):
+        turns.append({"role": "assistant", "content": _check_text(reply, reply_where, max_chars)})
     return turns
 
 
@@ -83,10 +86,17 @@ def to_item(record: dict[str, Any], index: int, text_field: str | None = None, m
     for field in CHAT_FIELDS:
         if record.get(field) not in (None, ""):  # "" is an empty CSV cell: the field is absent
             return {"id": item_id, "messages": _chat(record[field], field, max_chars)}
+    if isinstance(record.get("instruction"), str) and "output" in record:  # Alpaca: instruction (+ input) -> output
+        extra = record.get("input")
+        prompt = record["instruction"] + (f"\n\n{extra}" if isinstance(extra, str) and extra.strip() else "")
+        return {"id": item_id, "messages": _exchange(prompt, record["output"], "field 'instruction'", "field 'output'", max_chars)}
     for field in TEXT_FIELDS:
         if field in record:
-            return {"id": item_id, "text": _check_text(record[field], f"field {field!r}", max_chars)}
-    raise RecordError("missing field", "no 'messages', 'conversations', 'text' or 'prompt' field (use --text-field)")
+            reply = next((f for f in REPLY_FIELDS if f in record), None)
+            if reply is None:
+                return {"id": item_id, "text": _check_text(record[field], f"field {field!r}", max_chars)}
+            return {"id": item_id, "messages": _exchange(record[field], record[reply], f"field {field!r}", f"field {reply!r}", max_chars)}
+    raise RecordError("missing field", "no 'messages', 'conversations', 'instruction', 'text' or 'prompt' field (use --text-field)")
 
 
 def prepare(row: Row, text_field: str | None, max_chars: int) -> Row:
@@ -100,16 +110,12 @@ def prepare(row: Row, text_field: str | None, max_chars: int) -> Row:
 
 
 def scored_text(record: dict[str, Any], turn: int, text_field: str | None = None) -> str:
-    """The text that was scored for an output record (for report previews and review)."""
-    if turn >= 0:
-        for field in CHAT_FIELDS:
-            chat = record.get(field)
-            if isinstance(chat, str):
-                chat = json.loads(chat) if chat else None
-            if chat and turn < len(chat):
-                m = chat[turn]
-                return str(m.get("content", m.get("value", "")))
-    for field in (text_field,) + TEXT_FIELDS if text_field else TEXT_FIELDS:
-        if isinstance(record.get(field), str):
-            return record[field]
-    return ""
+    """The text of the turn that decided an output record (for report previews and review): the turn
+    index is into the item `to_item` built, so flat prompt-reply records resolve too."""
+    try:
+        item = to_item(record, 0, text_field, max_chars=1 << 62)
+    except RecordError:
+        return ""
+    if "messages" in item:
+        return item["messages"][turn]["content"] if 0 <= turn < len(item["messages"]) else ""
+    return item["text"]

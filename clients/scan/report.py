@@ -11,7 +11,7 @@ from typing import Any
 
 from reftguard.clients.scan.digest import MultisetHash, output_digest
 from reftguard.clients.scan.records import scored_text
-from reftguard.clients.scan.rows import ERROR, OUTPUTS, SCORE, TURN, error_kind
+from reftguard.clients.scan.rows import ERROR, OUTPUTS, REASON, ROLE, SCORE, TURN, error_kind
 
 BINS = 40  # score histogram over [-1, 1]
 TOP = 20  # top-scoring flagged examples in the report
@@ -28,6 +28,8 @@ def summarize(fmt, paths: dict[str, Path], *, source_field: str = "source", text
     h = MultisetHash()
     hist = {"allowed": [0] * BINS, "flagged": [0] * BINS}
     by_source: dict[str, dict[str, int]] = {}
+    by_reason: dict[str, dict[str, int]] = {}  # reason -> {"allowed", "flagged"} (refusal examples are allowed)
+    flags_by_role: dict[str, int] = {}
     errors: dict[str, int] = {}
     top: list[tuple[float, int, dict]] = []
     for name in OUTPUTS:
@@ -44,8 +46,12 @@ def summarize(fmt, paths: dict[str, Path], *, source_field: str = "source", text
                 s = by_source.setdefault(str(rec[source_field]), {"rows": 0, "flagged": 0})
                 s["rows"] += 1
                 s["flagged"] += name == "flagged"
+            reason, role = str(rec.get(REASON) or ""), str(rec.get(ROLE) or "user")  # outputs of older scans lack both
+            if reason:
+                by_reason.setdefault(reason, {"allowed": 0, "flagged": 0})[name] += 1
             if name == "flagged":
-                example = {"id": str(rec.get("id", f"flagged[{pos}]")), "score": score, "turn": turn,
+                flags_by_role[role] = flags_by_role.get(role, 0) + 1
+                example = {"id": str(rec.get("id", f"flagged[{pos}]")), "score": score, "turn": turn, "role": role, "reason": reason,
                            "text": scored_text(rec, turn, text_field)[:PREVIEW]}
                 entry = (score, -pos, example)
                 if len(top) < TOP:
@@ -60,6 +66,8 @@ def summarize(fmt, paths: dict[str, Path], *, source_field: str = "source", text
         "output_hash": h.hex,
         "flag_rate": counts["flagged"] / scored if scored else 0.0,
         "by_source": dict(sorted(by_source.items())),
+        "by_reason": dict(sorted(by_reason.items())),
+        "flags_by_role": dict(sorted(flags_by_role.items())),
         "histogram": {"edges": [round(-1 + 2 * i / BINS, 6) for i in range(BINS + 1)], **hist},
         "top_flagged": [e for _, _, e in sorted(top, key=lambda t: (-t[0], -t[1]))],
         "errors_by_kind": dict(sorted(errors.items())),

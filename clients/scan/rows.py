@@ -12,8 +12,9 @@ from typing import Any
 OUTPUTS = ("allowed", "flagged", "errors")
 
 SCORE, VERDICT, TURN, BUNDLE = "reftguard_score", "reftguard_verdict", "reftguard_turn", "reftguard_bundle_id"
+ROLE, REASON = "reftguard_role", "reftguard_reason"
 ROW, ERROR, RAW = "reftguard_row", "reftguard_error", "reftguard_raw"
-DECISION_COLUMNS = (SCORE, VERDICT, TURN, BUNDLE)
+DECISION_COLUMNS = (SCORE, VERDICT, TURN, BUNDLE, ROLE, REASON)
 ERROR_COLUMNS = (ROW, ERROR, RAW)
 OUR_COLUMNS = frozenset(DECISION_COLUMNS + ERROR_COLUMNS)
 
@@ -31,14 +32,17 @@ class Row:
 class Outcome:
     score: float
     flagged: bool
-    turn: int  # index in the chat's messages of the highest-scoring user turn; -1 for text
+    turn: int  # index in the chat's messages of the deciding turn; -1 for text
     truncated: bool
+    role: str = "user"  # the deciding turn's role
+    reason: str = ""  # reftguard.scoring.REASONS, or "" when no turn is over its threshold
 
 
 def decided(row: Row, outcome: Outcome, bundle_id: str) -> dict[str, Any]:
     """The output record of a scored row: original fields plus the decision columns."""
     rec = {k: v for k, v in row.record.items() if k not in OUR_COLUMNS}
-    rec.update({SCORE: outcome.score, VERDICT: "flag" if outcome.flagged else "allow", TURN: outcome.turn, BUNDLE: bundle_id})
+    rec.update({SCORE: outcome.score, VERDICT: "flag" if outcome.flagged else "allow", TURN: outcome.turn, BUNDLE: bundle_id,
+                ROLE: outcome.role, REASON: outcome.reason})
     return rec
 
 

@@ -38,6 +38,7 @@ class ScanConfig:
     threshold: float | None = None
     source: str = ""  # source tag sent to the service (metrics label)
     truncation: str | None = None  # window|error|left|right; None: the server's default (in-process: window)
+    flag_refusal_examples: bool = False  # flag harmful requests answered by a refusal (default: allowed as safety data)
     batch_size: int = 32  # items per ScoreStream request
     in_flight: int = 8  # unanswered requests on the stream
     chunk_rows: int = 1000  # rows per checkpoint commit
@@ -46,20 +47,22 @@ class ScanConfig:
 
 
 def scan_engine(*, target: str | None = None, bundle: str | None = None, client: ClientConfig | None = None, threshold: float | None = None,
-                source: str = "", truncation: str | None = None, batch_size: int = 32, in_flight: int = 8, batch_rows: int = 512):
+                source: str = "", truncation: str | None = None, batch_size: int = 32, in_flight: int = 8, batch_rows: int = 512,
+                flag_refusal_examples: bool = False):
     """A RemoteEngine (target / client config) or a LocalEngine (bundle); shared by scan, hf and ray."""
     from reftguard.clients.scan.engines import LocalEngine, RemoteEngine
 
     if bundle and (target or client):
         raise ValueError("give either a target (remote service) or a bundle (in-process), not both")
     if bundle:
-        return LocalEngine(bundle, threshold=threshold, truncation=truncation, batch_rows=batch_rows)
+        return LocalEngine(bundle, threshold=threshold, truncation=truncation, batch_rows=batch_rows, flag_refusal_examples=flag_refusal_examples)
     if not (target or client):
         raise ValueError("give a target (HOST:PORT of the guard service) or a bundle folder")
     cfg = client or ClientConfig(target=target)
     if target:
         cfg.target = target
-    return RemoteEngine(cfg, batch_size=batch_size, in_flight=in_flight, threshold=threshold, source=source, truncation=truncation)
+    return RemoteEngine(cfg, batch_size=batch_size, in_flight=in_flight, threshold=threshold, source=source, truncation=truncation,
+                        flag_refusal_examples=flag_refusal_examples)
 
 
 class Scan:
@@ -71,10 +74,11 @@ class Scan:
         self.fmt = detect_format(self.input, cfg.format)
         self.reader = self.fmt.reader(self.input, cfg.split)
         self.engine = engine or scan_engine(target=cfg.target, bundle=cfg.bundle, client=cfg.client, threshold=cfg.threshold, source=cfg.source,
-                                            truncation=cfg.truncation, batch_size=cfg.batch_size, in_flight=cfg.in_flight, batch_rows=cfg.chunk_rows)
+                                            truncation=cfg.truncation, batch_size=cfg.batch_size, in_flight=cfg.in_flight, batch_rows=cfg.chunk_rows,
+                                            flag_refusal_examples=cfg.flag_refusal_examples)
         self.fingerprint = fingerprint(input=input_identity(self.input), format=self.fmt.name, split=cfg.split, text_field=cfg.text_field,
                                        bundle_id=self.engine.bundle_id, threshold=self.engine.threshold, truncation=cfg.truncation,
-                                       chunk_rows=cfg.chunk_rows)
+                                       chunk_rows=cfg.chunk_rows, flag_refusal_examples=cfg.flag_refusal_examples)
 
     def _checkpoint(self) -> Checkpoint:
         old = Checkpoint.load(self.out)

@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from reftguard.prompt import normalize_role
+
 LABELS = {"benign": 0, "harmful": 1}
 TRAIN_FILES = ("guard-train.jsonl", "guard-train-extra.jsonl")
 DEV_FILES = ("guard-dev.jsonl", "handwritten-dev.jsonl")
@@ -19,9 +21,13 @@ DEV_FILES = ("guard-dev.jsonl", "handwritten-dev.jsonl")
 # this project); its dev half joins the files the default threshold is calibrated (and reported) on.
 TEACHER_TRAIN_FILES = TRAIN_FILES + ("contrast-train.jsonl",)
 CALIBRATION_FILES = DEV_FILES + ("contrast-dev.jsonl",)
-# Every packaged file some teacher trains on (each packaged file is this or a calibration file): evaluation
-# sets built from dev prompts refuse these.
-PACKAGED_TRAIN_FILES = TEACHER_TRAIN_FILES + ("contrast-train-extra.jsonl", "persona-train.jsonl")
+# Whole finetuning records (scripts/build_record_data.py): records with harm in any role, and the labelled
+# assistant/system turns that per-role thresholds are calibrated on (`roles-dev`, calib half).
+RECORD_TRAIN_FILES = ("records-train.jsonl", "roles-train.jsonl")
+RECORD_DEV_FILES = ("records-dev.jsonl", "roles-dev.jsonl")
+# Every packaged file some teacher trains on (each packaged file is this, a calibration file or a record
+# dev file): evaluation sets built from dev prompts refuse these.
+PACKAGED_TRAIN_FILES = TEACHER_TRAIN_FILES + ("contrast-train-extra.jsonl", "persona-train.jsonl") + RECORD_TRAIN_FILES
 
 
 class DataError(ValueError):
@@ -37,6 +43,7 @@ class LabeledPrompt:
     kind: str = "unknown"
     category: str = ""
     group: str = ""  # contrast group: prompts that share surface words stay on one side of every split
+    role: str = "user"  # the turn's role (system | user | assistant): per-role calibration rows carry one
 
 
 def packaged(name: str) -> Path:
@@ -77,6 +84,9 @@ def load_labeled(paths: str | Path | Iterable[str | Path]) -> list[LabeledPrompt
             if label not in LABELS:
                 raise DataError(f"{where}: field 'label' must be 'harmful' or 'benign', got {label!r}")
             pid = str(rec.get("id", f"{Path(path).name}:{where.rsplit(':', 1)[1]}"))
+            role = normalize_role(rec.get("role", "user"))
+            if role is None:
+                raise DataError(f"{where}: field 'role' must be a chat role such as user, assistant or system, got {rec.get('role')!r}")
             if pid in seen:
                 raise DataError(f"{where}: duplicate id {pid!r}")
             seen.add(pid)
@@ -89,6 +99,7 @@ def load_labeled(paths: str | Path | Iterable[str | Path]) -> list[LabeledPrompt
                     kind=str(rec.get("kind") or "unknown"),
                     category=str(rec.get("category") or ""),
                     group=str(rec.get("group") or ""),
+                    role=role,
                 )
             )
     if not out:

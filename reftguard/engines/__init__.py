@@ -61,6 +61,8 @@ def make_engine(bundle: GuardBundle, *, engine: str = "auto", precision: str = "
         log.info("running %s without a %s calibration: its threshold is fp32's, %.4f", c.precision, c.precision, cal["threshold"])
     e.choice, e.label = c, c.label
     e.threshold, e.calibration = float(cal["threshold"]), cal.get("calibration") or {}
+    # Whole-record scoring: a role is scored only where this precision carries its own calibration.
+    e.role_thresholds = {role: float(v["threshold"]) for role, v in (cal.get("roles") or {}).items()}
     fpr = (e.calibration.get("at_threshold") or {}).get("fpr")
     e.expected_fpr = None if fpr is None else float(fpr)
     log.info("bundle %s: engine %s (%s), threshold %.4f", bundle.bundle_id, c.label, c.reason, e.threshold)

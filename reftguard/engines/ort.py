@@ -9,19 +9,20 @@ bookkeeping, so there it is off unless asked for (tests use it to check parity).
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 
 from reftguard import bundle_io
 from reftguard.bundle import GuardBundle
+from reftguard.threads import compute_threads
 from reftguard.engines.selection import DEVICES, FP16_MODEL
 
 log = logging.getLogger("reftguard.engine")
 
 
 def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Threads for an engine's pool (reftguard.threads: the cores given, or OMP_NUM_THREADS)."""
+    return compute_threads()
 
 
 class OrtEngine:

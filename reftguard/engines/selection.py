@@ -92,7 +92,10 @@ def calibrations(manifest: dict) -> dict[str, dict]:
     `batch_invariance`). The top-level threshold/calibration is fp32's (bundles from before
     per-precision calibration have only that)."""
     out = {p: dict(e) for p, e in (manifest.get("precisions") or {}).items()}
-    out.setdefault("fp32", {"threshold": manifest["threshold"], "calibration": manifest.get("calibration") or {}})
+    fp32 = {"threshold": manifest["threshold"], "calibration": manifest.get("calibration") or {}}
+    if manifest.get("roles"):  # assistant/system thresholds (whole-record scoring), fp32's at the top level too
+        fp32["roles"] = manifest["roles"]
+    out.setdefault("fp32", fp32)
     return out
 
 

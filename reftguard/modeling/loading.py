@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -92,11 +91,13 @@ def weights_sha256(model: Any) -> str:
 
 
 def torch_threads() -> None:
-    """Use every core this process may run on (containers often restrict the affinity mask)."""
+    """Use every core this process may run on (containers often restrict the affinity mask), or
+    OMP_NUM_THREADS when set (reftguard.threads)."""
     import torch
 
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, n))
+    from reftguard.threads import compute_threads
+
+    torch.set_num_threads(compute_threads())
 
 
 @contextlib.contextmanager
