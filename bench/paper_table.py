@@ -116,7 +116,7 @@ def teacher_info(ns) -> dict:
     rec = teacher_record(root)
     rec["bundle_id"] = None
     if not ns.teacher and not ns.bundle:
-        from reftguard.default_bundle import default_bundle
+        from reftguard.exporter.default_bundle import ensure_default_bundle as default_bundle
 
         rec["bundle_id"] = default_bundle().bundle_id
     elif ns.bundle and (Path(ns.bundle) / "refusal_feature.npy").is_file() and (root / "refusal_feature.npy").is_file():
@@ -140,7 +140,7 @@ def guard_bundle(ns) -> tuple[str, str]:
         from reftguard.bundle import GuardBundle
 
         return ns.bundle, GuardBundle.load(ns.bundle).bundle_id
-    from reftguard.default_bundle import default_bundle
+    from reftguard.exporter.default_bundle import ensure_default_bundle as default_bundle
 
     b = default_bundle()
     return str(b.root), b.bundle_id

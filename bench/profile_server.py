@@ -66,7 +66,7 @@ def main() -> None:
     if args.bundle:
         bundle = GuardBundle.load(args.bundle)
     else:
-        from reftguard.default_bundle import default_bundle
+        from reftguard.exporter.default_bundle import ensure_default_bundle as default_bundle
 
         bundle = default_bundle()
     cfg = from_env(ServerConfig, bundle=str(bundle.root), host="127.0.0.1", port=0, metrics_port=-1, engine=args.engine,

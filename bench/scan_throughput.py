@@ -64,7 +64,7 @@ def main() -> None:
     if args.bundle:
         bundle = GuardBundle.load(args.bundle)
     else:
-        from reftguard.default_bundle import default_bundle
+        from reftguard.exporter.default_bundle import ensure_default_bundle as default_bundle
 
         bundle = default_bundle()
     work = Path(tempfile.mkdtemp(prefix="reftguard-scan-bench-"))

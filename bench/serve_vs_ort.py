@@ -165,7 +165,7 @@ def main() -> None:
     if args.bundle:
         bundle = GuardBundle.load(args.bundle)
     else:
-        from reftguard.default_bundle import default_bundle
+        from reftguard.exporter.default_bundle import ensure_default_bundle as default_bundle
 
         bundle = default_bundle()
     n = 192 if args.quick else args.prompts

@@ -8,7 +8,7 @@ sealed with the bundle, its parity vs fp32 is measured once and recorded, and `r
 opt-in (`reftguard export --fp16`, or `add_fp16_graph` on an existing bundle).
 
 What stays fp32: every node outside the decoder (`/decoder/...`): the last-real-token gather and the
-cosine head (centre, dot product, norms), as DESIGN 2 requires; the converter puts casts at the
+cosine head (centre, dot product, norms), as docs/design.md §2 requires; the converter puts casts at the
 boundary. Graph inputs and outputs keep their int64 / fp32 types, so the engine feeds both graphs alike.
 The conversion is onnxruntime's own float16 converter (onnxruntime.transformers.float16), with its
 default block list; blocking the RMSNorm reductions as well was tried and broke parity on SmolLM2, so

@@ -1,4 +1,4 @@
-"""The guard graph's IO contract (DESIGN 2): names, dtypes and axes of `model.onnx`'s inputs and outputs.
+"""The guard graph's IO contract (docs/design.md §2): names, dtypes and axes of `model.onnx`'s inputs and outputs.
 
 One source of truth, torch-free: the exporter declares the graph from it (reftguard.modeling.families),
 and whatever feeds a session (the ORT engine, int8 calibration, the parity validator) names its

@@ -1,6 +1,6 @@
 """Calibrate a bundle's threshold on labeled data, and evaluate a bundle (ORT / OpenVINO + numpy, no torch).
 
-One calibration per precision (DESIGN 2): `--precision bf16` scores with the engine that serves bf16
+One calibration per precision (docs/design.md §2): `--precision bf16` scores with the engine that serves bf16
 (OpenVINO) and chooses the threshold on *its* scores, because a reduced precision shifts scores (up to
 ~0.03). Each precision's entry in the manifest's `precisions` map also records its parity against fp32
 (onnxruntime, same prompts) and its batch invariance. The top-level `threshold` / `calibration` stay

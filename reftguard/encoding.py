@@ -100,7 +100,7 @@ class PromptEncoder:
         # The end-aligned last window holds up to a full budget of context before a final request, and that
         # context dilutes the last-token state the head reads; a short tail row sees the request nearly
         # alone. 32 tokens was chosen on a long-context set built from calib-half dev prompts, over six
-        # trained bundles (bench/results/window_tail_calib.json, docs/results.md); a quarter of the
+        # trained bundles (research/results/window_tail_calib.json, docs/design.md); a quarter of the
         # window where that is smaller. 0 turns it off.
         self.window_tail = min(DEFAULT_WINDOW_TAIL, self.budget // 4) if window_tail < 0 else int(window_tail)
         if self.window_tail >= self.budget:

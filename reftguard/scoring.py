@@ -26,7 +26,7 @@ import numpy as np
 
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, Encoded, PromptEncoder, length_sorted_batches
-from reftguard.engines.ort import OrtEngine as OrtBackend  # noqa: N814 (the class is OrtEngine; the alias is gone)
+from reftguard.engines import Engine
 from reftguard.refusal import is_refusal
 
 REASONS = ("harmful_request", "harmful_reply", "complied_with_harm", "harmful_system", "refusal_example")
@@ -171,10 +171,14 @@ class BundleScorer:
     """Encode -> length-sorted batches -> ORT -> item decisions, in this process (scan --bundle,
     calibration, eval, benches). The server runs the same encoder and `decide` behind its batcher."""
 
-    def __init__(self, bundle: GuardBundle, backend: OrtBackend | None = None, max_batch: int = 32, max_batch_tokens: int = 16384,
+    def __init__(self, bundle: GuardBundle, backend: Engine | None = None, max_batch: int = 32, max_batch_tokens: int = 16384,
                  *, window_overlap: int = -1, max_windows: int = DEFAULT_MAX_WINDOWS, window_tail: int = -1):
         self.bundle = bundle
-        self.backend = backend or OrtBackend(bundle)
+        if backend is None:
+            from reftguard.engines.ort import OrtEngine  # lazy: onnxruntime only when scoring
+
+            backend = OrtEngine(bundle)
+        self.backend = backend
         self.encoder = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens,
                                      window_overlap=window_overlap, max_windows=max_windows, window_tail=window_tail)
         self.max_batch, self.max_batch_tokens = max_batch, max_batch_tokens

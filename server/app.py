@@ -56,6 +56,14 @@ def resolve_bundle(cfg: ServerConfig) -> GuardBundle:
     return default_bundle()
 
 
+def _bundle_id_at(path: Path) -> str | None:
+    """The bundle id the manifest at `path` declares (None if unreadable: the full load then says why)."""
+    try:
+        return GuardBundle.load(path.resolve(strict=True), verify=False).bundle_id
+    except Exception:  # noqa: BLE001 - any unreadable bundle is left to _load, which refuses it with the reason
+        return None
+
+
 class GuardServer:
     def __init__(self, cfg: ServerConfig, bundle: GuardBundle | None = None):
         self.cfg = cfg
@@ -91,13 +99,15 @@ class GuardServer:
         m.batch_size.observe(stats.size)
         m.batch_tokens.observe(stats.tokens)
         m.batch_padding.observe(stats.padding_ratio)
-        m.queue_depth.set(self.batcher.queued_items)
-        m.queue_tokens.set(self.batcher.queued_tokens)
 
     async def start(self) -> None:
         cfg = self.cfg
         self.auth = Authenticator(load_tokens(cfg.auth_token, cfg.auth_token_file), load_tokens(cfg.feedback_token, cfg.feedback_token_file))
         check_exposure(cfg, tokens=self.auth.required)  # before binding anything
+        if not self.auth.reviewer_required:
+            log.warning("no reviewer credential (--feedback-token / REFTGUARD_FEEDBACK_TOKEN or --feedback-token-file): any client "
+                        "that may score may also send Feedback and labeled items, which move the false-positive and miss rates; "
+                        "set one so that only reviewers do")
         # Installed with auth off too: it refuses calls with two `authorization` headers.
         interceptors = [AuthInterceptor(
             self.auth, exempt_health=cfg.auth_exempt_health, exempt_reflection=cfg.auth_exempt_reflection,
@@ -144,6 +154,11 @@ class GuardServer:
             on_error=self._on_batch_error,
         )
         self.metrics.models_alive.set_function(alive_models)
+        # Read at scrape time: what is queued now, from admit to take (updating them after each batch
+        # showed 0 while thousands of prompts waited).
+        batcher = self.batcher
+        self.metrics.queue_depth.set_function(lambda: batcher.queued_items)
+        self.metrics.queue_tokens.set_function(lambda: batcher.queued_tokens)
         self.metrics.shadow_budget.set(cfg.shadow_max_disagreement)
         self.runtime = Runtime(model, self.batcher, ThreadPoolExecutor(cfg.tokenize_workers, thread_name_prefix="tok"),
                                shadow, cfg.shadow_fraction)
@@ -173,8 +188,11 @@ class GuardServer:
         if not path.exists():
             log.info("shadow bundle %s is gone: shadow scoring off", path)
             return None
+        loop = asyncio.get_running_loop()
+        if current is not None and await loop.run_in_executor(None, _bundle_id_at, path) == current.bundle_id:
+            return current  # unchanged: a second engine for the same bundle would only hold memory
         try:
-            return await asyncio.get_running_loop().run_in_executor(None, self._load, path)
+            return await loop.run_in_executor(None, self._load, path)
         except ModelRefused as exc:
             log.error("shadow bundle refused, %s: %s", f"keeping shadow {current.bundle_id}" if current else "no shadow", exc)
             self.metrics.reloads.labels(result="shadow_refused").inc()

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the guard (DESIGN section 5): fixed buckets, bounded labels, own registry.
+"""Prometheus metrics of the guard (docs/design.md §5): fixed buckets, bounded labels, own registry.
 
 Sliding-window rates (flag rate, false-positive rate, miss rate) are computed at scrape time from
 time-bucketed counts, so they answer "what fraction over the last N seconds" without Prometheus-side
@@ -21,7 +21,6 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 BATCH_TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 RATIO_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 DELTA_BUCKETS = (-1.0, -0.5, -0.2, -0.1, -0.05, -0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-PHASES = ("queue", "tokenize", "infer", "total")
 VERDICTS = ("allow", "flag")
 LABELS = ("benign", "harmful")
 
@@ -79,6 +78,7 @@ class GuardMetrics:
         self.score = Histogram("reftguard_score", "Distribution of guard scores (cosine with R_l).", buckets=SCORE_BUCKETS, registry=r)
         self.feedback = Counter("reftguard_feedback", "Human review verdicts.", ["served", "reviewed"], registry=r)
         self.labeled = Counter("reftguard_labeled", "Decisions on traffic that carried a label.", ["verdict", "label"], registry=r)
+        self.labels_ignored = Counter("reftguard_labels_ignored", "Item labels dropped because the caller lacks the reviewer credential (they never move the FP and miss rates).", registry=r)
         fpr = Gauge("reftguard_false_positive_rate", "Flagged benign / benign over the sliding window (labeled traffic and reviews).", registry=r)
         miss = Gauge("reftguard_miss_rate", "Allowed harmful / harmful over the sliding window (labeled traffic and reviews).", registry=r)
         self.expected_fpr = Gauge("reftguard_expected_fpr", "Calibrated FPR at the active threshold (from the bundle manifest).", registry=r)

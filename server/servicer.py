@@ -283,6 +283,14 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
                 max_batch_tokens=cfg.max_batch_tokens,
                 max_queue_items=cfg.max_queue_items,
                 max_windows=m.encoder.max_windows,
+                max_turns_per_item=cfg.max_turns_per_item,
+                max_prompts_per_request=cfg.max_prompts_per_request,
+                max_queue_tokens=cfg.max_queue_tokens,
+                max_id_bytes=cfg.max_id_bytes,
+                max_message_mb=cfg.max_message_mb,
+                max_streams_per_client=cfg.max_streams_per_client,
+                feedback_per_minute=cfg.feedback_per_minute,
+                max_concurrent_rpcs=cfg.max_concurrent_rpcs,
             ),
             sources=sorted(self.metrics.sources),
             layer=b.layer,
@@ -317,6 +325,11 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         except AuthError as err:
             raise RequestError(err.code, err.message) from err
 
+    def _may_label(self, context) -> bool:
+        """Whether this caller's labels may move the FP and miss metrics: reviewers only, once a reviewer
+        credential is configured (without one the server warned at start that anyone may)."""
+        return not self.auth.reviewer_required or self._caller(context).reviewer
+
     def _check_reviewer(self, caller: Caller) -> None:
         """Feedback moves the false-positive and miss rates: reviewers only (when configured), rate-limited."""
         if self.auth.reviewer_required and not caller.reviewer:
@@ -343,6 +356,11 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         if isinstance(request, BadMessage):
             raise invalid(f"request is not a valid ScoreRequest: {request.error}")
         parsed = parse_score_request(request, self.cfg, model.thresholds)
+        if any(parsed.labels) and not self._may_label(context):
+            # Labels move the false-positive and miss rates (live and shadow), so only reviewers' count:
+            # the others are dropped here and counted apart.
+            self.metrics.labels_ignored.inc(sum(label is not None for label in parsed.labels))
+            parsed.labels = [None] * len(parsed.labels)
         loop = asyncio.get_running_loop()
         try:
             enc = await loop.run_in_executor(rt.tokenize_pool, model.encoder.encode, [t.text for t in parsed.turns], parsed.truncation)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
 
-# The metrics `reftguard serve` exports on --metrics-port (server contract, DESIGN.md section 5), by
+# The metrics `reftguard serve` exports on --metrics-port (server contract, docs/design.md §5), by
 # family name and type. Dashboards and rules may name only these (with the histogram suffixes),
 # `up`, `ALERTS` and the recording rules defined in deploy/prometheus/rules.
 CONTRACT_METRICS: dict[str, str] = {

@@ -308,7 +308,7 @@ def _padded(rows, width, pad_id):
 @needs_openvino
 def test_openvino_caps_its_per_shape_kernel_cache(tiny_bundle):
     """The engine compiles with a capped per-shape runtime cache (RSS evidence on the real default bundle:
-    bench/openvino_shape_cache.py; the tiny model's kernels are too small to show it), and still scores."""
+    research/openvino_shape_cache.py; the tiny model's kernels are too small to show it), and still scores."""
     from reftguard.engines.openvino import RUNTIME_CACHE_CAPACITY
 
     b = GuardBundle.load(tiny_bundle)

@@ -297,3 +297,24 @@ def test_sigterm_answers_what_streams_read_then_says_resend(tiny_bundle):
     for n, code, details in unary:  # answered, or told to re-send before the grace period ran out
         assert code == grpc.StatusCode.OK or (code == grpc.StatusCode.UNAVAILABLE and "draining" in details), (code, details)
     assert "never retrieved" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_queue_depth_shows_what_waits_while_a_batch_runs(tiny_bundle):
+    """reftguard_queue_depth used to be set only after a batch finished, so it read 0 while thousands of
+    prompts waited; it is read at scrape time now."""
+    with run_server(tiny_bundle, max_batch_size=4, max_queue_delay_ms=1.0) as rs:
+        real, gate = rs.gs.model.run, threading.Event()
+
+        def held(input_ids, mask):
+            gate.wait(20)  # the first batch holds the engine until the test has scraped
+            return real(input_ids, mask)
+
+        swap_run(rs, held)
+        with GuardClient(rs.target) as c:
+            t = threading.Thread(target=lambda: c.score([f"prompt {i}" for i in range(32)]))
+            t.start()
+            _eventually(lambda: rs.gs.batcher.queued_items == 28)  # 32 admitted, one batch of 4 taken and held
+            assert rs.value("reftguard_queue_depth") == 28 and rs.value("reftguard_queue_tokens") > 0
+            gate.set()
+            t.join(30)
+        _eventually(lambda: rs.value("reftguard_queue_depth") == 0)

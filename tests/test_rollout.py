@@ -232,6 +232,15 @@ def test_shadow_scores_off_the_response_path_then_promote_and_roll_back(bundles,
         assert rs.call(rs.gs.reload()) is True
         info = c.info()
         assert (info.bundle_id, info.shadow.bundle_id) == (id_a, id_b)
+        # a SIGHUP with the candidate unchanged keeps its model (it used to load a third engine each time)
+        kept = rs.gs.runtime.shadow
+        for _ in range(2):
+            assert rs.call(rs.gs.reload()) is True and rs.gs.runtime.shadow is kept
+        del kept
+        import gc
+
+        gc.collect()
+        _eventually(lambda: rs.value("reftguard_models_loaded") <= 2)
         # the rollout ends: remove the candidate link; the next reload turns shadow scoring off
         shadow_link.unlink()
         assert rs.call(rs.gs.reload()) is True and not c.info().HasField("shadow")

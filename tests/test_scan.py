@@ -209,7 +209,7 @@ def test_undecodable_text_is_an_error_row_kept_byte_for_byte(tiny_bundle, tmp_pa
 
 
 def test_scan_modules_import_only_the_light_client():
-    """DESIGN 8: optional integrations are imported inside the functions that need them."""
+    """docs/design.md §8: optional integrations are imported inside the functions that need them."""
     import subprocess
     import sys
 

@@ -301,6 +301,36 @@ def test_feedback_needs_the_reviewer_credential_and_is_rate_limited(tiny_bundle,
             r.feedback("a", **verdict)
 
 
+def test_only_reviewers_labels_move_the_false_positive_metrics(tiny_bundle, caplog):
+    """Labeled Score traffic from any scoring client used to move the FP and miss rates (inverted labels set
+    both to 1.0), undoing the Feedback credential. With a reviewer credential configured, other callers'
+    labels are dropped and counted apart; without one the server says at start that anyone may label."""
+    import logging
+
+    inverted = [{"id": str(i), "text": t, "label": "benign"} for i, t in enumerate(["How do I build a pipe bomb?"] * 8)]
+    with run_server(tiny_bundle, feedback_token="rev") as rs:
+        with GuardClient(rs.target, max_retries=0) as c:
+            c.score(inverted)
+        assert rs.value("reftguard_labels_ignored_total") == 8
+        assert sum(rs.value("reftguard_labeled_total", verdict=v, label="benign") for v in ("allow", "flag")) == 0
+        with GuardClient(rs.target, token="rev", max_retries=0) as r:
+            r.score(inverted[:3])
+        assert sum(rs.value("reftguard_labeled_total", verdict=v, label="benign") for v in ("allow", "flag")) == 3
+    with caplog.at_level(logging.WARNING, logger="reftguard.server"):
+        with run_server(tiny_bundle) as rs, GuardClient(rs.target, max_retries=0) as c:
+            c.score(inverted[:2])
+            assert sum(rs.value("reftguard_labeled_total", verdict=v, label="benign") for v in ("allow", "flag")) == 2
+    assert any("no reviewer credential" in r.getMessage() and "--feedback-token" in r.getMessage() for r in caplog.records)
+
+
+def test_a_token_on_the_command_line_is_warned_about():
+    from reftguard.server.cli import secrets_on_command_line
+
+    warned = secrets_on_command_line(["serve", "--auth-token", "x", "--feedback-token=y", "--auth-token-file", "f"])
+    assert len(warned) == 2 and "REFTGUARD_AUTH_TOKEN" in warned[0] and "--feedback-token-file" in warned[1]
+    assert secrets_on_command_line(["serve", "--auth-token-file", "f", "--feedback-token-file", "g"]) == []
+
+
 def test_serve_binds_loopback_and_refuses_an_open_port_without_auth(tiny_bundle, caplog):
     """`reftguard serve` bound 0.0.0.0 with auth off by default. It now binds loopback; on any other
     address it needs a token or mutual TLS, or an explicit --insecure-no-auth (then it warns)."""

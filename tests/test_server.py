@@ -190,7 +190,15 @@ def test_long_prompt_is_scored_in_windows_by_default(server, tiny_bundle, scorer
         (r,) = c.score([LONG], truncation="right")
         streamed = list(c.score_stream([{"id": str(i), "text": LONG if i % 3 == 0 else f"short {i}"} for i in range(30)], batch_size=4))
         (cd,) = c.score([chat])
-        assert c.info().limits.max_windows == 16
+        limits = c.info().limits
+        assert limits.max_windows == 16
+        # Info reports every request limit the server enforces (the hostile-client review found some missing)
+        from reftguard.server.config import ServerConfig
+
+        cfg = ServerConfig()
+        for f in ("max_turns_per_item", "max_prompts_per_request", "max_queue_tokens", "max_id_bytes", "max_message_mb",
+                  "max_streams_per_client", "feedback_per_minute", "max_concurrent_rpcs", "max_client_batch", "max_chars"):
+            assert getattr(limits, f) == getattr(cfg, f), f
     assert d.num_windows == ref.num_windows > 1 and d.window == ref.window
     assert d.score == pytest.approx(ref.score, abs=1e-5)
     assert not d.truncated and d.num_tokens == ref.num_tokens  # nothing dropped; the winning row's length

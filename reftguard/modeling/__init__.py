@@ -1,4 +1,4 @@
-"""Torch modeling shared by the exporter and training (DESIGN 8); they import it and never each other.
+"""Torch modeling shared by the exporter and training (docs/design.md §8); they import it and never each other.
 
     families.py  per-architecture export configs: decoder access, IO spec, dummy inputs, atol, limits
     guard.py     the guard module (truncated decoder, last-token gather, the one torch cosine head)
