@@ -150,6 +150,7 @@ class GuardServer:
             reserve=cfg.queue_reserve,
             max_shadow_items=cfg.max_queue_items,
             shadow_min_share=cfg.shadow_min_share,
+            shadow_batch_tokens=cfg.shadow_batch_tokens,
             on_batch=self._on_batch,
             on_error=self._on_batch_error,
         )

@@ -110,6 +110,7 @@ class TokenBudgetBatcher:
         reserve: float = 0.25,
         max_shadow_items: int = 0,
         shadow_min_share: float = 0.0,
+        shadow_batch_tokens: int = 0,
         on_batch: Callable[[BatchStats], None] | None = None,
         on_error: Callable[[BaseException | None], None] | None = None,
     ):
@@ -125,6 +126,9 @@ class TokenBudgetBatcher:
         if not 0.0 <= shadow_min_share < 1.0:
             raise ValueError(f"shadow_min_share must be in [0, 1), got {shadow_min_share}")
         self.shadow_min_share = shadow_min_share
+        # A batch cannot be interrupted, so live work that arrives while a shadow batch runs waits for it:
+        # shadow batches are kept small (0: as large as live ones).
+        self.shadow_batch_tokens = shadow_batch_tokens or max_batch_tokens
         self._live_batches = 0  # live batches since the last shadow batch
         self.on_batch = on_batch
         self.on_error = on_error
@@ -241,7 +245,7 @@ class TokenBudgetBatcher:
             if self.delay_s and self._callers and self.queued_items < self.max_batch_size:
                 await asyncio.sleep(self.delay_s)  # let concurrent requests join this batch
             shadow = self._shadow_turn()
-            jobs, dropped = self._take(self._shadow if shadow else self._callers)
+            jobs, dropped = (self._take(self._shadow, self.shadow_batch_tokens) if shadow else self._take(self._callers))
             await self._release(jobs + dropped, shadow)
             if jobs:
                 await self._infer(jobs, shadow)
@@ -260,9 +264,11 @@ class TokenBudgetBatcher:
         self._live_batches = 0 if shadow else self._live_batches + 1
         return shadow
 
-    def _take(self, queues: OrderedDict[str, deque[Job]] | None = None) -> tuple[list[Job], list[Job]]:
-        """Pick the next batch from `queues` (fair over callers, one model) and drop dead jobs."""
+    def _take(self, queues: OrderedDict[str, deque[Job]] | None = None, max_tokens: int = 0) -> tuple[list[Job], list[Job]]:
+        """Pick the next batch from `queues` (fair over callers, one model, at most `max_tokens` padded
+        tokens, default max_batch_tokens; one row always fits) and drop dead jobs."""
         queues = self._callers if queues is None else queues
+        budget = max_tokens or self.max_batch_tokens
         now = time.monotonic()
         dropped: list[Job] = []
         windows: dict[str, list[Job]] = {}
@@ -290,7 +296,7 @@ class TokenBudgetBatcher:
             oldest = live[0]
             if len(chosen) == self.max_batch_size:
                 break
-            if oldest.model is not model or (chosen and max(width, len(oldest.ids)) * (len(chosen) + 1) > self.max_batch_tokens):
+            if oldest.model is not model or (chosen and max(width, len(oldest.ids)) * (len(chosen) + 1) > budget):
                 continue
             chosen.append(oldest)
             served.append(caller)
@@ -304,7 +310,7 @@ class TokenBudgetBatcher:
                 if len(chosen) == self.max_batch_size:
                     break
                 live = windows[caller]
-                fits = [j for j in live if j.model is model and max(width, len(j.ids)) * (len(chosen) + 1) <= self.max_batch_tokens]
+                fits = [j for j in live if j.model is model and max(width, len(j.ids)) * (len(chosen) + 1) <= budget]
                 if not fits:
                     continue  # the batch only grows: nothing of this caller fits later either
                 # cheapest first: the longest row not wider than the batch, else the shortest wider one

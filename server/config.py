@@ -17,6 +17,7 @@ class ServerConfig:
     shadow_bundle: str = option("", "Candidate guard bundle scored beside --bundle, off the response path (clients never wait for it), for the rollout metrics (reftguard_shadow_*). Re-read on SIGHUP; a missing directory then turns shadow scoring off.")
     shadow_fraction: float = option(1.0, "Fraction of items (0..1, sampled per item) that --shadow-bundle also scores.")
     shadow_min_share: float = option(0.0, "Share of batches (0..1) given to queued shadow work even while live work waits. 0: the shadow runs only when the server is otherwise idle, so a saturated server scores nothing with it; 0.1 gives it every 10th batch, at that cost to live throughput.")
+    shadow_batch_tokens: int = option(1024, "Token budget of one shadow batch (padded length x rows). A batch cannot be interrupted, so a live request that arrives while a shadow batch runs waits for it: small shadow batches bound that wait (0: --max-batch-tokens).")
     shadow_max_disagreement: float = option(0.05, "Disagreement rate between shadow and active verdicts above which the ReftguardShadowDisagreementHigh alert fires (exported as reftguard_shadow_disagreement_budget).")
     host: str = option("127.0.0.1", "Interface for the gRPC port. Loopback by default; on any other address the server needs --auth-token(-file) or --tls-client-ca, or --insecure-no-auth (the container image sets 0.0.0.0).")
     port: int = option(50051, "gRPC port (Guard, grpc.health.v1, reflection); 0 picks a free port.")

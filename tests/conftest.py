@@ -93,3 +93,34 @@ def default_bundle_path() -> Path:
     from reftguard.exporter.default_bundle import ensure_default_bundle
 
     return ensure_default_bundle().root
+
+
+def _rows(name: str, label: str, n: int) -> list[dict]:
+    out = [json.loads(line) for line in packaged(name).read_text().splitlines()]
+    return [r for r in out if r["label"] == label][:n]
+
+
+@pytest.fixture(scope="session")
+def role_data(data_dir, tmp_path_factory):
+    """The tiny bundle's own calibration rows (user turns) plus labelled assistant and system rows."""
+    d = tmp_path_factory.mktemp("roles")
+    rows = [json.loads(line) for line in (data_dir / "dev.jsonl").read_text().splitlines()]
+    for role in ("assistant", "system"):
+        rows += [{"id": f"{role}{i}", "text": r["text"], "label": r["label"], "role": role} for i, r in
+                 enumerate(_rows("guard-train-extra.jsonl", "harmful", 15) + _rows("guard-train-extra.jsonl", "benign", 15))]
+    path = d / "roles.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def role_bundle(tiny_bundle, role_data, tmp_path_factory) -> Path:
+    """The tiny bundle with assistant and system calibrations (whole-record scoring on)."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("role-bundle") / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    from reftguard.calibration import CalibrateConfig, calibrate
+
+    calibrate(CalibrateConfig(bundle=str(out), data=[str(role_data)], target_recall=0.9, target_fpr_role=["assistant=0.1,system=0.2"]))
+    return out

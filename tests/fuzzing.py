@@ -8,7 +8,9 @@ import string
 
 from hypothesis import strategies as st
 
-ROLES = st.sampled_from(["user", "assistant", "system", "human", "gpt", "tool", "", "USER", "wizard", "user\x00"])
+# Every role spelling the server knows (reftguard.prompt.ROLE_ALIASES) and some it must refuse.
+ROLES = st.sampled_from(["user", "assistant", "system", "human", "gpt", "tool", "developer", "response", "model", "Prompt", "",
+                         "USER", "wizard", "user\x00", " assistant "])
 NASTY_TEXT = st.one_of(
     st.text(max_size=40),
     st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=40),  # any code point, surrogates too
@@ -39,8 +41,13 @@ def string_field(num: int, s: str) -> bytes:
 
 @st.composite
 def messages(draw):
-    """A few messages with nasty texts, or many (up to past max_turns_per_item) with short ones."""
-    many = draw(st.integers(0, 4)) == 0
+    """A few messages with nasty texts, many (up to past max_turns_per_item) with short ones, or now and
+    then a flood of thousands of replies (every role counts toward the caps)."""
+    shape = draw(st.integers(0, 9))
+    if shape == 0:
+        flood = field(3, 2, _len(string_field(1, draw(ROLES)) + string_field(2, "x")))
+        return field(3, 2, _len(string_field(1, "user") + string_field(2, "hi"))) + flood * draw(st.integers(1000, 20000))
+    many = shape < 3
     count, text = (draw(st.integers(20, 150)), st.text(max_size=12)) if many else (draw(st.integers(0, 6)), NASTY_TEXT)
     out = b""
     for _ in range(count):
@@ -90,6 +97,8 @@ def score_requests(draw) -> bytes:
         req += string_field(3, draw(st.one_of(st.text(max_size=10), st.sampled_from(["ingest", "other", ""]))))
     if draw(st.booleans()):
         req += field(4, 0, varint(draw(st.integers(-2, 7))))
+    if draw(st.booleans()):
+        req += field(5, 0, varint(draw(st.integers(0, 3))))  # flag_refusal_examples (any varint reads as a bool)
     if draw(st.integers(0, 9)) == 0:
         req += draw(st.binary(max_size=20))  # trailing garbage
     return req

@@ -317,3 +317,25 @@ def test_stale_shadow_work_makes_room_for_new():
             f.cancel()
 
     asyncio.run(run())
+
+
+def test_shadow_batches_are_small_so_live_work_never_waits_long_behind_one():
+    """A shadow batch of up to max_batch_tokens could not be interrupted, so a live request that arrived
+    while it ran waited seconds (hostile-client review, bug C). Shadow batches take shadow_batch_tokens."""
+    active, shadow = FakeModel(), FakeModel(offset=0.5)
+
+    async def run():
+        b = make(max_batch_size=64, max_batch_tokens=1000, shadow_batch_tokens=20, max_shadow_items=64)
+        s_futs = b.submit_shadow([row(7, 5)] * 12, model=shadow)
+        b.start()
+        try:
+            await asyncio.gather(*s_futs)
+            a = await queue(b, [5] * 12, model=active)
+            await asyncio.gather(*a)
+        finally:
+            await b.stop()
+
+    asyncio.run(run())
+    assert [len(x) for x in shadow.batches] == [4, 4, 4]  # 4 rows x 5 tokens = the 20-token shadow budget
+    assert [len(x) for x in active.batches] == [12]  # live batches keep the full budget
+    assert make(max_batch_tokens=300).shadow_batch_tokens == 300  # 0: as large as live batches

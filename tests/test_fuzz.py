@@ -16,9 +16,10 @@ ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 
 
-def test_fuzz_score(tiny_bundle):
+def test_fuzz_score(role_bundle):
+    """On a bundle that scores every role (assistant and system calibrations)."""
     seen: dict[str, int] = {}
-    with run_server(tiny_bundle, max_chars=200_000) as rs:
+    with run_server(role_bundle, max_chars=200_000) as rs:
         channel = grpc.insecure_channel(rs.target, options=[("grpc.max_send_message_length", 64 << 20)])
         raw = channel.unary_unary("/reftguard.v1.Guard/Score")
 

@@ -23,32 +23,6 @@ from tests.harness import run_server
 REFUSAL = "I'm sorry, but I can't help with that request."
 
 
-def _rows(name: str, label: str, n: int) -> list[dict]:
-    out = [json.loads(line) for line in packaged(name).read_text().splitlines()]
-    return [r for r in out if r["label"] == label][:n]
-
-
-@pytest.fixture(scope="module")
-def role_data(data_dir, tmp_path_factory):
-    """The tiny bundle's own calibration rows (user turns) plus labelled assistant and system rows."""
-    d = tmp_path_factory.mktemp("roles")
-    rows = [json.loads(line) for line in (data_dir / "dev.jsonl").read_text().splitlines()]
-    for role in ("assistant", "system"):
-        rows += [{"id": f"{role}{i}", "text": r["text"], "label": r["label"], "role": role} for i, r in
-                 enumerate(_rows("guard-train-extra.jsonl", "harmful", 15) + _rows("guard-train-extra.jsonl", "benign", 15))]
-    path = d / "roles.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-@pytest.fixture(scope="module")
-def role_bundle(tiny_bundle, role_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("role-bundle") / "bundle"
-    shutil.copytree(tiny_bundle, out)
-    calibrate(CalibrateConfig(bundle=str(out), data=[str(role_data)], target_recall=0.9, target_fpr_role=["assistant=0.1,system=0.2"]))
-    return out
-
-
 def test_role_calibration_keeps_the_user_threshold_and_adds_roles(tiny_bundle, role_bundle, role_data):
     old, new = GuardBundle.load(tiny_bundle), GuardBundle.load(role_bundle)
     assert new.threshold == old.threshold  # user rows and target unchanged: the same main threshold
@@ -176,3 +150,28 @@ def test_scan_reports_reasons_and_roles_and_matches_the_server(role_bundle, tmp_
     e = LocalEngine(role_bundle)
     assert e.thresholds.assistant == GuardBundle.load(role_bundle).role_thresholds["assistant"]
     assert np.isfinite(e.thresholds.system)
+
+
+def test_eval_records_reports_each_kind_against_its_goal(role_bundle, tmp_path, capsys):
+    from reftguard.cli import main
+    from reftguard.record_eval import GOALS
+
+    kinds = {0: "benign_system", 1: "innocent_harmful_reply", 2: "refusal_example", 3: "compliance_prefix", 4: "obedient_persona"}
+    recs = [{"id": f"r{k}-{j}", "messages": item["messages"], "label": "benign", "kind": kinds[k], "group": f"g{k}-{j}"}
+            for j in range(3) for k, item in enumerate(_items())]
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    out = tmp_path / "r.json"
+    assert main(["eval-records", "--bundle", str(role_bundle), "--data", str(path), "--split", "all", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["n"] == 15 and set(report["by_kind"]) == set(kinds.values())
+    scorer = BundleScorer(GuardBundle.load(role_bundle))
+    turns = [Turn(k, t, c, {"human": "user", "gpt": "assistant"}.get(r, r)) for k, chat in enumerate(CHATS) for t, (r, c) in enumerate(chat)]
+    ref = scorer.score_turns(turns, thresholds=scorer.thresholds)
+    for k, kind in kinds.items():
+        got = report["by_kind"][kind]
+        assert got["n"] == 3 and got["flag_rate"] == float(ref[k].flag)  # the same record three times, decided alike
+        measure, op, target = GOALS[kind]
+        value = got["flag_rate"] if measure == "flag" else got["refusal_example_rate"]
+        assert got["goal"]["met"] == (value >= target if op == ">=" else value <= target)
+    assert "innocent_harmful_reply" in capsys.readouterr().out

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("reftguard.cli.commands", "export", "Export a teacher dir to an ONNX guard bundle (parity-checked, sealed)."),
     "calibrate": ("reftguard.cli.commands", "calibrate", "Set a bundle's threshold for a target recall or FPR on labeled data."),
     "eval": ("reftguard.cli.commands", "eval", "Evaluate a bundle on labeled data (AUROC, recall@FPR, per source/kind)."),
+    "eval-records": ("reftguard.cli.commands", "eval_records", "Decide whole records (every role scored) and report per record kind against the whole-record goals."),
     "robustness": ("reftguard.cli.commands", "robustness", "Per-kind/category flag rates, AUROC, worst examples and score plots of a bundle (JSON, Markdown, PNG, HTML)."),
     "quantize": ("reftguard.cli.commands", "quantize", "Static int8 (QDQ) copy of a bundle for CPU serving, recalibrated on itself."),
     "default-bundle": ("reftguard.cli.commands", "default_bundle", "Build (once, then cached) the embedded default bundle."),

@@ -76,6 +76,19 @@ def eval(ns) -> int:  # noqa: A001 - the subcommand is called eval
     return 0
 
 
+def eval_records_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.record_eval import RecordEvalConfig
+
+    add_dataclass_args(p, RecordEvalConfig, group="eval-records")
+
+
+def eval_records(ns) -> int:
+    from reftguard.record_eval import RecordEvalConfig, format_table, run
+
+    print(format_table(run(from_args(RecordEvalConfig, ns))))
+    return 0
+
+
 def robustness_args(p: argparse.ArgumentParser) -> None:
     from reftguard.robustness import RobustnessConfig
 
