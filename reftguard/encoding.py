@@ -60,6 +60,18 @@ class TooManyWindows(PromptRejected):
         )
 
 
+ENCODE_CHUNK = 32  # texts tokenized at a time when a row cap applies
+
+
+class TooManyRows(ValueError):
+    """A request's texts make more rows (turns and their windows) than its cap allows; found while
+    encoding, after `encoded` of its texts."""
+
+    def __init__(self, rows: int, max_rows: int, encoded: int):
+        self.rows, self.max_rows, self.encoded = rows, max_rows, encoded
+        super().__init__(f"at least {rows} rows after {encoded} texts, over the cap of {max_rows}")
+
+
 @dataclass
 class Encoded:
     """Rows to score. A turn that fits is one row; under `window` a longer one is several rows."""
@@ -109,7 +121,32 @@ class PromptEncoder:
     def _ids(self, s: str) -> list[int]:
         return self.tokenizer.encode(s, add_special_tokens=False).ids if s else []
 
-    def encode(self, texts: list[str], truncation: str = DEFAULT_TRUNCATION) -> Encoded:
+    def encode(self, texts: list[str], truncation: str = DEFAULT_TRUNCATION, max_rows: int = 0) -> Encoded:
+        """Rows for `texts`. With `max_rows`, texts are tokenized a chunk at a time and TooManyRows is
+        raised as soon as the rows pass it, so a request over its prompt cap costs at most one chunk
+        of tokenizing beyond the cap, not all of it."""
+        if not max_rows or len(texts) <= ENCODE_CHUNK:
+            out = self._encode(texts, truncation)
+            if max_rows and len(out.ids) > max_rows:
+                raise TooManyRows(len(out.ids), max_rows, len(texts))
+            return out
+        out = Encoded(ids=[], truncated=[], text=[], window=[], num_windows=[])
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            try:
+                part = self._encode(texts[start:start + ENCODE_CHUNK], truncation)
+            except PromptRejected as exc:
+                exc.index += start
+                raise
+            out.ids += part.ids
+            out.truncated += part.truncated
+            out.text += [start + k for k in part.text]
+            out.window += part.window
+            out.num_windows += part.num_windows
+            if len(out.ids) > max_rows:
+                raise TooManyRows(len(out.ids), max_rows, start + ENCODE_CHUNK)
+        return out
+
+    def _encode(self, texts: list[str], truncation: str) -> Encoded:
         if truncation not in TRUNCATION_POLICIES:
             raise ValueError(f"unknown truncation policy {truncation!r}; use one of {TRUNCATION_POLICIES}")
         budget = self.budget

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import grpc
 
 from reftguard import __version__
-from reftguard.encoding import PromptRejected
+from reftguard.encoding import PromptRejected, TooManyRows
 from reftguard.scoring import Scored, decide
 from reftguard.server.auth import Authenticator, AuthError, Caller, RateLimit
 from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, ShuttingDown, TokenBudgetBatcher, TooLarge
@@ -24,7 +24,7 @@ from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
 from reftguard.server.served import ServedModel
 from reftguard.server.shadow import ShadowScorer
-from reftguard.server.validation import LABEL_NAMES, RequestError, check_id, check_prompts, clip, invalid, over_limit, parse_score_request
+from reftguard.server.validation import LABEL_NAMES, RequestError, check_id, clip, invalid, over_limit, parse_score_request
 from reftguard.v1 import guard_pb2 as pb
 from reftguard.v1 import guard_pb2_grpc
 
@@ -363,12 +363,15 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             parsed.labels = [None] * len(parsed.labels)
         loop = asyncio.get_running_loop()
         try:
-            enc = await loop.run_in_executor(rt.tokenize_pool, model.encoder.encode, [t.text for t in parsed.turns], parsed.truncation)
+            enc = await loop.run_in_executor(rt.tokenize_pool, model.encoder.encode, [t.text for t in parsed.turns], parsed.truncation,
+                                             self.cfg.max_prompts_per_request)
+        except TooManyRows as exc:  # found while encoding: the rest of the request is never tokenized
+            raise over_limit(f"the request has at least {exc.rows} prompts (turns and their windows)", self.cfg.max_prompts_per_request,
+                             "max_prompts_per_request", " (split the request; every message and window is a prompt)") from exc
         except PromptRejected as exc:  # too long under 'error', or too many windows
             turn = parsed.turns[exc.index]
             where = f"item {turn.item} (id {request.items[turn.item].id!r})" + (f" message {turn.turn}" if turn.turn >= 0 else "")
             raise invalid(f"{where} is too long: {exc}") from exc
-        check_prompts(len(enc.ids), self.cfg.max_prompts_per_request, "turns and their windows")
         t_tok = time.monotonic()
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining

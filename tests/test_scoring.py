@@ -258,3 +258,20 @@ def test_score_turns_decides_chat_items(scorer):
     assert (chat.turn, chat.window, chat.num_windows) == (3, windowed.window, windowed.num_windows)
     assert chat.score == pytest.approx(windowed.score, abs=1e-5)
     assert (plain.turn, plain.window, plain.num_windows) == (-1, 0, 1)
+
+
+def test_a_row_cap_stops_tokenizing_early_and_changes_nothing_under_it(bundle):
+    """Caps on prompts per request were checked only after every text was tokenized (10-21 s of work on a
+    hostile request); with max_rows the encoder stops one chunk past the cap."""
+    from reftguard.encoding import ENCODE_CHUNK, TooManyRows
+
+    enc = _encoder(bundle, max_tokens=40, max_windows=0)
+    texts = [f"short prompt {i}" for i in range(ENCODE_CHUNK * 3)] + ["word " * 200]
+    whole, chunked = enc.encode(texts, "window"), enc.encode(texts, "window", max_rows=10_000)
+    assert (chunked.ids, chunked.text, chunked.window, chunked.num_windows) == (whole.ids, whole.text, whole.window, whole.num_windows)
+    with pytest.raises(TooManyRows) as exc:
+        enc.encode(texts * 20, "window", max_rows=40)
+    assert exc.value.encoded == 2 * ENCODE_CHUNK and exc.value.rows > 40  # stopped after the chunk that passed the cap
+    with pytest.raises(TooManyWindows) as exc:  # a rejected text is named by its index in the whole list
+        _encoder(bundle, max_tokens=40, max_windows=2).encode(texts, "window", max_rows=10_000)
+    assert exc.value.index == len(texts) - 1
