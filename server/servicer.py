@@ -262,12 +262,14 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         return await self._guarded("Feedback", context, work())
 
     async def Info(self, request, context):
-        return await self._guarded("Info", context, self._info())
+        return await self._guarded("Info", context, self._info(context))
 
-    async def _info(self) -> pb.InfoResponse:
+    async def _info(self, context) -> pb.InfoResponse:
         rt = self._runtime()
         cfg, m = self.cfg, rt.model  # one read: every field describes the same model
-        b, shadow = m.bundle, rt.shadow
+        # The candidate under evaluation is the operators' business: with a reviewer credential configured,
+        # only reviewers see it (a client that sees it could steer what it is judged on).
+        b, shadow = m.bundle, (rt.shadow if self._is_reviewer(context) else None)
         return pb.InfoResponse(
             bundle_id=b.bundle_id,
             manifest_json=json.dumps(b.manifest, sort_keys=True),
@@ -325,9 +327,9 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         except AuthError as err:
             raise RequestError(err.code, err.message) from err
 
-    def _may_label(self, context) -> bool:
-        """Whether this caller's labels may move the FP and miss metrics: reviewers only, once a reviewer
-        credential is configured (without one the server warned at start that anyone may)."""
+    def _is_reviewer(self, context) -> bool:
+        """Whether this caller holds the reviewer credential: it alone moves the FP and miss metrics and sees
+        the shadow. Without a configured credential everyone does (the server warned at start)."""
         return not self.auth.reviewer_required or self._caller(context).reviewer
 
     def _check_reviewer(self, caller: Caller) -> None:
@@ -356,7 +358,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         if isinstance(request, BadMessage):
             raise invalid(f"request is not a valid ScoreRequest: {request.error}")
         parsed = parse_score_request(request, self.cfg, model.thresholds)
-        if any(parsed.labels) and not self._may_label(context):
+        if any(parsed.labels) and not self._is_reviewer(context):
             # Labels move the false-positive and miss rates (live and shadow), so only reviewers' count:
             # the others are dropped here and counted apart.
             self.metrics.labels_ignored.inc(sum(label is not None for label in parsed.labels))

@@ -6,6 +6,7 @@ import argparse
 import grpc
 import pytest
 
+from reftguard.bundle import GuardBundle
 from reftguard.clients import ClientConfig, GuardClient
 from reftguard.config import add_dataclass_args
 from reftguard.server.config import ServerConfig
@@ -356,3 +357,16 @@ def test_serve_binds_loopback_and_refuses_an_open_port_without_auth(tiny_bundle,
     with caplog.at_level(logging.WARNING, logger="reftguard"):
         check_exposure(ServerConfig(host="0.0.0.0", insecure_no_auth=True), tokens=False)
     assert any("unauthenticated" in r.getMessage() for r in caplog.records)
+
+
+def test_only_reviewers_see_the_shadow_bundle(tiny_bundle, tmp_path):
+    import shutil
+
+    shadow = tmp_path / "candidate"
+    shutil.copytree(tiny_bundle, shadow)
+    with run_server(tiny_bundle, shadow_bundle=str(shadow), feedback_token="rev") as rs:
+        with GuardClient(rs.target, max_retries=0) as c:
+            info = c.info()
+            assert not info.HasField("shadow") and info.shadow_fraction == 0 and info.active.bundle_id
+        with GuardClient(rs.target, token="rev", max_retries=0) as r:
+            assert r.info().shadow.bundle_id == GuardBundle.load(shadow).bundle_id
