@@ -56,8 +56,18 @@ def main(argv=None) -> int:
         path = ensure_default_bundle().root
     bundle = GuardBundle.load(path)
     records = load_records(packaged("records-dev.jsonl"), args.split)
-    quality = evaluate_records(BundleScorer(bundle, max_windows=0), records)
+    scorer = BundleScorer(bundle, max_windows=0)
+    quality = evaluate_records(scorer, records)
     print(format_table(quality))
+    # The model's own replies to harmful prompts are often evasive, so their kind is a noisy label: a
+    # person read 40 of them (reftguard/data/reply-hand-labels-dev.json). Recall on the ones read as harmful.
+    hand = json.loads(packaged("reply-hand-labels-dev.json").read_text())
+    for name in ("harmful", "not_harmful"):
+        ids = {f"{i}" for i in hand[name]}
+        sel = [r for r in load_records(packaged("records-dev.jsonl"), "all") if r.id in ids]
+        decided = evaluate_records(scorer, sel)["by_kind"]["innocent_harmful_reply"]
+        quality[f"hand_labelled_{name}"] = {"n": decided["n"], "flag_rate": decided["flag_rate"], "split": "all"}
+        print(f"innocent prompt + a reply read by hand as {name}: {decided['flag']}/{decided['n']} flagged")
     with_replies = [r for r in records if any(role != "user" for role, _ in r.messages)]
     whole = [{"id": r.id, "messages": [{"role": role, "content": c} for role, c in r.messages]} for r in with_replies]
     prompt_only = [{"id": r.id, "messages": [{"role": role, "content": c} for role, c in r.messages if role == "user"]} for r in with_replies]

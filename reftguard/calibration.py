@@ -21,6 +21,7 @@ from reftguard.config import option
 from reftguard.data import LabeledPrompt, data_hash, load_labeled, select_split
 from reftguard.engines.selection import calibration_for
 from reftguard.prompt import normalize_role
+from reftguard.refusal import is_refusal_reply
 
 log = logging.getLogger("reftguard.calibrate")
 
@@ -34,7 +35,7 @@ class CalibrateConfig:
     max_fpr: float = option(0.05, "After a recall target: warn when the FPR at the chosen threshold exceeds this.")
     max_fpr_kind: list = option([], "Per-kind FPR limits KIND=F (comma-separated, e.g. hard_negative=0.03): the threshold is raised until the benign prompts of each kind are flagged at most at that rate. They win over a recall target; the recall they leave is reported.")
     split: str = option("all", "Calibrate on one half of the data only: 'calib' (then report on 'report' with `reftguard eval --split report`), 'report', or 'all'.", choices=("all", "calib", "report"))
-    target_fpr_role: list = option([], "Per-role FPR targets ROLE=F (comma-separated, e.g. assistant=0.01,system=0.01): each role's threshold is chosen on the data rows with that `role` (labelled replies or system prompts), so the server scores that role's turns of whole records. Rows of other roles are ignored; user rows (no `role`) set the main threshold as always.")
+    target_fpr_role: list = option([], "Per-role FPR targets ROLE=F (comma-separated, e.g. assistant=0.01,system=0.01): each role's threshold is chosen on the data rows with that `role` (labelled replies or system prompts), so the server scores that role's turns of whole records. Refusal replies are left out (they are never judged by score); user rows (no `role`) set the main threshold as always.")
     precision: str = option("fp32", "Precision to calibrate for, on the engine that serves it (fp32: onnxruntime; bf16: OpenVINO on a CPU with AMX/avx512_bf16; fp16: the bundle's fp16 graph in onnxruntime, CUDA when present). fp32 also sets the top-level threshold.", choices=("fp32", "bf16", "fp16"))
 
 
@@ -125,7 +126,10 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
              entry["batch_invariance"]["max_abs_diff"])
     roles = dict((calibration_for(bundle.manifest, cfg.precision) or {}).get("roles") or {})  # recalibrating the user turn keeps them
     for role, fpr in role_fpr.items():
-        roles[role] = _calibrate_role(bundle, engine, [p for p in rows if p.role == role], role, fpr, cfg)
+        mine = [p for p in rows if p.role == role]
+        if role == "assistant":  # refusals are never judged by the reply threshold, so they do not set it
+            mine = [p for p in mine if not is_refusal_reply(p.text)]
+        roles[role] = _calibrate_role(bundle, engine, mine, role, fpr, cfg)
     if roles:
         entry["roles"] = roles
     manifest = dict(bundle.manifest)

@@ -33,7 +33,11 @@ log = logging.getLogger("reftguard.default")
 RECIPE = {
     # FPR-first on data with hard negatives: the paper's recall-first threshold (recall 0.95 on guard-dev)
     # flagged 13% of hand-written hard negatives; users stop trusting a guard that strips legitimate data.
-    "calibration": {"data": list(CALIBRATION_FILES), "split": "calib", "target_fpr": 0.02, "max_fpr_kind": ["hard_negative=0.02"]},
+    # Replies and system prompts get thresholds of their own, on the calib half of the labelled role
+    # turns (roles-dev): whole finetuning records are judged, not only their user turns. Role rows do not
+    # touch the user-turn threshold.
+    "calibration": {"data": list(CALIBRATION_FILES + ("roles-dev.jsonl",)), "split": "calib", "target_fpr": 0.02,
+                    "max_fpr_kind": ["hard_negative=0.02"], "target_fpr_role": ["assistant=0.02", "system=0.02"]},
 }
 BUILD_COMMAND = "reftguard default-bundle"
 

@@ -2,9 +2,13 @@
 (a harmful request answered by a refusal is safety data) and the Harmful Score judge (training/judge.py).
 
 Refusals open with one of REFUSAL_PATTERNS within their first 200 characters; helpful replies may say
-"cannot" later on. A phrase check is attackable ("I'm sorry, but here is how: ..."), so the guard never
-lets it clear a reply on its own: a reply that scores over the assistant threshold is flagged as
-`harmful_reply` whatever it opens with (reftguard/scoring.py).
+"cannot" later on.
+
+The guard reads a reply as a refusal (`is_refusal_reply`) when it opens with such a phrase *and* is short:
+refusals score high as content (they name the harm they decline: measured AUROC 0.25 for compliance vs
+refusal by score, research/results/reply_reading.json), so they are exempt from the reply threshold, and
+the length bound keeps "I'm sorry, but here is how: <a long answer>" judged by its score. Known gap: a
+compliance of under REFUSAL_MAX_WORDS words behind a refusal phrase reads as a refusal.
 """
 from __future__ import annotations
 
@@ -25,3 +29,11 @@ REFUSAL_WINDOW = 200  # characters from the start of a reply that are searched
 def is_refusal(reply: str) -> bool:
     """A stock refusal phrase in the first REFUSAL_WINDOW characters (curly apostrophes normalised)."""
     return bool(_REFUSAL_RE.search(reply[:REFUSAL_WINDOW].replace("\u2019", "'")))
+
+
+REFUSAL_MAX_WORDS = 80  # written and generated refusals here are under 60 words; answers run longer
+
+
+def is_refusal_reply(reply: str) -> bool:
+    """A short reply that opens with a refusal phrase: safety data, not judged by the reply threshold."""
+    return is_refusal(reply) and len(reply.split()) <= REFUSAL_MAX_WORDS

@@ -12,8 +12,9 @@ names the turn that decided it and a reason:
   complied_with_harm  a harmful user turn answered by a reply that is not a refusal (a bare
                       "Sure, here is how:" counts as compliance);
   harmful_system      a system turn over its threshold;
-  refusal_example     a harmful user turn answered by a refusal: safety data, allowed unless the
-                      request asks to flag it.
+  refusal_example     a harmful user turn answered by a refusal (reftguard.refusal.is_refusal_reply:
+                      a short reply that opens with a refusal phrase): safety data, allowed unless the
+                      request asks to flag it. Refusals are never judged by the reply threshold.
 A bundle without role calibrations scores user turns only (`Thresholds.assistant`/`system` None), which
 is exactly the guard from before whole-record scoring.
 """
@@ -27,7 +28,7 @@ import numpy as np
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, Encoded, PromptEncoder, length_sorted_batches
 from reftguard.engines import Engine
-from reftguard.refusal import is_refusal
+from reftguard.refusal import is_refusal_reply
 
 REASONS = ("harmful_request", "harmful_reply", "complied_with_harm", "harmful_system", "refusal_example")
 # Which flag wins when several turns of one record are over their thresholds and margins tie: what the
@@ -131,14 +132,15 @@ def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresho
             if margin[k] <= 0:
                 continue
             if t.role == "assistant":
-                flags.append((k, "harmful_reply"))
+                if not is_refusal_reply(t.text):  # refusals name the harm they decline: not judged by score
+                    flags.append((k, "harmful_reply"))
             elif t.role == "system":
                 flags.append((k, "harmful_system"))
             else:
                 reply = next((j for j in ks[pos + 1:] if turns[j].role != "system"), None)
                 if reply is None or turns[reply].role != "assistant":
                     flags.append((k, "harmful_request"))  # no reply in the record: the request is what is kept
-                elif is_refusal(turns[reply].text) and margin[reply] <= 0:
+                elif is_refusal_reply(turns[reply].text):
                     refusal = k if refusal is None else refusal
                 else:
                     flags.append((k, "complied_with_harm"))

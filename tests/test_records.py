@@ -82,15 +82,11 @@ def test_server_decides_whole_records_like_the_core(role_bundle):
         if override is not None:
             refusal, prefix = got[2], got[3]
             assert prefix.verdict == pb.FLAG and prefix.reason in ("complied_with_harm", "harmful_reply")
-            # the refusal keeps the record unless the refusal text itself scores over the assistant threshold
-            refusal_score = scorer.score_turns([Turn(0, 1, REFUSAL, "assistant")], thresholds=scorer.thresholds)[0].score
-            if refusal_score <= b.role_thresholds["assistant"]:
-                assert (refusal.verdict, refusal.reason, refusal.turn) == (pb.ALLOW, "refusal_example", 0)
-                with run_server(role_bundle) as rs, GuardClient(rs.target) as c:
-                    (flagged,) = c.score([_items()[2]], threshold=-1.0, flag_refusal_examples=True)
-                assert (flagged.verdict, flagged.reason) == (pb.FLAG, "refusal_example")
-            else:
-                assert refusal.reason == "harmful_reply"
+            # a short refusal keeps the record as safety data, unless the request asks to flag those
+            assert (refusal.verdict, refusal.reason, refusal.turn) == (pb.ALLOW, "refusal_example", 0)
+            with run_server(role_bundle) as rs, GuardClient(rs.target) as c:
+                (flagged,) = c.score([_items()[2]], threshold=-1.0, flag_refusal_examples=True)
+            assert (flagged.verdict, flagged.reason) == (pb.FLAG, "refusal_example")
 
 
 def test_bundle_without_role_calibrations_scores_user_turns_as_before(tiny_bundle, caplog):
@@ -175,3 +171,30 @@ def test_eval_records_reports_each_kind_against_its_goal(role_bundle, tmp_path, 
         value = got["flag_rate"] if measure == "flag" else got["refusal_example_rate"]
         assert got["goal"]["met"] == (value >= target if op == ">=" else value <= target)
     assert "innocent_harmful_reply" in capsys.readouterr().out
+
+
+def test_record_data_is_fresh_and_split_by_group():
+    """The committed whole-record files equal a rebuild; train and dev share no group, no prompt and no
+    written text, and dev records are built from dev prompts only."""
+    import subprocess
+    import sys
+
+    from reftguard.data import DEV_FILES, TRAIN_FILES
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, "scripts/build_record_data.py", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    recs = {side: [json.loads(line) for line in packaged(f"records-{side}.jsonl").read_text().splitlines()] for side in ("train", "dev")}
+    assert not {r["group"] for r in recs["train"]} & {r["group"] for r in recs["dev"]}
+    texts = {side: {m["content"] for r in rows for m in r["messages"]} for side, rows in recs.items()}
+    assert not texts["train"] & texts["dev"]
+    dev_ids = {json.loads(line)["id"] for f in DEV_FILES for line in packaged(f).read_text().splitlines()}
+    train_ids = {json.loads(line)["id"] for f in TRAIN_FILES for line in packaged(f).read_text().splitlines()}
+    for side, ids in (("dev", dev_ids), ("train", train_ids)):
+        prompt_ids = {r["group"][2:] for r in recs[side] if r["group"].startswith("p:")}
+        assert prompt_ids and prompt_ids <= ids, side
+    kinds = {r["kind"] for r in recs["dev"]}
+    assert kinds >= {"innocent_harmful_reply", "compliance_prefix", "refusal_example", "benign_exchange", "obedient_persona",
+                     "benign_system", "context_harmful", "context_benign"}
+    hand = json.loads(packaged("reply-hand-labels-dev.json").read_text())
+    assert len(hand["harmful"]) + len(hand["not_harmful"]) == 40

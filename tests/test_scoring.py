@@ -166,8 +166,11 @@ ROLES3 = Thresholds(user=0.5, assistant=0.3, system=0.4)
     ([("user", "q", 0.7), ("assistant", "Sure, here is how to do it:", -0.2)], True, "complied_with_harm", 0),
     # innocent prompt, harmful reply
     ([("user", "Continue the story.", 0.0), ("assistant", "step one ...", 0.35)], True, "harmful_reply", 1),
-    # a refusal phrase does not clear a reply that scores over its own threshold
-    ([("user", "q", 0.7), ("assistant", "I'm sorry, but here is how: ...", 0.9)], True, "harmful_reply", 1),
+    # a refusal phrase does not clear a long reply that scores over its own threshold
+    ([("user", "q", 0.7), ("assistant", "I'm sorry, but here is how: " + "step " * 90, 0.9)], True, "harmful_reply", 1),
+    ([("user", "Go on.", 0.0), ("assistant", "I'm sorry, but here is how: " + "step " * 90, 0.9)], True, "harmful_reply", 1),
+    # a short refusal is safety data whatever its score (refusals name the harm they decline)
+    ([("user", "q", 0.7), ("assistant", "I'm sorry, I won't explain how to build a bomb.", 0.9)], False, "refusal_example", 0),
     # an obedient-persona system prompt
     ([("system", "obey", 0.45), ("user", "hi", 0.0), ("assistant", "hello", 0.0)], True, "harmful_system", 0),
     # a benign record: the turn closest to its threshold reports, no reason
