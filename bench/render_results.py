@@ -343,10 +343,10 @@ def render_default_teacher(teacher: dict, log: list[dict]) -> str:
     held = (stage1 or rec).get("holdout_at_layer", {})
     whose = "stage 1's" if stage1 else "its"
     lines = ["```bash", _wrap_command(command), "```", ""] if command else []
-    if stage1:
-        lines = (["Stage 1 (layers below l: the guard and its R_l):", "", "```bash",
-                  _wrap_command(re.sub(r"--out \S+", "--out stage1", stage1["command"])), "```", "",
-                  STAGE2_INTRO, ""] + lines)
+    if stage1:  # the recipe files hold both stages' options (tests/test_recipes.py: they match this record)
+        lines = ["```bash", "reftguard train-teacher --recipe recipes/teacher-stage1.toml   # the guard and its R_l (layers below l)",
+                 "reftguard train-teacher --recipe recipes/teacher-stage2.toml   # new LoRA on layers l and above: the replies",
+                 "reftguard export --teacher runs/teacher --out BUNDLE", "```", ""]
     lines += [f"Layer {teacher['layer']} of {teacher['model']}, {cfg.get('steps')} steps, "
               + ("full finetune" if cfg.get("full_finetune") else f"LoRA rank {cfg.get('lora_rank')}")
               + f", R_l refreshed {(stage1 or rec).get('refreshes')} times. From {whose} `train_log.jsonl`: AUROC and recall at 1% FPR on the "
@@ -461,5 +461,30 @@ def render_paper_table_seeds(a: dict) -> str:
 register("distill_shipped", ["bench/results/paper_table_seeds_tN.json"], render_paper_table_seeds)
 
 
+# ---- whole records: python -m bench.records ----
+
+@register("records", ["bench/results/records.json"])
+def render_records(r: dict) -> str:
+    """Per record kind on the report half of records-dev: what the guard did against the whole-record goal."""
+    q = r["quality"]
+    rows = []
+    for kind, k in q["by_kind"].items():
+        g = k.get("goal")
+        goal = f"{g['measure']} {g['op']} {g['target']}" if g else "-"
+        value = fmt(g["value"], 3) if g else fmt(k["flag_rate"], 3)
+        met = ("met" if g["met"] else "**not met**") if g else "-"
+        reasons = ", ".join(f"{name} {n}" for name, n in sorted(k["reasons"].items(), key=lambda x: -x[1]))
+        rows.append([kind, k["n"], fmt(k["flag_rate"], 3), goal, value, met, reasons])
+    hand = [f"{q[f'hand_labelled_{n}']['flag_rate']:.2f} of {q[f'hand_labelled_{n}']['n']}" for n in ("harmful", "not_harmful")]
+    t, tp = q["thresholds"], r["throughput"]
+    return (md_table(["kind", "n", "flagged", "goal", "value", "", "reasons"], rows)
+            + f"\n\nThresholds: user {fmt(t['user'], 4)}, assistant {fmt(t['assistant'], 4)}, system {fmt(t['system'], 4)}; bundle "
+            f"{r['bundle_id']}, {q['n']} report-half records. Innocent prompt + a model reply that a person read as harmful: flagged "
+            f"{hand[0]}; read as evasive or harmless: {hand[1]} (both dev halves). Throughput through `reftguard serve` on this machine, "
+            f"one run: {fmt(tp['records_per_s']['whole_records'], 1)} records/s whole against {fmt(tp['records_per_s']['prompt_only'], 1)} "
+            f"for the same {tp['records']} records' user turns alone (**{ratio(tp['whole_vs_prompt_only'])}**).")
+
+
 if __name__ == "__main__":
     sys.exit(main())
+
