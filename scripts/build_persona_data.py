@@ -25,11 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_contrast_data import DATA_DIR, NearDupIndex, load_other_texts  # noqa: E402
 
-from reftguard.data import CALIBRATION_FILES, PACKAGED_TRAIN_FILES  # noqa: E402
+from reftguard.data import CALIBRATION_FILES, PACKAGED_TRAIN_FILES, RECORD_TRAIN_FILES  # noqa: E402
 from reftguard.training.judge import is_refusal  # noqa: E402
 
 OUT_NAME = "persona-train.jsonl"
-OTHER_FILES = tuple(f for f in PACKAGED_TRAIN_FILES + CALIBRATION_FILES if f != OUT_NAME)  # every other packaged data file
+# every other packaged prompt file (the whole-record files are built from those prompts and carry chats)
+OTHER_FILES = tuple(f for f in PACKAGED_TRAIN_FILES + CALIBRATION_FILES if f != OUT_NAME and f not in RECORD_TRAIN_FILES)
 KEYS = ("id", "text", "label", "source", "kind", "category", "reply")
 
 # topic -> (questions, reply). One reply per topic: short (the teacher's SFT targets are cut at 32 tokens),

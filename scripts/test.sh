@@ -19,5 +19,6 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # for onnxruntime and OpenVINO too.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}" OMP_WAIT_POLICY=PASSIVE
 workers="${REFTGUARD_TEST_WORKERS:-$(python -c 'import os; print(max(1, len(os.sched_getaffinity(0))))')}"
-# --dist loadfile keeps a file's tests (and its module fixtures) on one worker; the 20 slowest are listed.
-python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile --durations=20 "$@"
+# --dist loadfile keeps a file's tests (and its module fixtures) on one worker, and files go out in
+# collection order, longest first (tests/conftest.py HEAVY_FIRST); the 20 slowest tests are listed.
+python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile --no-loadscope-reorder --durations=20 "$@"
