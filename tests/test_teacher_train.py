@@ -197,16 +197,18 @@ def test_cli_train_teacher_from_a_recipe(tiny_llama, data_dir, tmp_path, capsys)
 
 
 @pytest.mark.slow
-def test_shipped_default_teacher_beats_zero_training_on_dev(tmp_path):
-    """The packaged teacher loads, exports with parity, and separates the dev prompts better than a
-    zero-training feature at the same layer (fitted here on a balanced slice of the training files, to keep
-    this test short). Dev = the calib halves of guard-dev, handwritten-dev and contrast-dev: the teacher is
-    trained to hold on hard negatives and disguised requests, not on guard-dev's style alone."""
+def test_shipped_default_teacher_beats_zero_training_on_dev(default_bundle_path):
+    """The packaged teacher loads, exports with parity (the default bundle is its export), and separates the
+    dev prompts better than a zero-training feature at the same layer (fitted here on a balanced slice of the
+    training files, to keep this test short). Dev = the calib halves of guard-dev, handwritten-dev and
+    contrast-dev: the teacher is trained to hold on hard negatives and disguised requests, not on guard-dev's
+    style alone. The teacher's scores are the served ones (onnxruntime), not a second torch forward."""
     from reftguard import evaluation
+    from reftguard.bundle import GuardBundle
     from reftguard.data import CALIBRATION_FILES, TRAIN_FILES, load_labeled, packaged, select_split
     from reftguard.default_bundle import shipped_teacher
-    from reftguard.exporter.export import ExportConfig, export_bundle
     from reftguard.features import cosine_scores, refusal_feature
+    from reftguard.scoring import BundleScorer
     from reftguard.training.fit import encode_texts
     from reftguard.training.teacher_train import balanced_subset
 
@@ -214,19 +216,18 @@ def test_shipped_default_teacher_beats_zero_training_on_dev(tmp_path):
     assert root is not None, "reftguard/data/default_teacher/teacher.json is missing"
     teacher = Teacher.load(root)
     assert teacher.kind == "reft" and teacher.adapter
-    bundle = export_bundle(ExportConfig(teacher=str(root), out=str(tmp_path / "b")))
+    bundle = GuardBundle.load(default_bundle_path)
+    assert bundle.manifest["teacher"]["kind"] == "reft" and bundle.layer == teacher.layer
     assert bundle.manifest["exporter"]["parity_max_abs_diff"] < 1e-4
 
     dev = select_split(load_labeled([packaged(f) for f in CALIBRATION_FILES]), "calib")
     y_dev = np.array([p.label for p in dev])
     enc = lambda ps: encode_texts(teacher.tokenizer_dir, teacher.prompt_format, teacher.max_tokens, [p.text for p in ps])  # noqa: E731
-    trained, tok = teacher.load_model()
-    s_teacher = cosine_scores(layer_states(trained, enc(dev), teacher.layer, 32, tok.pad_token_id), teacher.refusal_feature, teacher.center)
-    del trained
+    s_teacher = BundleScorer(bundle, max_windows=0).scores([p.text for p in dev])
 
     from reftguard.modeling.loading import load_causal_lm
 
-    zero, _ = load_causal_lm(teacher.model)
+    zero, tok = load_causal_lm(teacher.model)
     train_prompts = load_labeled([packaged(f) for f in TRAIN_FILES])
     y_train = np.array([p.label for p in train_prompts])
     pick = balanced_subset(list(range(len(train_prompts))), y_train, 400, 0)
