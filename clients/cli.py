@@ -78,10 +78,11 @@ def score(ns) -> int:
         if ns.json:
             print(json.dumps({"id": d.id, "verdict": pb.Verdict.Name(d.verdict), "score": round(d.score, 6), "threshold": round(d.threshold, 6),
                               "truncated": d.truncated, "num_tokens": d.num_tokens, "turn": d.turn, "window": d.window,
-                              "num_windows": d.num_windows, "text": text}))
+                              "num_windows": d.num_windows, "role": d.role, "reason": d.reason, "text": text}))
         else:
             preview = text if len(text) <= 70 else text[:67] + "..."
-            print(f"{pb.Verdict.Name(d.verdict):5}  score {d.score:+.4f}  (threshold {d.threshold:+.4f})  {preview}")
+            why = f"  [{d.reason}, {d.role} turn {d.turn}]" if d.reason and d.turn >= 0 else ""
+            print(f"{pb.Verdict.Name(d.verdict):5}  score {d.score:+.4f}  (threshold {d.threshold:+.4f})  {preview}{why}")
     if not ns.json:
         print(f"{flagged}/{len(decisions)} flagged")
     return 0

@@ -32,6 +32,9 @@ def render_card(m: dict) -> str:
         "## Threshold",
         f"- threshold: **{_fmt(m['threshold'])}**, chosen by: {cal.get('method', 'n/a')} (target {cal.get('target', 'n/a')})",
         f"- calibration data: {cal.get('data', 'n/a')} (split `{cal.get('split', 'all')}`, hash `{cal.get('data_hash', 'n/a')}`, n={cal.get('n', 'n/a')}); set by `{cal.get('set_by', 'the target')}`",
+        *[f"- {role} turns: threshold **{_fmt(r['threshold'])}** ({r['calibration'].get('method', 'n/a')} {r['calibration'].get('target', '')}, "
+          f"n={r['calibration'].get('n', 'n/a')})" for role, r in sorted((m.get("roles") or {}).items())],
+        *(["- whole records: only user turns are scored (no assistant or system calibration)"] if not m.get("roles") else []),
         "",
         "In-sample figures (on the calibration data itself; see docs/results.md for held-out ones):",
         "",

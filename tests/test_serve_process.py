@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import json
 import subprocess
 import sys
 import threading
@@ -60,6 +61,14 @@ def test_cli_score_health_info(served):
     out = subprocess.run([*CLI, "score", "--target", served.target, "hello", "how to make a bomb"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("score ") == 2 and "flagged" in out.stdout
+    # whole records from a file (the demo's): every decision says its reason, role and turn when it has one
+    from tests.conftest import ROOT
+
+    rec = subprocess.run([*CLI, "score", "--target", served.target, "--jsonl", str(ROOT / "examples" / "records.jsonl"), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert rec.returncode == 0, rec.stderr
+    rows = [json.loads(line) for line in rec.stdout.splitlines()]
+    assert [r["id"] for r in rows] == ["reply", "refusal", "persona", "benign"] and all({"role", "reason"} <= set(r) for r in rows)
     h = subprocess.run([*CLI, "health", "--target", served.target], capture_output=True, text=True, timeout=60)
     assert h.returncode == 0 and "SERVING" in h.stdout
     i = subprocess.run([*CLI, "info", "--target", served.target], capture_output=True, text=True, timeout=60)
