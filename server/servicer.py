@@ -56,6 +56,7 @@ class Admitted:
     futures: list
     t0: float
     t_tok: float
+    caller: str = ""  # the batcher's fair-share key (unary:/stream: + client identity)
 
     @property
     def tokens(self) -> int:
@@ -383,7 +384,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         except TooLarge as exc:
             raise over_limit(str(exc), exc.limit, exc.field, " (split the request)") from exc
-        return Admitted(model, request, parsed, enc, futures, t0, t_tok)
+        return Admitted(model, request, parsed, enc, futures, t0, t_tok, caller)
 
     async def _answer(self, a: Admitted) -> pb.ScoreResponse:
         """Wait for an admitted request's prompts (until the drain cut-off at most) and decide its items."""
@@ -401,7 +402,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         scored = decide([r.score for r in results], a.parsed.turns, a.enc, thresholds)
         resp = self._respond(a, scored, results)
         if self.rt.shadow is not None:
-            self.shadow.offer(self.rt, a, scored, self.metrics.source_label(a.parsed.source))
+            self.shadow.offer(self.rt, a, scored, self.metrics.source_label(a.parsed.source), a.caller.split(":", 1)[-1])
         return resp
 
     def _respond(self, a: Admitted, scored: list[Scored], results: list[PromptResult]) -> pb.ScoreResponse:

@@ -25,7 +25,10 @@ from reftguard.server.metrics import GuardMetrics
 log = logging.getLogger("reftguard.shadow")
 MAX_TASKS = 256  # shadow requests being encoded or scored at once; more are dropped
 MAX_WAIT_S = 10.0  # shadow work not started this long after it was queued is dropped (the server is busy)
-RECENT_IDS = 65536  # item ids whose shadow verdict is kept for Feedback
+# Item ids whose shadow verdict is kept for Feedback, per scoring client and in all (the oldest client's
+# memory goes first): one client cannot push out the others' verdicts.
+RECENT_IDS_PER_CLIENT = 8192
+RECENT_CLIENTS = 64
 
 
 def pick(n_items: int, fraction: float, rng: random.Random) -> list[int]:
@@ -47,9 +50,9 @@ class ShadowScorer:
         self.metrics = metrics
         self.rng = random.Random(seed)
         self._tasks: set[asyncio.Task] = set()
-        self._recent: OrderedDict[str, bool] = OrderedDict()  # item id -> shadow flagged
+        self._recent: OrderedDict[str, OrderedDict[str, bool]] = OrderedDict()  # client -> item id -> shadow flagged
 
-    def offer(self, rt, a, scored: list[Scored], source: str) -> None:
+    def offer(self, rt, a, scored: list[Scored], source: str, client: str = "") -> None:
         """Start shadow scoring of a sample of an answered request's items; never waits."""
         shadow = rt.shadow
         if shadow is None:
@@ -68,11 +71,11 @@ class ShadowScorer:
         own = a.model.thresholds
         active = [(scored[k].score, scored[k].flag if a.parsed.threshold is None else scored[k].score > own.of(scored[k].role),
                    a.parsed.labels[k], a.request.items[k].id) for k in items]
-        task = asyncio.get_running_loop().create_task(self._score(rt, shadow, turns, a.parsed.truncation, active, source))
+        task = asyncio.get_running_loop().create_task(self._score(rt, shadow, turns, a.parsed.truncation, active, source, client))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _score(self, rt, shadow, turns: list[Turn], truncation: str, active: list[tuple], source: str) -> None:
+    async def _score(self, rt, shadow, turns: list[Turn], truncation: str, active: list[tuple], source: str, client: str = "") -> None:
         """`active`: per picked item, (active score, active flagged at its bundle threshold, label, id)."""
         loop = asyncio.get_running_loop()
         try:
@@ -92,21 +95,26 @@ class ShadowScorer:
         for (score, flagged, label, item_id), s in zip(active, decided):
             flag = s.flag
             self.metrics.record_shadow(source, flagged, flag, score, s.score, label)
-            self._remember(item_id, flag)
+            self._remember(client, item_id, flag)
 
-    def _remember(self, item_id: str, flagged: bool) -> None:
+    def _remember(self, client: str, item_id: str, flagged: bool) -> None:
         if not item_id:
             return
-        self._recent[item_id] = flagged
-        self._recent.move_to_end(item_id)
-        while len(self._recent) > RECENT_IDS:
+        mine = self._recent.setdefault(client, OrderedDict())
+        self._recent.move_to_end(client)
+        mine[item_id] = flagged
+        mine.move_to_end(item_id)
+        while len(mine) > RECENT_IDS_PER_CLIENT:
+            mine.popitem(last=False)
+        while len(self._recent) > RECENT_CLIENTS:
             self._recent.popitem(last=False)
 
     def feedback(self, item_id: str, reviewed: str) -> None:
-        """A reviewer's verdict on an item the shadow also decided feeds the shadow's FP and miss rates."""
-        flagged = self._recent.get(item_id)
-        if flagged is not None:
-            self.metrics.record_shadow_feedback(flagged, reviewed)
+        """A reviewer's verdict on an item the shadow also decided feeds the shadow's FP and miss rates. An id
+        that several clients used is ambiguous (one may have claimed another's ids) and is not counted."""
+        found = [mine[item_id] for mine in self._recent.values() if item_id in mine]
+        if len(found) == 1:
+            self.metrics.record_shadow_feedback(found[0], reviewed)
 
     async def stop(self) -> None:
         for t in list(self._tasks):

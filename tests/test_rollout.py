@@ -240,3 +240,30 @@ def test_shadow_scores_off_the_response_path_then_promote_and_roll_back(bundles,
         # the rollout ends: remove the candidate link; the next reload turns shadow scoring off
         shadow_link.unlink()
         assert rs.call(rs.gs.reload()) is True and not c.info().HasField("shadow")
+
+
+def test_shadow_verdicts_for_feedback_are_kept_per_client():
+    """Shadow verdicts were matched to Feedback by client-chosen item id in one shared memory: a client could
+    claim ids first or push out every kept verdict. Each client now has its own bounded memory, and an id
+    two clients used is not counted."""
+    from reftguard.server import shadow as sh
+    from reftguard.server.metrics import GuardMetrics
+
+    m = GuardMetrics(["ingest"], window_s=60.0)
+    s = sh.ShadowScorer(m)
+
+    def counted() -> float:
+        return sum(m.shadow_feedback.labels(shadow=v, reviewed="benign")._value.get() for v in ("allow", "flag"))
+
+    s._remember("alice", "a-1", True)
+    for k in range(sh.RECENT_IDS_PER_CLIENT + 10):  # mallory floods its own memory only
+        s._remember("mallory", f"m-{k}", False)
+    s.feedback("a-1", "benign")
+    assert counted() == 1 and m.shadow_feedback.labels(shadow="flag", reviewed="benign")._value.get() == 1
+    s._remember("mallory", "a-1", False)  # claiming alice's id makes it ambiguous: not counted at all
+    s.feedback("a-1", "benign")
+    assert counted() == 1
+    assert len(s._recent["mallory"]) == sh.RECENT_IDS_PER_CLIENT
+    for c in range(sh.RECENT_CLIENTS + 5):
+        s._remember(f"c{c}", "x", True)
+    assert len(s._recent) == sh.RECENT_CLIENTS and "alice" not in s._recent  # the oldest client's memory goes first
