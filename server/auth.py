@@ -90,8 +90,9 @@ class Authenticator:
         self.reviewer_required = bool(reviewer_tokens)  # Feedback needs the reviewer credential
         self._expected = [(f"Bearer {t}".encode(), t, False) for t in tokens] + [(f"Bearer {t}".encode(), t, True) for t in reviewer_tokens]
 
-    def identify(self, metadata, peer: str) -> Caller:
-        """The verified caller, or AuthError (two headers; no valid token while tokens are required)."""
+    def identify(self, metadata, peer: str, subject: str = "") -> Caller:
+        """The verified caller, or AuthError (two headers; no valid token while tokens are required). With
+        no token, a client certificate's subject (mutual TLS) names the caller, else its peer host."""
         values = [v for k, v in metadata or () if k == AUTHORIZATION]
         if len(values) > 1:
             raise DUPLICATE
@@ -105,7 +106,17 @@ class Authenticator:
             return Caller("token:" + hashlib.sha256(match[0].encode()).hexdigest()[:12], match[1])
         if self.required:
             raise DENY
-        return Caller("peer:" + peer_host(peer), False)
+        return Caller("cert:" + subject if subject else "peer:" + peer_host(peer), False)
+
+
+def cert_subject(context) -> str:
+    """The verified client certificate's subject (common name, else first SAN) of a mutual-TLS call, or ""."""
+    auth = context.auth_context() or {}
+    for key in ("x509_common_name", "x509_subject_alternative_name"):
+        names = auth.get(key) or []
+        if names:
+            return (names[0].decode() if isinstance(names[0], bytes) else str(names[0]))[:256]
+    return ""
 
 
 class RateLimit:

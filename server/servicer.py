@@ -18,7 +18,7 @@ import grpc
 from reftguard import __version__
 from reftguard.encoding import PromptRejected, TooManyRows
 from reftguard.scoring import Scored, decide
-from reftguard.server.auth import Authenticator, AuthError, Caller, RateLimit
+from reftguard.server.auth import Authenticator, AuthError, Caller, RateLimit, cert_subject
 from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, ShuttingDown, TokenBudgetBatcher, TooLarge
 from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
@@ -324,7 +324,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
     def _caller(self, context) -> Caller:
         """The verified caller (the interceptor already refused the unauthenticated)."""
         try:
-            return self.auth.identify(context.invocation_metadata(), context.peer())
+            return self.auth.identify(context.invocation_metadata(), context.peer(), cert_subject(context))
         except AuthError as err:
             raise RequestError(err.code, err.message) from err
 

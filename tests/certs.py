@@ -38,7 +38,9 @@ def make_pki(out: Path) -> dict[str, str]:
     ca = _issue("reftguard test CA", ca_key, _name("reftguard test CA"), ca_key, ca=True)
     _write(out / "ca", ca_key, ca)
     san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    for who, usage in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):
+    for who, usage in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH),
+                       ("client2", ExtendedKeyUsageOID.CLIENT_AUTH)):
         key = ec.generate_private_key(ec.SECP256R1())
         _write(out / who, key, _issue(who, key, ca.subject, ca_key, ca=False, usage=usage, san=san if who == "server" else None))
-    return {k: str(out / f) for k, f in {"ca": "ca.pem", "server_cert": "server.pem", "server_key": "server.key", "client_cert": "client.pem", "client_key": "client.key"}.items()}
+    return {k: str(out / f) for k, f in {"ca": "ca.pem", "server_cert": "server.pem", "server_key": "server.key", "client_cert": "client.pem", "client_key": "client.key",
+                                           "client2_cert": "client2.pem", "client2_key": "client2.key"}.items()}

@@ -77,6 +77,28 @@ def test_tls_and_mtls(tiny_bundle, pki):
     with run_server(tiny_bundle, tls_cert=pki["server_cert"], tls_key=pki["server_key"], tls_client_ca=pki["ca"]) as rs:
         with GuardClient(ClientConfig(target=_target(rs), tls_ca=pki["ca"], tls_cert=pki["client_cert"], tls_key=pki["client_key"])) as c:
             assert len(c.score(["mutual tls"])) == 1
+        # the certificate subject names the caller (it used to be the peer IP, shared by every client on a host)
+        from reftguard.server.auth import cert_subject
+
+        class Ctx:
+            def __init__(self, names):
+                self.names = names
+
+            def auth_context(self):
+                return {"x509_common_name": self.names}
+
+        assert cert_subject(Ctx([b"client2"])) == "client2" and cert_subject(Ctx([])) == ""
+        assert rs.gs.servicer.auth.identify((), "ipv4:127.0.0.1:5", "client").identity == "cert:client"
+        seen = []
+        real = rs.gs.servicer._caller
+        rs.gs.servicer._caller = lambda context: seen.append(real(context)) or seen[-1]
+        try:
+            for who in ("client", "client2"):
+                with GuardClient(ClientConfig(target=_target(rs), tls_ca=pki["ca"], tls_cert=pki[f"{who}_cert"], tls_key=pki[f"{who}_key"])) as c:
+                    c.score(["who am i"])
+        finally:
+            rs.gs.servicer._caller = real
+        assert {c.identity for c in seen} == {"cert:client", "cert:client2"}
         with GuardClient(ClientConfig(target=_target(rs), tls_ca=pki["ca"], max_retries=0, timeout=5)) as no_cert:
             with pytest.raises(grpc.RpcError) as exc:
                 no_cert.score(["no client cert"])
