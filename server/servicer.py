@@ -25,6 +25,7 @@ from reftguard.server.metrics import GuardMetrics
 from reftguard.server.served import ServedModel
 from reftguard.server.shadow import ShadowScorer
 from reftguard.server.validation import LABEL_NAMES, RequestError, check_id, clip, invalid, over_limit, parse_score_request
+from reftguard.server.wire import too_many_messages
 from reftguard.v1 import guard_pb2 as pb
 from reftguard.v1 import guard_pb2_grpc
 
@@ -358,6 +359,8 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         t0 = time.monotonic()
         if isinstance(request, BadMessage):
             raise invalid(f"request is not a valid ScoreRequest: {request.error}")
+        if isinstance(request, Oversized):
+            raise request.error
         parsed = parse_score_request(request, self.cfg, model.thresholds)
         if any(parsed.labels) and not self._is_reviewer(context):
             # Labels move the false-positive and miss rates (live and shadow), so only reviewers' count:
@@ -453,8 +456,20 @@ def bundle_info(m: ServedModel) -> pb.BundleInfo:
                          manifest_json=json.dumps(b.manifest, sort_keys=True))
 
 
-def safe_deserializer(cls):
+class Oversized:
+    """What the deserializer returns for a ScoreRequest with too many messages, found before parsing."""
+
+    def __init__(self, error: RequestError):
+        self.error = error
+
+
+def safe_deserializer(cls, limits=None):
     def parse(data: bytes):
+        if limits is not None:
+            why = too_many_messages(data, limits.max_turns_per_item, limits.max_prompts_per_request)
+            if why:
+                field = "max_turns_per_item" if why.startswith("item") else "max_prompts_per_request"
+                return Oversized(over_limit(why, getattr(limits, field), field, " (every role counts; split the request)"))
         try:
             return cls.FromString(data)
         except Exception as exc:  # DecodeError, invalid UTF-8 in a string field, ...
@@ -467,8 +482,8 @@ def guard_handler(servicer: GuardServicer) -> grpc.GenericRpcHandler:
     """The Guard service with deserializers that turn undecodable bytes into INVALID_ARGUMENT."""
     ser = lambda msg: msg.SerializeToString()  # noqa: E731
     handlers = {
-        "Score": grpc.unary_unary_rpc_method_handler(servicer.Score, safe_deserializer(pb.ScoreRequest), ser),
-        "ScoreStream": grpc.stream_stream_rpc_method_handler(servicer.ScoreStream, safe_deserializer(pb.ScoreRequest), ser),
+        "Score": grpc.unary_unary_rpc_method_handler(servicer.Score, safe_deserializer(pb.ScoreRequest, servicer.cfg), ser),
+        "ScoreStream": grpc.stream_stream_rpc_method_handler(servicer.ScoreStream, safe_deserializer(pb.ScoreRequest, servicer.cfg), ser),
         "Feedback": grpc.unary_unary_rpc_method_handler(servicer.Feedback, safe_deserializer(pb.FeedbackRequest), ser),
         "Info": grpc.unary_unary_rpc_method_handler(servicer.Info, safe_deserializer(pb.InfoRequest), ser),
     }

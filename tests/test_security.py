@@ -164,12 +164,12 @@ def test_one_item_cannot_carry_unbounded_prompts(tiny_bundle):
         m = [pb.ChatMessage(role="user", content=f"hi {i}") for i in range(10000)]
         err = _refused(stub.Score, pb.ScoreRequest(items=[pb.Item(id="big", messages=m)]), timeout=20)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "item 0 has 10000 messages" in err.details() and "the limit is 64" in err.details()
+        assert "item 0 has more than 64 messages" in err.details() and "the limit is 64" in err.details()
         assert "REFTGUARD_MAX_TURNS_PER_ITEM" in err.details()
         # one user turn carrying 100,000 replies: refused before any message is read (the tiny bundle scores user turns only)
         flood = [pb.ChatMessage(role="user", content="hi")] + [pb.ChatMessage(role="gpt", content="x")] * 100_000
         err = _refused(stub.Score, pb.ScoreRequest(items=[pb.Item(id="flood", messages=flood)]), timeout=20)
-        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "item 0 has 100001 messages" in err.details()
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "item 0 has more than 64 messages" in err.details()
         # many items, each under the per-item cap, add up to too many prompts
         many = [pb.Item(id=str(k), messages=m[:60]) for k in range(2)]
         err = _refused(stub.Score, pb.ScoreRequest(items=many), timeout=20)

@@ -145,3 +145,20 @@ def test_guard_metrics_gauges_follow_decisions_and_feedback():
     assert get("reftguard_feedback_total", {"served": "flag", "reviewed": "harmful"}) == 1
     for code in ("CANCELLED", "DEADLINE_EXCEEDED", "PERMISSION_DENIED"):
         assert get("reftguard_errors_total", {"code": code}) == 0  # exist from the start
+
+
+def test_messages_are_counted_on_the_wire_before_parsing():
+    """A request of millions of messages used to be parsed (a Python object each, on the event loop) before its
+    count was checked; the wire walk stops one message past the cap."""
+    from reftguard.server.wire import too_many_messages
+
+    def req(*counts: int) -> bytes:
+        return pb.ScoreRequest(items=[pb.Item(id=str(k), messages=[msg("user", "q")] + [msg("gpt", "x")] * (n - 1)) for k, n in enumerate(counts)],
+                               threshold=0.5, source="ingest").SerializeToString()
+
+    assert too_many_messages(req(64, 64, 10), 64, 1024) is None
+    assert too_many_messages(req(3, 65), 64, 1024) == "item 1 has more than 64 messages"
+    assert too_many_messages(req(60, 60), 64, 100) == "the request has more than 100 messages"
+    assert too_many_messages(pb.ScoreRequest(items=[pb.Item(id="t", text="y" * 1000)]).SerializeToString(), 1, 1) is None
+    assert too_many_messages(b"\\x0a\\xff\\xff", 1, 1) is None  # malformed: left to the parser, which says why
+    assert too_many_messages(req(2_000_000), 64, 1024) == "item 0 has more than 64 messages"
