@@ -5,7 +5,10 @@ and the p50/p99 of a small unary Score from *another* identity (token), against 
   idle     nothing else runs;
   messages items of 1,500,000 chat messages (one user turn and a flood of replies; 15 MB, under the default
            16 MB message cap) from one identity;
-  windows  one identity floods requests of long texts that window into ~1,024 prompts each;
+  windows  one identity floods requests of 64 long texts of 16 windows each (~1,024 prompts, ~500k tokens);
+           refused by max_request_tokens before they are tokenized;
+  budget   the same flood cut to just under max_request_tokens (~120k tokens a request), so it is queued;
+           again with --max-batch-tokens 4096 (smaller batches: a shorter wait for the one in flight);
   shadow   long items with --shadow-bundle set (a second server), against the same load without one.
 Goals (stated here and in the results file, never asserted in tests): health p99 < 0.5 s; the other
 identity's unary p99 <= 3x one maximum batch time; with a shadow, p99 within 1.5x of the same load without.
@@ -20,6 +23,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import grpc
@@ -71,6 +75,8 @@ def _measure(port: int, seconds: float, attack=None) -> dict:
     out = {f"{k}_p{int(q * 100)}_s": _p(v, q) for k, v in lat.items() if not k.endswith("_errors") for q in (0.5, 0.99)}
     out.update({k: {c: v.count(c) for c in set(v)} for k, v in lat.items() if k.endswith("_errors")})
     out["probes"] = len(lat["unary"])
+    if attack:
+        out["attacker_calls"] = dict(attack.codes)
     return out
 
 
@@ -86,9 +92,12 @@ def _flood(port: int, make_request):
         while not stop.is_set():
             try:
                 call(payload, metadata=md, timeout=60)
-            except grpc.RpcError:
-                pass
+                codes["OK"] += 1
+            except grpc.RpcError as err:
+                codes[err.code().name] += 1
         ch.close()
+    codes: Counter = Counter()
+    run.codes = codes  # the attacker's own outcomes
     return run
 
 
@@ -101,11 +110,29 @@ LONG = "The committee reviewed the quarterly figures and agreed to revisit the b
 
 
 def _window_flood() -> pb.ScoreRequest:
-    return pb.ScoreRequest(items=[pb.Item(id=str(i), text=LONG * 3) for i in range(64)])
+    return pb.ScoreRequest(items=[pb.Item(id=str(i), text=LONG * 6) for i in range(64)])
+
+
+def _budget_flood() -> pb.ScoreRequest:
+    return pb.ScoreRequest(items=[pb.Item(id=str(i), text=LONG * 3) for i in range(28)])
 
 
 def _long_items() -> pb.ScoreRequest:
     return pb.ScoreRequest(items=[pb.Item(id=str(i), text=LONG) for i in range(4)])
+
+
+def _max_batch_s(port: int, rows: int = 16) -> float:
+    """The fastest of three full batches (rows x ~500 tokens) from an idle server, after a warm-up."""
+    ch, stub, md = _stub(port, TOKENS[1])
+    full = pb.ScoreRequest(items=[pb.Item(id=str(i), text="word " * 480) for i in range(rows)], truncation=pb.TRUNCATION_RIGHT)
+    stub.Score(full, metadata=md, timeout=120)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        stub.Score(full, metadata=md, timeout=120)
+        times.append(time.perf_counter() - t0)
+    ch.close()
+    return min(times)
 
 
 def main(argv=None) -> int:
@@ -132,21 +159,18 @@ def main(argv=None) -> int:
                               "shadow": "unary p99 within 1.5x of the same load without a shadow"}}
     server = Server(bundle, common)
     try:
-        ch, stub, md = _stub(server.port, TOKENS[1])
-        full = pb.ScoreRequest(items=[pb.Item(id=str(i), text="word " * 480) for i in range(16)],  # ~16 x 500 tokens: one full batch
-                               truncation=pb.TRUNCATION_RIGHT)
-        stub.Score(full, metadata=md, timeout=120)  # warm-up
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            stub.Score(full, metadata=md, timeout=120)
-            times.append(time.perf_counter() - t0)
-        ch.close()
-        result["max_batch_s"] = min(times)
+        result["max_batch_s"] = _max_batch_s(server.port)
         result["idle"] = _measure(server.port, args.seconds)
         result["messages"] = _measure(server.port, args.seconds, _flood(server.port, _message_flood))
         result["windows"] = _measure(server.port, args.seconds, _flood(server.port, _window_flood))
+        result["budget"] = _measure(server.port, args.seconds, _flood(server.port, _budget_flood))
         result["long_no_shadow"] = _measure(server.port, args.seconds, _flood(server.port, _long_items))
+    finally:
+        server.stop()
+    server = Server(bundle, common + ["--max-batch-tokens", "4096"])
+    try:
+        result["max_batch_s_4096"] = _max_batch_s(server.port, rows=8)
+        result["budget_batch_4096"] = _measure(server.port, args.seconds, _flood(server.port, _budget_flood))
     finally:
         server.stop()
     server = Server(bundle, common + ["--shadow-bundle", str(shadow)])
@@ -159,16 +183,17 @@ def main(argv=None) -> int:
     result["shadow_over_no_shadow_p99"] = sh / base if base and sh else None
     result["met"] = {
         "health_p99": {k: (result[k].get("health_p99_s") or 0) < 0.5 for k in ("messages", "windows", "long_with_shadow")},
-        "other_identity_unary_p99": {k: (result[k].get("unary_p99_s") or 1e9) <= 3 * result["max_batch_s"] for k in ("messages", "windows")},
+        "other_identity_unary_p99": {**{k: (result[k].get("unary_p99_s") or 1e9) <= 3 * result["max_batch_s"] for k in ("messages", "windows", "budget")},
+                                     "budget_batch_4096": (result["budget_batch_4096"].get("unary_p99_s") or 1e9) <= 3 * result["max_batch_s_4096"]},
         "shadow": (result["shadow_over_no_shadow_p99"] or 1e9) <= 1.5,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    for k in ("idle", "messages", "windows", "long_no_shadow", "long_with_shadow"):
+    for k in ("idle", "messages", "windows", "budget", "budget_batch_4096", "long_no_shadow", "long_with_shadow"):
         r = result[k]
         print(f"{k:17} health p99 {r.get('health_p99_s')}  info p99 {r.get('info_p99_s')}  other-identity unary p50 "
               f"{r.get('unary_p50_s')} p99 {r.get('unary_p99_s')}  probes {r['probes']}")
-    print(f"one max batch {result['max_batch_s']:.2f} s; shadow / no shadow unary p99: {result['shadow_over_no_shadow_p99']}; met {result['met']}")
+    print(f"one max batch {result['max_batch_s']:.2f} s ({result['max_batch_s_4096']:.2f} s at 4096 tokens); shadow / no shadow unary p99: {result['shadow_over_no_shadow_p99']}; met {result['met']}")
     return 0
 
 

@@ -26,8 +26,9 @@ DEFAULT_TRUNCATION = "window"
 DEFAULT_MAX_WINDOWS = 16
 # Tokens in the tail window of a windowed turn (see PromptEncoder), unless a quarter of the window is less.
 DEFAULT_WINDOW_TAIL = 32
-# No token of a BPE vocabulary is anywhere near this long, so text beyond budget x this many characters
-# can never fit; it is cut (or rejected) before tokenizing, which keeps a 1 MB prompt cheap.
+# Characters per token assumed for a tokenizer with a normalizer (which can change text lengths); others
+# use their longest vocabulary entry. Text beyond budget x that many characters can never fit, so it is cut
+# (or rejected) before tokenizing, which keeps a 1 MB prompt cheap.
 MAX_CHARS_PER_TOKEN = 64
 
 
@@ -60,16 +61,27 @@ class TooManyWindows(PromptRejected):
         )
 
 
-ENCODE_CHUNK = 32  # texts tokenized at a time when a row cap applies
+ENCODE_CHUNK = 32  # texts tokenized per step of a budgeted encoding
 
 
-class TooManyRows(ValueError):
-    """A request's texts make more rows (turns and their windows) than its cap allows; found while
-    encoding, after `encoded` of its texts."""
+@dataclass(frozen=True)
+class Budget:
+    """What one request may become: rows (turns and their windows) and tokens (their lengths summed;
+    the cost of scoring it). 0 = no cap."""
 
-    def __init__(self, rows: int, max_rows: int, encoded: int):
-        self.rows, self.max_rows, self.encoded = rows, max_rows, encoded
-        super().__init__(f"at least {rows} rows after {encoded} texts, over the cap of {max_rows}")
+    rows: int = 0
+    tokens: int = 0
+
+
+class OverBudget(ValueError):
+    """A request's texts make more rows or tokens than its Budget allows. `at_least` counts are lower
+    bounds from the texts' lengths (found before tokenizing); otherwise found after `encoded` texts."""
+
+    def __init__(self, unit: str, count: int, cap: int, encoded: int, at_least: bool = True):
+        self.unit, self.count, self.cap, self.encoded, self.at_least = unit, count, cap, encoded, at_least
+        self.field = "rows" if unit == "prompts" else "tokens"
+        self.what = f"the request has {'at least ' if at_least else ''}{count} {unit}"
+        super().__init__(f"{self.what}, over the cap of {cap}")
 
 
 @dataclass
@@ -86,6 +98,14 @@ class Encoded:
     def lengths(self) -> list[int]:
         return [len(x) for x in self.ids]
 
+    def extend(self, part: Encoded, first_text: int) -> None:
+        """Append the rows of texts encoded separately, whose first text is `first_text` here."""
+        self.ids += part.ids
+        self.truncated += part.truncated
+        self.text += [first_text + k for k in part.text]
+        self.window += part.window
+        self.num_windows += part.num_windows
+
 
 class PromptEncoder:
     def __init__(self, tokenizer_file: str | Path, prompt: PromptFormat, max_tokens: int, *,
@@ -95,6 +115,11 @@ class PromptEncoder:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
+        # The most characters one token can stand for: the longest vocabulary entry (byte-level and
+        # metaspace entries are never shorter than the text they decode to). A normalizer can change
+        # lengths, so then the generous constant.
+        longest = max(map(len, self.tokenizer.get_vocab(with_added_tokens=True)), default=1)
+        self.chars_per_token = longest if self.tokenizer.normalizer is None else max(longest, MAX_CHARS_PER_TOKEN)
         self.prompt = prompt
         self.max_tokens = int(max_tokens)
         self.prefix_ids = self._ids(prompt.prefix)
@@ -121,30 +146,57 @@ class PromptEncoder:
     def _ids(self, s: str) -> list[int]:
         return self.tokenizer.encode(s, add_special_tokens=False).ids if s else []
 
-    def encode(self, texts: list[str], truncation: str = DEFAULT_TRUNCATION, max_rows: int = 0) -> Encoded:
-        """Rows for `texts`. With `max_rows`, texts are tokenized a chunk at a time and TooManyRows is
-        raised as soon as the rows pass it, so a request over its prompt cap costs at most one chunk
-        of tokenizing beyond the cap, not all of it."""
-        if not max_rows or len(texts) <= ENCODE_CHUNK:
-            out = self._encode(texts, truncation)
-            if max_rows and len(out.ids) > max_rows:
-                raise TooManyRows(len(out.ids), max_rows, len(texts))
-            return out
+    def encode(self, texts: list[str], truncation: str = DEFAULT_TRUNCATION, budget: Budget | None = None) -> Encoded:
+        """Rows for `texts`; with a `budget`, OverBudget as soon as they pass it (see `steps`)."""
+        if budget is None:
+            return self._encode(texts, truncation)
         out = Encoded(ids=[], truncated=[], text=[], window=[], num_windows=[])
+        for _ in self.steps(texts, truncation, budget, out):
+            pass
+        return out
+
+    def steps(self, texts: list[str], truncation: str, budget: Budget, out: Encoded):
+        """Encode `texts` into `out` ENCODE_CHUNK texts per step (an iterator: each next() tokenizes one
+        chunk, so a server can interleave other callers' chunks between them). A request whose lengths
+        alone prove it over `budget` raises OverBudget at once, before any tokenizing; otherwise it is
+        raised after the chunk that passes the budget, so a request over it costs at most one chunk."""
+        rows, tokens = self.at_least(texts, truncation)
+        self._check(budget, rows, tokens, 0, at_least=True)
+        return self._steps(texts, truncation, budget, out)
+
+    def _steps(self, texts, truncation, budget, out):
         for start in range(0, len(texts), ENCODE_CHUNK):
             try:
                 part = self._encode(texts[start:start + ENCODE_CHUNK], truncation)
             except PromptRejected as exc:
                 exc.index += start
                 raise
-            out.ids += part.ids
-            out.truncated += part.truncated
-            out.text += [start + k for k in part.text]
-            out.window += part.window
-            out.num_windows += part.num_windows
-            if len(out.ids) > max_rows:
-                raise TooManyRows(len(out.ids), max_rows, start + ENCODE_CHUNK)
-        return out
+            out.extend(part, start)
+            done = min(start + ENCODE_CHUNK, len(texts))
+            self._check(budget, len(out.ids), sum(map(len, out.ids)), done, at_least=done < len(texts))
+            yield done
+
+    @staticmethod
+    def _check(budget: Budget, rows: int, tokens: int, encoded: int, at_least: bool) -> None:
+        if budget.rows and rows > budget.rows:
+            raise OverBudget("prompts", rows, budget.rows, encoded, at_least)
+        if budget.tokens and tokens > budget.tokens:
+            raise OverBudget("tokens", tokens, budget.tokens, encoded, at_least)
+
+    def at_least(self, texts: list[str], truncation: str) -> tuple[int, int]:
+        """Lower bounds on the rows and tokens `texts` encode to, from their lengths alone: no token is
+        longer than `chars_per_token` characters."""
+        rows = tokens = 0
+        for t in texts:
+            n = -(-len(t) // self.chars_per_token)  # text tokens, at least
+            if truncation != "window" or n <= self.budget:
+                rows, tokens = rows + 1, tokens + min(n, self.budget) + self.overhead
+                continue
+            full = len(self.window_starts(n))
+            tail = 1 if self.window_tail else 0
+            rows += full + tail
+            tokens += full * self.max_tokens + tail * (self.window_tail + self.overhead)
+        return rows, tokens
 
     def _encode(self, texts: list[str], truncation: str) -> Encoded:
         if truncation not in TRUNCATION_POLICIES:
@@ -153,9 +205,9 @@ class PromptEncoder:
         # Under window every token is kept, so only text too long for `max_windows` windows is refused
         # before tokenizing; otherwise what lies beyond one row's budget is cut (or refused).
         if truncation != "window":
-            max_chars = budget * MAX_CHARS_PER_TOKEN
+            max_chars = budget * self.chars_per_token
         else:
-            max_chars = self._span(self.max_windows - (self.window_tail > 0)) * MAX_CHARS_PER_TOKEN if self.max_windows else float("inf")
+            max_chars = self._span(self.max_windows - (self.window_tail > 0)) * self.chars_per_token if self.max_windows else float("inf")
         precut = [len(t) > max_chars for t in texts]
         for i, long in enumerate(precut):
             if long and truncation == "error":

@@ -25,6 +25,7 @@ from reftguard.engines import Engine, make_engine
 from reftguard.server.auth import AuthInterceptor, Authenticator, check_exposure, load_tokens
 from reftguard.server.batcher import TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
+from reftguard.server.fair_pool import FairPool
 from reftguard.server.metrics import GuardMetrics
 from reftguard.server.served import ModelRefused, ServedModel, alive_models, load_model
 from reftguard.server.servicer import GuardServicer, Runtime, guard_handler
@@ -148,6 +149,7 @@ class GuardServer:
             max_queue_items=cfg.max_queue_items,
             max_queue_tokens=cfg.max_queue_tokens,
             reserve=cfg.queue_reserve,
+            client_share=cfg.max_client_queue_share,
             max_shadow_items=cfg.max_queue_items,
             shadow_min_share=cfg.shadow_min_share,
             shadow_batch_tokens=cfg.shadow_batch_tokens,
@@ -161,7 +163,7 @@ class GuardServer:
         self.metrics.queue_depth.set_function(lambda: batcher.queued_items)
         self.metrics.queue_tokens.set_function(lambda: batcher.queued_tokens)
         self.metrics.shadow_budget.set(cfg.shadow_max_disagreement)
-        self.runtime = Runtime(model, self.batcher, ThreadPoolExecutor(cfg.tokenize_workers, thread_name_prefix="tok"),
+        self.runtime = Runtime(model, self.batcher, FairPool(cfg.tokenize_workers),
                                shadow, cfg.shadow_fraction)
         self.metrics.set_bundle(model, shadow)
         self.servicer.attach(self.runtime)
@@ -261,6 +263,7 @@ class GuardServer:
         if hasattr(self, "batcher"):
             await self.batcher.stop()
             await self.servicer.stop_shadow()
+            self.runtime.tokenize_pool.shutdown()
         self._stopped.set()
 
     async def wait(self) -> None:

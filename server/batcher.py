@@ -14,7 +14,8 @@ Only the event-loop thread touches the queue (submit and the run loop), so there
   `max_batch_tokens` padded tokens (rows x longest row) and is filled as long as anything fits.
 - **Admission.** The queue is bounded in prompts and tokens. Callers that wait (streams) leave
   `reserve` of both bounds free for callers that fail fast (unary calls), so streams that keep the
-  queue full do not turn every unary call into RESOURCE_EXHAUSTED.
+  queue full do not turn every unary call into RESOURCE_EXHAUSTED. One client (its unary calls and
+  streams together) holds at most `client_share` of both bounds, so it cannot fill the queue for all.
 - **Shadow work** (a candidate bundle scored off the response path) has its own bounded queue and runs
   only when no other work is queued: under load it is dropped first (`submit_shadow` refuses it).
 - Work whose RPC was cancelled or whose deadline passed is dropped before it reaches an engine.
@@ -37,6 +38,14 @@ if TYPE_CHECKING:
     from reftguard.server.served import ServedModel  # what a job carries: its pad id and its engine's `run`
 
 log = logging.getLogger("reftguard.batcher")
+
+
+def client_of(caller: str) -> str:
+    """The client identity in a caller key "kind:identity" (unary and stream calls rotate apart, but
+    share one client's queue share)."""
+    return caller.partition(":")[2] or caller
+
+
 SHADOW = "\x00shadow"  # the shadow queue's caller key (no client identity can take it)
 
 
@@ -66,6 +75,7 @@ class Job:
     future: asyncio.Future  # resolves to a PromptResult
     deadline: float | None  # time.monotonic() value, or None
     model: ServedModel
+    caller: str = ""
     enqueued: float = field(default_factory=time.monotonic)
 
     def dead(self, now: float) -> bool:
@@ -108,6 +118,7 @@ class TokenBudgetBatcher:
         max_queue_items: int,
         max_queue_tokens: int,
         reserve: float = 0.25,
+        client_share: float = 1.0,
         max_shadow_items: int = 0,
         shadow_min_share: float = 0.0,
         shadow_batch_tokens: int = 0,
@@ -122,6 +133,10 @@ class TokenBudgetBatcher:
         self.max_queue_items = max_queue_items
         self.max_queue_tokens = max_queue_tokens
         self.reserve = reserve
+        if not 0.0 < client_share <= 1.0:
+            raise ValueError(f"max_client_queue_share must be in (0, 1], got {client_share}")
+        self.client_share = client_share
+        self._held: dict[str, tuple[int, int]] = {}  # caller -> (prompts, tokens) it has queued
         self.max_shadow_items = max_shadow_items
         if not 0.0 <= shadow_min_share < 1.0:
             raise ValueError(f"shadow_min_share must be in [0, 1), got {shadow_min_share}")
@@ -147,6 +162,13 @@ class TokenBudgetBatcher:
         return (self.queued_items + n <= self.max_queue_items * share
                 and self.queued_tokens + tokens <= self.max_queue_tokens * share)
 
+    def _fits_caller(self, caller: str, n: int, tokens: int) -> bool:
+        # One client holds at most client_share of each bound; one holding nothing may queue any
+        # request that fits the whole queue, so a large request is slow, never impossible.
+        items, held = self._held.get(client_of(caller), (0, 0))
+        return not items or (items + n <= self.max_queue_items * self.client_share
+                             and held + tokens <= self.max_queue_tokens * self.client_share)
+
     def _fits_waiting(self, n: int, tokens: int) -> bool:
         # A waiting caller leaves the reserve free; a request bigger than what is left is still
         # admitted into an empty queue (it fits the whole queue, checked in `submit`).
@@ -166,14 +188,21 @@ class TokenBudgetBatcher:
                 what = "prompts" if field_ == "max_queue_items" else "tokens"
                 raise TooLarge(f"the request has {len(ids)} prompts and {tokens} tokens, more {what} than the whole queue holds", field_, limit)
         if wait:
-            if not self._fits_waiting(len(ids), tokens):
+            room = lambda: self._fits_waiting(len(ids), tokens) and self._fits_caller(caller, len(ids), tokens)  # noqa: E731
+            if not room():
                 async with self._space:
-                    await self._space.wait_for(lambda: self._fits_waiting(len(ids), tokens))
+                    await self._space.wait_for(room)
         elif not self._fits(len(ids), tokens):
             raise Overloaded(f"queue full ({self.queued_items} prompts, {self.queued_tokens} tokens waiting); retry with backoff")
+        elif not self._fits_caller(caller, len(ids), tokens):
+            items, held = self._held[client_of(caller)]
+            raise Overloaded(f"this client already has {items} prompts ({held} tokens) queued, its share of the queue is "
+                             f"{self.client_share:g} (max_client_queue_share); retry with backoff")
         futures = self._enqueue(self._callers, caller, ids, model, deadline)
         self.queued_items += len(ids)
         self.queued_tokens += tokens
+        items, held = self._held.get(client_of(caller), (0, 0))
+        self._held[client_of(caller)] = (items + len(ids), held + tokens)
         return futures
 
     def submit_shadow(self, ids: list[list[int]], *, model: ServedModel, deadline: float | None = None) -> list[asyncio.Future]:
@@ -198,7 +227,7 @@ class TokenBudgetBatcher:
         futures = []
         for row in ids:
             fut = loop.create_future()
-            q.append(Job(row, fut, deadline, model))
+            q.append(Job(row, fut, deadline, model, caller))
             futures.append(fut)
         self._wakeup.set()
         return futures
@@ -227,6 +256,7 @@ class TokenBudgetBatcher:
                     if not job.future.done():
                         job.future.set_exception(ShuttingDown("server shutting down before this prompt was scored; retry"))
             queues.clear()
+        self._held.clear()
 
     async def _release(self, jobs: list[Job], shadow: bool) -> None:
         if shadow:
@@ -234,6 +264,13 @@ class TokenBudgetBatcher:
             return
         self.queued_items -= len(jobs)
         self.queued_tokens -= sum(len(j.ids) for j in jobs)
+        for j in jobs:
+            client = client_of(j.caller)
+            items, held = self._held[client]
+            if items == 1:
+                del self._held[client]
+            else:
+                self._held[client] = (items - 1, held - len(j.ids))
         async with self._space:
             self._space.notify_all()
 

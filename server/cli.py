@@ -24,7 +24,12 @@ def secrets_on_command_line(argv: list[str]) -> list[str]:
 
 
 def serve(ns) -> int:
+    """Serve until drained, then exit at once (never returns). Worker threads may still run work that no
+    one waits for any more (a batch, or a long request's tokenizing, cut off by the grace period), and
+    the interpreter joins them at exit: that took ~9 s after "drained; exiting" and pushed the drain past
+    Kubernetes' grace period."""
     import logging
+    import os
     import sys
 
     from reftguard.server.app import serve as run
@@ -33,4 +38,8 @@ def serve(ns) -> int:
         logging.getLogger("reftguard").setLevel(logging.INFO)
     for warning in secrets_on_command_line(sys.argv[1:]):
         logging.getLogger("reftguard.server").warning(warning)
-    return asyncio.run(run(from_args(ServerConfig, ns)))
+    code = asyncio.new_event_loop().run_until_complete(run(from_args(ServerConfig, ns)))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -10,13 +10,12 @@ import asyncio
 import json
 import logging
 import time
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import grpc
 
 from reftguard import __version__
-from reftguard.encoding import PromptRejected, TooManyRows
+from reftguard.encoding import Budget, OverBudget, PromptRejected
 from reftguard.scoring import Scored, decide
 from reftguard.server.auth import Authenticator, AuthError, Caller, RateLimit, cert_subject
 from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, ShuttingDown, TokenBudgetBatcher, TooLarge
@@ -25,6 +24,7 @@ from reftguard.server.metrics import GuardMetrics
 from reftguard.server.served import ServedModel
 from reftguard.server.shadow import ShadowScorer
 from reftguard.server.validation import LABEL_NAMES, RequestError, check_id, clip, invalid, over_limit, parse_score_request
+from reftguard.server.fair_pool import FairPool, encode_fairly
 from reftguard.server.wire import too_many_messages
 from reftguard.v1 import guard_pb2 as pb
 from reftguard.v1 import guard_pb2_grpc
@@ -81,7 +81,7 @@ class Runtime:
 
     model: ServedModel
     batcher: TokenBudgetBatcher
-    tokenize_pool: Executor
+    tokenize_pool: FairPool
     shadow: ServedModel | None = None
     shadow_fraction: float = 1.0
 
@@ -295,6 +295,8 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
                 max_streams_per_client=cfg.max_streams_per_client,
                 feedback_per_minute=cfg.feedback_per_minute,
                 max_concurrent_rpcs=cfg.max_concurrent_rpcs,
+                max_request_tokens=cfg.max_request_tokens,
+                max_client_queue_share=cfg.max_client_queue_share,
             ),
             sources=sorted(self.metrics.sources),
             layer=b.layer,
@@ -367,13 +369,13 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             # the others are dropped here and counted apart.
             self.metrics.labels_ignored.inc(sum(label is not None for label in parsed.labels))
             parsed.labels = [None] * len(parsed.labels)
-        loop = asyncio.get_running_loop()
+        budget = Budget(rows=self.cfg.max_prompts_per_request, tokens=self.cfg.max_request_tokens)
         try:
-            enc = await loop.run_in_executor(rt.tokenize_pool, model.encoder.encode, [t.text for t in parsed.turns], parsed.truncation,
-                                             self.cfg.max_prompts_per_request)
-        except TooManyRows as exc:  # found while encoding: the rest of the request is never tokenized
-            raise over_limit(f"the request has at least {exc.rows} prompts (turns and their windows)", self.cfg.max_prompts_per_request,
-                             "max_prompts_per_request", " (split the request; every message and window is a prompt)") from exc
+            enc = await encode_fairly(rt.tokenize_pool, caller, model.encoder, [t.text for t in parsed.turns], parsed.truncation, budget)
+        except OverBudget as exc:  # from the texts' lengths, or while encoding: the rest is never tokenized
+            field = "max_prompts_per_request" if exc.field == "rows" else "max_request_tokens"
+            raise over_limit(f"{exc.what} (counting every turn's windows)", getattr(self.cfg, field), field,
+                             " (split the request; every message and window is a prompt)") from exc
         except PromptRejected as exc:  # too long under 'error', or too many windows
             turn = parsed.turns[exc.index]
             where = f"item {turn.item} (id {request.items[turn.item].id!r})" + (f" message {turn.turn}" if turn.turn >= 0 else "")

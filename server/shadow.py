@@ -17,9 +17,10 @@ import time
 from collections import OrderedDict
 from typing import Sequence
 
-from reftguard.encoding import PromptRejected
+from reftguard.encoding import Budget, PromptRejected
 from reftguard.scoring import Scored, Thresholds, Turn, decide
-from reftguard.server.batcher import DeadlineExpired, Overloaded, ShuttingDown
+from reftguard.server.batcher import SHADOW, DeadlineExpired, Overloaded, ShuttingDown
+from reftguard.server.fair_pool import encode_fairly
 from reftguard.server.metrics import GuardMetrics
 
 log = logging.getLogger("reftguard.shadow")
@@ -77,9 +78,8 @@ class ShadowScorer:
 
     async def _score(self, rt, shadow, turns: list[Turn], truncation: str, active: list[tuple], source: str, client: str = "") -> None:
         """`active`: per picked item, (active score, active flagged at its bundle threshold, label, id)."""
-        loop = asyncio.get_running_loop()
-        try:
-            enc = await loop.run_in_executor(rt.tokenize_pool, shadow.encoder.encode, [t.text for t in turns], truncation)
+        try:  # the live request passed the budget; the shadow's own tokenizer may count differently
+            enc = await encode_fairly(rt.tokenize_pool, SHADOW, shadow.encoder, [t.text for t in turns], truncation, Budget())
             futures = rt.batcher.submit_shadow(enc.ids, model=shadow, deadline=time.monotonic() + MAX_WAIT_S)
             results = await asyncio.gather(*futures)
         except (PromptRejected, Overloaded, DeadlineExpired, ShuttingDown, asyncio.CancelledError) as exc:

@@ -248,6 +248,32 @@ def test_streams_leave_the_reserve_to_unary_calls():
     asyncio.run(run())
 
 
+def test_one_client_holds_at_most_its_share_of_the_queue():
+    """One identity could fill the whole queue (two large requests), so every other identity's unary calls
+    got RESOURCE_EXHAUSTED. Its unary calls and streams together now hold at most client_share of it."""
+    async def run():
+        b = make(max_queue_items=100, max_queue_tokens=10_000, client_share=0.5)
+        futs = await b.submit([row(1, 5)] * 60, model=M, caller="unary:a", wait=False)  # holding nothing: any request that fits
+        with pytest.raises(Overloaded, match=r"already has 60 prompts .* share of the queue is 0.5 \(max_client_queue_share\)"):
+            await b.submit([row(1, 5)], model=M, caller="unary:a", wait=False)
+        blocked = asyncio.ensure_future(b.submit([row(1, 5)], model=M, caller="stream:a", wait=True))  # same client
+        await asyncio.sleep(0.05)
+        assert not blocked.done(), "a stream of the same client waits for its share"
+        futs += await b.submit([row(2, 5)] * 30, model=M, caller="unary:b", wait=False)  # another client still gets in
+        assert b.queued_items == 90
+        b.start()
+        try:
+            futs += await asyncio.wait_for(blocked, 10)
+            await asyncio.wait_for(asyncio.gather(*futs), 10)
+        finally:
+            await b.stop()
+        assert b.queued_items == 0 and not b._held  # every release returned what the client held
+        with pytest.raises(ValueError, match="max_client_queue_share"):
+            make(client_share=0.0)
+
+    asyncio.run(run())
+
+
 def live_and_shadow(active, shadow, n_live: int, n_shadow: int, check=None, **kw):
     """Queue n_shadow shadow prompts (tag 7), then `check(batcher)`, then n_live live ones (tags 100..), all
     before the batcher starts; run it and return (live results, shadow results)."""

@@ -103,7 +103,7 @@ def test_short_prompts_encode_exactly_as_before(bundle):
 def test_window_cap(bundle):
     enc = _encoder(bundle, max_windows=3)
     long = "word " * 400
-    with pytest.raises(TooManyWindows, match=r"needs \d+ windows .* limit of 3 windows \(max_windows\)") as exc:
+    with pytest.raises(TooManyWindows, match=r"needs (at least )?\d+ windows .* limit of 3 windows \(max_windows\)") as exc:
         enc.encode(["ok", long], "window")
     assert exc.value.index == 1 and exc.value.num_windows > 3 and exc.value.max_windows == 3
     # the tail window counts: a text of exactly 3 full windows needs 4 rows
@@ -263,18 +263,46 @@ def test_score_turns_decides_chat_items(scorer):
     assert (plain.turn, plain.window, plain.num_windows) == (-1, 0, 1)
 
 
-def test_a_row_cap_stops_tokenizing_early_and_changes_nothing_under_it(bundle):
+def test_a_budget_stops_tokenizing_early_and_changes_nothing_under_it(bundle):
     """Caps on prompts per request were checked only after every text was tokenized (10-21 s of work on a
-    hostile request); with max_rows the encoder stops one chunk past the cap."""
-    from reftguard.encoding import ENCODE_CHUNK, TooManyRows
+    hostile request). A Budget is checked first from the texts' lengths (no tokenizing at all), then
+    after each chunk, so a request over it costs at most one chunk beyond the cap."""
+    import random
+
+    from reftguard.encoding import ENCODE_CHUNK, Budget, OverBudget
 
     enc = _encoder(bundle, max_tokens=40, max_windows=0)
-    texts = [f"short prompt {i}" for i in range(ENCODE_CHUNK * 3)] + ["word " * 200]
-    whole, chunked = enc.encode(texts, "window"), enc.encode(texts, "window", max_rows=10_000)
-    assert (chunked.ids, chunked.text, chunked.window, chunked.num_windows) == (whole.ids, whole.text, whole.window, whole.num_windows)
-    with pytest.raises(TooManyRows) as exc:
-        enc.encode(texts * 20, "window", max_rows=40)
-    assert exc.value.encoded == 2 * ENCODE_CHUNK and exc.value.rows > 40  # stopped after the chunk that passed the cap
+    rng = random.Random(0)
+    words = ["word", "a", "tokenization", "##", "    ", "\n", "ünïcode", "x" * 90, "😀"]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 400))) for _ in range(ENCODE_CHUNK * 3)]
+    whole, budgeted = enc.encode(texts, "window"), enc.encode(texts, "window", Budget(rows=10**6, tokens=10**9))
+    assert (budgeted.ids, budgeted.text, budgeted.window, budgeted.num_windows) == (whole.ids, whole.text, whole.window, whole.num_windows)
+    # the lengths-only estimate is a lower bound, text by text, under every policy
+    for policy in ("window", "right", "left"):
+        for t in texts:
+            rows, tokens = enc.at_least([t], policy)
+            real = enc.encode([t], policy)
+            assert rows <= len(real.ids) and tokens <= sum(real.lengths), (policy, t[:40])
+    # over the budget by the lengths alone: refused before any tokenizing
+    calls = []
+    real_encode = enc.tokenizer.encode_batch
+    enc.tokenizer = type("Counting", (), {"encode_batch": lambda self, *a, **k: calls.append(1) or real_encode(*a, **k),
+                                          "encode": enc.tokenizer.encode, "get_vocab": enc.tokenizer.get_vocab})()
+    with pytest.raises(OverBudget) as exc:
+        enc.encode(["x" * 10**6] * 4, "window", Budget(tokens=1000))
+    assert (exc.value.field, exc.value.encoded, exc.value.at_least) == ("tokens", 0, True) and not calls
+    # over it only once tokenized: stopped after the chunk that passed it
+    first = sum(enc.encode(texts[:ENCODE_CHUNK], "window").lengths)
+    cap = max(first, enc.at_least(texts, "window")[1])
+    assert cap < sum(whole.lengths)
+    calls.clear()
+    with pytest.raises(OverBudget) as exc:
+        enc.encode(texts, "window", Budget(tokens=cap))
+    assert exc.value.field == "tokens" and exc.value.count > cap and len(calls) == exc.value.encoded // ENCODE_CHUNK < 3
+    with pytest.raises(OverBudget) as exc:
+        enc.encode(texts, "window", Budget(rows=len(texts)))
+    assert exc.value.field == "rows" and exc.value.unit == "prompts"
     with pytest.raises(TooManyWindows) as exc:  # a rejected text is named by its index in the whole list
-        _encoder(bundle, max_tokens=40, max_windows=2).encode(texts, "window", max_rows=10_000)
-    assert exc.value.index == len(texts) - 1
+        short = [f"short prompt {i}" for i in range(ENCODE_CHUNK * 2)]
+        _encoder(bundle, max_tokens=40, max_windows=2).encode(short + ["word " * 200], "window", Budget(rows=10**6))
+    assert exc.value.index == ENCODE_CHUNK * 2

@@ -188,6 +188,32 @@ def test_one_item_cannot_carry_unbounded_prompts(tiny_bundle):
         channel.close()
 
 
+def test_a_request_over_its_token_budget_is_refused_before_or_while_tokenizing(tiny_bundle):
+    """One request of 64 items x 16 windows queued 486k tokens (10 min of CPU) and tokenizing it took
+    10-21 s before any cap was checked. max_request_tokens bounds its cost: from the texts' lengths
+    before any tokenizing when they prove it, else exactly while encoding, and names the setting."""
+    with run_server(tiny_bundle, max_request_tokens=3000, max_windows=0, max_prompts_per_request=100_000) as rs:
+        channel, stub = _raw_stub(rs)
+        encoder = rs.gs.model.encoder
+        real, chunks = encoder._encode, []
+        encoder._encode = lambda texts, truncation: chunks.append(len(texts)) or real(texts, truncation)
+        try:
+            huge = pb.ScoreRequest(items=[pb.Item(id=str(i), text="x" * 400_000) for i in range(4)])
+            err = _refused(stub.Score, huge, timeout=20)
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "REFTGUARD_MAX_REQUEST_TOKENS" in err.details()
+            assert "at least" in err.details() and "the limit is 3000" in err.details() and chunks == []  # never tokenized
+            # lengths that do not prove it: found after the first chunk of 32 texts, the rest never tokenized
+            medium = pb.ScoreRequest(items=[pb.Item(id=str(i), text="plain words here " * 40) for i in range(40)])
+            err = _refused(stub.Score, medium, timeout=20)
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_request_tokens" in err.details()
+            assert chunks == [32]
+        finally:
+            encoder._encode = real
+        assert rs.gs.batcher.queued_items == 0
+        assert len(stub.Score(pb.ScoreRequest(items=medium.items[:4]), timeout=20).decisions) == 4
+        channel.close()
+
+
 def test_request_larger_than_the_whole_queue_is_refused_not_admitted(tiny_bundle):
     """An empty queue used to admit a request of any size; now the queue bounds hold for the first
     request too, and a request that could never fit is INVALID_ARGUMENT (retrying cannot help)."""

@@ -111,6 +111,34 @@ def test_sigterm_drains_in_flight_work_then_exits_zero(served):
     assert any("draining" in l for l in served.lines)
 
 
+def test_the_drain_ends_within_its_grace_period_while_a_worker_is_still_busy(tiny_bundle):
+    """The process outlived "drained; exiting" by ~9 s: the interpreter joined worker threads still busy with
+    work no one waited for any more, and with the manifests' pre-stop delay the pod was SIGKILLed. Here a
+    request takes >10 s to tokenize (8 texts of 1.9M characters, no caps); the 1 s grace cuts it off and the
+    process must be gone well before the tokenizer would have finished."""
+    sp = ServeProcess(tiny_bundle, "--grace", "1", "--max-windows", "0", "--max-prompts-per-request", "10000000",
+                      "--max-request-tokens", "1000000000", "--max-queue-items", "10000000", "--max-queue-tokens", "1000000000")
+    try:
+        channel = grpc.insecure_channel(sp.target, options=[("grpc.max_send_message_length", 32 << 20)])
+        stub = guard_pb2_grpc.GuardStub(channel)
+        slow = pb.ScoreRequest(items=[pb.Item(id=str(i), text="plain words here and there " * 70000) for i in range(8)])
+        call = stub.Score.future(slow, timeout=60)
+        time.sleep(1.0)  # parsed, and tokenizing
+        t0 = time.monotonic()
+        sp.proc.send_signal(signal.SIGTERM)
+        assert sp.proc.wait(30) == 0
+        took = time.monotonic() - t0
+        assert took < 1 + 4, f"exit {took:.1f} s after SIGTERM with --grace 1:\n" + "".join(sp.lines)
+        with pytest.raises(grpc.RpcError):  # cut off by the drain, told so (never an answer from a dead process)
+            call.result()
+        assert any("drained; exiting" in line for line in sp.lines)
+        channel.close()
+    finally:
+        if sp.proc.poll() is None:
+            sp.proc.kill()
+            sp.proc.wait()
+
+
 def test_tampered_bundle_refused_at_startup(tiny_bundle, tmp_path):
     import shutil
 
