@@ -1,4 +1,4 @@
-"""Building the embedded default bundle: export the shipped teacher, then calibrate it (reftguard/default_bundle.py
+"""Building the embedded default bundle: export the shipped teacher, fit its per-role features, then calibrate it (reftguard/default_bundle.py
 holds the recipe, the cache and the loader; this is the half that needs torch)."""
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def build(out: Path) -> GuardBundle:
     from reftguard.calibration import CalibrateConfig, calibrate
     from reftguard.data import packaged
     from reftguard.exporter.export import ExportConfig, export_bundle
+    from reftguard.role_fit import FitRolesConfig, fit_roles
 
     t0 = time.time()
     teacher_dir = shipped_teacher()
@@ -24,6 +25,8 @@ def build(out: Path) -> GuardBundle:
         raise FileNotFoundError("this install carries no default teacher (reftguard/data/default_teacher); "
                                 "train one with `reftguard train-teacher --recipe recipes/teacher-stage1.toml` and export it")
     export_bundle(ExportConfig(teacher=str(teacher_dir), out=str(out)))
+    roles = RECIPE["role_features"]
+    fit_roles(FitRolesConfig(bundle=str(out), **roles | {"data": [str(packaged(d)) for d in roles["data"]]}))
     cal = RECIPE["calibration"]
     cal = cal | {"data": [str(packaged(d)) for d in cal["data"]]}
     bundle = calibrate(CalibrateConfig(bundle=str(out), **cal))

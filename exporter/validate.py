@@ -33,7 +33,7 @@ PARITY_PROMPTS = (
 )
 REFERENCE = "HF model, output_hidden_states=True: hidden_states[l] at the last real token (before the final norm)"
 
-Scorer = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+Scorer = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]  # (score, feature_norm[, state])
 
 
 class ParityError(RuntimeError):
@@ -50,7 +50,7 @@ def left_padded(input_ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np
 
 
 def hf_reference(causal_lm: Any, layer: int, refusal_feature, center) -> Scorer:
-    """(input_ids, mask) -> (score, feature_norm) from the original HF forward at layer `layer`."""
+    """(input_ids, mask) -> (score, feature_norm, state) from the original HF forward at layer `layer`."""
     import torch
 
     from reftguard.modeling.families import family_for
@@ -73,7 +73,7 @@ def hf_reference(causal_lm: Any, layer: int, refusal_feature, center) -> Scorer:
             if hook is not None:
                 hook.remove()
         h = gather_last(captured["h"] if last else out.hidden_states[layer], m).float()
-        return cosine(h, r, c).numpy(), torch.linalg.vector_norm(h, dim=-1).numpy()
+        return cosine(h, r, c).numpy(), torch.linalg.vector_norm(h, dim=-1).numpy(), h.numpy()
 
     return run
 
@@ -92,18 +92,21 @@ def _batches(bundle: GuardBundle, texts, dummy, left: bool) -> dict[str, tuple[n
 
 def compare(bundle: GuardBundle, reference: Scorer, texts=PARITY_PROMPTS, dummy=None, left: bool = True, engine=None) -> dict:
     """Max |Δscore| of `bundle` (ORT fp32 on CPU, or `engine`) vs `reference` per case (see module
-    docstring), the overall max, the feature-norm relative error, and batch invariance (each prompt alone
-    vs in the batch)."""
+    docstring), the overall max, the feature-norm and state relative errors (the state where both give it:
+    per-role features are scored on it), and batch invariance (each prompt alone vs in the batch)."""
     from reftguard.encoding import pad_batch
     from reftguard.engines.ort import OrtEngine
 
     backend = engine or OrtEngine(bundle, device="cpu")
-    cases, norm_err = {}, 0.0
+    cases, norm_err, state_err = {}, 0.0, None
     for name, (input_ids, mask) in _batches(bundle, texts, dummy, left).items():
-        scores, norms = backend.run(input_ids, mask)
-        ref_scores, ref_norms = reference(input_ids, mask)
+        out, ref = backend.run(input_ids, mask), reference(input_ids, mask)
+        (scores, norms), (ref_scores, ref_norms) = out[:2], ref[:2]
         cases[name] = float(np.max(np.abs(scores - ref_scores)))
         norm_err = max(norm_err, float(np.max(np.abs(norms - ref_norms) / np.maximum(ref_norms, 1e-6))))
+        if len(out) > 2 and len(ref) > 2:
+            rel = np.linalg.norm(out[2] - ref[2], axis=-1) / np.maximum(np.linalg.norm(ref[2], axis=-1), 1e-6)
+            state_err = max(state_err or 0.0, float(rel.max()))
         if name == "prompts_right":
             batched = scores
             alone = np.array([backend.run(*pad_batch([row[m.astype(bool)].tolist()], bundle.pad_token_id))[0][0] for row, m in zip(input_ids, mask)])
@@ -111,6 +114,7 @@ def compare(bundle: GuardBundle, reference: Scorer, texts=PARITY_PROMPTS, dummy=
         "parity_max_abs_diff": max(cases.values()),
         "parity_cases": cases,
         "feature_norm_max_rel_diff": norm_err,
+        **({"state_max_rel_diff": state_err} if state_err is not None else {}),
         "batch_invariance_max_abs_diff": float(np.max(np.abs(alone - batched))),
         "n": len(texts),
     }

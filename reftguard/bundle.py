@@ -151,6 +151,15 @@ class GuardBundle:
     def refusal_feature(self) -> np.ndarray:
         return np.load(self.root / FEATURE, allow_pickle=False)
 
+    def role_features(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{role: (R_role, c_role)} fitted on that role's own turns (`reftguard fit-roles`); empty when the
+        bundle has none, and then every turn is scored against R_l."""
+        spec = self.manifest.get("role_features")
+        if not spec:
+            return {}
+        arr = np.load(self.root / spec["file"], allow_pickle=False)  # [roles, 2 (feature, centre), hidden]
+        return {role: (arr[k, 0], arr[k, 1]) for k, role in enumerate(spec["roles"])}
+
     @classmethod
     def load(cls, path: str | Path, verify: bool = True) -> "GuardBundle":
         root = Path(path)

@@ -13,23 +13,37 @@ from dataclasses import dataclass
 class TensorSpec:
     name: str
     dtype: str  # numpy / ONNX element type name
-    axes: tuple[str, ...]  # every axis is dynamic and named (batch, seq)
+    axes: tuple[str, ...]  # dynamic axes are named (batch, seq); "" marks a fixed one (hidden)
 
 
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 SCORE = "score"
 FEATURE_NORM = "feature_norm"
+# The last real token's layer-l state itself (fp32), from which per-role features are scored in numpy
+# (docs/design.md §2). Graphs exported before it have only the first two outputs.
+STATE = "state"
 
 INPUTS = (TensorSpec(INPUT_IDS, "int64", ("batch", "seq")), TensorSpec(ATTENTION_MASK, "int64", ("batch", "seq")))
-OUTPUTS = (TensorSpec(SCORE, "float32", ("batch",)), TensorSpec(FEATURE_NORM, "float32", ("batch",)))
+OUTPUTS = (TensorSpec(SCORE, "float32", ("batch",)), TensorSpec(FEATURE_NORM, "float32", ("batch",)),
+           TensorSpec(STATE, "float32", ("batch", "")))
 INPUT_NAMES = tuple(t.name for t in INPUTS)
 OUTPUT_NAMES = tuple(t.name for t in OUTPUTS)
 
 
+def output_names(present) -> list[str]:
+    """The contract's outputs a graph has (`present`: its output names), in contract order; score and
+    feature_norm always."""
+    present = set(present)
+    missing = [n for n in OUTPUT_NAMES[:2] if n not in present]
+    if missing:
+        raise ValueError(f"the graph lacks the outputs {missing}")
+    return [n for n in OUTPUT_NAMES if n in present]
+
+
 def dynamic_axes(specs: tuple[TensorSpec, ...] = INPUTS + OUTPUTS) -> dict[str, dict[int, str]]:
     """{name: {axis index: axis name}} as torch.onnx.export takes it."""
-    return {t.name: dict(enumerate(t.axes)) for t in specs}
+    return {t.name: {i: a for i, a in enumerate(t.axes) if a} for t in specs}
 
 
 def feeds(input_ids, attention_mask) -> dict:

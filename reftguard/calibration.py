@@ -54,10 +54,12 @@ BATCH_INVARIANCE_PROMPTS = 256  # prompts re-batched to measure batch invariance
 
 def score_prompts(bundle: GuardBundle, prompts: list[LabeledPrompt], truncation: str = "window", engine=None) -> np.ndarray:
     """Item scores as the server computes them under `truncation` (its default: window), with `engine`
-    (default: onnxruntime fp32). No window cap: offline data is scored whole rather than refused."""
-    from reftguard.scoring import BundleScorer  # lazy: onnxruntime + tokenizers only when scoring
+    (default: onnxruntime fp32), each prompt one turn of its role (scored with that role's feature where
+    the bundle has one). No window cap: offline data is scored whole rather than refused."""
+    from reftguard.scoring import BundleScorer, Turn  # lazy: onnxruntime + tokenizers only when scoring
 
-    return BundleScorer(bundle, backend=engine, max_windows=0).scores([p.text for p in prompts], truncation)
+    turns = [Turn(i, -1, p.text, p.role) for i, p in enumerate(prompts)]
+    return np.array([s.score for s in BundleScorer(bundle, backend=engine, max_windows=0).score_turns(turns, truncation)], dtype=np.float32)
 
 
 def precision_checks(bundle: GuardBundle, engine, prompts: list[LabeledPrompt], scores: np.ndarray, threshold: float) -> dict:

@@ -2,7 +2,7 @@
 
 Recipe (deterministic: same inputs, same bundle_id; built by reftguard.exporter.default_bundle):
   teacher  = the shipped trained teacher (reftguard/data/default_teacher, two stages: recipes/);
-  bundle   = export(teacher), calibrated on the `calib` half of guard-dev, handwritten-dev and
+  bundle   = export(teacher), per-role features fitted on roles-train, calibrated on the `calib` half of guard-dev, handwritten-dev and
              contrast-dev (hard negatives included) for a target FPR, with a per-kind limit on hard
              negatives. The `report` half of the same files is never used to choose anything, so
              figures measured on it (docs/results.md) are out of sample.
@@ -31,6 +31,9 @@ from reftguard.data import CALIBRATION_FILES
 log = logging.getLogger("reftguard.default")
 
 RECIPE = {
+    # Replies and system prompts are read with refusal features fitted on their own turns (roles-train),
+    # not with R_l, which the teacher learnt from requests (reftguard/role_fit.py).
+    "role_features": {"data": ["roles-train.jsonl"], "roles": ["assistant", "system"], "center": "midpoint"},
     # FPR-first on data with hard negatives: the paper's recall-first threshold (recall 0.95 on guard-dev)
     # flagged 13% of hand-written hard negatives; users stop trusting a guard that strips legitimate data.
     # Replies and system prompts get thresholds of their own, on the calib half of the labelled role
@@ -67,7 +70,7 @@ def cache_key() -> str:
     from reftguard.modeling.loading import packaged_gguf
 
     h = hashlib.sha256(json.dumps([RECIPE, __version__, serves_bf16()], sort_keys=True).encode())
-    for name in RECIPE["calibration"]["data"]:
+    for name in RECIPE["calibration"]["data"] + RECIPE["role_features"]["data"]:
         h.update(packaged(name).read_bytes())
     gguf = packaged_gguf()
     h.update(f"{gguf.name}:{gguf.stat().st_size}".encode())

@@ -28,6 +28,7 @@ import numpy as np
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, Encoded, PromptEncoder, length_sorted_batches
 from reftguard.engines import Engine
+from reftguard.features import cosine_scores
 from reftguard.refusal import is_refusal_reply
 
 REASONS = ("harmful_request", "harmful_reply", "complied_with_harm", "harmful_system", "refusal_example")
@@ -87,9 +88,24 @@ class Thresholds:
         return Thresholds(self.user if threshold is None else threshold, self.assistant, self.system, flag_refusal_examples)
 
 
-def text_turns(texts: Sequence[str]) -> list[Turn]:
+def text_turns(texts: Sequence[str], role: str = "user") -> list[Turn]:
     """Each text is an item with one turn."""
-    return [Turn(i, -1, t) for i, t in enumerate(texts)]
+    return [Turn(i, -1, t, role) for i, t in enumerate(texts)]
+
+
+RoleFeatures = dict  # {role: (R_role, c_role)}: GuardBundle.role_features()
+
+
+def row_scores(outputs: Sequence[np.ndarray], roles: Sequence[str], features: RoleFeatures) -> np.ndarray:
+    """Each row's score: cos(state - c_role, R_role) for a role the bundle has a feature of (and a graph
+    that gives the state), else the graph's own score against R_l. Numpy, fp32, like the graph's head."""
+    score = np.array(outputs[0], dtype=np.float32)
+    if features and len(outputs) > 2:
+        for role, (r, c) in features.items():
+            rows = [i for i, x in enumerate(roles) if x == role]
+            if rows:
+                score[rows] = cosine_scores(outputs[2][rows], r, c)
+    return score
 
 
 def _turn_bests(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded) -> tuple[list[int], list[bool]]:
@@ -185,14 +201,17 @@ class BundleScorer:
                                      window_overlap=window_overlap, max_windows=max_windows, window_tail=window_tail)
         self.max_batch, self.max_batch_tokens = max_batch, max_batch_tokens
         self.thresholds = engine_thresholds(self.backend, bundle)  # what `decide` serves at
+        self.role_features = bundle.role_features()
 
-    def score_ids(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and feature norms of encoded rows, in row order."""
+    def score_ids(self, ids: list[list[int]], roles: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and feature norms of encoded rows, in row order; `roles` (per row, default user) pick
+        each row's feature."""
         scores = np.zeros(len(ids), dtype=np.float32)
         norms = np.zeros(len(ids), dtype=np.float32)
+        roles = roles or ["user"] * len(ids)
         for rows, input_ids, mask in length_sorted_batches(ids, self.max_batch, self.max_batch_tokens, self.bundle.pad_token_id):
-            s, n = self.backend.run(input_ids, mask)
-            scores[rows], norms[rows] = s, n
+            out = self.backend.run(input_ids, mask)
+            scores[rows], norms[rows] = row_scores(out, [roles[i] for i in rows], self.role_features), out[1]
         return scores, norms
 
     def score_turns(self, turns: Sequence[Turn], truncation: str = DEFAULT_TRUNCATION, thresholds: Thresholds | None = None) -> list[Scored]:
@@ -202,12 +221,12 @@ class BundleScorer:
         if not turns:
             return []
         enc = self.encoder.encode([t.text for t in turns], truncation)
-        scores, _ = self.score_ids(enc.ids)
+        scores, _ = self.score_ids(enc.ids, [turns[i].role for i in enc.text])
         return decide(scores, turns, enc, thresholds or UNIFORM)
 
-    def score_texts(self, texts: Sequence[str], truncation: str = DEFAULT_TRUNCATION) -> list[Scored]:
-        return self.score_turns(text_turns(texts), truncation)
+    def score_texts(self, texts: Sequence[str], truncation: str = DEFAULT_TRUNCATION, role: str = "user") -> list[Scored]:
+        return self.score_turns(text_turns(texts, role), truncation)
 
-    def scores(self, texts: Sequence[str], truncation: str = DEFAULT_TRUNCATION) -> np.ndarray:
-        """float32 item scores of plain texts (what calibration and eval threshold)."""
-        return np.array([s.score for s in self.score_texts(texts, truncation)], dtype=np.float32)
+    def scores(self, texts: Sequence[str], truncation: str = DEFAULT_TRUNCATION, role: str = "user") -> np.ndarray:
+        """float32 item scores of plain texts, each one turn of `role` (what calibration and eval threshold)."""
+        return np.array([s.score for s in self.score_texts(texts, truncation, role)], dtype=np.float32)

@@ -76,6 +76,7 @@ class Job:
     deadline: float | None  # time.monotonic() value, or None
     model: ServedModel
     caller: str = ""
+    role: str = "user"  # picks the row's feature (ServedModel.row_scores)
     enqueued: float = field(default_factory=time.monotonic)
 
     def dead(self, now: float) -> bool:
@@ -175,7 +176,7 @@ class TokenBudgetBatcher:
         return self._fits(n, tokens, 1.0 - self.reserve) or (self.queued_items == 0 and self._fits(n, tokens))
 
     async def submit(self, ids: list[list[int]], *, model: ServedModel, caller: str = "", wait: bool,
-                     deadline: float | None = None) -> list[asyncio.Future]:
+                     deadline: float | None = None, roles: list[str] | None = None) -> list[asyncio.Future]:
         """Queue prompts for `model` on behalf of `caller`; one future per prompt, resolving to its PromptResult.
 
         wait=False raises Overloaded when the queue is full (unary calls fail fast); wait=True blocks
@@ -198,14 +199,15 @@ class TokenBudgetBatcher:
             items, held = self._held[client_of(caller)]
             raise Overloaded(f"this client already has {items} prompts ({held} tokens) queued, its share of the queue is "
                              f"{self.client_share:g} (max_client_queue_share); retry with backoff")
-        futures = self._enqueue(self._callers, caller, ids, model, deadline)
+        futures = self._enqueue(self._callers, caller, ids, model, deadline, roles)
         self.queued_items += len(ids)
         self.queued_tokens += tokens
         items, held = self._held.get(client_of(caller), (0, 0))
         self._held[client_of(caller)] = (items + len(ids), held + tokens)
         return futures
 
-    def submit_shadow(self, ids: list[list[int]], *, model: ServedModel, deadline: float | None = None) -> list[asyncio.Future]:
+    def submit_shadow(self, ids: list[list[int]], *, model: ServedModel, deadline: float | None = None,
+                      roles: list[str] | None = None) -> list[asyncio.Future]:
         """Queue shadow work (run only when nothing else is queued); Overloaded when its queue is full
         even after dropping what waited past its deadline (DeadlineExpired)."""
         if self.shadow_items + len(ids) > self.max_shadow_items:
@@ -217,17 +219,17 @@ class TokenBudgetBatcher:
         if self.shadow_items + len(ids) > self.max_shadow_items:
             raise Overloaded(f"shadow queue full ({self.shadow_items} prompts)")
         self.shadow_items += len(ids)
-        return self._enqueue(self._shadow, SHADOW, ids, model, deadline)
+        return self._enqueue(self._shadow, SHADOW, ids, model, deadline, roles)
 
-    def _enqueue(self, queues: OrderedDict, caller: str, ids, model, deadline) -> list[asyncio.Future]:
+    def _enqueue(self, queues: OrderedDict, caller: str, ids, model, deadline, roles=None) -> list[asyncio.Future]:
         loop = asyncio.get_running_loop()
         q = queues.get(caller)
         if q is None:
             q = queues[caller] = deque()  # a new caller joins the end of the rotation
         futures = []
-        for row in ids:
+        for k, row in enumerate(ids):
             fut = loop.create_future()
-            q.append(Job(row, fut, deadline, model, caller))
+            q.append(Job(row, fut, deadline, model, caller, roles[k] if roles else "user"))
             futures.append(fut)
         self._wakeup.set()
         return futures
@@ -380,7 +382,8 @@ class TokenBudgetBatcher:
         start = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
-            scores = (await loop.run_in_executor(self._executor, model.run, input_ids, mask))[0]  # (score, feature_norm): the norm is not served
+            outputs = await loop.run_in_executor(self._executor, model.run, input_ids, mask)
+            scores = model.row_scores(outputs, [j.role for j in jobs])  # the norm is not served
         except Exception as exc:  # the batch fails; other batches are unaffected
             log.exception("inference failed for a batch of %d", len(jobs))
             for j in jobs:

@@ -22,7 +22,7 @@ import numpy as np
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, pad_batch
 from reftguard.engines import Engine
-from reftguard.scoring import Thresholds, engine_thresholds
+from reftguard.scoring import Thresholds, engine_thresholds, row_scores
 
 log = logging.getLogger("reftguard.model")
 WARMUP_TEXTS = ("warmup: how do I bake bread?", "warmup")
@@ -41,6 +41,7 @@ class ServedModel:
     threshold: float  # the bundle's, or the engine's own calibration for its precision
     expected_fpr: float | None  # calibrated FPR at that threshold (None: the manifest has none)
     role_thresholds: dict = dataclasses.field(default_factory=dict)  # assistant/system thresholds at this precision
+    role_features: dict = dataclasses.field(default_factory=dict)  # {role: (R, c)}: GuardBundle.role_features()
 
     @property
     def thresholds(self) -> Thresholds:
@@ -57,6 +58,10 @@ class ServedModel:
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray):
         return self.engine.run(input_ids, attention_mask)
+
+    def row_scores(self, outputs, roles) -> np.ndarray:
+        """Each row's score under its role's feature (reftguard.scoring.row_scores)."""
+        return row_scores(outputs, roles, self.role_features)
 
     def with_engine(self, engine: Engine) -> "ServedModel":
         """The same bundle and encoder on another engine (tests inject faults this way); a new model."""
@@ -105,7 +110,8 @@ def load_model(bundle: GuardBundle | str | Path, build_engine: Callable[[GuardBu
         provider = getattr(engine, "label", None) or getattr(engine, "provider", "unknown")
         t = engine_thresholds(engine, bundle)
         model = ServedModel(bundle, encoder, engine, provider, t.user, getattr(engine, "expected_fpr", bundle.expected_fpr),
-                            {r: v for r, v in (("assistant", t.assistant), ("system", t.system)) if v is not None})
+                            {r: v for r, v in (("assistant", t.assistant), ("system", t.system)) if v is not None},
+                            bundle.role_features())
         if not model.role_thresholds:
             log.warning("bundle %s has no assistant or system calibration: only user turns are scored, as before whole-record "
                         "scoring (calibrate roles with `reftguard calibrate --target-fpr-role assistant=0.01 ...`)", bundle.bundle_id)

@@ -383,8 +383,9 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         t_tok = time.monotonic()
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
+        roles = [parsed.turns[i].role for i in enc.text]  # each row is scored with its turn's role feature
         try:  # every window is a prompt
-            futures = await self._before_cutoff(rt.batcher.submit(enc.ids, model=model, caller=caller, wait=wait, deadline=deadline))
+            futures = await self._before_cutoff(rt.batcher.submit(enc.ids, model=model, caller=caller, wait=wait, deadline=deadline, roles=roles))
         except Overloaded as exc:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         except TooLarge as exc:

@@ -80,7 +80,7 @@ class ShadowScorer:
         """`active`: per picked item, (active score, active flagged at its bundle threshold, label, id)."""
         try:  # the live request passed the budget; the shadow's own tokenizer may count differently
             enc = await encode_fairly(rt.tokenize_pool, SHADOW, shadow.encoder, [t.text for t in turns], truncation, Budget())
-            futures = rt.batcher.submit_shadow(enc.ids, model=shadow, deadline=time.monotonic() + MAX_WAIT_S)
+            futures = rt.batcher.submit_shadow(enc.ids, model=shadow, deadline=time.monotonic() + MAX_WAIT_S, roles=[turns[i].role for i in enc.text])
             results = await asyncio.gather(*futures)
         except (PromptRejected, Overloaded, DeadlineExpired, ShuttingDown, asyncio.CancelledError) as exc:
             self.metrics.shadow_dropped.inc(len(active))

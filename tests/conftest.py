@@ -127,13 +127,25 @@ def role_data(data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def role_bundle(tiny_bundle, role_data, tmp_path_factory) -> Path:
-    """The tiny bundle with assistant and system calibrations (whole-record scoring on)."""
+def role_train(tmp_path_factory):
+    """Labelled assistant and system turns to fit per-role features on (training rows, not dev)."""
+    rows = [{"id": f"{role}-t{i}", "text": r["text"], "label": r["label"], "role": role} for k, role in enumerate(("assistant", "system"))
+            for i, r in enumerate(_rows("guard-train.jsonl", "harmful", 40)[20 * k:20 * k + 20] + _rows("guard-train.jsonl", "benign", 40)[20 * k:20 * k + 20])]
+    path = tmp_path_factory.mktemp("role-train") / "roles-train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def role_bundle(tiny_bundle, role_data, role_train, tmp_path_factory) -> Path:
+    """The tiny bundle with per-role features and assistant and system calibrations (whole-record scoring on)."""
     import shutil
 
     out = tmp_path_factory.mktemp("role-bundle") / "bundle"
     shutil.copytree(tiny_bundle, out)
     from reftguard.calibration import CalibrateConfig, calibrate
+    from reftguard.role_fit import FitRolesConfig, fit_roles
 
+    fit_roles(FitRolesConfig(bundle=str(out), data=[str(role_train)]))
     calibrate(CalibrateConfig(bundle=str(out), data=[str(role_data)], target_recall=0.9, target_fpr_role=["assistant=0.1,system=0.2"]))
     return out

@@ -14,7 +14,7 @@ from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, 
 
 @dataclasses.dataclass(eq=False)
 class FakeModel:
-    """What the batcher needs of a ServedModel: `run` and `pad_id`. Records every batch it ran."""
+    """What the batcher needs of a ServedModel: `run`, `row_scores` and `pad_id`. Records every batch it ran."""
 
     offset: float = 0.0
     pad_id: int = 0
@@ -23,6 +23,9 @@ class FakeModel:
     def run(self, input_ids: np.ndarray, mask: np.ndarray):
         self.batches.append([int(x) for x in input_ids[:, 0]])
         return input_ids[:, 0].astype(np.float32) + self.offset, np.ones(len(input_ids), dtype=np.float32)
+
+    def row_scores(self, outputs, roles):
+        return outputs[0]
 
 
 M = FakeModel()

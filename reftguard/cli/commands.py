@@ -63,6 +63,23 @@ def calibrate(ns) -> int:
     return 0
 
 
+def fit_roles_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.role_fit import FitRolesConfig
+
+    add_dataclass_args(p, FitRolesConfig, group="fit-roles")
+
+
+def fit_roles(ns) -> int:
+    from reftguard.role_fit import FitRolesConfig, fit_roles as run
+
+    b = run(from_args(FitRolesConfig, ns))
+    fit = b.manifest["role_features"]["fit"]
+    print(f"bundle {b.bundle_id}: " + "; ".join(f"{r} feature from {f['n_harmful']} harmful / {f['n_benign']} benign turns "
+                                               f"(cosine with R_l {f['cos_with_r_l']:.3f})" for r, f in fit.items())
+          + "; calibrate its role thresholds next (reftguard calibrate --target-fpr-role ...)")
+    return 0
+
+
 def eval_args(p: argparse.ArgumentParser) -> None:
     from reftguard.calibration import EvalConfig
 

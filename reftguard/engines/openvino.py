@@ -61,31 +61,33 @@ class OpenVinoEngine:
         got = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         if f"'{TYPE_NAMES[precision]}'" not in got:  # e.g. bf16 asked on a CPU without bf16 units
             raise RuntimeError(f"OpenVINO compiled the bundle at {got}, not {precision}")
-        self._outputs = [self.compiled.output(name) for name in bundle_io.OUTPUT_NAMES]
+        self._outputs = [self.compiled.output(name) for name in bundle_io.output_names(n for o in self.compiled.outputs for n in o.get_names())]
         self._local = threading.local()  # one infer request per calling thread
         log.info("bundle %s: openvino %s %s on cpu (%d threads)", bundle.bundle_id, ov.__version__.split("-")[0], precision, n)
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, ...]:
         m = self.width_multiple
         if m <= 1:
             return self._infer(input_ids, attention_mask)
         widths = -(-attention_mask.sum(1) // m) * m  # each row's own width: its length rounded up
-        score = np.empty(len(widths), dtype=np.float32)
-        norm = np.empty(len(widths), dtype=np.float32)
+        outs: list[np.ndarray] | None = None
         for w in np.unique(widths):
             rows = np.flatnonzero(widths == w)
             ids = np.full((len(rows), w), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(rows), w), dtype=np.int64)
             k = min(int(w), input_ids.shape[1])
             ids[:, :k], mask[:, :k] = input_ids[rows, :k], attention_mask[rows, :k]
-            score[rows], norm[rows] = self._infer(ids, mask)
-        return score, norm
+            part = self._infer(ids, mask)
+            if outs is None:
+                outs = [np.empty((len(widths), *p.shape[1:]), dtype=np.float32) for p in part]
+            for o, p in zip(outs, part):
+                o[rows] = p
+        return tuple(outs)
 
-    def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, ...]:
         req = getattr(self._local, "req", None)
         if req is None:
             req = self._local.req = self.compiled.create_infer_request()
         out = req.infer(bundle_io.feeds(np.ascontiguousarray(input_ids), np.ascontiguousarray(attention_mask)))
         # The request reuses its output buffers on the next call: copy.
-        score, norm = (np.array(out[o], dtype=np.float32, copy=True) for o in self._outputs)
-        return score, norm
+        return tuple(np.array(out[o], dtype=np.float32, copy=True) for o in self._outputs)

@@ -51,19 +51,20 @@ class OrtEngine:
             raise FileNotFoundError(f"bundle {bundle.bundle_id} has no {path.name}")
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         self.provider = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self.outputs = bundle_io.output_names(o.name for o in self.session.get_outputs())
         self.io_binding = (self.provider == "cuda") if io_binding is None else io_binding
         log.info("bundle %s: onnxruntime %s on %s (%d threads)", bundle.bundle_id, precision, self.provider, opts.intra_op_num_threads)
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, ...]:
         if self.io_binding:
             binding = self.session.io_binding()
             binding.bind_cpu_input(bundle_io.INPUT_IDS, np.ascontiguousarray(input_ids))
             binding.bind_cpu_input(bundle_io.ATTENTION_MASK, np.ascontiguousarray(attention_mask))
-            for name in bundle_io.OUTPUT_NAMES:
+            for name in self.outputs:
                 binding.bind_output(name)
             self.session.run_with_iobinding(binding)
-            score, norm = binding.copy_outputs_to_cpu()
+            out = binding.copy_outputs_to_cpu()
         else:
-            score, norm = self.session.run(list(bundle_io.OUTPUT_NAMES), bundle_io.feeds(input_ids, attention_mask))
-        return score.astype(np.float32, copy=False), norm.astype(np.float32, copy=False)
+            out = self.session.run(self.outputs, bundle_io.feeds(input_ids, attention_mask))
+        return tuple(o.astype(np.float32, copy=False) for o in out)
 

@@ -78,7 +78,8 @@ class TruncatedDecoder(nn.Module):
 
 
 class CosineHead(nn.Module):
-    """fp32 cos(h - c, R) and ||h||; R and c are graph initializers."""
+    """fp32 cos(h - c, R), ||h|| and h itself (the state per-role features are scored on); R and c are
+    graph initializers."""
 
     def __init__(self, refusal_feature, center=None, eps: float = 1e-8):
         super().__init__()
@@ -88,12 +89,12 @@ class CosineHead(nn.Module):
         self.register_buffer("center", c)
         self.eps = eps
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return cosine(h, self.refusal_feature, self.center, self.eps), torch.linalg.vector_norm(h.float(), dim=-1)
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return cosine(h, self.refusal_feature, self.center, self.eps), torch.linalg.vector_norm(h.float(), dim=-1), h.float()
 
 
 class GuardModule(nn.Module):
-    """(input_ids, attention_mask) -> (score [b] fp32, feature_norm [b] fp32)."""
+    """(input_ids, attention_mask) -> (score [b], feature_norm [b], state [b, hidden]), all fp32."""
 
     def __init__(self, causal_lm: Any, layer: int, refusal_feature, center=None):
         super().__init__()
