@@ -48,6 +48,7 @@ def score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="Print one JSON object per decision.")
     p.add_argument("--jsonl", default=None, help="Read items from a JSONL file: {id, text | messages, label?}; labels feed the FP-rate metrics.")
     p.add_argument("--quiet", action="store_true", help="Print only the summary line.")
+    p.add_argument("--no-review", action="store_true", help="Ask for ALLOW/FLAG only: decisions in the bundle's review band come back as FLAG (what clients that predate REVIEW get).")
 
 
 def _read_items(ns) -> tuple[list, list[str]]:
@@ -66,25 +67,28 @@ def score(ns) -> int:
         return 2
     with _client(ns) as client:
         try:
-            decisions = list(client.score_stream(items, threshold=ns.threshold, source=ns.source, truncation=ns.truncation))
+            decisions = list(client.score_stream(items, threshold=ns.threshold, source=ns.source, truncation=ns.truncation,
+                                                 accept_review=not ns.no_review))
         except grpc.RpcError as err:
             print(f"reftguard score: {err.code().name}: {err.details()}", file=sys.stderr)
             return 1
-    flagged = 0
+    flagged = review = 0
     for text, d in zip(texts, decisions):
         flagged += d.verdict == pb.FLAG
+        review += d.verdict == pb.REVIEW
         if ns.quiet:
             continue
         if ns.json:
             print(json.dumps({"id": d.id, "verdict": pb.Verdict.Name(d.verdict), "score": round(d.score, 6), "threshold": round(d.threshold, 6),
                               "truncated": d.truncated, "num_tokens": d.num_tokens, "turn": d.turn, "window": d.window,
-                              "num_windows": d.num_windows, "role": d.role, "reason": d.reason, "text": text}))
+                              "num_windows": d.num_windows, "role": d.role, "reason": d.reason, "category": d.category, "text": text}))
         else:
             preview = text if len(text) <= 70 else text[:67] + "..."
             why = f"  [{d.reason}, {d.role} turn {d.turn}]" if d.reason and d.turn >= 0 else ""
-            print(f"{pb.Verdict.Name(d.verdict):5}  score {d.score:+.4f}  (threshold {d.threshold:+.4f})  {preview}{why}")
+            why += f"  [{d.category} {d.category_probability:.2f}]" if d.category else ""
+            print(f"{pb.Verdict.Name(d.verdict):6}  score {d.score:+.4f}  (threshold {d.threshold:+.4f})  {preview}{why}")
     if not ns.json:
-        print(f"{flagged}/{len(decisions)} flagged")
+        print(f"{flagged}/{len(decisions)} flagged" + (f", {review} for review" if review else ""))
     return 0
 
 

@@ -89,9 +89,11 @@ class AsyncGuardClient:
                 attempt += 1
 
     async def score(self, items: Iterable[Any], *, threshold: float | None = None, source: str = "", truncation: str | None = None,
-                    flag_refusal_examples: bool = False) -> list[pb.Decision]:
-        """Score one batch (≤ the server's max_client_batch items); retries overload and unavailability."""
-        req = make_request(items, threshold=threshold, source=source, truncation=truncation, flag_refusal_examples=flag_refusal_examples)
+                    flag_refusal_examples: bool = False, accept_review: bool = False) -> list[pb.Decision]:
+        """Score one batch (≤ the server's max_client_batch items); retries overload and unavailability.
+        accept_review: decisions in a bundle's review band come back as REVIEW, not FLAG."""
+        req = make_request(items, threshold=threshold, source=source, truncation=truncation, flag_refusal_examples=flag_refusal_examples,
+                           accept_review=accept_review)
         resp = await self._unary(self.stub.Score, req)
         return list(resp.decisions)
 
@@ -123,12 +125,13 @@ class AsyncGuardClient:
         source: str = "",
         truncation: str | None = None,
         flag_refusal_examples: bool = False,
+        accept_review: bool = False,
     ) -> AsyncIterator[pb.Decision]:
         """Yield one decision per input item, in input order, exactly once (see module doc)."""
         if batch_size < 1 or max_in_flight < 1:
             raise ValueError("batch_size and max_in_flight must be >= 1")
         requests = _requests(items, batch_size, threshold=threshold, source=source, truncation=truncation,
-                             flag_refusal_examples=flag_refusal_examples)
+                             flag_refusal_examples=flag_refusal_examples, accept_review=accept_review)
         unacked: deque[pb.ScoreRequest] = deque()
         room = asyncio.Condition()
         exhausted = False

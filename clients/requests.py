@@ -35,11 +35,11 @@ def to_item(x: Any, index: int) -> pb.Item:
 
 
 def make_request(items: Iterable[Any], *, start: int = 0, threshold: float | None = None, source: str = "", truncation: str | None = None,
-                 flag_refusal_examples: bool = False) -> pb.ScoreRequest:
+                 flag_refusal_examples: bool = False, accept_review: bool = False) -> pb.ScoreRequest:
     if truncation not in TRUNCATIONS:
         raise ValueError(f"truncation must be one of {'/'.join(TRUNCATION_CHOICES)}, got {truncation!r}")
     req = pb.ScoreRequest(items=[to_item(x, start + i) for i, x in enumerate(items)], source=source, truncation=TRUNCATIONS[truncation],
-                          flag_refusal_examples=flag_refusal_examples)
+                          flag_refusal_examples=flag_refusal_examples, accept_review=accept_review)
     if threshold is not None:
         req.threshold = threshold
     return req

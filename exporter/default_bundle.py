@@ -17,6 +17,7 @@ def build(out: Path) -> GuardBundle:
     from reftguard.calibration import CalibrateConfig, calibrate
     from reftguard.data import packaged
     from reftguard.exporter.export import ExportConfig, export_bundle
+    from reftguard.category_fit import FitCategoriesConfig, fit_categories
     from reftguard.role_fit import FitRolesConfig, fit_roles
 
     t0 = time.time()
@@ -27,6 +28,7 @@ def build(out: Path) -> GuardBundle:
     export_bundle(ExportConfig(teacher=str(teacher_dir), out=str(out)))
     roles = RECIPE["role_features"]
     fit_roles(FitRolesConfig(bundle=str(out), **roles | {"data": [str(packaged(d)) for d in roles["data"]]}))
+    fit_categories(FitCategoriesConfig(bundle=str(out), data=[str(packaged(d)) for d in RECIPE["categories"]["data"]]))
     cal = RECIPE["calibration"]
     cal = cal | {"data": [str(packaged(d)) for d in cal["data"]]}
     bundle = calibrate(CalibrateConfig(bundle=str(out), **cal))

@@ -119,6 +119,21 @@ class GuardBundle:
         return {role: float(v["threshold"]) for role, v in (self.manifest.get("roles") or {}).items()}
 
     @property
+    def review_thresholds(self) -> dict[str, float]:
+        """fp32 review thresholds per role, user included (`reftguard calibrate --review-recall`); empty
+        for a bundle without a review band."""
+        return review_thresholds_of({"review": self.manifest.get("review"), "roles": self.manifest.get("roles")})
+
+    def category_head(self):
+        """The harm-category head (reftguard.category_head.CategoryHead), or None without one."""
+        spec = self.manifest.get("categories")
+        if not spec:
+            return None
+        from reftguard.category_head import CategoryHead
+
+        return CategoryHead.load(self.root / spec["file"])
+
+    @property
     def expected_fpr(self) -> float | None:
         cal = self.manifest.get("calibration") or {}
         v = (cal.get("at_threshold") or {}).get("fpr")
@@ -217,6 +232,12 @@ class GuardBundle:
         thr = m["threshold"]
         if not isinstance(thr, (int, float)) or not -1.0 <= float(thr) <= 1.0:
             raise BundleError(f"threshold {thr!r} in {MANIFEST} is not a number in [-1, 1]")
+
+
+def review_thresholds_of(entry: dict) -> dict[str, float]:
+    """{role: review threshold} of one calibration entry (its `review` for user turns, each role's own)."""
+    out = {"user": float(entry["review"]["threshold"])} if entry.get("review") else {}
+    return out | {role: float(v["review"]["threshold"]) for role, v in (entry.get("roles") or {}).items() if v.get("review")}
 
 
 def _untar(path: Path) -> Path:

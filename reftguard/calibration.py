@@ -36,6 +36,7 @@ class CalibrateConfig:
     max_fpr_kind: list = option([], "Per-kind FPR limits KIND=F (comma-separated, e.g. hard_negative=0.03): the threshold is raised until the benign prompts of each kind are flagged at most at that rate. They win over a recall target; the recall they leave is reported.")
     split: str = option("all", "Calibrate on one half of the data only: 'calib' (then report on 'report' with `reftguard eval --split report`), 'report', or 'all'.", choices=("all", "calib", "report"))
     target_fpr_role: list = option([], "Per-role FPR targets ROLE=F (comma-separated, e.g. assistant=0.01,system=0.01): each role's threshold is chosen on the data rows with that `role` (labelled replies or system prompts), so the server scores that role's turns of whole records. Refusal replies are left out (they are never judged by score); user rows (no `role`) set the main threshold as always.")
+    review_recall: float = option(0.0, "Also set a review band per calibrated role: its lower threshold is the highest reaching this recall on the role's harmful rows (e.g. 0.98), never above the flag threshold. Items between the two get REVIEW (for a person) instead of ALLOW; the share of benign rows sent to review is reported. 0: no band.")
     precision: str = option("fp32", "Precision to calibrate for, on the engine that serves it (fp32: onnxruntime; bf16: OpenVINO on a CPU with AMX/avx512_bf16; fp16: the bundle's fp16 graph in onnxruntime, CUDA when present). fp32 also sets the top-level threshold.", choices=("fp32", "bf16", "fp16"))
 
 
@@ -126,6 +127,10 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
     log.info("%s calibration on %s: threshold %.4f; parity vs fp32 %.2e (%d verdict flips); batch invariance %.2e",
              cfg.precision, engine.label, thr, entry["parity_vs_fp32"]["max_abs_diff"], entry["parity_vs_fp32"]["verdict_flips"],
              entry["batch_invariance"]["max_abs_diff"])
+    if cfg.review_recall:
+        entry["review"] = review_band(s, y, thr, cfg.review_recall)
+        log.info("%s review band: %.4f < score <= %.4f; recall of FLAG or REVIEW %.4f, benign sent to review %.4f",
+                 cfg.precision, entry["review"]["threshold"], thr, entry["review"]["recall"], entry["review"]["benign_review_share"])
     roles = dict((calibration_for(bundle.manifest, cfg.precision) or {}).get("roles") or {})  # recalibrating the user turn keeps them
     for role, fpr in role_fpr.items():
         mine = [p for p in rows if p.role == role]
@@ -140,10 +145,27 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
         manifest["threshold"], manifest["calibration"] = thr, calibration
         if roles:
             manifest["roles"] = roles
+        if "review" in entry:
+            manifest["review"] = entry["review"]
+        else:
+            manifest.pop("review", None)
     from reftguard.card import render_card
 
     seal(bundle.root, manifest, card=render_card)
     return GuardBundle.load(bundle.root)
+
+
+def review_band(scores: np.ndarray, y: np.ndarray, flag: float, recall: float) -> dict:
+    """The review band under a flag threshold: its lower edge reaches `recall` on the harmful rows (or is the
+    flag threshold itself when that already does), with what it costs on these rows."""
+    if not 0.0 < recall <= 1.0:
+        raise ValueError(f"review_recall must be in (0, 1], got {recall}")
+    low = float(np.float32(min(evaluation.threshold_for_recall(scores, y, recall), flag)))
+    benign, harmful = scores[y == 0], scores[y == 1]
+    return {"threshold": low, "target": {"recall": recall}, "n": int(len(y)),
+            "recall": float((harmful > low).mean()) if len(harmful) else None,
+            "benign_review_share": float(((benign > low) & (benign <= flag)).mean()) if len(benign) else None,
+            "benign_flag_share": float((benign > flag).mean()) if len(benign) else None}
 
 
 def parse_role_targets(specs: list[str]) -> dict[str, float]:
@@ -174,7 +196,8 @@ def _calibrate_role(bundle: GuardBundle, engine, rows: list[LabeledPrompt], role
     report = evaluation.evaluate(s, y, thr, {"kind": [p.kind for p in rows]})
     at = {k: v for k, v in report.items() if not k.startswith("by_")}
     log.info("%s %s turns: threshold %.4f, FPR %.4f, recall %s on %d rows", cfg.precision, role, thr, at["fpr"] or 0, at["recall"], len(rows))
-    return {"threshold": float(np.float32(thr)),
+    band = {"review": review_band(s, y, float(np.float32(thr)), cfg.review_recall)} if cfg.review_recall else {}
+    return band | {"threshold": float(np.float32(thr)),
             "calibration": {"method": "target FPR", "target": {"fpr": fpr}, "data": [Path(d).name for d in cfg.data], "split": cfg.split,
                             "set_by": bound_by, "data_hash": data_hash(rows), "n": len(rows), "at_threshold": at,
                             "fpr_by_kind": {k: v["fpr"] for k, v in report["by_kind"].items() if v["n_benign"]}}}

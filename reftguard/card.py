@@ -38,6 +38,11 @@ def render_card(m: dict) -> str:
         *[f"- {role} turns: threshold **{_fmt(r['threshold'])}** ({r['calibration'].get('method', 'n/a')} {r['calibration'].get('target', '')}, "
           f"n={r['calibration'].get('n', 'n/a')})" for role, r in sorted((m.get("roles") or {}).items())],
         *(["- whole records: only user turns are scored (no assistant or system calibration)"] if not m.get("roles") else []),
+        *[f"- review band, {role} turns: {_fmt(band['threshold'])} < score <= the flag threshold (recall {_fmt(band['recall'])} of FLAG or REVIEW, "
+          f"benign sent to review {_fmt(band['benign_review_share'])})"
+          for role, band in [("user", m.get("review"))] + [(r, v.get("review")) for r, v in sorted((m.get("roles") or {}).items())] if band],
+        *([f"- harm categories: {', '.join(m['categories']['labels'])} (head fitted on {sum(m['categories']['n'].values())} harmful training rows)"]
+          if m.get("categories") else []),
         "",
         "In-sample figures (on the calibration data itself; see docs/results.md for held-out ones):",
         "",

@@ -34,13 +34,18 @@ RECIPE = {
     # Replies and system prompts are read with refusal features fitted on their own turns (roles-train),
     # not with R_l, which the teacher learnt from requests (reftguard/role_fit.py).
     "role_features": {"data": ["roles-train.jsonl"], "roles": ["assistant", "system"], "center": "midpoint"},
+    # The harm-category head, on the training prompts' own categories (reftguard/taxonomy.py).
+    "categories": {"data": ["guard-train.jsonl", "guard-train-extra.jsonl"]},
     # FPR-first on data with hard negatives: the paper's recall-first threshold (recall 0.95 on guard-dev)
     # flagged 13% of hand-written hard negatives; users stop trusting a guard that strips legitimate data.
     # Replies and system prompts get thresholds of their own, on the calib half of the labelled role
     # turns (roles-dev): whole finetuning records are judged, not only their user turns. Role rows do not
     # touch the user-turn threshold.
     "calibration": {"data": list(CALIBRATION_FILES + ("roles-dev.jsonl",)), "split": "calib", "target_fpr": 0.02,
-                    "max_fpr_kind": ["hard_negative=0.02"], "target_fpr_role": ["assistant=0.02", "system=0.02"]},
+                    "max_fpr_kind": ["hard_negative=0.02"], "target_fpr_role": ["assistant=0.02", "system=0.02"],
+                    # A review band under each flag threshold, down to recall 0.98 on the calib half: rows a
+                    # person should see rather than the guard delete or keep on its own (docs/curation.md).
+                    "review_recall": 0.98},
 }
 BUILD_COMMAND = "reftguard default-bundle"
 
@@ -70,7 +75,7 @@ def cache_key() -> str:
     from reftguard.modeling.loading import packaged_gguf
 
     h = hashlib.sha256(json.dumps([RECIPE, __version__, serves_bf16()], sort_keys=True).encode())
-    for name in RECIPE["calibration"]["data"] + RECIPE["role_features"]["data"]:
+    for name in RECIPE["calibration"]["data"] + RECIPE["role_features"]["data"] + RECIPE["categories"]["data"]:
         h.update(packaged(name).read_bytes())
     gguf = packaged_gguf()
     h.update(f"{gguf.name}:{gguf.stat().st_size}".encode())

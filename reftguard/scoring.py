@@ -61,6 +61,10 @@ class Scored:
     reason: str = ""  # one of REASONS, or "" when no turn is over its threshold
     threshold: float = float("nan")  # the deciding turn's role threshold (nan from `decide_items`)
     flag: bool = False  # the verdict under `decide`
+    review: bool = False  # not flagged, but a turn is over its review threshold (Verdict.REVIEW)
+    review_threshold: float = float("nan")  # the deciding turn's review threshold (nan: no band for its role)
+    category: str = ""  # flagged or in review: the deciding row's harm category (the bundle's category head)
+    category_p: float = float("nan")
 
     def flagged(self, threshold: float) -> bool:
         # Strict everywhere (server, scan, calibration, eval): a score equal to the threshold is allowed.
@@ -76,6 +80,7 @@ class Thresholds:
     assistant: float | None = None
     system: float | None = None
     flag_refusal_examples: bool = False
+    review: "Thresholds | None" = None  # the review band's lower edges (each <= its flag threshold)
 
     def of(self, role: str) -> float | None:
         return {"user": self.user, "assistant": self.assistant, "system": self.system}[role]
@@ -85,7 +90,21 @@ class Thresholds:
 
     def with_user(self, threshold: float | None, flag_refusal_examples: bool = False) -> "Thresholds":
         """A request's view: its threshold override (user turns only) and its refusal-example choice."""
-        return Thresholds(self.user if threshold is None else threshold, self.assistant, self.system, flag_refusal_examples)
+        review = self.review
+        if review is not None:  # an override moves the band's top; its bottom never rises above it
+            user = review.user if threshold is None else min(review.user, threshold)
+            review = Thresholds(user, review.assistant, review.system, flag_refusal_examples)
+        return Thresholds(self.user if threshold is None else threshold, self.assistant, self.system, flag_refusal_examples, review)
+
+
+def make_thresholds(user: float, roles: dict, review: dict | None = None) -> Thresholds:
+    """Thresholds from a calibration's flag thresholds ({role: t} besides user) and review thresholds
+    ({role: t}, user included); a scored role without a review threshold has no band (review = flag)."""
+    flag = Thresholds(user, roles.get("assistant"), roles.get("system"))
+    if not review:
+        return flag
+    band = {r: review.get(r, flag.of(r)) for r in ("user", "assistant", "system") if flag.of(r) is not None}
+    return Thresholds(user, flag.assistant, flag.system, review=Thresholds(band["user"], band.get("assistant"), band.get("system")))
 
 
 def text_turns(texts: Sequence[str], role: str = "user") -> list[Turn]:
@@ -94,6 +113,11 @@ def text_turns(texts: Sequence[str], role: str = "user") -> list[Turn]:
 
 
 RoleFeatures = dict  # {role: (R_role, c_role)}: GuardBundle.role_features()
+
+
+def row_categories(outputs: Sequence[np.ndarray], head) -> list[tuple[str, float]] | None:
+    """Each row's most probable harm category and its probability (None without a head or a state)."""
+    return head.top(outputs[2]) if head is not None and len(outputs) > 2 else None
 
 
 def row_scores(outputs: Sequence[np.ndarray], roles: Sequence[str], features: RoleFeatures) -> np.ndarray:
@@ -123,53 +147,66 @@ def _turn_bests(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded) ->
     return best, truncated
 
 
-def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresholds: Thresholds) -> list[Scored]:
+def _judge(ks: list[int], turns: Sequence[Turn], best: dict[int, float], thresholds: Thresholds) -> tuple[int, str, bool]:
+    """An item's deciding turn, reason and flag under `thresholds` (`best`: each turn's highest score)."""
+    margin = {k: best[k] - thresholds.of(turns[k].role) for k in ks}
+    flags: list[tuple[int, str]] = []  # (turn position, reason)
+    refusal: int | None = None
+    for pos, k in enumerate(ks):
+        t = turns[k]
+        if margin[k] <= 0:
+            continue
+        if t.role == "assistant":
+            if not is_refusal_reply(t.text):  # refusals name the harm they decline: not judged by score
+                flags.append((k, "harmful_reply"))
+        elif t.role == "system":
+            flags.append((k, "harmful_system"))
+        else:
+            reply = next((j for j in ks[pos + 1:] if turns[j].role != "system"), None)
+            if reply is None or turns[reply].role != "assistant":
+                flags.append((k, "harmful_request"))  # no reply in the record: the request is what is kept
+            elif is_refusal_reply(turns[reply].text):
+                refusal = k if refusal is None else refusal
+            else:
+                flags.append((k, "complied_with_harm"))
+    if refusal is not None and thresholds.flag_refusal_examples:
+        flags.append((refusal, "refusal_example"))
+    if flags:
+        k, reason = max(flags, key=lambda f: (margin[f[0]], -_PRIORITY.get(f[1], 9), -ks.index(f[0])))
+        return k, reason, True
+    if refusal is not None:
+        return refusal, "refusal_example", False
+    # allowed: report the turn closest to its threshold (the first of equal margins)
+    return max(ks, key=lambda j: (margin[j], -ks.index(j))), "", False
+
+
+def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresholds: Thresholds,
+           categories: Sequence[tuple[str, float]] | None = None) -> list[Scored]:
     """One decision per item (items 0..n-1, each with a turn) from per-row scores: whole-record rules
-    in the module docstring. Turns of a role the thresholds do not score must not be in `turns`."""
+    in the module docstring. An item not flagged is judged again at the review thresholds, if any
+    (REVIEW). `categories` (per row: category, probability) name the harm of flagged and reviewed
+    items. Turns of a role the thresholds do not score must not be in `turns`."""
     best, truncated = _turn_bests(scores, turns, enc)
     by_item: list[list[int]] = [[] for _ in truncated]
     for k, t in enumerate(turns):
         by_item[t.item].append(k)
-
-    def result(k: int, reason: str, flag: bool) -> Scored:
-        r, t = best[k], turns[k]
-        return Scored(float(scores[r]), t.turn, enc.window[r], enc.num_windows[r], truncated[t.item], len(enc.ids[r]),
-                      t.role, reason, float(thresholds.of(t.role)), flag)
+    top = {k: float(scores[best[k]]) for k in range(len(turns))}
 
     out = []
     for ks in by_item:
         if not ks:
             raise ValueError(f"item {len(out)} has no turn to score")
-        margin = {k: float(scores[best[k]]) - thresholds.of(turns[k].role) for k in ks}
-        flags: list[tuple[int, str]] = []  # (turn position, reason)
-        refusal: int | None = None
-        for pos, k in enumerate(ks):
-            t = turns[k]
-            if margin[k] <= 0:
-                continue
-            if t.role == "assistant":
-                if not is_refusal_reply(t.text):  # refusals name the harm they decline: not judged by score
-                    flags.append((k, "harmful_reply"))
-            elif t.role == "system":
-                flags.append((k, "harmful_system"))
-            else:
-                reply = next((j for j in ks[pos + 1:] if turns[j].role != "system"), None)
-                if reply is None or turns[reply].role != "assistant":
-                    flags.append((k, "harmful_request"))  # no reply in the record: the request is what is kept
-                elif is_refusal_reply(turns[reply].text):
-                    refusal = k if refusal is None else refusal
-                else:
-                    flags.append((k, "complied_with_harm"))
-        if refusal is not None and thresholds.flag_refusal_examples:
-            flags.append((refusal, "refusal_example"))
-        if flags:
-            k, reason = max(flags, key=lambda f: (margin[f[0]], -_PRIORITY.get(f[1], 9), -ks.index(f[0])))
-            out.append(result(k, reason, True))
-        elif refusal is not None:
-            out.append(result(refusal, "refusal_example", False))
-        else:  # allowed: report the turn closest to its threshold (the first of equal margins)
-            k = max(ks, key=lambda j: (margin[j], -ks.index(j)))
-            out.append(result(k, "", False))
+        k, reason, flag = _judge(ks, turns, top, thresholds)
+        review = False
+        if not flag and thresholds.review is not None:
+            k2, reason2, review = _judge(ks, turns, top, thresholds.review)
+            if review:
+                k, reason = k2, reason2
+        r, t = best[k], turns[k]
+        category, p = categories[r] if categories is not None and (flag or review) else ("", float("nan"))
+        band = float("nan") if thresholds.review is None else float(thresholds.review.of(t.role))
+        out.append(Scored(float(scores[r]), t.turn, enc.window[r], enc.num_windows[r], truncated[t.item], len(enc.ids[r]),
+                          t.role, reason, float(thresholds.of(t.role)), flag, review, band, category, p))
     return out
 
 
@@ -179,7 +216,10 @@ def engine_thresholds(engine, bundle: GuardBundle) -> Thresholds:
     roles = getattr(engine, "role_thresholds", None)
     if roles is None:
         roles = bundle.role_thresholds
-    return Thresholds(float(getattr(engine, "threshold", bundle.threshold)), roles.get("assistant"), roles.get("system"))
+    review = getattr(engine, "review_thresholds", None)
+    if review is None:
+        review = bundle.review_thresholds
+    return make_thresholds(float(getattr(engine, "threshold", bundle.threshold)), roles, review)
 
 
 UNIFORM = Thresholds(0.0, 0.0, 0.0)  # threshold-free scoring: every item takes its highest turn
@@ -202,17 +242,29 @@ class BundleScorer:
         self.max_batch, self.max_batch_tokens = max_batch, max_batch_tokens
         self.thresholds = engine_thresholds(self.backend, bundle)  # what `decide` serves at
         self.role_features = bundle.role_features()
+        self.category_head = bundle.category_head()
 
     def score_ids(self, ids: list[list[int]], roles: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Scores and feature norms of encoded rows, in row order; `roles` (per row, default user) pick
         each row's feature."""
+        scores, norms, _ = self._rows(ids, roles)
+        return scores, norms
+
+    def _rows(self, ids, roles=None) -> tuple[np.ndarray, np.ndarray, list | None]:
+        """Scores, norms and (with a category head and a graph that gives the state) each row's category."""
         scores = np.zeros(len(ids), dtype=np.float32)
         norms = np.zeros(len(ids), dtype=np.float32)
+        cats: list | None = None
         roles = roles or ["user"] * len(ids)
         for rows, input_ids, mask in length_sorted_batches(ids, self.max_batch, self.max_batch_tokens, self.bundle.pad_token_id):
             out = self.backend.run(input_ids, mask)
             scores[rows], norms[rows] = row_scores(out, [roles[i] for i in rows], self.role_features), out[1]
-        return scores, norms
+            top = row_categories(out, self.category_head)
+            if top is not None:
+                cats = cats or [("", float("nan"))] * len(ids)
+                for i, c in zip(rows, top):
+                    cats[i] = c
+        return scores, norms, cats
 
     def score_turns(self, turns: Sequence[Turn], truncation: str = DEFAULT_TRUNCATION, thresholds: Thresholds | None = None) -> list[Scored]:
         """One decision per item under `thresholds` (default: every role at 0, so an item's score is
@@ -221,8 +273,8 @@ class BundleScorer:
         if not turns:
             return []
         enc = self.encoder.encode([t.text for t in turns], truncation)
-        scores, _ = self.score_ids(enc.ids, [turns[i].role for i in enc.text])
-        return decide(scores, turns, enc, thresholds or UNIFORM)
+        scores, _, cats = self._rows(enc.ids, [turns[i].role for i in enc.text])
+        return decide(scores, turns, enc, thresholds or UNIFORM, cats)
 
     def score_texts(self, texts: Sequence[str], truncation: str = DEFAULT_TRUNCATION, role: str = "user") -> list[Scored]:
         return self.score_turns(text_turns(texts, role), truncation)

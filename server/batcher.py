@@ -96,6 +96,7 @@ class PromptResult:
     score: float
     queue_s: float  # from queued to its batch starting
     infer_s: float  # its batch's inference time
+    category: tuple[str, float] | None = None  # the row's harm category and probability (with a category head)
 
 
 @dataclass
@@ -384,6 +385,7 @@ class TokenBudgetBatcher:
         try:
             outputs = await loop.run_in_executor(self._executor, model.run, input_ids, mask)
             scores = model.row_scores(outputs, [j.role for j in jobs])  # the norm is not served
+            cats = model.row_categories(outputs) or [None] * len(jobs)
         except Exception as exc:  # the batch fails; other batches are unaffected
             log.exception("inference failed for a batch of %d", len(jobs))
             for j in jobs:
@@ -395,9 +397,9 @@ class TokenBudgetBatcher:
         infer_s = time.monotonic() - start
         rate = mask.size / max(infer_s, 1e-6)
         self.tokens_per_s = rate if self.tokens_per_s is None else 0.8 * self.tokens_per_s + 0.2 * rate
-        for j, score in zip(jobs, scores):
+        for j, score, cat in zip(jobs, scores, cats):
             if not j.future.done():
-                j.future.set_result(PromptResult(float(score), start - j.enqueued, infer_s))
+                j.future.set_result(PromptResult(float(score), start - j.enqueued, infer_s, cat))
         if self.on_error and not shadow:
             self.on_error(None)
         if self.on_batch:

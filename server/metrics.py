@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 
 from reftguard.prompt import ROLES
 from reftguard.scoring import REASONS
+from reftguard.taxonomy import CATEGORIES as HARM_CATEGORIES
 
 SCORE_BUCKETS = tuple(round(-1.0 + 0.05 * i, 2) for i in range(1, 41))  # -0.95 .. 1.0
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -21,7 +22,9 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 BATCH_TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 RATIO_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 DELTA_BUCKETS = (-1.0, -0.5, -0.2, -0.1, -0.05, -0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-VERDICTS = ("allow", "flag")
+VERDICTS = ("allow", "flag")  # of Feedback and shadow series: what a reviewer or a candidate says
+DECISION_VERDICTS = VERDICTS + ("review",)
+CATEGORIES = HARM_CATEGORIES + ("none",)
 LABELS = ("benign", "harmful")
 
 
@@ -74,6 +77,8 @@ class GuardMetrics:
         for reason in REASONS + ("none",):
             for role in ROLES:
                 self.by_reason.labels(reason=reason, role=role)
+        self.by_category = Counter("reftguard_decisions_by_category", "FLAG and REVIEW decisions by the deciding row's harm category (the bundle's category head; 'none' without one) and source.",
+                                   ["category", "verdict", "source"], registry=r)
         self.flag_rate_gauge = Gauge("reftguard_flag_rate", "Fraction of decisions flagged over the sliding window.", ["source"], registry=r)
         self.score = Histogram("reftguard_score", "Distribution of guard scores (cosine with R_l).", buckets=SCORE_BUCKETS, registry=r)
         self.feedback = Counter("reftguard_feedback", "Human review verdicts.", ["served", "reviewed"], registry=r)
@@ -121,9 +126,13 @@ class GuardMetrics:
         # Create every bounded label combination at zero, so rate() sees the first increment too.
         for s in self.sources:
             self._flag_rate(s)
-            for verdict in VERDICTS:
+            for verdict in DECISION_VERDICTS:
                 self.decisions.labels(verdict=verdict, source=s)
+            for verdict in VERDICTS:
                 self.shadow_decisions.labels(verdict=verdict, source=s)
+            for category in CATEGORIES:
+                for verdict in ("flag", "review"):
+                    self.by_category.labels(category=category, verdict=verdict, source=s)
         for verdict in VERDICTS:
             for label in LABELS:
                 self.labeled.labels(verdict=verdict, label=label)
@@ -159,9 +168,13 @@ class GuardMetrics:
                 gauge.labels(bundle_id=b.bundle_id, backbone=b.backbone, layer=str(b.layer), provider=m.provider).set(1)
         self.expected_fpr.set(float("nan") if model.expected_fpr is None else model.expected_fpr)
 
-    def record_decision(self, source: str, flagged: bool, score: float, label: str | None, reason: str = "", role: str = "user") -> None:
-        verdict = "flag" if flagged else "allow"
+    def record_decision(self, source: str, flagged: bool, score: float, label: str | None, reason: str = "", role: str = "user",
+                        review: bool = False, category: str = "") -> None:
+        verdict = "flag" if flagged else "review" if review else "allow"
         self.decisions.labels(verdict=verdict, source=source).inc()
+        if flagged or review:
+            self.by_category.labels(category=category if category in CATEGORIES else "none", verdict=verdict, source=source).inc()
+        verdict = "flag" if flagged else "allow"  # the FP and miss rates count what is dropped
         self.by_reason.labels(reason=reason or "none", role=role).inc()
         self._flag_rate(source).add(1.0 if flagged else 0.0)
         self.score.observe(score)

@@ -22,7 +22,7 @@ import numpy as np
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, pad_batch
 from reftguard.engines import Engine
-from reftguard.scoring import Thresholds, engine_thresholds, row_scores
+from reftguard.scoring import Thresholds, engine_thresholds, make_thresholds, row_categories, row_scores
 
 log = logging.getLogger("reftguard.model")
 WARMUP_TEXTS = ("warmup: how do I bake bread?", "warmup")
@@ -42,11 +42,13 @@ class ServedModel:
     expected_fpr: float | None  # calibrated FPR at that threshold (None: the manifest has none)
     role_thresholds: dict = dataclasses.field(default_factory=dict)  # assistant/system thresholds at this precision
     role_features: dict = dataclasses.field(default_factory=dict)  # {role: (R, c)}: GuardBundle.role_features()
+    review_thresholds: dict = dataclasses.field(default_factory=dict)  # {role: review threshold} at this precision
+    category_head: object = None  # reftguard.category_head.CategoryHead, or None
 
     @property
     def thresholds(self) -> Thresholds:
         """What whole records are decided with; a role without a threshold is not scored."""
-        return Thresholds(self.threshold, self.role_thresholds.get("assistant"), self.role_thresholds.get("system"))
+        return make_thresholds(self.threshold, self.role_thresholds, self.review_thresholds)
 
     @property
     def bundle_id(self) -> str:
@@ -62,6 +64,9 @@ class ServedModel:
     def row_scores(self, outputs, roles) -> np.ndarray:
         """Each row's score under its role's feature (reftguard.scoring.row_scores)."""
         return row_scores(outputs, roles, self.role_features)
+
+    def row_categories(self, outputs) -> list | None:
+        return row_categories(outputs, self.category_head)
 
     def with_engine(self, engine: Engine) -> "ServedModel":
         """The same bundle and encoder on another engine (tests inject faults this way); a new model."""
@@ -111,7 +116,9 @@ def load_model(bundle: GuardBundle | str | Path, build_engine: Callable[[GuardBu
         t = engine_thresholds(engine, bundle)
         model = ServedModel(bundle, encoder, engine, provider, t.user, getattr(engine, "expected_fpr", bundle.expected_fpr),
                             {r: v for r, v in (("assistant", t.assistant), ("system", t.system)) if v is not None},
-                            bundle.role_features())
+                            bundle.role_features(),
+                            {r: t.review.of(r) for r in ("user", "assistant", "system") if t.review is not None and t.review.of(r) is not None},
+                            bundle.category_head())
         if not model.role_thresholds:
             log.warning("bundle %s has no assistant or system calibration: only user turns are scored, as before whole-record "
                         "scoring (calibrate roles with `reftguard calibrate --target-fpr-role assistant=0.01 ...`)", bundle.bundle_id)

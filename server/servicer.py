@@ -405,7 +405,8 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         except Exception as exc:  # the backend failed on this batch
             raise RequestError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
         thresholds = a.model.thresholds.with_user(a.parsed.threshold, a.parsed.flag_refusal_examples)
-        scored = decide([r.score for r in results], a.parsed.turns, a.enc, thresholds)
+        cats = [r.category or ("", float("nan")) for r in results] if a.model.category_head is not None else None
+        scored = decide([r.score for r in results], a.parsed.turns, a.enc, thresholds, cats)
         resp = self._respond(a, scored, results)
         if self.rt.shadow is not None:
             self.shadow.offer(self.rt, a, scored, self.metrics.source_label(a.parsed.source), a.caller.split(":", 1)[-1])
@@ -416,11 +417,13 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         request, parsed, t0, t_tok = a.request, a.parsed, a.t0, a.t_tok
         source = self.metrics.source_label(parsed.source)
         decisions = []
+        # REVIEW only to clients that said they understand it; others get FLAG, as before the band existed.
+        review = pb.REVIEW if request.accept_review else pb.FLAG
         for item, r, label in zip(request.items, scored, parsed.labels):
             decisions.append(
                 pb.Decision(
                     id=item.id,
-                    verdict=pb.FLAG if r.flag else pb.ALLOW,
+                    verdict=pb.FLAG if r.flag else review if r.review else pb.ALLOW,
                     score=r.score,
                     threshold=r.threshold,
                     margin=r.score - r.threshold,
@@ -431,9 +434,12 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
                     num_windows=r.num_windows,
                     role=r.role,
                     reason=r.reason,
+                    review_threshold=r.review_threshold,
+                    category=r.category,
+                    category_probability=r.category_p,
                 )
             )
-            self.metrics.record_decision(source, r.flag, r.score, label, r.reason, r.role)
+            self.metrics.record_decision(source, r.flag, r.score, label, r.reason, r.role, r.review, r.category)
             if r.truncated:
                 self.metrics.truncated.inc()
         now = time.monotonic()
@@ -456,6 +462,7 @@ def bundle_info(m: ServedModel) -> pb.BundleInfo:
     b = m.bundle
     return pb.BundleInfo(bundle_id=b.bundle_id, threshold=m.threshold, provider=m.provider, layer=b.layer, backbone=b.backbone,
                          expected_fpr=nan_if_none(m.expected_fpr), role_thresholds=m.role_thresholds,
+                         review_thresholds=m.review_thresholds, categories=m.category_head.labels if m.category_head else [],
                          manifest_json=json.dumps(b.manifest, sort_keys=True))
 
 

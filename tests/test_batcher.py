@@ -14,7 +14,7 @@ from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, 
 
 @dataclasses.dataclass(eq=False)
 class FakeModel:
-    """What the batcher needs of a ServedModel: `run`, `row_scores` and `pad_id`. Records every batch it ran."""
+    """What the batcher needs of a ServedModel: `run`, `row_scores`, `row_categories` and `pad_id`. Records every batch it ran."""
 
     offset: float = 0.0
     pad_id: int = 0
@@ -26,6 +26,9 @@ class FakeModel:
 
     def row_scores(self, outputs, roles):
         return outputs[0]
+
+    def row_categories(self, outputs):
+        return None
 
 
 M = FakeModel()
@@ -122,7 +125,7 @@ def test_results_are_frozen_scores_with_timing_and_no_norm():
     results = asyncio.run(run())
     assert [r.score for r in results] == [7.0, 9.0]
     assert all(isinstance(r, PromptResult) and r.queue_s >= 0 and r.infer_s >= 0 for r in results)
-    assert {f.name for f in dataclasses.fields(PromptResult)} == {"score", "queue_s", "infer_s"}
+    assert {f.name for f in dataclasses.fields(PromptResult)} == {"score", "queue_s", "infer_s", "category"}  # no norm
     with pytest.raises(dataclasses.FrozenInstanceError):
         results[0].score = 1.0
     assert model.batches == [[7, 9]]

@@ -177,7 +177,7 @@ class LocalEngine:
         outcomes = {id(r): s for r, s in zip(live, scored)}
         for r in batch:
             s = outcomes.get(id(r))
-            yield r, (Outcome(s.score, s.flag, s.turn, s.truncated, s.role, s.reason) if s is not None else None)
+            yield r, (Outcome(s.score, s.flag or s.review, s.turn, s.truncated, s.role, s.reason) if s is not None else None)
 
     def close(self) -> None:
         pass

@@ -60,6 +60,10 @@ def calibrate(ns) -> int:
     at = entry["calibration"]["at_threshold"]
     print(f"bundle {b.bundle_id}: {cfg.precision} threshold {entry['threshold']:.4f} -> recall {at['recall']:.4f}, FPR {at['fpr']:.4f}, "
           f"AUROC {at['auroc']:.4f}; vs fp32 max |Δ| {entry['parity_vs_fp32']['max_abs_diff']:.2e}, batch invariance {entry['batch_invariance']['max_abs_diff']:.2e}")
+    for role, band in [("user", entry.get("review"))] + [(r, v.get("review")) for r, v in (entry.get("roles") or {}).items()]:
+        if band:
+            print(f"  {role} review band: {band['threshold']:.4f} < score <= flag threshold; recall of FLAG or REVIEW {band['recall']:.4f}, "
+                  f"benign sent to review {band['benign_review_share']:.4f}, flagged {band['benign_flag_share']:.4f}")
     return 0
 
 
@@ -77,6 +81,21 @@ def fit_roles(ns) -> int:
     print(f"bundle {b.bundle_id}: " + "; ".join(f"{r} feature from {f['n_harmful']} harmful / {f['n_benign']} benign turns "
                                                f"(cosine with R_l {f['cos_with_r_l']:.3f})" for r, f in fit.items())
           + "; calibrate its role thresholds next (reftguard calibrate --target-fpr-role ...)")
+    return 0
+
+
+def fit_categories_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.category_fit import FitCategoriesConfig
+
+    add_dataclass_args(p, FitCategoriesConfig, group="fit-categories")
+
+
+def fit_categories(ns) -> int:
+    from reftguard.category_fit import FitCategoriesConfig, fit_categories as run
+
+    b = run(from_args(FitCategoriesConfig, ns))
+    n = b.manifest["categories"]["n"]
+    print(f"bundle {b.bundle_id}: category head on {sum(n.values())} harmful rows (" + ", ".join(f"{k} {v}" for k, v in n.items()) + ")")
     return 0
 
 

@@ -95,6 +95,8 @@ def calibrations(manifest: dict) -> dict[str, dict]:
     fp32 = {"threshold": manifest["threshold"], "calibration": manifest.get("calibration") or {}}
     if manifest.get("roles"):  # assistant/system thresholds (whole-record scoring), fp32's at the top level too
         fp32["roles"] = manifest["roles"]
+    if manifest.get("review"):  # the user turns' review band, fp32's at the top level too
+        fp32["review"] = manifest["review"]
     out.setdefault("fp32", fp32)
     return out
 

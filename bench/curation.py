@@ -1,0 +1,103 @@
+"""The curator's view of a bundle, in one run: the review band and the harm categories.
+
+Band: on the report half of the dev files the calibration never saw (guard-dev, handwritten-dev,
+contrast-dev), user turns decided at the bundle's flag and review thresholds: recall of FLAG or REVIEW,
+benign prompts sent to REVIEW or FLAG, hard negatives FLAGged; and the trade-off curve: for each review
+recall target, the band's lower edge chosen on the calib half and its cost on the report half.
+Categories: top-1 accuracy of the category head on every harmful dev prompt with a data category (the head
+was fitted on training rows only), per class with n.
+
+    python -m bench.curation [--bundle DIR] [--out bench/results/curation.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from reftguard import evaluation
+from reftguard.bundle import GuardBundle
+from reftguard.calibration import score_prompts
+from reftguard.category_fit import labelled_rows
+from reftguard.data import CALIBRATION_FILES, load_labeled, packaged, select_split
+from reftguard.role_fit import turn_states
+
+CURVE = (0.90, 0.95, 0.97, 0.98, 0.99)
+GOALS = {"recall_flag_or_review": (">=", 0.98), "benign_review_or_flag": ("<=", 0.08), "hard_negative_flag": ("<=", 0.01),
+         "category_top1": (">=", 0.80)}
+
+
+def _rates(s: np.ndarray, y: np.ndarray, kinds: list[str], flag: float, review: float) -> dict:
+    benign, harmful, hard = y == 0, y == 1, np.array([k == "hard_negative" for k in kinds])
+    return {"n_harmful": int(harmful.sum()), "n_benign": int(benign.sum()), "n_hard_negative": int(hard.sum()),
+            "recall_flag": float((s[harmful] > flag).mean()), "recall_flag_or_review": float((s[harmful] > review).mean()),
+            "benign_flag": float((s[benign] > flag).mean()), "benign_review": float(((s[benign] > review) & (s[benign] <= flag)).mean()),
+            "benign_review_or_flag": float((s[benign] > review).mean()),
+            "hard_negative_flag": float((s[hard] > flag).mean()) if hard.any() else None,
+            "hard_negative_review_or_flag": float((s[hard] > review).mean()) if hard.any() else None}
+
+
+def band(bundle: GuardBundle) -> dict:
+    rows = load_labeled([str(packaged(f)) for f in CALIBRATION_FILES])
+    halves = {h: select_split(rows, h) for h in ("calib", "report")}
+    scores = {h: score_prompts(bundle, ps) for h, ps in halves.items()}
+    y = {h: np.array([p.label for p in ps]) for h, ps in halves.items()}
+    flag = bundle.threshold
+    review = bundle.review_thresholds.get("user", flag)
+    curve = []
+    for target in CURVE:  # what each recall target would cost: chosen on calib, measured on report
+        low = min(evaluation.threshold_for_recall(scores["calib"], y["calib"], target), flag)
+        curve.append({"target_recall": target, "review_threshold": float(low)} |
+                     _rates(scores["report"], y["report"], [p.kind for p in halves["report"]], flag, low))
+    return {"flag_threshold": flag, "review_threshold": review,
+            "report": _rates(scores["report"], y["report"], [p.kind for p in halves["report"]], flag, review),
+            "curve": curve}
+
+
+def categories(bundle: GuardBundle) -> dict | None:
+    head = bundle.category_head()
+    if head is None:
+        return None
+    rows = labelled_rows([str(packaged(f)) for f in ("guard-dev.jsonl", "handwritten-dev.jsonl")])
+    top = head.top(turn_states(bundle, [t for t, _ in rows]))
+    per: dict[str, Counter] = {}
+    for (_, truth), (guess, _) in zip(rows, top):
+        per.setdefault(truth, Counter())["n"] += 1
+        per[truth]["correct"] += guess == truth
+    confusion = Counter(f"{truth}->{guess}" for (_, truth), (guess, _) in zip(rows, top) if guess != truth)
+    return {"n": len(rows), "top1": sum(c["correct"] for c in per.values()) / len(rows),
+            "per_class": {k: {"n": c["n"], "top1": c["correct"] / c["n"]} for k, c in sorted(per.items())},
+            "fitted_on": bundle.manifest["categories"]["n"], "most_confused": dict(confusion.most_common(8))}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", default="")
+    ap.add_argument("--out", default="bench/results/curation.json")
+    args = ap.parse_args(argv)
+    if args.bundle:
+        bundle = GuardBundle.load(args.bundle)
+    else:
+        from reftguard.exporter.default_bundle import ensure_default_bundle
+
+        bundle = ensure_default_bundle()
+    out = {"bundle_id": bundle.bundle_id, "band": band(bundle), "categories": categories(bundle)}
+    r, c = out["band"]["report"], out["categories"]
+    measured = {"recall_flag_or_review": r["recall_flag_or_review"], "benign_review_or_flag": r["benign_review_or_flag"],
+                "hard_negative_flag": r["hard_negative_flag"], "category_top1": c["top1"] if c else None}
+    out["goals"] = {k: {"op": op, "target": t, "value": measured[k],
+                        "met": measured[k] is not None and (measured[k] >= t if op == ">=" else measured[k] <= t)} for k, (op, t) in GOALS.items()}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    for k, g in out["goals"].items():
+        print(f"{k:24} {g['op']} {g['target']}: {g['value']}  {'met' if g['met'] else 'NOT met'}")
+    for p in out["band"]["curve"]:
+        print(f"review recall target {p['target_recall']:.2f}: recall {p['recall_flag_or_review']:.3f}, benign to review/flag {p['benign_review_or_flag']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""Curator decisions: the REVIEW band (core, calibration, server, old clients) and harm categories."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from reftguard.bundle import GuardBundle
+from reftguard.calibration import CalibrateConfig, calibrate
+from reftguard.category_fit import FitCategoriesConfig, fit_categories
+from reftguard.category_head import fit_head
+from reftguard.clients import GuardClient
+from reftguard.data import packaged
+from reftguard.encoding import Encoded
+from reftguard.scoring import BundleScorer, Thresholds, Turn, decide, make_thresholds
+from reftguard.taxonomy import CATEGORIES, category_of
+from reftguard.v1 import guard_pb2 as pb
+from tests.harness import run_server
+
+
+def _one_row_each(turns):
+    n = len(turns)
+    return Encoded(ids=[[1] * 3] * n, truncated=[False] * n, text=list(range(n)), window=[0] * n, num_windows=[1] * n)
+
+
+def test_an_item_between_review_and_flag_thresholds_is_for_review():
+    t = make_thresholds(0.5, {"assistant": 0.6}, {"user": 0.2, "assistant": 0.3})
+    assert t.review == Thresholds(0.2, 0.3, None)
+    chats = [[("user", "q", 0.7)], [("user", "q", 0.3)], [("user", "q", 0.1)],
+             [("user", "q", 0.1), ("assistant", "here is how", 0.4)],   # the reply is in its own band
+             [("user", "q", 0.3), ("assistant", "I'm sorry, but I can't help with that.", 0.9)]]  # a refusal is never reviewed
+    turns = [Turn(i, k, text, role) for i, chat in enumerate(chats) for k, (role, text, _) in enumerate(chat)]
+    scores = np.array([s for chat in chats for _, _, s in chat], dtype=np.float32)
+    got = decide(scores, turns, _one_row_each(turns), t, [("weapons", 0.9)] * len(turns))
+    assert [(g.flag, g.review, g.reason) for g in got] == [
+        (True, False, "harmful_request"), (False, True, "harmful_request"), (False, False, ""),
+        (False, True, "harmful_reply"), (False, False, "")]
+    assert got[1].review_threshold == pytest.approx(0.2) and got[1].threshold == 0.5
+    assert [g.category for g in got] == ["weapons", "weapons", "", "weapons", ""]  # only flagged and reviewed items name one
+    # a client's threshold override moves the band's top; its bottom never rises above it
+    assert t.with_user(0.1).review.user == pytest.approx(0.1) and t.with_user(0.9).review.user == pytest.approx(0.2)
+    assert make_thresholds(0.5, {}).review is None  # no band: ALLOW/FLAG exactly as before
+
+
+@pytest.fixture(scope="module")
+def band_bundle(role_bundle, role_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("band") / "bundle"
+    shutil.copytree(role_bundle, out)
+    calibrate(CalibrateConfig(bundle=str(out), data=[str(role_data)], target_fpr=0.05, target_fpr_role=["assistant=0.1,system=0.2"],
+                              review_recall=0.98))
+    data = [str(packaged("guard-train.jsonl")), str(packaged("guard-train-extra.jsonl"))]
+    fit_categories(FitCategoriesConfig(bundle=str(out), data=data, steps=100))
+    return out
+
+
+def test_calibrate_sets_a_review_band_under_each_flag_threshold(band_bundle, role_data):
+    b = GuardBundle.load(band_bundle)
+    review = b.review_thresholds
+    assert set(review) == {"user", "assistant", "system"}
+    assert review["user"] <= b.threshold and all(review[r] <= b.role_thresholds[r] for r in ("assistant", "system"))
+    band = b.manifest["review"]
+    rows = [json.loads(line) for line in role_data.read_text().splitlines()]
+    user = [r for r in rows if r.get("role", "user") == "user"]
+    s = BundleScorer(b).scores([r["text"] for r in user])
+    y = np.array([r["label"] == "harmful" for r in user])
+    assert (s[y] > review["user"]).mean() >= 0.98 and band["recall"] == pytest.approx((s[y] > review["user"]).mean())
+    assert band["benign_review_share"] == pytest.approx(((s[~y] > review["user"]) & (s[~y] <= b.threshold)).mean())
+    assert "review band, user turns" in (b.root / "CARD.md").read_text()
+
+
+def test_old_clients_never_see_review_and_new_ones_do(band_bundle):
+    b = GuardBundle.load(band_bundle)
+    texts = [json.loads(line)["text"] for line in packaged("guard-dev.jsonl").read_text().splitlines()[:48]]
+    scorer = BundleScorer(b)
+    # an override at the 75th percentile flags a quarter; the band below it (its bottom stays) reviews some
+    top = float(np.quantile(scorer.scores(texts), 0.75))
+    ref = scorer.score_turns([Turn(i, -1, t) for i, t in enumerate(texts)], thresholds=scorer.thresholds.with_user(top))
+    assert any(r.review for r in ref) and any(r.flag for r in ref), "the fixture should put some items in the band"
+    with run_server(band_bundle) as rs, GuardClient(rs.target) as c:
+        new = c.score(texts, accept_review=True, threshold=top)
+        old = c.score(texts, threshold=top)
+        # the bytes an old client sends: no field 6; what it reads back has only ALLOW and FLAG
+        import grpc
+
+        raw = grpc.insecure_channel(rs.target).unary_unary("/reftguard.v1.Guard/Score")
+        req = pb.ScoreRequest(items=[pb.Item(id=str(i), text=t) for i, t in enumerate(texts)], threshold=top).SerializeToString()
+        assert b"\x30\x01" not in req[-2:]  # accept_review (field 6, varint) is not on the wire
+        old_raw = pb.ScoreResponse.FromString(raw(req, timeout=60))
+        info = c.info()
+        reviewed = rs.value("reftguard_decisions_total", verdict="review", source="default")
+        by_cat = sum(rs.value("reftguard_decisions_by_category_total", category=k, verdict=v, source="default")
+                     for k in CATEGORIES for v in ("flag", "review"))
+    expect = [pb.FLAG if r.flag else pb.REVIEW if r.review else pb.ALLOW for r in ref]
+    assert [d.verdict for d in new] == expect
+    assert [d.verdict for d in old] == [pb.FLAG if v == pb.REVIEW else v for v in expect]
+    assert [d.verdict for d in old_raw.decisions] == [d.verdict for d in old]
+    assert reviewed == 3 * sum(v == pb.REVIEW for v in expect)  # metrics count the guard's verdict, whatever a client is sent
+    assert dict(info.active.review_thresholds) == pytest.approx(b.review_thresholds)
+    assert list(info.active.categories) == list(CATEGORIES)
+    for d, r in zip(new, ref):
+        assert d.review_threshold == pytest.approx(r.review_threshold)
+        if d.verdict in (pb.FLAG, pb.REVIEW):
+            assert d.category in CATEGORIES and 0 < d.category_probability <= 1 and d.category == r.category
+        else:
+            assert d.category == "" and np.isnan(d.category_probability)
+    assert by_cat == 3 * sum(v != pb.ALLOW for v in expect)  # new, old and raw calls each counted once
+
+
+def test_category_head_is_deterministic_and_fitted_on_training_rows(band_bundle):
+    b = GuardBundle.load(band_bundle)
+    spec = b.manifest["categories"]
+    assert spec["labels"] == list(CATEGORIES) and spec["data"] == ["guard-train.jsonl", "guard-train-extra.jsonl"]
+    assert spec["file"] in b.manifest["files"] and sum(spec["n"].values()) > 1000
+    head = b.category_head()
+    p = head.probabilities(np.random.default_rng(0).normal(size=(4, len(head.mean))).astype(np.float32))
+    assert p.shape == (4, len(CATEGORIES)) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+    # the fit separates classes it is given, the same way every time
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(loc=k, size=(20, 3)) for k in range(3)])
+    y = np.repeat(np.arange(3), 20)
+    a, c = fit_head(x, y, ("a", "b", "c")), fit_head(x, y, ("a", "b", "c"))
+    assert np.array_equal(a.weights, c.weights) and [t for t, _ in a.top(x)].count("a") >= 18
+
+
+def test_data_categories_map_onto_the_taxonomy():
+    assert category_of("weapons_explosives") == category_of("hypothetical_world:cbrn") == "weapons"
+    assert category_of("malicious_uses:S008code") == "cyber" and category_of("Non-violent crimes") == "other"
+    assert category_of("harassment_stalking") == "privacy" and category_of("hate_extremism") == "extremism"
+    assert category_of("Financial and Business") == "fraud" and category_of("self_harm:task_dataset") == "self_harm"
+    assert category_of(None) is None and category_of("Autonomy") == "other"
