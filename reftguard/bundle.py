@@ -124,6 +124,11 @@ class GuardBundle:
         for a bundle without a review band."""
         return review_thresholds_of({"review": self.manifest.get("review"), "roles": self.manifest.get("roles")})
 
+    @property
+    def fpr_curves(self) -> dict[str, list]:
+        """fp32 calibration curves per role (reftguard.calibration.fpr_curve)."""
+        return fpr_curves_of({"calibration": self.manifest.get("calibration"), "roles": self.manifest.get("roles")})
+
     def category_head(self):
         """The harm-category head (reftguard.category_head.CategoryHead), or None without one."""
         spec = self.manifest.get("categories")
@@ -232,6 +237,13 @@ class GuardBundle:
         thr = m["threshold"]
         if not isinstance(thr, (int, float)) or not -1.0 <= float(thr) <= 1.0:
             raise BundleError(f"threshold {thr!r} in {MANIFEST} is not a number in [-1, 1]")
+
+
+def fpr_curves_of(entry: dict) -> dict[str, list]:
+    """{role: [(FPR, threshold), ...]} of one calibration entry (what a policy's flag_fpr maps through)."""
+    out = {"user": (entry.get("calibration") or {}).get("fpr_curve")}
+    out |= {role: (v.get("calibration") or {}).get("fpr_curve") for role, v in (entry.get("roles") or {}).items()}
+    return {k: v for k, v in out.items() if v}
 
 
 def review_thresholds_of(entry: dict) -> dict[str, float]:

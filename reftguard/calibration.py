@@ -119,6 +119,7 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
         "data_hash": data_hash(prompts),
         "n": len(prompts),
         "at_threshold": at,
+        "fpr_curve": fpr_curve(s, y),
         "fpr_by_source": {k: v["fpr"] for k, v in report["by_source"].items()},
         "fpr_by_kind": {k: v["fpr"] for k, v in report["by_kind"].items() if v["n_benign"]},
     }
@@ -153,6 +154,14 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
 
     seal(bundle.root, manifest, card=render_card)
     return GuardBundle.load(bundle.root)
+
+
+CURVE_FPRS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3)
+
+
+def fpr_curve(scores: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
+    """(FPR target, the lowest threshold meeting it on these rows): what a policy's `flag_fpr` maps through."""
+    return [(f, float(np.float32(evaluation.threshold_for_fpr(scores, y, f)))) for f in CURVE_FPRS]
 
 
 def review_band(scores: np.ndarray, y: np.ndarray, flag: float, recall: float) -> dict:
@@ -199,7 +208,7 @@ def _calibrate_role(bundle: GuardBundle, engine, rows: list[LabeledPrompt], role
     band = {"review": review_band(s, y, float(np.float32(thr)), cfg.review_recall)} if cfg.review_recall else {}
     return band | {"threshold": float(np.float32(thr)),
             "calibration": {"method": "target FPR", "target": {"fpr": fpr}, "data": [Path(d).name for d in cfg.data], "split": cfg.split,
-                            "set_by": bound_by, "data_hash": data_hash(rows), "n": len(rows), "at_threshold": at,
+                            "set_by": bound_by, "data_hash": data_hash(rows), "n": len(rows), "at_threshold": at, "fpr_curve": fpr_curve(s, y),
                             "fpr_by_kind": {k: v["fpr"] for k, v in report["by_kind"].items() if v["n_benign"]}}}
 
 

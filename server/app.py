@@ -22,6 +22,7 @@ from prometheus_client import start_http_server
 
 from reftguard.bundle import GuardBundle
 from reftguard.engines import Engine, make_engine
+from reftguard.policy import PolicyError, load_policy
 from reftguard.server.auth import AuthInterceptor, Authenticator, check_exposure, load_tokens
 from reftguard.server.batcher import TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
@@ -105,6 +106,7 @@ class GuardServer:
         cfg = self.cfg
         self.auth = Authenticator(load_tokens(cfg.auth_token, cfg.auth_token_file), load_tokens(cfg.feedback_token, cfg.feedback_token_file))
         check_exposure(cfg, tokens=self.auth.required)  # before binding anything
+        policy = load_policy(cfg.policy) if cfg.policy else None  # a bad policy file stops the start, before any model loads
         if not self.auth.reviewer_required:
             log.warning("no reviewer credential (--feedback-token / REFTGUARD_FEEDBACK_TOKEN or --feedback-token-file): any client "
                         "that may score may also send Feedback and labeled items, which move the false-positive and miss rates; "
@@ -164,7 +166,7 @@ class GuardServer:
         self.metrics.queue_tokens.set_function(lambda: batcher.queued_tokens)
         self.metrics.shadow_budget.set(cfg.shadow_max_disagreement)
         self.runtime = Runtime(model, self.batcher, FairPool(cfg.tokenize_workers),
-                               shadow, cfg.shadow_fraction)
+                               shadow, cfg.shadow_fraction, policy)
         self.metrics.set_bundle(model, shadow)
         self.servicer.attach(self.runtime)
         self.batcher.start()
@@ -232,6 +234,12 @@ class GuardServer:
         up, then swap it in atomically. A bundle that is missing, half-copied, tampered or cannot score
         is refused and the current model keeps serving. Jobs already queued finish on the model they
         were admitted under; that model is released when its last job is done."""
+        if self.cfg.policy:
+            try:
+                self.runtime.policy = await asyncio.get_running_loop().run_in_executor(None, load_policy, self.cfg.policy)
+                log.info("policy %s (sha256 %s…)", self.cfg.policy, self.runtime.policy.sha256[:12])
+            except PolicyError as exc:  # keep the policy in force, as a refused bundle keeps the model
+                log.error("policy refused, keeping sha256 %s…: %s", self.runtime.policy.sha256[:12] if self.runtime.policy else "none", exc)
         old = self.runtime.model
         try:
             if not self.cfg.bundle:

@@ -46,6 +46,7 @@ class ServerConfig:
     max_windows: int = option(DEFAULT_MAX_WINDOWS, "Most windows one user turn may be split into under truncation window, the tail window included; more is INVALID_ARGUMENT (0 = no limit). Each window is a prompt in the batcher.")
     window_overlap: int = option(-1, "Tokens shared by consecutive windows of a long user turn; -1 = a quarter of the window (max_tokens minus the template).")
     window_tail: int = option(-1, "A windowed user turn also gets a short last window holding only its final this-many tokens, so a request at the end of a long context is scored nearly alone; -1 = 32 tokens (chosen on calib-half long-context dev prompts) or a quarter of the window if less, 0 = no tail window.")
+    policy: str = option("", "Policy file (TOML): flag/review thresholds, FPR targets and harm categories per request `source` (docs/curation.md). Checked at start (a bad file stops the server) and re-read on SIGHUP (a bad file is refused; the policy in force stays). Info reports its sha256.")
     sources: list = option(["default", "ingest", "scan", "api", "review"], "Allowed `source` tags for metric labels; anything else is counted as 'other'.")
     metrics_window_s: float = option(300.0, "Sliding window of the flag-rate, false-positive-rate and miss-rate gauges, in seconds.")
     tokenize_workers: int = option(2, "Threads that tokenize requests off the event loop.")

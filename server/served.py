@@ -44,6 +44,7 @@ class ServedModel:
     role_features: dict = dataclasses.field(default_factory=dict)  # {role: (R, c)}: GuardBundle.role_features()
     review_thresholds: dict = dataclasses.field(default_factory=dict)  # {role: review threshold} at this precision
     category_head: object = None  # reftguard.category_head.CategoryHead, or None
+    fpr_curves: dict = dataclasses.field(default_factory=dict)  # {role: [(FPR, threshold)]} at this precision (policies)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -118,7 +119,7 @@ def load_model(bundle: GuardBundle | str | Path, build_engine: Callable[[GuardBu
                             {r: v for r, v in (("assistant", t.assistant), ("system", t.system)) if v is not None},
                             bundle.role_features(),
                             {r: t.review.of(r) for r in ("user", "assistant", "system") if t.review is not None and t.review.of(r) is not None},
-                            bundle.category_head())
+                            bundle.category_head(), getattr(engine, "fpr_curves", None) or bundle.fpr_curves)
         if not model.role_thresholds:
             log.warning("bundle %s has no assistant or system calibration: only user turns are scored, as before whole-record "
                         "scoring (calibrate roles with `reftguard calibrate --target-fpr-role assistant=0.01 ...`)", bundle.bundle_id)

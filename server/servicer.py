@@ -16,6 +16,7 @@ import grpc
 
 from reftguard import __version__
 from reftguard.encoding import Budget, OverBudget, PromptRejected
+from reftguard.policy import Policy
 from reftguard.scoring import Scored, decide
 from reftguard.server.auth import Authenticator, AuthError, Caller, RateLimit, cert_subject
 from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, ShuttingDown, TokenBudgetBatcher, TooLarge
@@ -23,8 +24,8 @@ from reftguard.server.config import ServerConfig
 from reftguard.server.metrics import GuardMetrics
 from reftguard.server.served import ServedModel
 from reftguard.server.shadow import ShadowScorer
-from reftguard.server.validation import LABEL_NAMES, RequestError, check_id, clip, invalid, over_limit, parse_score_request
 from reftguard.server.fair_pool import FairPool, encode_fairly
+from reftguard.server.validation import LABEL_NAMES, RequestError, check_id, clip, invalid, over_limit, parse_score_request
 from reftguard.server.wire import too_many_messages
 from reftguard.v1 import guard_pb2 as pb
 from reftguard.v1 import guard_pb2_grpc
@@ -84,6 +85,7 @@ class Runtime:
     tokenize_pool: FairPool
     shadow: ServedModel | None = None
     shadow_fraction: float = 1.0
+    policy: Policy | None = None  # per-source thresholds and categories (serve --policy)
 
 
 class GuardServicer(guard_pb2_grpc.GuardServicer):
@@ -304,6 +306,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             active=bundle_info(m),
             shadow=bundle_info(shadow) if shadow else None,
             shadow_fraction=rt.shadow_fraction if shadow else 0.0,
+            policy_sha256=rt.policy.sha256 if rt.policy else "",
         )
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -404,9 +407,14 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             raise
         except Exception as exc:  # the backend failed on this batch
             raise RequestError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
-        thresholds = a.model.thresholds.with_user(a.parsed.threshold, a.parsed.flag_refusal_examples)
+        # The source's policy first, then the request's own threshold and refusal-example choice.
+        policy = self.rt.policy.for_source(a.parsed.source) if self.rt.policy else None
+        base = policy.thresholds(a.model.thresholds, a.model.fpr_curves) if policy else a.model.thresholds
+        thresholds = base.with_user(a.parsed.threshold, a.parsed.flag_refusal_examples)
         cats = [r.category or ("", float("nan")) for r in results] if a.model.category_head is not None else None
         scored = decide([r.score for r in results], a.parsed.turns, a.enc, thresholds, cats)
+        if policy:
+            scored = [policy.verdict(s) for s in scored]
         resp = self._respond(a, scored, results)
         if self.rt.shadow is not None:
             self.shadow.offer(self.rt, a, scored, self.metrics.source_label(a.parsed.source), a.caller.split(":", 1)[-1])

@@ -29,6 +29,7 @@ def scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flag-refusal-examples", action="store_true",
                    help="Flag records whose harmful request is answered by a refusal. By default they are allowed (reason refusal_example): "
                    "they are the safety data that keeps a finetuned model aligned.")
+    p.add_argument("--policy", default="", help="In-process (--bundle) only: a policy file (docs/curation.md) whose section for --source sets thresholds and categories; a service applies its own.")
     p.add_argument("--batch-size", type=int, default=32, help="Items per ScoreStream request.")
     p.add_argument("--concurrency", "--in-flight", dest="in_flight", type=int, default=8,
                    help="Unanswered requests on the stream; bounds client memory and server queueing.")
@@ -62,7 +63,7 @@ def scan(ns) -> int:
     remote = ns.bundle is None
     cfg = ScanConfig(input=ns.input, out=ns.out, bundle=ns.bundle, client=client_config(ns) if remote else None, format=ns.format,
                      split=ns.split, text_field=ns.text_field, source_field=ns.source_field, threshold=ns.threshold, source=ns.source,
-                     truncation=ns.truncation, flag_refusal_examples=ns.flag_refusal_examples, batch_size=ns.batch_size,
+                     truncation=ns.truncation, flag_refusal_examples=ns.flag_refusal_examples, policy=ns.policy, batch_size=ns.batch_size,
                      in_flight=ns.in_flight, chunk_rows=ns.chunk_rows, restart=ns.restart)
     try:
         s = Scan(cfg)

@@ -127,7 +127,7 @@ class LocalEngine:
     mode = "in-process"
 
     def __init__(self, bundle: str | Path, *, threshold: float | None = None, truncation: str | None = None, batch_rows: int = 512,
-                 flag_refusal_examples: bool = False):
+                 flag_refusal_examples: bool = False, policy: str = "", source: str = ""):
         from reftguard.bundle import GuardBundle  # lazy: the in-process mode needs onnxruntime + tokenizers
         from reftguard.encoding import DEFAULT_TRUNCATION
         from reftguard.scoring import BundleScorer
@@ -141,7 +141,17 @@ class LocalEngine:
         self.threshold = float(self.bundle.threshold) if threshold is None else struct.unpack("f", struct.pack("f", threshold))[0]
         # The server's whole-record decision: every role the bundle is calibrated for, a threshold
         # override on user turns only.
-        self.thresholds = self.scorer.thresholds.with_user(None if threshold is None else self.threshold, flag_refusal_examples)
+        # A policy's section for this scan's source first (as the server does for a request), then the override.
+        self.policy = None
+        base = self.scorer.thresholds
+        if policy:
+            from reftguard.policy import load_policy
+
+            self.policy = load_policy(policy)
+            self.source_policy = self.policy.for_source(source)
+            if self.source_policy:
+                base = self.source_policy.thresholds(base, self.bundle.fpr_curves)
+        self.thresholds = base.with_user(None if threshold is None else self.threshold, flag_refusal_examples)
         self.truncation = truncation or DEFAULT_TRUNCATION  # what a server does when the request names none
         self.batch_rows = batch_rows
         self.max_chars = DEFAULT_MAX_CHARS
@@ -169,6 +179,8 @@ class LocalEngine:
                      if self.thresholds.scores(role)]
             try:
                 scored = self.scorer.score_turns(turns, self.truncation, self.thresholds)
+                if self.policy and self.source_policy:
+                    scored = [self.source_policy.verdict(s) for s in scored]
                 break
             except PromptRejected as exc:  # 'error' on a long prompt, or over max_windows: an errors row
                 bad = live[turns[exc.index].item]

@@ -39,6 +39,7 @@ class ScanConfig:
     source: str = ""  # source tag sent to the service (metrics label)
     truncation: str | None = None  # window|error|left|right; None: the server's default (in-process: window)
     flag_refusal_examples: bool = False  # flag harmful requests answered by a refusal (default: allowed as safety data)
+    policy: str = ""  # in-process only: a policy file (reftguard/policy.py); its section for `source` applies
     batch_size: int = 32  # items per ScoreStream request
     in_flight: int = 8  # unanswered requests on the stream
     chunk_rows: int = 1000  # rows per checkpoint commit
@@ -48,14 +49,17 @@ class ScanConfig:
 
 def scan_engine(*, target: str | None = None, bundle: str | None = None, client: ClientConfig | None = None, threshold: float | None = None,
                 source: str = "", truncation: str | None = None, batch_size: int = 32, in_flight: int = 8, batch_rows: int = 512,
-                flag_refusal_examples: bool = False):
+                flag_refusal_examples: bool = False, policy: str = ""):
     """A RemoteEngine (target / client config) or a LocalEngine (bundle); shared by scan, hf and ray."""
     from reftguard.clients.scan.engines import LocalEngine, RemoteEngine
 
     if bundle and (target or client):
         raise ValueError("give either a target (remote service) or a bundle (in-process), not both")
     if bundle:
-        return LocalEngine(bundle, threshold=threshold, truncation=truncation, batch_rows=batch_rows, flag_refusal_examples=flag_refusal_examples)
+        return LocalEngine(bundle, threshold=threshold, truncation=truncation, batch_rows=batch_rows, flag_refusal_examples=flag_refusal_examples,
+                           policy=policy, source=source)
+    if policy:
+        raise ValueError("--policy applies to in-process scans (--bundle); a service applies its own (reftguard serve --policy)")
     if not (target or client):
         raise ValueError("give a target (HOST:PORT of the guard service) or a bundle folder")
     cfg = client or ClientConfig(target=target)
@@ -75,10 +79,12 @@ class Scan:
         self.reader = self.fmt.reader(self.input, cfg.split)
         self.engine = engine or scan_engine(target=cfg.target, bundle=cfg.bundle, client=cfg.client, threshold=cfg.threshold, source=cfg.source,
                                             truncation=cfg.truncation, batch_size=cfg.batch_size, in_flight=cfg.in_flight, batch_rows=cfg.chunk_rows,
-                                            flag_refusal_examples=cfg.flag_refusal_examples)
+                                            flag_refusal_examples=cfg.flag_refusal_examples, policy=cfg.policy)
+        policy = getattr(self.engine, "policy", None)
         self.fingerprint = fingerprint(input=input_identity(self.input), format=self.fmt.name, split=cfg.split, text_field=cfg.text_field,
                                        bundle_id=self.engine.bundle_id, threshold=self.engine.threshold, truncation=cfg.truncation,
-                                       chunk_rows=cfg.chunk_rows, flag_refusal_examples=cfg.flag_refusal_examples)
+                                       chunk_rows=cfg.chunk_rows, flag_refusal_examples=cfg.flag_refusal_examples,
+                                       **({"policy": policy.sha256, "source": cfg.source} if policy else {}))
 
     def _checkpoint(self) -> Checkpoint:
         old = Checkpoint.load(self.out)

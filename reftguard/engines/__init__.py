@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from reftguard.bundle import GuardBundle, review_thresholds_of
+from reftguard.bundle import GuardBundle, fpr_curves_of, review_thresholds_of
 from reftguard.engines.selection import (
     DEVICES, ENGINES, PRECISIONS, Choice, EngineError, Platform, UncalibratedPrecision, calibration_for, calibrations,
     choose, detect_platform,
@@ -65,6 +65,7 @@ def make_engine(bundle: GuardBundle, *, engine: str = "auto", precision: str = "
     # Whole-record scoring: a role is scored only where this precision carries its own calibration.
     e.role_thresholds = {role: float(v["threshold"]) for role, v in (cal.get("roles") or {}).items()}
     e.review_thresholds = review_thresholds_of(cal)
+    e.fpr_curves = fpr_curves_of(cal)
     fpr = (e.calibration.get("at_threshold") or {}).get("fpr")
     e.expected_fpr = None if fpr is None else float(fpr)
     log.info("bundle %s: engine %s (%s), threshold %.4f", bundle.bundle_id, c.label, c.reason, e.threshold)
