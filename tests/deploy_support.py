@@ -27,6 +27,8 @@ RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
 # `up`, `ALERTS` and the recording rules defined in deploy/prometheus/rules.
 CONTRACT_METRICS: dict[str, str] = {
     "reftguard_decisions_total": "counter",
+    "reftguard_decisions_by_reason_total": "counter",
+    "reftguard_decisions_by_category_total": "counter",
     "reftguard_flag_rate": "gauge",
     "reftguard_score": "histogram",
     "reftguard_feedback_total": "counter",
