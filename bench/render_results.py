@@ -485,6 +485,34 @@ def render_records(r: dict) -> str:
             f"for the same {tp['records']} records' user turns alone (**{ratio(tp['whole_vs_prompt_only'])}**).")
 
 
+@register("curation_band", ["bench/results/curation.json"])
+def render_curation_band(r: dict) -> str:
+    """The review band on the report half: the goals, and what other recall targets would cost."""
+    b, g = r["band"]["report"], r["goals"]
+    met = lambda k: "met" if g[k]["met"] else "**not met**"  # noqa: E731
+    rows = [[f"harmful prompts in FLAG or REVIEW (n={b['n_harmful']})", fmt(b["recall_flag_or_review"]), f"FLAG alone {fmt(b['recall_flag'])}", ">= 0.98", met("recall_flag_or_review")],
+            [f"benign prompts in REVIEW or FLAG (n={b['n_benign']})", fmt(b["benign_review_or_flag"]), f"REVIEW {fmt(b['benign_review'])}, FLAG {fmt(b['benign_flag'])}", "<= 0.08", met("benign_review_or_flag")],
+            [f"hard negatives FLAGged (n={b['n_hard_negative']})", fmt(b["hard_negative_flag"]), f"in REVIEW or FLAG {fmt(b['hard_negative_review_or_flag'])}", "<= 0.01", met("hard_negative_flag")]]
+    curve = ", ".join(f"{p['target_recall']:.2f}: {fmt(p['recall_flag_or_review'])} / {fmt(p['benign_review_or_flag'])}" for p in r["band"]["curve"])
+    return (md_table(["on the report half", "value", "split", "goal", ""], rows)
+            + f"\n\nBand {fmt(r['band']['review_threshold'], 4)} < score <= {fmt(r['band']['flag_threshold'], 4)} (user turns), bundle {r['bundle_id']}. "
+            f"Other review-recall targets, chosen on the calib half (target: recall / benign in REVIEW or FLAG on the report half): {curve}.")
+
+
+@register("curation_categories", ["bench/results/curation.json"])
+def render_curation_categories(r: dict) -> str:
+    """Top-1 accuracy of the category head on dev harmful prompts, per class with n."""
+    from reftguard.taxonomy import COVERS
+
+    c = r["categories"]
+    rows = [[f"`{k}`", cover, c["per_class"].get(k, {}).get("n", 0), fmt(c["per_class"].get(k, {}).get("top1"), 2), c["fitted_on"].get(k, 0)]
+            for k, cover in COVERS.items()]
+    confused = ", ".join(f"{k} {n}" for k, n in c["most_confused"].items())
+    return (md_table(["class", "covers", "dev n", "top-1", "training rows"], rows)
+            + f"\n\nTop-1 over all {c['n']} dev prompts: **{fmt(c['top1'], 3)}** (goal 0.80: {'met' if r['goals']['category_top1']['met'] else 'not met'}). "
+            f"Most confused (truth->guess): {confused}. Classes with n < 10 are too thin to read.")
+
+
 if __name__ == "__main__":
     sys.exit(main())
 

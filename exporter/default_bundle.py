@@ -28,7 +28,8 @@ def build(out: Path) -> GuardBundle:
     export_bundle(ExportConfig(teacher=str(teacher_dir), out=str(out)))
     roles = RECIPE["role_features"]
     fit_roles(FitRolesConfig(bundle=str(out), **roles | {"data": [str(packaged(d)) for d in roles["data"]]}))
-    fit_categories(FitCategoriesConfig(bundle=str(out), data=[str(packaged(d)) for d in RECIPE["categories"]["data"]]))
+    cats = RECIPE["categories"]
+    fit_categories(FitCategoriesConfig(bundle=str(out), **cats | {"data": [str(packaged(d)) for d in cats["data"]]}))
     cal = RECIPE["calibration"]
     cal = cal | {"data": [str(packaged(d)) for d in cal["data"]]}
     bundle = calibrate(CalibrateConfig(bundle=str(out), **cal))

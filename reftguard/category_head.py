@@ -43,7 +43,7 @@ class CategoryHead:
             return cls(tuple(str(x) for x in z["labels"]), z["mean"], z["scale"], z["weights"], z["bias"])
 
 
-def fit_head(states: np.ndarray, y: np.ndarray, labels: tuple[str, ...], l2: float = 1e-3, steps: int = 300,
+def fit_head(states: np.ndarray, y: np.ndarray, labels: tuple[str, ...], l2: float = 1e-3, steps: int = 1000,
              lr: float = 0.5) -> CategoryHead:
     """Full-batch gradient descent on class-balanced softmax cross-entropy with an L2 penalty (deterministic:
     zero start, fixed steps). `y` holds indices into `labels`; classes without rows keep zero weights."""

@@ -35,7 +35,8 @@ RECIPE = {
     # not with R_l, which the teacher learnt from requests (reftguard/role_fit.py).
     "role_features": {"data": ["roles-train.jsonl"], "roles": ["assistant", "system"], "center": "midpoint"},
     # The harm-category head, on the training prompts' own categories (reftguard/taxonomy.py).
-    "categories": {"data": ["guard-train.jsonl", "guard-train-extra.jsonl"]},
+    # l2 and steps by 5-fold CV on those rows (research/category_head.py).
+    "categories": {"data": ["guard-train.jsonl", "guard-train-extra.jsonl"], "l2": 1e-3, "steps": 1000},
     # FPR-first on data with hard negatives: the paper's recall-first threshold (recall 0.95 on guard-dev)
     # flagged 13% of hand-written hard negatives; users stop trusting a guard that strips legitimate data.
     # Replies and system prompts get thresholds of their own, on the calib half of the labelled role

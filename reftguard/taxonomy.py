@@ -3,24 +3,24 @@ category strings onto it.
 
 The data's sources label harm in four vocabularies (e.g. "malicious_uses:S006instructions", "Physical",
 "weapons_explosives", "hypothetical_world:cbrn"). Rules below map each onto one class by keywords, first
-match wins; a label no rule matches is `other`, and a row without a category is not used. Classes, with what
-they cover (docs/curation.md):
+match wins; a label no rule matches is `other`, and a row without a category is not used.
 """
 from __future__ import annotations
 
-CATEGORIES = (
-    "violent_crime",    # violence, physical harm, threats, kidnapping, theft with force
-    "weapons",          # firearms, explosives, chemical/biological/radiological/nuclear (CBRN)
-    "cyber",            # malware, hacking, intrusion, malicious code
-    "fraud",            # scams, phishing, financial crime, spam, forgery, counterfeiting
-    "drugs",            # synthesis, trafficking, illegal drug use
-    "hate_harassment",  # hate speech, discrimination, bullying, harassment, toxicity
-    "sexual",           # sexual content, lewd material
-    "self_harm",        # suicide, self-injury, eating disorders
-    "privacy",          # personal data, doxxing, stalking, surveillance
-    "extremism",        # terrorism, violent extremism, radicalisation
-    "other",            # everything else harmful (disinformation, theft, evasion, ...)
-)
+COVERS = {  # class: what it covers (docs/curation.md renders this)
+    "violent_crime": "violence, physical harm, threats, kidnapping",
+    "weapons": "firearms, explosives; chemical, biological, radiological, nuclear",
+    "cyber": "malware, hacking, intrusion, malicious code",
+    "fraud": "scams, phishing, financial crime, spam, forgery",
+    "drugs": "synthesis, trafficking, illegal use",
+    "hate_harassment": "hate speech, discrimination, bullying, harassment",
+    "sexual": "sexual content",
+    "self_harm": "suicide, self-injury, eating disorders",
+    "privacy": "personal data, doxxing, stalking, surveillance",
+    "extremism": "terrorism, violent extremism, radicalisation",
+    "other": "the rest: disinformation, theft, evasion, rights violations, ...",
+}
+CATEGORIES = tuple(COVERS)
 
 # (keywords, class): the first rule with a keyword in the lower-cased label wins, so specific words go first.
 RULES: tuple[tuple[tuple[str, ...], str], ...] = (

@@ -475,6 +475,16 @@ def test_k8s_services_monitor_and_hpa_select_the_pods():
     metrics = {m["type"]: m for m in hpa["spec"]["metrics"]}
     assert metrics["Pods"]["pods"]["metric"]["name"] == "reftguard_queue_depth" in CONTRACT_METRICS
     assert metrics["Resource"]["resource"]["name"] == "cpu"
+    # the prometheus-adapter rule exposes that metric under that name, from the pod's own series
+    (rule,) = yaml.safe_load((DEPLOY / "prometheus" / "adapter-rules.yaml").read_text())["rules"]
+    assert rule["name"]["as"] == "reftguard_queue_depth" and rule["seriesQuery"].startswith("reftguard_queue_depth{")
+
+
+def test_prometheusrule_wraps_every_rule_group():
+    out = subprocess.run([sys.executable, str(DEPLOY / "prometheus" / "to_prometheusrule.py")], capture_output=True, text=True, check=True).stdout
+    doc = yaml.safe_load(out)
+    assert (doc["apiVersion"], doc["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    assert [g["name"] for g in doc["spec"]["groups"]] == [g["name"] for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"]]
 
 
 # ------------------------------------------------------------------------- the entrypoint, for real
