@@ -36,7 +36,8 @@ class CalibrateConfig:
     max_fpr_kind: list = option([], "Per-kind FPR limits KIND=F (comma-separated, e.g. hard_negative=0.03): the threshold is raised until the benign prompts of each kind are flagged at most at that rate. They win over a recall target; the recall they leave is reported.")
     split: str = option("all", "Calibrate on one half of the data only: 'calib' (then report on 'report' with `reftguard eval --split report`), 'report', or 'all'.", choices=("all", "calib", "report"))
     target_fpr_role: list = option([], "Per-role FPR targets ROLE=F (comma-separated, e.g. assistant=0.01,system=0.01): each role's threshold is chosen on the data rows with that `role` (labelled replies or system prompts), so the server scores that role's turns of whole records. Refusal replies are left out (they are never judged by score); user rows (no `role`) set the main threshold as always.")
-    review_recall: float = option(0.0, "Also set a review band per calibrated role: its lower threshold is the highest reaching this recall on the role's harmful rows (e.g. 0.98), never above the flag threshold. Items between the two get REVIEW (for a person) instead of ALLOW; the share of benign rows sent to review is reported. 0: no band.")
+    review_recall: float = option(0.0, "Also set a review band for user turns: its lower threshold is the highest reaching this recall on the harmful rows (e.g. 0.98), never above the flag threshold. Items between the two get REVIEW (for a person) instead of ALLOW; the share of benign rows sent to review is reported. 0: no band.")
+    review_recall_role: list = option([], "Review bands of other roles, ROLE=R (e.g. system=0.98), on that role's rows as --target-fpr-role. Check the benign share it reports: on noisy reply labels a recall-first band can send most benign replies to review.")
     precision: str = option("fp32", "Precision to calibrate for, on the engine that serves it (fp32: onnxruntime; bf16: OpenVINO on a CPU with AMX/avx512_bf16; fp16: the bundle's fp16 graph in onnxruntime, CUDA when present). fp32 also sets the top-level threshold.", choices=("fp32", "bf16", "fp16"))
 
 
@@ -92,6 +93,9 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
     from reftguard.engines import make_engine
 
     role_fpr = parse_role_targets(cfg.target_fpr_role)
+    role_review = parse_role_targets(cfg.review_recall_role, "--review-recall-role")
+    if set(role_review) - set(role_fpr):
+        raise ValueError(f"--review-recall-role {sorted(set(role_review) - set(role_fpr))}: a role's band needs its flag threshold (--target-fpr-role)")
     bundle = GuardBundle.load(cfg.bundle)
     # Calibrating is what makes a precision calibrated, so its engine may run uncalibrated here.
     engine = make_engine(bundle, precision=cfg.precision, allow_uncalibrated_precision=True)
@@ -137,7 +141,7 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
         mine = [p for p in rows if p.role == role]
         if role == "assistant":  # refusals are never judged by the reply threshold, so they do not set it
             mine = [p for p in mine if not is_refusal_reply(p.text)]
-        roles[role] = _calibrate_role(bundle, engine, mine, role, fpr, cfg)
+        roles[role] = _calibrate_role(bundle, engine, mine, role, fpr, cfg, role_review.get(role, 0.0))
     if roles:
         entry["roles"] = roles
     manifest = dict(bundle.manifest)
@@ -177,25 +181,26 @@ def review_band(scores: np.ndarray, y: np.ndarray, flag: float, recall: float) -
             "benign_flag_share": float((benign > flag).mean()) if len(benign) else None}
 
 
-def parse_role_targets(specs: list[str]) -> dict[str, float]:
-    """{role: FPR target} from ROLE=F specs; only the roles besides user turns (which the main target sets)."""
+def parse_role_targets(specs: list[str], flag: str = "--target-fpr-role") -> dict[str, float]:
+    """{role: target} from ROLE=F specs; only the roles besides user turns (which the main target sets)."""
     out: dict[str, float] = {}
     for spec in (x for s in specs for x in str(s).split(",") if x.strip()):
         role, _, value = spec.partition("=")
         role = normalize_role(role)
         if role not in ("assistant", "system"):
-            raise ValueError(f"--target-fpr-role {spec!r}: the role must be assistant or system (user turns take --target-fpr / --target-recall)")
+            raise ValueError(f"{flag} {spec!r}: the role must be assistant or system (user turns take the main option)")
         try:
             fpr = float(value)
         except ValueError:
-            raise ValueError(f"--target-fpr-role {spec!r}: expected ROLE=F with F a number in (0, 1]") from None
+            raise ValueError(f"{flag} {spec!r}: expected ROLE=F with F a number in (0, 1]") from None
         if not 0.0 < fpr <= 1.0:
-            raise ValueError(f"--target-fpr-role {spec!r}: the FPR target must be in (0, 1]")
+            raise ValueError(f"{flag} {spec!r}: the target must be in (0, 1]")
         out[role] = fpr
     return out
 
 
-def _calibrate_role(bundle: GuardBundle, engine, rows: list[LabeledPrompt], role: str, fpr: float, cfg: CalibrateConfig) -> dict:
+def _calibrate_role(bundle: GuardBundle, engine, rows: list[LabeledPrompt], role: str, fpr: float, cfg: CalibrateConfig,
+                    review_recall: float = 0.0) -> dict:
     """One role's threshold: the lowest whose FPR on that role's benign rows is at most `fpr`."""
     if not any(p.label == 0 for p in rows):
         raise ValueError(f"--target-fpr-role {role}={fpr}: the data has no benign rows with role {role!r} in split {cfg.split!r}")
@@ -205,7 +210,7 @@ def _calibrate_role(bundle: GuardBundle, engine, rows: list[LabeledPrompt], role
     report = evaluation.evaluate(s, y, thr, {"kind": [p.kind for p in rows]})
     at = {k: v for k, v in report.items() if not k.startswith("by_")}
     log.info("%s %s turns: threshold %.4f, FPR %.4f, recall %s on %d rows", cfg.precision, role, thr, at["fpr"] or 0, at["recall"], len(rows))
-    band = {"review": review_band(s, y, float(np.float32(thr)), cfg.review_recall)} if cfg.review_recall else {}
+    band = {"review": review_band(s, y, float(np.float32(thr)), review_recall)} if review_recall else {}
     return band | {"threshold": float(np.float32(thr)),
             "calibration": {"method": "target FPR", "target": {"fpr": fpr}, "data": [Path(d).name for d in cfg.data], "split": cfg.split,
                             "set_by": bound_by, "data_hash": data_hash(rows), "n": len(rows), "at_threshold": at, "fpr_curve": fpr_curve(s, y),

@@ -44,9 +44,10 @@ RECIPE = {
     # touch the user-turn threshold.
     "calibration": {"data": list(CALIBRATION_FILES + ("roles-dev.jsonl",)), "split": "calib", "target_fpr": 0.02,
                     "max_fpr_kind": ["hard_negative=0.02"], "target_fpr_role": ["assistant=0.02", "system=0.02"],
-                    # A review band under each flag threshold, down to recall 0.98 on the calib half: rows a
-                    # person should see rather than the guard delete or keep on its own (docs/curation.md).
-                    "review_recall": 0.98},
+                    # A review band under the user and system flag thresholds, down to recall 0.98 on the calib
+                    # half: rows a person should see (docs/curation.md). None for replies: on their noisy labels
+                    # (generated replies, partly evasive) recall 0.98 sent 71% of benign calib replies to review.
+                    "review_recall": 0.98, "review_recall_role": ["system=0.98"]},
 }
 BUILD_COMMAND = "reftguard default-bundle"
 

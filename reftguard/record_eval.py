@@ -85,12 +85,14 @@ def evaluate_records(scorer: BundleScorer, records: list[Record]) -> dict:
     decided = scorer.score_turns(record_turns(records, scorer.thresholds.scores), thresholds=scorer.thresholds)
     kinds: dict[str, dict] = {}
     for r, d in zip(records, decided):
-        k = kinds.setdefault(r.kind, {"n": 0, "flag": 0, "refusal_example": 0, "expected_reason": 0, "reasons": {}, "label": r.label})
+        k = kinds.setdefault(r.kind, {"n": 0, "flag": 0, "review": 0, "refusal_example": 0, "expected_reason": 0, "reasons": {}, "label": r.label})
         k["n"] += 1
         k["flag"] += d.flag
+        k["review"] += d.review
         k["refusal_example"] += (d.reason == "refusal_example" and not d.flag)
         k["expected_reason"] += d.reason == r.expect
-        k["reasons"][d.reason or "none"] = k["reasons"].get(d.reason or "none", 0) + 1
+        reason = ("review: " if d.review else "") + (d.reason or "none")  # a REVIEW names the reason its band found
+        k["reasons"][reason] = k["reasons"].get(reason, 0) + 1
     for kind, k in kinds.items():
         n = k["n"]
         k["flag_rate"], k["refusal_example_rate"], k["expected_reason_rate"] = k["flag"] / n, k["refusal_example"] / n, k["expected_reason"] / n

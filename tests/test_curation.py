@@ -49,7 +49,7 @@ def band_bundle(role_bundle, role_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("band") / "bundle"
     shutil.copytree(role_bundle, out)
     calibrate(CalibrateConfig(bundle=str(out), data=[str(role_data)], target_fpr=0.05, target_fpr_role=["assistant=0.1,system=0.2"],
-                              review_recall=0.98))
+                              review_recall=0.98, review_recall_role=["assistant=0.98", "system=0.98"]))
     data = [str(packaged("guard-train.jsonl")), str(packaged("guard-train-extra.jsonl"))]
     fit_categories(FitCategoriesConfig(bundle=str(out), data=data, steps=100))
     return out
@@ -68,6 +68,8 @@ def test_calibrate_sets_a_review_band_under_each_flag_threshold(band_bundle, rol
     assert (s[y] > review["user"]).mean() >= 0.98 and band["recall"] == pytest.approx((s[y] > review["user"]).mean())
     assert band["benign_review_share"] == pytest.approx(((s[~y] > review["user"]) & (s[~y] <= b.threshold)).mean())
     assert "review band, user turns" in (b.root / "CARD.md").read_text()
+    with pytest.raises(ValueError, match="needs its flag threshold"):  # a role's band sits under its own flag threshold
+        calibrate(CalibrateConfig(bundle=str(band_bundle), data=[str(role_data)], target_fpr=0.05, review_recall_role=["system=0.9"]))
 
 
 def test_old_clients_never_see_review_and_new_ones_do(band_bundle):
