@@ -474,10 +474,10 @@ def render_records(r: dict) -> str:
         value = fmt(g["value"], 3) if g else fmt(k["flag_rate"], 3)
         met = ("met" if g["met"] else "**not met**") if g else "-"
         reasons = ", ".join(f"{name} {n}" for name, n in sorted(k["reasons"].items(), key=lambda x: -x[1]))
-        rows.append([kind, k["n"], fmt(k["flag_rate"], 3), goal, value, met, reasons])
+        rows.append([kind, k["n"], fmt(k["flag_rate"], 3), fmt(k.get("review", 0) / k["n"], 3), goal, value, met, reasons])
     hand = [f"{q[f'hand_labelled_{n}']['flag_rate']:.2f} of {q[f'hand_labelled_{n}']['n']}" for n in ("harmful", "not_harmful")]
     t, tp = q["thresholds"], r["throughput"]
-    return (md_table(["kind", "n", "flagged", "goal", "value", "", "reasons"], rows)
+    return (md_table(["kind", "n", "flagged", "review", "goal", "value", "", "reasons"], rows)
             + f"\n\nThresholds: user {fmt(t['user'], 4)}, assistant {fmt(t['assistant'], 4)}, system {fmt(t['system'], 4)}; bundle "
             f"{r['bundle_id']}, {q['n']} report-half records. Innocent prompt + a model reply that a person read as harmful: flagged "
             f"{hand[0]}; read as evasive or harmless: {hand[1]} (both dev halves). Throughput through `reftguard serve` on this machine, "
