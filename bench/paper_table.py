@@ -128,6 +128,13 @@ def teacher_info(ns) -> dict:
     return rec
 
 
+def teacher_path(ns) -> str:
+    """The teacher directory to run (a record's `dir` is made portable, so it may not resolve from here)."""
+    from reftguard.training.distill import DistillConfig, teacher_dir
+
+    return str(teacher_dir(DistillConfig(teacher=ns.teacher)))
+
+
 def current_teacher(ns) -> dict:
     from reftguard.training.distill import DistillConfig, teacher_dir, teacher_record
 
@@ -245,7 +252,7 @@ def run_seed(seed: int, ns, size: dict, out: Path, teacher: dict, bundle: tuple[
                     "general_rows_trained": sum(r.get("kind") == "general" for r in trained), "steps": cfg["steps"],
                     "batches": summary["batches"], "train_seconds": train["seconds"], "teacher_targets_seconds": summary["teacher_targets_seconds"],
                     "peak_rss_mb": train["peak_rss_mb"], "final": summary["final"]}
-        model = str(out / key) if cfg else (teacher["dir"] if key == "teacher" else ns.student)
+        model = str(out / key) if cfg else (teacher_path(ns) if key == "teacher" else ns.student)
         ev = run(["evaluate-model", "--model", model, "--eval-out", str(out / key / "eval.json"), *eval_flags], out / f"{key}.eval.log")
         res = json.loads((out / key / "eval.json").read_text())
         row |= {k: res.get(k) for k in ("harmful_score", "finetuning_accuracy", "refusal_rate", "no_content_rate", "benign_refusal_rate",

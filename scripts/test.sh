@@ -19,6 +19,9 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # for onnxruntime and OpenVINO too.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}" OMP_WAIT_POLICY=PASSIVE
 workers="${REFTGUARD_TEST_WORKERS:-$(python -c 'import os; print(max(1, len(os.sched_getaffinity(0))))')}"
+# The embedded default bundle (minutes when not cached) is built here with every core, before the workers
+# start: inside one worker it would build on one thread while the other worker waits for it.
+OMP_NUM_THREADS="$workers" MKL_NUM_THREADS="$workers" python -m reftguard.cli default-bundle >/dev/null
 # --dist loadfile keeps a file's tests (and its module fixtures) on one worker, and files go out in
 # collection order, longest first (tests/conftest.py HEAVY_FIRST); the 20 slowest tests are listed.
 python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile --no-loadscope-reorder --durations=20 "$@"

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # `-n 2 --dist loadfile --no-loadscope-reorder` (scripts/test.sh) each worker starts with two files of this
 # list (the 1st and 3rd, the 2nd and 4th): the paper-table smoke test (~8 min) pairs with a light file, the
 # teacher tests with the default-bundle tests, and the rest fills in behind them on whichever worker is free.
-HEAVY_FIRST = ("test_paper_table.py", "test_teacher_train.py", "test_layers.py", "test_default_bundle.py",
-               "test_prompt_scores.py", "test_prometheus_integration.py")
+HEAVY_FIRST = ("test_teacher_train.py", "test_prompt_scores.py", "test_default_bundle.py", "test_paper_table.py", "test_layers.py",
+               "test_prometheus_integration.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -198,10 +198,13 @@ def test_prior_seeds_merge_only_the_same_measurement(tmp_path):
 
 
 @pytest.mark.slow
-def test_paper_table_quick(tmp_path):
+def test_paper_table_quick(tiny_llama, tiny_teacher, tiny_bundle, tmp_path):
+    """The whole bench through the real CLI (make-data, scan, four distill runs, six evaluations, the tables), on the
+    tiny student, teacher and bundle: the shipped SmolLM2 run took 7 of the suite's 10 minutes on 2 cores, and
+    what the shipped teacher does is tested in tests/test_teacher_train.py and measured by the bench itself."""
     out = tmp_path / "paper"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "paper_table.py"), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "paper_table.py"), "--quick", "--out", str(out), "--student", str(tiny_llama),
+                           "--teacher", str(tiny_teacher), "--bundle", str(tiny_bundle)], capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads((out / "seed0" / "paper_table.json").read_text())
     rows = {row["key"]: row for row in r["rows"]}
@@ -211,13 +214,14 @@ def test_paper_table_quick(tmp_path):
         assert 0.0 <= row["finetuning_accuracy"] <= 1.0 and row["n_harmful"] == 12 and row["n_task"] == 12
         assert 0.0 <= row["benign_refusal_rate"] <= 1.0 and row["n_benign"] == 12 and row["n_benign_hard_negative"] == 6
         assert row["benign_ppl"] >= 1.0
-    assert rows["teacher"]["refusal_rate"] >= 0.5  # the shipped teacher refuses held-out harmful prompts
-    assert rows["a"]["harmful_rows_trained"] == 5 and rows["b"]["harmful_rows_trained"] <= 1  # the guard removed the poison
+    # (a) trains on every row, poison included; (b) on what the guard allowed
+    assert rows["a"]["harmful_rows_trained"] == 5 and rows["b"]["harmful_rows_trained"] <= 5
+    assert rows["b"]["user_rows"] == r["scan"]["rows"]["allowed"] < rows["a"]["user_rows"] == r["scan"]["rows"]["input"]
     assert rows["a"]["general_rows_trained"] == 12  # the user task mixes in general instructions
     assert rows["c"]["batches"] == {"user": 6, "align": 2} and rows["a"]["batches"] == {"user": 6, "align": 0}
     assert rows["d"]["peak_rss_mb"] > 100 and rows["d"]["teacher_targets_seconds"] > 0
     assert r["judge_agreement"]["n"] >= 50
-    assert len(r["teacher"]["adapter_sha256"]) == 64 and r["teacher"]["bundle_id"] == r["scan"]["bundle_id"]
+    assert r["teacher"]["bundle_id"] == r["scan"]["bundle_id"]  # the bundle exported from this teacher
     assert "(d) filter + alignment distillation" in (out / "seed0" / "paper_table.md").read_text()
     agg = json.loads((out / "paper_table_seeds.json").read_text())
     assert agg["seeds"] == [0] and [p["pair"] for p in agg["pairs"]] == ["(d)-(c)", "(d)-(b)"]
