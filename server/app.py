@@ -23,6 +23,7 @@ from prometheus_client import start_http_server
 from reftguard.bundle import GuardBundle
 from reftguard.engines import Engine, make_engine
 from reftguard.policy import PolicyError, load_policy
+from reftguard.score_cache import ScoreCache
 from reftguard.server.auth import AuthInterceptor, Authenticator, check_exposure, load_tokens
 from reftguard.server.batcher import TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
@@ -166,7 +167,8 @@ class GuardServer:
         self.metrics.queue_tokens.set_function(lambda: batcher.queued_tokens)
         self.metrics.shadow_budget.set(cfg.shadow_max_disagreement)
         self.runtime = Runtime(model, self.batcher, FairPool(cfg.tokenize_workers),
-                               shadow, cfg.shadow_fraction, policy)
+                               shadow, cfg.shadow_fraction, policy,
+                               ScoreCache(cfg.score_cache_entries) if cfg.score_cache_entries else None)
         self.metrics.set_bundle(model, shadow)
         self.servicer.attach(self.runtime)
         self.batcher.start()

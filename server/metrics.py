@@ -79,6 +79,10 @@ class GuardMetrics:
                 self.by_reason.labels(reason=reason, role=role)
         self.by_category = Counter("reftguard_decisions_by_category", "FLAG and REVIEW decisions by the deciding row's harm category (the bundle's category head; 'none' without one) and source.",
                                    ["category", "verdict", "source"], registry=r)
+        self.cache_rows = Counter("reftguard_score_cache_rows", "Rows of Score requests by how they were answered: 'scored' by the engine, 'reused' from the score cache or from a copy in the same request.",
+                                  ["result"], registry=r)
+        for result in ("scored", "reused"):
+            self.cache_rows.labels(result=result)
         self.flag_rate_gauge = Gauge("reftguard_flag_rate", "Fraction of decisions flagged over the sliding window.", ["source"], registry=r)
         self.score = Histogram("reftguard_score", "Distribution of guard scores (cosine with R_l).", buckets=SCORE_BUCKETS, registry=r)
         self.feedback = Counter("reftguard_feedback", "Human review verdicts.", ["served", "reviewed"], registry=r)

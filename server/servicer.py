@@ -17,6 +17,7 @@ import grpc
 from reftguard import __version__
 from reftguard.encoding import Budget, OverBudget, PromptRejected
 from reftguard.policy import Policy
+from reftguard.score_cache import ScoreCache
 from reftguard.scoring import Scored, decide
 from reftguard.server.auth import Authenticator, AuthError, Caller, RateLimit, cert_subject
 from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, ShuttingDown, TokenBudgetBatcher, TooLarge
@@ -86,6 +87,7 @@ class Runtime:
     shadow: ServedModel | None = None
     shadow_fraction: float = 1.0
     policy: Policy | None = None  # per-source thresholds and categories (serve --policy)
+    cache: ScoreCache | None = None  # scored rows (reftguard/score_cache.py); None: off
 
 
 class GuardServicer(guard_pb2_grpc.GuardServicer):
@@ -388,12 +390,41 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         deadline = None if remaining is None else time.monotonic() + remaining
         roles = [parsed.turns[i].role for i in enc.text]  # each row is scored with its turn's role feature
         try:  # every window is a prompt
-            futures = await self._before_cutoff(rt.batcher.submit(enc.ids, model=model, caller=caller, wait=wait, deadline=deadline, roles=roles))
+            futures = await self._before_cutoff(self._submit(rt, model, enc.ids, roles, caller=caller, wait=wait, deadline=deadline))
         except Overloaded as exc:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
         except TooLarge as exc:
             raise over_limit(str(exc), exc.limit, exc.field, " (split the request)") from exc
         return Admitted(model, request, parsed, enc, futures, t0, t_tok, caller)
+
+    async def _submit(self, rt: Runtime, model: ServedModel, ids: list[list[int]], roles: list[str], **kw) -> list[asyncio.Future]:
+        """One future per row. With the cache, rows scored before resolve at once and each distinct row of the
+        request is queued once (its copies share its future); what the engine scores is remembered."""
+        cache = rt.cache
+        if cache is None:
+            return await rt.batcher.submit(ids, model=model, roles=roles, **kw)
+        loop = asyncio.get_running_loop()
+        tag = f"{model.bundle_id}/{model.provider}"
+        out: list[asyncio.Future | None] = [None] * len(ids)
+        todo: dict[bytes, list[int]] = {}
+        for i, (row, role) in enumerate(zip(ids, roles)):
+            key = cache.key(tag, role, row)
+            hit = None if key in todo else cache.get(key)
+            if hit is None:
+                todo.setdefault(key, []).append(i)
+            else:
+                out[i] = loop.create_future()
+                out[i].set_result(PromptResult(hit.score, 0.0, 0.0, hit.category))
+        self.metrics.cache_rows.labels(result="reused").inc(len(ids) - len(todo))
+        self.metrics.cache_rows.labels(result="scored").inc(len(todo))
+        if todo:
+            first = [rows[0] for rows in todo.values()]
+            futures = await rt.batcher.submit([ids[i] for i in first], model=model, roles=[roles[i] for i in first], **kw)
+            for (key, rows), fut in zip(todo.items(), futures):
+                fut.add_done_callback(lambda f, key=key: cache.put(key, f.result()) if not f.cancelled() and f.exception() is None else None)
+                for i in rows:
+                    out[i] = fut
+        return out
 
     async def _answer(self, a: Admitted) -> pb.ScoreResponse:
         """Wait for an admitted request's prompts (until the drain cut-off at most) and decide its items."""

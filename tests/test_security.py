@@ -230,7 +230,7 @@ def test_request_larger_than_the_whole_queue_is_refused_not_admitted(tiny_bundle
         channel.close()
     with run_server(tiny_bundle, max_queue_tokens=200) as rs:
         channel, stub = _raw_stub(rs)
-        err = _refused(stub.Score, pb.ScoreRequest(items=[pb.Item(id=str(i), text="a few words " * 5) for i in range(12)]), timeout=20)
+        err = _refused(stub.Score, pb.ScoreRequest(items=[pb.Item(id=str(i), text=f"a few words {i} " * 5) for i in range(12)]), timeout=20)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "REFTGUARD_MAX_QUEUE_TOKENS" in err.details()
         channel.close()
 
