@@ -313,8 +313,9 @@ def test_overload_rejects_unary_and_client_retry_loses_nothing(tiny_bundle):
         async def raw_burst():
             channel = grpc.aio.insecure_channel(rs.target)
             stub = guard_pb2_grpc.GuardStub(channel)
-            req = pb.ScoreRequest(items=[pb.Item(id=str(i), text=f"p {i}") for i in range(4)])
-            out = await asyncio.gather(*(stub.Score(req) for _ in range(20)), return_exceptions=True)
+            # distinct texts per request: the score cache would answer repeats without queueing them
+            reqs = [pb.ScoreRequest(items=[pb.Item(id=str(i), text=f"p {k} {i}") for i in range(4)]) for k in range(20)]
+            out = await asyncio.gather(*(stub.Score(req) for req in reqs), return_exceptions=True)
             await channel.close()
             return out
 
