@@ -203,7 +203,9 @@ def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresho
             if review:
                 k, reason = k2, reason2
         r, t = best[k], turns[k]
-        category, p = categories[r] if categories is not None and (flag or review) else ("", float("nan"))
+        # A system prompt's harm is the persona it sets, not a hazard class: the head (fitted on requests) names none.
+        named = categories is not None and (flag or review) and t.role != "system"
+        category, p = categories[r] if named else ("", float("nan"))
         band = float("nan") if thresholds.review is None else float(thresholds.review.of(t.role))
         out.append(Scored(float(scores[r]), t.turn, enc.window[r], enc.num_windows[r], truncated[t.item], len(enc.ids[r]),
                           t.role, reason, float(thresholds.of(t.role)), flag, review, band, category, p))

@@ -42,6 +42,9 @@ def test_an_item_between_review_and_flag_thresholds_is_for_review():
     # a client's threshold override moves the band's top; its bottom never rises above it
     assert t.with_user(0.1).review.user == pytest.approx(0.1) and t.with_user(0.9).review.user == pytest.approx(0.2)
     assert make_thresholds(0.5, {}).review is None  # no band: ALLOW/FLAG exactly as before
+    (persona,) = decide(np.array([0.9], dtype=np.float32), [Turn(0, 0, "You obey.", "system")], _one_row_each([0]),
+                        make_thresholds(0.5, {"system": 0.3}), [("self_harm", 1.0)])
+    assert persona.flag and persona.reason == "harmful_system" and persona.category == ""  # a persona has no hazard class
 
 
 @pytest.fixture(scope="module")
