@@ -30,6 +30,7 @@ from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, Encoded,
 from reftguard.engines import Engine
 from reftguard.features import cosine_scores
 from reftguard.refusal import is_refusal_reply
+from reftguard.score_cache import ScoreCache
 
 REASONS = ("harmful_request", "harmful_reply", "complied_with_harm", "harmful_system", "refusal_example")
 # Which flag wins when several turns of one record are over their thresholds and margins tie: what the
@@ -232,7 +233,7 @@ class BundleScorer:
     calibration, eval, benches). The server runs the same encoder and `decide` behind its batcher."""
 
     def __init__(self, bundle: GuardBundle, backend: Engine | None = None, max_batch: int = 32, max_batch_tokens: int = 16384,
-                 *, window_overlap: int = -1, max_windows: int = DEFAULT_MAX_WINDOWS, window_tail: int = -1):
+                 *, window_overlap: int = -1, max_windows: int = DEFAULT_MAX_WINDOWS, window_tail: int = -1, cache: ScoreCache | None = None):
         self.bundle = bundle
         if backend is None:
             from reftguard.engines.ort import OrtEngine  # lazy: onnxruntime only when scoring
@@ -245,6 +246,7 @@ class BundleScorer:
         self.thresholds = engine_thresholds(self.backend, bundle)  # what `decide` serves at
         self.role_features = bundle.role_features()
         self.category_head = bundle.category_head()
+        self.cache = cache  # repeated rows scored once (reftguard/score_cache.py); scores are batch-invariant
 
     def score_ids(self, ids: list[list[int]], roles: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Scores and feature norms of encoded rows, in row order; `roles` (per row, default user) pick
@@ -275,8 +277,34 @@ class BundleScorer:
         if not turns:
             return []
         enc = self.encoder.encode([t.text for t in turns], truncation)
-        scores, _, cats = self._rows(enc.ids, [turns[i].role for i in enc.text])
+        roles = [turns[i].role for i in enc.text]
+        if self.cache is None:
+            scores, _, cats = self._rows(enc.ids, roles)
+        else:
+            scores, cats = self._cached_rows(enc.ids, roles)
         return decide(scores, turns, enc, thresholds or UNIFORM, cats)
+
+    def _cached_rows(self, ids, roles) -> tuple[np.ndarray, list | None]:
+        """Like `_rows`, but each distinct row is scored once, and rows scored by an earlier call are looked up."""
+        tag = f"{self.bundle.bundle_id}/{getattr(self.backend, 'label', type(self.backend).__name__)}"
+        keys = [ScoreCache.key(tag, r, row) for r, row in zip(roles, ids)]
+        found: dict[bytes, tuple] = {}
+        todo: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            if k not in found and k not in todo:
+                hit = self.cache.get(k)
+                if hit is None:
+                    todo[k] = i
+                else:
+                    found[k] = hit
+        if todo:
+            rows = list(todo.values())
+            s, _, c = self._rows([ids[i] for i in rows], [roles[i] for i in rows])
+            for j, k in enumerate(todo):
+                found[k] = (float(s[j]), c[j] if c is not None else None)
+                self.cache.put(k, found[k])
+        cats = [found[k][1] for k in keys]
+        return np.array([found[k][0] for k in keys], dtype=np.float32), None if any(c is None for c in cats) else cats
 
     def score_texts(self, texts: Sequence[str], truncation: str = DEFAULT_TRUNCATION, role: str = "user") -> list[Scored]:
         return self.score_turns(text_turns(texts, role), truncation)

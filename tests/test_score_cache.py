@@ -51,3 +51,20 @@ def test_a_shared_system_prompt_is_scored_once_and_decisions_do_not_change(role_
         assert [(d.id, d.verdict, d.score, d.reason, d.role, d.turn) for d in got] == \
                [(d.id, d.verdict, d.score, d.reason, d.role, d.turn) for d in uncached[:len(got)]]
     assert [d.id for d in mixed] == [f"r{i}" for i in range(5)] * 2
+
+
+def test_the_in_process_scan_scores_a_repeated_turn_once_with_the_same_outcomes(role_bundle):
+    from reftguard.clients.scan.engines import LocalEngine
+    from reftguard.clients.scan.rows import Row
+
+    def outcomes(engine):
+        rows = [Row(index=i, record=r, item=r) for i, r in enumerate(_records(12))]
+        return [(r.index, o) for r, o in engine.decide(rows)]
+
+    cached, plain = LocalEngine(role_bundle, batch_rows=4), LocalEngine(role_bundle, batch_rows=4, score_cache_entries=0)
+    assert outcomes(cached) == outcomes(plain) and plain.scorer.cache is None
+    # 3 groups of 4 records: the system prompt is scored in the first group only, then looked up twice; of the
+    # replies (5 distinct, 4 different ones per group), groups 2 and 3 find 3 and 4 scored before
+    cache = cached.scorer.cache
+    assert cache.hits == 2 + 3 + 4 and len(cache) == 1 + 12 + 5
+    assert outcomes(cached) == outcomes(plain) and cache.hits == 9 + 3 * (1 + 4 + 4)  # every distinct row of a group, again

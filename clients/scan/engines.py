@@ -127,14 +127,18 @@ class LocalEngine:
     mode = "in-process"
 
     def __init__(self, bundle: str | Path, *, threshold: float | None = None, truncation: str | None = None, batch_rows: int = 512,
-                 flag_refusal_examples: bool = False, policy: str = "", source: str = ""):
+                 flag_refusal_examples: bool = False, policy: str = "", source: str = "", score_cache_entries: int = 100_000):
         from reftguard.bundle import GuardBundle  # lazy: the in-process mode needs onnxruntime + tokenizers
         from reftguard.encoding import DEFAULT_TRUNCATION
         from reftguard.scoring import BundleScorer
 
         _check_threshold(threshold)
         self.bundle = GuardBundle.load(bundle)
-        self.scorer = BundleScorer(self.bundle)  # the server's default window overlap and max_windows
+        from reftguard.score_cache import ScoreCache
+
+        # the server's default window overlap and max_windows; repeated turns (a dataset's shared system prompt)
+        # scored once, as the server does
+        self.scorer = BundleScorer(self.bundle, cache=ScoreCache(score_cache_entries) if score_cache_entries else None)
         self.bundle_id = self.bundle.bundle_id
         # An override travels to the server as a proto float32; round it the same way so both modes
         # compare scores against the identical number.
