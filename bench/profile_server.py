@@ -31,22 +31,24 @@ def _start_thread_profile(*_):
     p.enable()  # replaces this hook for the thread
 
 
-CLIENT = """
-import asyncio, sys, time
-from reftguard.clients import AsyncGuardClient
-from bench.serve_vs_ort import prompts  # python -c puts the working directory (the repository root) first on sys.path
-target, n, clients = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-texts = prompts(n)
-async def one(shard):
-    async with AsyncGuardClient(target) as c:
-        return len([d async for d in c.score_stream(shard, batch_size=16, max_in_flight=8)])
-async def main():
-    await one(texts[:32])
-    t = time.perf_counter()
-    done = await asyncio.gather(*(one(texts[i::clients]) for i in range(clients)))
-    print(f"{sum(done) / (time.perf_counter() - t):.1f}")
-asyncio.run(main())
-"""
+def client(target: str, n: int, clients: int) -> None:
+    """The load: `clients` streams over `n` prompts; prints prompts/s. Run in a subprocess (`--client`)."""
+    from bench.serve_vs_ort import prompts
+    from reftguard.clients import AsyncGuardClient
+
+    texts = prompts(n)
+
+    async def one(shard):
+        async with AsyncGuardClient(target) as c:
+            return len([d async for d in c.score_stream(shard, batch_size=16, max_in_flight=8)])
+
+    async def run():
+        await one(texts[:32])
+        t = time.perf_counter()
+        done = await asyncio.gather(*(one(texts[i::clients]) for i in range(clients)))
+        print(f"{sum(done) / (time.perf_counter() - t):.1f}")
+
+    asyncio.run(run())
 
 
 def main() -> None:
@@ -57,7 +59,10 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=1024)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--client", default="", help=argparse.SUPPRESS)  # TARGET: be the load subprocess
     args = ap.parse_args()
+    if args.client:
+        return client(args.client, args.prompts, args.clients)
     from reftguard.bundle import GuardBundle
     from reftguard.config import from_env
     from reftguard.server.app import GuardServer
@@ -80,7 +85,8 @@ def main() -> None:
         threading.setprofile(_start_thread_profile)
         main_prof.enable()
         t = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CLIENT, f"127.0.0.1:{gs.port}", str(args.prompts), str(args.clients),
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.profile_server", "--client", f"127.0.0.1:{gs.port}",
+                                                    "--prompts", str(args.prompts), "--clients", str(args.clients),
                                                     stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
         out, _ = await proc.communicate()
         main_prof.disable()
