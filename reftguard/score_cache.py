@@ -48,5 +48,22 @@ class ScoreCache:
         while len(self._rows) > self.max_entries:
             self._rows.popitem(last=False)
 
+    def lookup(self, model: str, roles: Sequence[str], ids: Sequence[Sequence[int]]) -> tuple[list[bytes], dict[bytes, Any], dict[bytes, list[int]]]:
+        """Per row its key; the results of the keys scored before; and for each key still to score, its rows
+        (the first is the one to run, the others are copies in the same batch)."""
+        keys = [self.key(model, role, row) for role, row in zip(roles, ids)]
+        found: dict[bytes, Any] = {}
+        todo: dict[bytes, list[int]] = {}
+        for i, k in enumerate(keys):
+            if k in todo:
+                todo[k].append(i)
+            elif k not in found:
+                hit = self.get(k)
+                if hit is None:
+                    todo[k] = [i]
+                else:
+                    found[k] = hit
+        return keys, found, todo
+
     def __len__(self) -> int:
         return len(self._rows)

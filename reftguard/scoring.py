@@ -287,18 +287,9 @@ class BundleScorer:
     def _cached_rows(self, ids, roles) -> tuple[np.ndarray, list | None]:
         """Like `_rows`, but each distinct row is scored once, and rows scored by an earlier call are looked up."""
         tag = f"{self.bundle.bundle_id}/{getattr(self.backend, 'label', type(self.backend).__name__)}"
-        keys = [ScoreCache.key(tag, r, row) for r, row in zip(roles, ids)]
-        found: dict[bytes, tuple] = {}
-        todo: dict[bytes, int] = {}
-        for i, k in enumerate(keys):
-            if k not in found and k not in todo:
-                hit = self.cache.get(k)
-                if hit is None:
-                    todo[k] = i
-                else:
-                    found[k] = hit
+        keys, found, todo = self.cache.lookup(tag, roles, ids)
         if todo:
-            rows = list(todo.values())
+            rows = [copies[0] for copies in todo.values()]
             s, _, c = self._rows([ids[i] for i in rows], [roles[i] for i in rows])
             for j, k in enumerate(todo):
                 found[k] = (float(s[j]), c[j] if c is not None else None)

@@ -20,12 +20,12 @@ from reftguard.policy import Policy
 from reftguard.score_cache import ScoreCache
 from reftguard.scoring import Scored, decide
 from reftguard.server.auth import Authenticator, AuthError, Caller, RateLimit, cert_subject
-from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, ShuttingDown, TokenBudgetBatcher, TooLarge
+from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, ShuttingDown, TokenBudgetBatcher, TooLarge, client_of
 from reftguard.server.config import ServerConfig
+from reftguard.server.fair_pool import FairPool, encode_fairly
 from reftguard.server.metrics import GuardMetrics
 from reftguard.server.served import ServedModel
 from reftguard.server.shadow import ShadowScorer
-from reftguard.server.fair_pool import FairPool, encode_fairly
 from reftguard.server.validation import LABEL_NAMES, RequestError, check_id, clip, invalid, over_limit, parse_score_request
 from reftguard.server.wire import too_many_messages
 from reftguard.v1 import guard_pb2 as pb
@@ -404,17 +404,12 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         if cache is None:
             return await rt.batcher.submit(ids, model=model, roles=roles, **kw)
         loop = asyncio.get_running_loop()
-        tag = f"{model.bundle_id}/{model.provider}"
+        keys, found, todo = cache.lookup(f"{model.bundle_id}/{model.provider}", roles, ids)
         out: list[asyncio.Future | None] = [None] * len(ids)
-        todo: dict[bytes, list[int]] = {}
-        for i, (row, role) in enumerate(zip(ids, roles)):
-            key = cache.key(tag, role, row)
-            hit = None if key in todo else cache.get(key)
-            if hit is None:
-                todo.setdefault(key, []).append(i)
-            else:
+        for i, key in enumerate(keys):
+            if key in found:
                 out[i] = loop.create_future()
-                out[i].set_result(PromptResult(hit.score, 0.0, 0.0, hit.category))
+                out[i].set_result(PromptResult(found[key].score, 0.0, 0.0, found[key].category))
         self.metrics.cache_rows.labels(result="reused").inc(len(ids) - len(todo))
         self.metrics.cache_rows.labels(result="scored").inc(len(todo))
         if todo:
@@ -448,7 +443,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
             scored = [policy.verdict(s) for s in scored]
         resp = self._respond(a, scored, results)
         if self.rt.shadow is not None:
-            self.shadow.offer(self.rt, a, scored, self.metrics.source_label(a.parsed.source), a.caller.split(":", 1)[-1])
+            self.shadow.offer(self.rt, a, scored, self.metrics.source_label(a.parsed.source), client_of(a.caller))
         return resp
 
     def _respond(self, a: Admitted, scored: list[Scored], results: list[PromptResult]) -> pb.ScoreResponse:
