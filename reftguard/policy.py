@@ -20,10 +20,10 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from reftguard.scoring import Scored, Thresholds
+from reftguard.prompt import ROLES
+from reftguard.scoring import Scored, Thresholds, make_thresholds
 from reftguard.taxonomy import CATEGORIES
 
-ROLES = ("user", "assistant", "system")
 KEYS = {"flag", "review", "flag_fpr", "allow_categories", "flag_categories"}
 
 
@@ -48,12 +48,8 @@ class SourcePolicy:
         for role, t in self.flag.items():
             if flag[role] is not None:  # a role the bundle does not score stays unscored
                 flag[role] = t
-        band = {r: (base.review.of(r) if base.review is not None else flag[r]) for r in ROLES}
-        for role, t in self.review.items():
-            band[role] = t
-        band = {r: None if flag[r] is None else min(band[r] if band[r] is not None else flag[r], flag[r]) for r in ROLES}
-        review = Thresholds(band["user"], band["assistant"], band["system"]) if (base.review is not None or self.review) else None
-        return Thresholds(flag["user"], flag["assistant"], flag["system"], base.flag_refusal_examples, review)
+        scored = make_thresholds(flag["user"], {r: t for r, t in flag.items() if r != "user" and t is not None}, base.bands() | self.review)
+        return replace(scored, flag_refusal_examples=base.flag_refusal_examples)
 
     def verdict(self, s: Scored) -> Scored:
         """A decision after the category rules (flag and review only: the head names harm, not its absence)."""

@@ -29,6 +29,7 @@ from reftguard.bundle import GuardBundle
 from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, Encoded, PromptEncoder, length_sorted_batches
 from reftguard.engines import Engine
 from reftguard.features import cosine_scores
+from reftguard.prompt import ROLES
 from reftguard.refusal import is_refusal_reply
 from reftguard.score_cache import ScoreCache
 
@@ -89,6 +90,10 @@ class Thresholds:
     def scores(self, role: str) -> bool:
         return self.of(role) is not None
 
+    def bands(self) -> dict[str, float]:
+        """{role: review threshold} of the roles that have a review band."""
+        return {} if self.review is None else {r: self.review.of(r) for r in ROLES if self.review.of(r) is not None}
+
     def with_user(self, threshold: float | None, flag_refusal_examples: bool = False) -> "Thresholds":
         """A request's view: its threshold override (user turns only) and its refusal-example choice."""
         review = self.review
@@ -99,12 +104,13 @@ class Thresholds:
 
 
 def make_thresholds(user: float, roles: dict, review: dict | None = None) -> Thresholds:
-    """Thresholds from a calibration's flag thresholds ({role: t} besides user) and review thresholds
-    ({role: t}, user included); a scored role without a review threshold has no band (review = flag)."""
+    """Thresholds from flag thresholds ({role: t} besides user) and review thresholds ({role: t}, user
+    included); a scored role without a review threshold has no band, and a band never reaches above its
+    flag threshold."""
     flag = Thresholds(user, roles.get("assistant"), roles.get("system"))
     if not review:
         return flag
-    band = {r: review.get(r, flag.of(r)) for r in ("user", "assistant", "system") if flag.of(r) is not None}
+    band = {r: min(review.get(r, flag.of(r)), flag.of(r)) for r in ROLES if flag.of(r) is not None}
     return Thresholds(user, flag.assistant, flag.system, review=Thresholds(band["user"], band.get("assistant"), band.get("system")))
 
 

@@ -118,7 +118,7 @@ def load_model(bundle: GuardBundle | str | Path, build_engine: Callable[[GuardBu
         model = ServedModel(bundle, encoder, engine, provider, t.user, getattr(engine, "expected_fpr", bundle.expected_fpr),
                             {r: v for r, v in (("assistant", t.assistant), ("system", t.system)) if v is not None},
                             bundle.role_features(),
-                            {r: t.review.of(r) for r in ("user", "assistant", "system") if t.review is not None and t.review.of(r) is not None},
+                            t.bands(),
                             bundle.category_head(), getattr(engine, "fpr_curves", None) or bundle.fpr_curves)
         if not model.role_thresholds:
             log.warning("bundle %s has no assistant or system calibration: only user turns are scored, as before whole-record "

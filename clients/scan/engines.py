@@ -146,15 +146,15 @@ class LocalEngine:
         # The server's whole-record decision: every role the bundle is calibrated for, a threshold
         # override on user turns only.
         # A policy's section for this scan's source first (as the server does for a request), then the override.
-        self.policy = None
+        self.policy = self.source_policy = None
         base = self.scorer.thresholds
         if policy:
             from reftguard.policy import load_policy
 
             self.policy = load_policy(policy)
             self.source_policy = self.policy.for_source(source)
-            if self.source_policy:
-                base = self.source_policy.thresholds(base, self.bundle.fpr_curves)
+        if self.source_policy:
+            base = self.source_policy.thresholds(base, self.bundle.fpr_curves)
         self.thresholds = base.with_user(None if threshold is None else self.threshold, flag_refusal_examples)
         self.truncation = truncation or DEFAULT_TRUNCATION  # what a server does when the request names none
         self.batch_rows = batch_rows
@@ -183,7 +183,7 @@ class LocalEngine:
                      if self.thresholds.scores(role)]
             try:
                 scored = self.scorer.score_turns(turns, self.truncation, self.thresholds)
-                if self.policy and self.source_policy:
+                if self.source_policy:
                     scored = [self.source_policy.verdict(s) for s in scored]
                 break
             except PromptRejected as exc:  # 'error' on a long prompt, or over max_windows: an errors row
