@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from reftguard.card import review_bands_of
 from reftguard.prompt import PromptFormat
 
 FORMAT_VERSION = 1
@@ -247,9 +248,8 @@ def fpr_curves_of(entry: dict) -> dict[str, list]:
 
 
 def review_thresholds_of(entry: dict) -> dict[str, float]:
-    """{role: review threshold} of one calibration entry (its `review` for user turns, each role's own)."""
-    out = {"user": float(entry["review"]["threshold"])} if entry.get("review") else {}
-    return out | {role: float(v["review"]["threshold"]) for role, v in (entry.get("roles") or {}).items() if v.get("review")}
+    """{role: review threshold} of one calibration entry."""
+    return {role: float(band["threshold"]) for role, band in review_bands_of(entry).items()}
 
 
 def _untar(path: Path) -> Path:

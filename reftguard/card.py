@@ -2,6 +2,13 @@
 from __future__ import annotations
 
 
+def review_bands_of(entry: dict) -> dict[str, dict]:
+    """{role: review band record} of one calibration entry (or manifest): its `review` for user turns, then
+    each role's own, in role order."""
+    bands = [("user", entry.get("review"))] + [(r, v.get("review")) for r, v in sorted((entry.get("roles") or {}).items())]
+    return {role: band for role, band in bands if band}
+
+
 def _fmt(v) -> str:
     if v is None:
         return "n/a"
@@ -40,7 +47,7 @@ def render_card(m: dict) -> str:
         *(["- whole records: only user turns are scored (no assistant or system calibration)"] if not m.get("roles") else []),
         *[f"- review band, {role} turns: {_fmt(band['threshold'])} < score <= the flag threshold (recall {_fmt(band['recall'])} of FLAG or REVIEW, "
           f"benign sent to review {_fmt(band['benign_review_share'])})"
-          for role, band in [("user", m.get("review"))] + [(r, v.get("review")) for r, v in sorted((m.get("roles") or {}).items())] if band],
+          for role, band in review_bands_of(m).items()],
         *([f"- harm categories: {', '.join(m['categories']['labels'])} (head fitted on {sum(m['categories']['n'].values())} harmful training rows)"]
           if m.get("categories") else []),
         "",

@@ -52,6 +52,7 @@ def calibrate_args(p: argparse.ArgumentParser) -> None:
 def calibrate(ns) -> int:
     from reftguard.calibration import CalibrateConfig, calibrate as run
 
+    from reftguard.card import review_bands_of
     from reftguard.engines import calibration_for
 
     cfg = from_args(CalibrateConfig, ns)
@@ -60,10 +61,9 @@ def calibrate(ns) -> int:
     at = entry["calibration"]["at_threshold"]
     print(f"bundle {b.bundle_id}: {cfg.precision} threshold {entry['threshold']:.4f} -> recall {at['recall']:.4f}, FPR {at['fpr']:.4f}, "
           f"AUROC {at['auroc']:.4f}; vs fp32 max |Δ| {entry['parity_vs_fp32']['max_abs_diff']:.2e}, batch invariance {entry['batch_invariance']['max_abs_diff']:.2e}")
-    for role, band in [("user", entry.get("review"))] + [(r, v.get("review")) for r, v in (entry.get("roles") or {}).items()]:
-        if band:
-            print(f"  {role} review band: {band['threshold']:.4f} < score <= flag threshold; recall of FLAG or REVIEW {band['recall']:.4f}, "
-                  f"benign sent to review {band['benign_review_share']:.4f}, flagged {band['benign_flag_share']:.4f}")
+    for role, band in review_bands_of(entry).items():
+        print(f"  {role} review band: {band['threshold']:.4f} < score <= flag threshold; recall of FLAG or REVIEW {band['recall']:.4f}, "
+              f"benign sent to review {band['benign_review_share']:.4f}, flagged {band['benign_flag_share']:.4f}")
     return 0
 
 
