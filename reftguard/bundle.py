@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from reftguard.card import review_bands_of
+from reftguard.card import render_card, review_bands_of
 from reftguard.prompt import PromptFormat
 
 FORMAT_VERSION = 1
@@ -168,6 +168,12 @@ class GuardBundle:
     @property
     def backbone(self) -> str:
         return str(self.manifest.get("source_model", {}).get("name", "unknown"))
+
+    def reseal(self, manifest: dict) -> "GuardBundle":
+        """Seal this bundle's directory in place under `manifest` (files added or changed are hashed, the card
+        re-rendered, a new bundle_id) and load it again."""
+        seal(self.root, manifest, card=render_card)
+        return GuardBundle.load(self.root)
 
     def refusal_feature(self) -> np.ndarray:
         return np.load(self.root / FEATURE, allow_pickle=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from reftguard import evaluation
-from reftguard.bundle import GuardBundle, seal
+from reftguard.bundle import GuardBundle
 from reftguard.config import option
 from reftguard.data import LabeledPrompt, data_hash, load_labeled, select_split
 from reftguard.engines.selection import calibration_for
@@ -154,10 +154,7 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
             manifest["review"] = entry["review"]
         else:
             manifest.pop("review", None)
-    from reftguard.card import render_card
-
-    seal(bundle.root, manifest, card=render_card)
-    return GuardBundle.load(bundle.root)
+    return bundle.reseal(manifest)
 
 
 CURVE_FPRS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reftguard.bundle import GuardBundle, seal
+from reftguard.bundle import GuardBundle
 from reftguard.category_head import fit_head
 from reftguard.config import option
 from reftguard.role_fit import turn_states
@@ -62,7 +62,4 @@ def fit_categories(cfg: FitCategoriesConfig) -> GuardBundle:
                               "data_hash": hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()[:16],
                               "l2": cfg.l2, "steps": cfg.steps}
     log.info("category head on %d harmful rows: %s", len(rows), dict(counts))
-    from reftguard.card import render_card
-
-    seal(bundle.root, manifest, card=render_card)
-    return GuardBundle.load(bundle.root)
+    return bundle.reseal(manifest)

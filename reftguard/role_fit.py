@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reftguard.bundle import GuardBundle, seal
+from reftguard.bundle import GuardBundle
 from reftguard.config import option
 from reftguard.data import data_hash, load_labeled
 from reftguard.encoding import PromptEncoder, length_sorted_batches
@@ -81,7 +81,4 @@ def fit_roles(cfg: FitRolesConfig) -> GuardBundle:
     manifest.pop("roles", None)
     if manifest.get("precisions"):
         manifest["precisions"] = {k: {f: v for f, v in e.items() if f != "roles"} for k, e in manifest["precisions"].items()}
-    from reftguard.card import render_card
-
-    seal(bundle.root, manifest, card=render_card)
-    return GuardBundle.load(bundle.root)
+    return bundle.reseal(manifest)
