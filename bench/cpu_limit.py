@@ -53,10 +53,9 @@ def torch_paths(m, k, n, threads):
 
 
 def openvino_paths(m, k, n, threads):
-    import sys
+    from reftguard.engines.openvino import import_openvino
 
-    sys.modules.setdefault("openvino_telemetry", None)  # as reftguard.engines.openvino: no usage events
-    import openvino as ov
+    ov = import_openvino()
     import openvino.opset13 as ops
 
     x = ops.parameter([m, k], ov.Type.f32, name="x")
@@ -75,7 +74,6 @@ def openvino_paths(m, k, n, threads):
 
 
 def ort_paths(m, k, n, threads):
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -88,7 +86,6 @@ def ort_paths(m, k, n, threads):
     sess = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
     a = np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)
-    del onnx
     yield "ort", "fp32", lambda: sess.run(None, {"x": a})
 
 

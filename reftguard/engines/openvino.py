@@ -35,19 +35,24 @@ TYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}  # how OpenVINO reports the
 RUNTIME_CACHE_CAPACITY = 256
 
 
+def import_openvino():
+    """`openvino`, imported without its telemetry. `import openvino` sends a usage event to Google Analytics
+    (openvino_telemetry, on unless the user opted out). A guard server must not phone home, and the send forks
+    a process, which gRPC then logs as "Other threads are currently calling into gRPC, skipping fork()
+    handlers". OpenVINO falls back to its no-op telemetry stub when openvino_telemetry cannot be imported."""
+    sys.modules.setdefault("openvino_telemetry", None)
+    import openvino
+
+    return openvino
+
+
 class OpenVinoEngine:
     name = "openvino"
     provider = "cpu"
 
     def __init__(self, bundle: GuardBundle, threads: int = 0, precision: str = "bf16", width_multiple: int | None = None,
                  cache_capacity: int = RUNTIME_CACHE_CAPACITY):
-        # `import openvino` sends a usage event to Google Analytics (openvino_telemetry, on unless the user
-        # opted out). A guard server must not phone home, and the send forks a process, which gRPC then
-        # logs as "Other threads are currently calling into gRPC, skipping fork() handlers". OpenVINO falls
-        # back to its no-op telemetry stub when openvino_telemetry cannot be imported, so hide it here.
-        sys.modules.setdefault("openvino_telemetry", None)
-        import openvino as ov
-
+        ov = import_openvino()
         if precision not in HINTS:
             raise ValueError(f"openvino runs {' or '.join(HINTS)} here, not {precision!r}")
         self.bundle, self.precision = bundle, precision
