@@ -38,8 +38,12 @@ def _p(xs: list[float], q: float) -> float | None:
     return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] if xs else None
 
 
+def _channel(port: int) -> grpc.Channel:
+    return grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
+
+
 def _stub(port: int, token: str):
-    ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
+    ch = _channel(port)
     return ch, guard_pb2_grpc.GuardStub(ch), (("authorization", f"Bearer {token}"),)
 
 
@@ -86,7 +90,7 @@ def _flood(port: int, make_request):
     payload = make_request().SerializeToString()
 
     def run(stop: threading.Event):
-        ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
+        ch = _channel(port)
         call = ch.unary_unary("/reftguard.v1.Guard/Score")  # raw bytes in and out
         md = (("authorization", f"Bearer {TOKENS[0]}"),)
         while not stop.is_set():
