@@ -10,6 +10,7 @@ job, response or task holding it is done: nothing keeps a registry of models.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import weakref
@@ -46,7 +47,7 @@ class ServedModel:
     category_head: object = None  # reftguard.category_head.CategoryHead, or None
     fpr_curves: dict = dataclasses.field(default_factory=dict)  # {role: [(FPR, threshold)]} at this precision (policies)
 
-    @property
+    @functools.cached_property  # read for every request; the model never changes
     def thresholds(self) -> Thresholds:
         """What whole records are decided with; a role without a threshold is not scored."""
         return make_thresholds(self.threshold, self.role_thresholds, self.review_thresholds)
