@@ -330,3 +330,47 @@ def test_stage2_changes_the_replies_and_keeps_the_guard(tiny_llama, data_dir, tm
         train(tiny_config(tiny_llama, data_dir, tmp_path / "x", **(kw | {"reg_weight": 1.0})))
     with pytest.raises(ValueError, match="--max-tokens"):
         train(tiny_config(tiny_llama, data_dir, tmp_path / "y", **(kw | {"max_tokens": 64})))
+
+
+def _reply_rows(path, per_kind: int = 16) -> list[dict]:
+    """The first `per_kind` assistant turns of each reply kind of the packaged roles-train (shortened)."""
+    from reftguard.data import packaged
+
+    rows, seen = [], {}
+    for line in packaged("roles-train.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["role"] == "assistant" and seen.get(r["kind"], 0) < per_kind:
+            seen[r["kind"]] = seen.get(r["kind"], 0) + 1
+            rows.append(r | {"text": r["text"][:300]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def _reply_gap(teacher_dir, rows) -> float:
+    """Harmful - benign mean guard score of the reply turns (read as a user turn) against the teacher's R_l."""
+    from reftguard.features import cosine_scores
+    from reftguard.prompt import PromptFormat
+    from reftguard.training.fit import encode_texts
+
+    t = Teacher.load(teacher_dir)
+    lm, tok = t.load_model()
+    ids = encode_texts(t.tokenizer_dir, PromptFormat.from_hf_tokenizer(tok), 96, [r["text"] for r in rows])
+    s = cosine_scores(layer_states(lm, ids, t.layer, 16, tok.pad_token_id), t.refusal_feature, t.center)
+    y = np.array([r["label"] == "harmful" for r in rows])
+    return float(s[y].mean() - s[~y].mean())
+
+
+def test_reply_data_joins_the_regulariser(tiny_llama, data_dir, tmp_path):
+    """--reply-data adds assistant turns to every regulariser batch: harmful replies end up further above
+    benign replies and refusals on R_l than in the same run without them, and the record names the data."""
+    rows = _reply_rows(tmp_path / "roles.jsonl")
+    kw = dict(sft_weight=0.0, steps=30)
+    train(tiny_config(tiny_llama, data_dir, tmp_path / "plain", **kw))
+    with_replies = train(tiny_config(tiny_llama, data_dir, tmp_path / "replies", reply_data=[str(tmp_path / "roles.jsonl")], **kw))
+    assert with_replies.record["reply_data_hash"] and with_replies.record["config"]["reply_per_class"] == 4
+    plain, trained = _reply_gap(tmp_path / "plain", rows), _reply_gap(tmp_path / "replies", rows)
+    assert trained > plain + 0.2, (plain, trained)  # measured 0.20 -> 0.64
+    only_benign = tmp_path / "benign.jsonl"
+    only_benign.write_text("".join(json.dumps(r) + "\n" for r in rows if r["label"] == "benign"))
+    with pytest.raises(ValueError, match="harmful and benign assistant turns"):
+        train(tiny_config(tiny_llama, data_dir, tmp_path / "x", reply_data=[str(only_benign)], **kw))

@@ -101,6 +101,8 @@ class TrainConfig(OptimOptions, LoraOptions, RunOptions):
     max_tokens: int = option(512, "Longest prompt for the regulariser and the saved teacher (template included).")
     batch_size: int = option(32, "Prompts per no-grad forward batch (refreshes, evaluation).")
     seed: int = option(0, "Seed of the split, the probe, the batches and the LoRA initialisation.")
+    reply_data: list = option([], "Labeled role-turn JSONL file(s) (e.g. roles-train.jsonl) whose assistant turns join the regulariser, read as served (the reply's content as a user turn): harmful replies pushed towards R_l, benign replies and refusals away. They are not SFT pairs and do not move the R_l probe. Never pass dev data.")
+    reply_per_class: int = option(4, "With --reply-data: harmful and benign replies added to every regulariser batch (each; half of the benign ones refusals).")
     init_teacher: str = option("", "Stage 2: start from this trained LoRA teacher, keep its adapter (frozen) on the layers below l and its R_l, and train new LoRA on layers l and above with SFT and --retain-weight only (needs --reg-weight 0). Changes the teacher's replies, not its guard scores.")
 
 
@@ -259,6 +261,10 @@ class TeacherData:
     held_idx: list[int]  # held back: the AUROC log and the layer choice, never trained on
     probe_idx: list[int]  # fixed, balanced subset of fit_idx that R_l is re-estimated on
     eval_idx: list[int]  # balanced subset of held_idx scored at each evaluation
+    reply_ids: list[list[int]]  # --reply-data: assistant turns encoded as a user turn (the served reading)
+    reply_y: np.ndarray
+    reply_strata: np.ndarray  # 1 harmful, 0 benign reply, HARD refusal
+    reply_hash: str | None
 
     @classmethod
     def load(cls, cfg: TrainConfig, out: Path, tok) -> "TeacherData":
@@ -274,7 +280,14 @@ class TeacherData:
         hard = strata(prompts, y)
         probe_idx = balanced_subset(fit_idx, y, cfg.probe_size, cfg.seed, hard, cfg.hard_negative_share)
         eval_idx = balanced_subset(held_idx, y, cfg.eval_size, cfg.seed)
-        return cls(prompts, y, hard, ids, fmt, tok.pad_token_id, fit_idx, held_idx, probe_idx, eval_idx)
+        replies = [p for p in load_labeled(cfg.reply_data) if p.role == "assistant"] if cfg.reply_data else []
+        if cfg.reply_data and len({p.label for p in replies}) < 2:
+            raise ValueError("--reply-data needs harmful and benign assistant turns")
+        reply_y = np.array([p.label for p in replies], dtype=np.int64)
+        reply_strata = np.array([HARD if p.kind == "refusal_example" else int(p.label) for p in replies], dtype=np.int64)
+        reply_ids = encode_texts(out / "tokenizer", fmt, cfg.max_tokens, [p.text for p in replies]) if replies else []
+        return cls(prompts, y, hard, ids, fmt, tok.pad_token_id, fit_idx, held_idx, probe_idx, eval_idx,
+                   reply_ids, reply_y, reply_strata, data_hash(replies) if replies else None)
 
     def rows(self, idx: list[int]) -> list[list[int]]:
         return [self.ids[i] for i in idx]
@@ -337,17 +350,17 @@ def make_sft_sampler(cfg: TrainConfig, pairs: list, labels: list[int]) -> Balanc
     return BalancedLengthSampler([len(p.ids) for p in pairs], labels, cfg.sft_per_class, counts=counts)
 
 
-def regulariser_step(decoder, d: TeacherData, rows: list[int], state: FeatureState, cfg: TrainConfig, run: RunLog):
-    """L_reg on one batch of rows: the guard's cosine at layer l (through `decoder`, the LoRA-wrapped
-    layers[:l]) against the current R_l, centre and midpoint."""
+def regulariser_step(decoder, ids: list[list[int]], y: np.ndarray, pad: int, state: FeatureState, cfg: TrainConfig, run: RunLog):
+    """L_reg on one batch of encoded rows `ids` with labels `y`: the guard's cosine at layer l (through
+    `decoder`, the LoRA-wrapped layers[:l]) against the current R_l, centre and midpoint."""
     import torch
 
     from reftguard.modeling.guard import cosine, gather_last
 
     dev = next(decoder.parameters()).device
-    input_ids, mask = (torch.from_numpy(a).to(dev) for a in pad_batch(d.rows(rows), d.pad))
+    input_ids, mask = (torch.from_numpy(a).to(dev) for a in pad_batch(ids, pad))
     h = gather_last(decoder(input_ids, mask), mask)
-    yb = torch.from_numpy(d.y[rows]).to(dev)
+    yb = torch.from_numpy(y).to(dev)
     s = cosine(h, torch.from_numpy(state.r).to(dev), torch.from_numpy(state.c).to(dev))
     reg = regulariser_loss(s, yb, state.t, cfg.reg_scale, cfg.reg_margin)
     run.add(reg_loss=reg.item(), batch_harmful_cos=s[yb == 1].mean().item(), batch_benign_cos=s[yb == 0].mean().item())
@@ -359,6 +372,14 @@ def fit_sampler(d: TeacherData, per_class: int, share: float) -> BalancedLengthS
     `share` of those hard negatives."""
     return BalancedLengthSampler([len(d.ids[i]) for i in d.fit_idx], [int(d.hard[i]) for i in d.fit_idx], per_class,
                                  counts=split_counts(per_class, share))
+
+
+def reply_sampler(d: TeacherData, per_class: int) -> BalancedLengthSampler | None:
+    """--reply-data rows per regulariser batch: per_class harmful replies, as many benign, half of them refusals
+    (a refusal names the harm it refuses, so it is the reply's hard negative)."""
+    if not d.reply_ids or per_class <= 0:
+        return None
+    return BalancedLengthSampler([len(r) for r in d.reply_ids], d.reply_strata.tolist(), per_class, counts=split_counts(per_class, 0.5))
 
 
 def retain_loss(t, logits, input_ids, mask, labels, rows):
@@ -436,6 +457,7 @@ def train(cfg: TrainConfig, command: str = ""):
         freeze_stage1(t, init, cfg)
     decoder = TruncatedDecoder(t.base, layer)  # shares the (LoRA-wrapped) layers: the regulariser's cheap forward
     reg_sampler = fit_sampler(d, cfg.reg_per_class, cfg.hard_negative_share)
+    rep_sampler = reply_sampler(d, cfg.reply_per_class)
     sft_sampler = make_sft_sampler(cfg, pairs, pair_labels) if pairs else None
 
     # resume, or start from the starting model's R_l
@@ -456,7 +478,11 @@ def train(cfg: TrainConfig, command: str = ""):
         loss = torch.zeros((), device=dev)
         if cfg.reg_weight > 0:
             rows = [d.fit_idx[j] for j in reg_sampler.batch(step_rng(cfg.seed, step, rank, 0))]
-            loss = loss + cfg.reg_weight * regulariser_step(decoder, d, rows, state, cfg, run)
+            ids, y = d.rows(rows), d.y[rows]
+            if rep_sampler is not None:
+                extra = rep_sampler.batch(step_rng(cfg.seed, step, rank, 2))
+                ids, y = ids + [d.reply_ids[j] for j in extra], np.concatenate([y, d.reply_y[extra]])
+            loss = loss + cfg.reg_weight * regulariser_step(decoder, ids, y, d.pad, state, cfg, run)
         if cfg.sft_weight > 0:
             pick = sft_sampler.batch(step_rng(cfg.seed, step, rank, 1))
             input_ids, mask, labels = (torch.from_numpy(a).to(dev) for a in sft.collate([pairs[j] for j in pick], d.pad))
@@ -560,6 +586,7 @@ def save_teacher(cfg: TrainConfig, command: str, out: Path, t, d: TeacherData, l
         "command": command,
         "data": portable([str(x) for x in cfg.data]),
         "data_hash": data_hash(d.prompts),
+        "reply_data_hash": d.reply_hash,
         "n": len(d.prompts),
         "n_harmful": int(d.y.sum()),
         "holdout_fraction": cfg.holdout,
