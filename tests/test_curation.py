@@ -135,3 +135,48 @@ def test_data_categories_map_onto_the_taxonomy():
     assert category_of("harassment_stalking") == "privacy" and category_of("hate_extremism") == "extremism"
     assert category_of("Financial and Business") == "fraud" and category_of("self_harm:task_dataset") == "self_harm"
     assert category_of(None) is None and category_of("Autonomy") == "other"
+
+
+def test_scan_writes_the_review_band_and_review_walks_it_first(band_bundle, tmp_path):
+    """scan routes REVIEW items to review.* (in-process and through a server alike); `reftguard review`
+    walks the band first, and --apply moves a kept band item into flagged and released ones into allowed."""
+    from reftguard.clients.review.session import ReviewSession, apply_reviews
+    from reftguard.clients.scan import ScanConfig, run_scan
+    from tests.scan_data import outputs
+
+    texts = [json.loads(line)["text"] for line in packaged("guard-dev.jsonl").read_text().splitlines()[:48]]
+    scorer = BundleScorer(GuardBundle.load(band_bundle))
+    top = float(np.quantile(scorer.scores(texts), 0.75))
+    ref = scorer.score_turns([Turn(i, -1, t) for i, t in enumerate(texts)], thresholds=scorer.thresholds.with_user(top))
+    want = {part: sorted(str(i) for i, r in enumerate(ref) if r.flag == (part == "flagged") and r.review == (part == "review"))
+            for part in ("allowed", "review", "flagged")}
+    assert want["review"] and want["flagged"]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    report = run_scan(ScanConfig(input=str(src), out=str(local), bundle=str(band_bundle), threshold=top))
+    with run_server(band_bundle) as rs:
+        run_scan(ScanConfig(input=str(src), out=str(remote), target=rs.target, threshold=top))
+    for out in (local, remote):
+        got = outputs(out, "jsonl")
+        assert {part: sorted(r["id"] for r in got[part]) for part in want} == want, out
+        assert {r["reftguard_verdict"] for r in got["review"]} == {"review"}
+    assert report["exactly_once"] and report["rows"]["review"] == len(want["review"])
+    assert report["review_rate"] == pytest.approx(len(want["review"]) / len(texts))
+
+    session = ReviewSession(local)
+    parts = [it.part for it in session.items]
+    assert parts == ["review"] * len(want["review"]) + ["flagged"] * len(want["flagged"])  # the band first
+    kept, released = session.current.id, session.items[1].id
+    session.decide("keep")
+    session.decide("release")
+    assert apply_reviews(local) == {"released": 1, "moved": 1, "kept": 1}
+    after = outputs(local, "jsonl")
+    assert {r["id"]: r["reftguard_verdict"] for r in after["flagged"]}[kept] == "kept"
+    assert {r["id"]: r["reftguard_verdict"] for r in after["allowed"]}[released] == "released"
+    assert not {r["id"] for r in after["review"]} & {kept, released}
+    fresh = json.loads((local / "report.json").read_text())
+    assert fresh["exactly_once"] and fresh["rows"]["review"] == len(want["review"]) - 2 and fresh["review"] == {"moved": 1, "kept": 1}
+    assert apply_reviews(local)["kept"] == 0 and outputs(local, "jsonl") == after  # idempotent
+    # the kept item is in flagged now, and already reviewed: a new session skips it
+    assert [it.part for it in ReviewSession(local, parts=("flagged",)).items] == ["flagged"] * len(want["flagged"])

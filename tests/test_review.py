@@ -68,14 +68,14 @@ def test_apply_moves_released_items_into_allowed(scanned):
     session.decide("keep")
     released.append(session.current.id)
     session.decide("release")
-    assert apply_reviews(scanned) == {"released": 2, "moved": 2}
+    assert apply_reviews(scanned) == {"released": 2, "moved": 2, "kept": 0}
     after = outputs(scanned, "jsonl")
     assert len(after["allowed"]) == len(before["allowed"]) + 2 and len(after["flagged"]) == len(before["flagged"]) - 2
     moved = {r["id"]: r for r in after["allowed"] if r["reftguard_verdict"] == "released"}
     assert sorted(moved) == sorted(released)
     assert not {r["id"] for r in after["flagged"]} & set(released)
     report = json.loads((scanned / "report.json").read_text())
-    assert report["exactly_once"] and report["rows"]["allowed"] == len(after["allowed"]) and report["review"] == {"moved": 2}
+    assert report["exactly_once"] and report["rows"]["allowed"] == len(after["allowed"]) and report["review"] == {"moved": 2, "kept": 0}
     # idempotent, also through the CLI
     assert main(["review", str(scanned), "--no-ui", "--apply"]) == 0
     assert outputs(scanned, "jsonl") == after

@@ -42,7 +42,8 @@ def test_every_format_and_record_shape(fmt, tiny_bundle, scorer, tmp_path):
     report = run_scan(ScanConfig(input=str(path), out=str(tmp_path / "out"), bundle=str(tiny_bundle), threshold=median))
     outs = outputs(tmp_path / "out", fmt)
     assert report["format"] == fmt and report["exactly_once"]
-    assert sorted(report["outputs"].values()) == sorted(FORMATS[fmt].output_path(tmp_path / "out", n).name for n in ("allowed", "flagged", "errors"))
+    assert sorted(report["outputs"].values()) == sorted(FORMATS[fmt].output_path(tmp_path / "out", n).name for n in ("allowed", "review", "flagged", "errors"))
+    assert outs["review"] == []  # the tiny bundle has no review band
     assert outs["errors"] == [] and outs["allowed"] and outs["flagged"]
     got = _by_id(outs)
     assert Counter(r["id"] for n in ("allowed", "flagged") for r in outs[n]) == Counter(r["id"] for r in records)
@@ -127,7 +128,7 @@ def test_bad_rows_go_to_errors_with_their_reason(mode, server, tiny_bundle, tmp_
     assert errors[1]["reftguard_raw"] == BAD_LINES[1][0] and errors[2]["reftguard_raw"] == BAD_LINES[2][0]
     assert errors[4]["text"] == 42 and errors[4]["id"] == "n1"  # parsed fields are kept
     assert sorted(r["id"] for r in outs["allowed"] + outs["flagged"]) == ["ok1", "ok2"]
-    assert report["rows"] == {"input": 13, "allowed": len(outs["allowed"]), "flagged": len(outs["flagged"]), "errors": 11, "output": 13}
+    assert report["rows"] == {"input": 13, "allowed": len(outs["allowed"]), "review": 0, "flagged": len(outs["flagged"]), "errors": 11, "output": 13}
     assert report["exactly_once"]
     assert report["errors_by_kind"] == dict(Counter(expected.values()))
 
@@ -139,12 +140,13 @@ def test_report_matches_outputs(tiny_bundle, tmp_path):
     assert json.loads((out / "report.json").read_text()) == report
     outs = outputs(out, "jsonl")
     scored = outs["allowed"] + outs["flagged"]
-    assert report["rows"] == {"input": 151, "allowed": len(outs["allowed"]), "flagged": len(outs["flagged"]), "errors": 1, "output": 151}
+    assert report["rows"] == {"input": 151, "allowed": len(outs["allowed"]), "review": 0, "flagged": len(outs["flagged"]), "errors": 1, "output": 151}
     assert report["flag_rate"] == pytest.approx(len(outs["flagged"]) / len(scored))
     for src in {r["source"] for r in scored}:
         rows = [r for r in scored if r["source"] == src]
         flagged = sum(r["reftguard_verdict"] == "flag" for r in rows)
-        assert report["by_source"][src] == {"rows": len(rows), "flagged": flagged, "flag_rate": pytest.approx(flagged / len(rows))}
+        assert report["by_source"][src] == {"rows": len(rows), "review": 0, "flagged": flagged, "flag_rate": pytest.approx(flagged / len(rows)),
+                                            "review_rate": 0.0}
     hist = report["histogram"]
     assert sum(hist["allowed"]) == len(outs["allowed"]) and sum(hist["flagged"]) == len(outs["flagged"])
     top = sorted((r["reftguard_score"] for r in outs["flagged"]), reverse=True)[:20]
@@ -240,7 +242,8 @@ def test_compare_bundle_writes_the_disagreement_table_and_the_rows_that_flip(tin
     scores = scorer.scores([r["text"] for r in records])
     ta, tb = GuardBundle.load(tiny_bundle).threshold, 0.0
     want = Counter((("flag" if s > ta else "allow"), ("flag" if s > tb else "allow")) for s in scores)
-    assert report["table"] == {f"{a}->{b}": want[(a, b)] for a in ("allow", "flag") for b in ("allow", "flag")}
+    verdicts = ("allow", "review", "flag")  # the tiny bundles have no band: nothing in review
+    assert report["table"] == {f"{a}->{b}": want[(a, b)] for a in verdicts for b in verdicts}
     assert report["rows"] == 30 and report["bundles"]["b"]["threshold"] == 0.0
     assert sum(s["rows"] for s in report["per_source"].values()) == 30
     benign = [s for s, r in zip(scores, records) if r["label"] == "benign"]

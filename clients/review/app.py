@@ -1,6 +1,7 @@
-"""The review UI (textual): one flagged item at a time, highest or lowest score first.
+"""The review UI (textual): one item at a time, the review band first, then the flagged items, each
+highest or lowest score first; each shows its deciding turn's role and the reason.
 
-Keys: k keep the flag, r release the item, s skip for now, q quit. Everything a key does goes
+Keys: k keep (flag it), r release the item, s skip for now, q quit. Everything a key does goes
 through `ReviewSession`, so the UI holds no state of its own.
 """
 from __future__ import annotations
@@ -48,11 +49,14 @@ def app_class():
             meta, text = self.query_one("#meta", Static), self.query_one("#text", Static)
             tally = f"kept {self.counts['keep']}  released {self.counts['release']}"
             if item is None:
-                meta.update(f"All {len(s.items)} flagged items reviewed ({s.reviewed_before} earlier).  {tally}")
-                text.update("Press q to quit. Run `reftguard review DIR --apply` to move released items into allowed.")
+                meta.update(f"All {len(s.items)} items reviewed ({s.reviewed_before} earlier).  {tally}")
+                text.update("Press q to quit. Run `reftguard review DIR --apply` to move released items into allowed "
+                            "and kept band items into flagged.")
                 return
-            where = "text" if item.turn < 0 else f"user turn {item.turn}"
-            meta.update(f"[b]{s.pos + 1}/{len(s.items)}[/b]  id {escape(item.id)}  score {item.score:+.4f} "
+            where = "text" if item.turn < 0 else f"{item.role} turn {item.turn}"
+            part = "[yellow]review band[/yellow]" if item.part == "review" else "[red]flagged[/red]"
+            why = f"  {escape(item.reason)}" if item.reason else ""
+            meta.update(f"[b]{s.pos + 1}/{len(s.items)}[/b]  {part}{why}  id {escape(item.id)}  score {item.score:+.4f} "
                         f"(threshold {s.report['threshold']:+.4f})  {where}  |  {tally}")
             text.update(escape(item.text))
 

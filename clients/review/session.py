@@ -1,10 +1,13 @@
-"""Review state: the flagged items of a scan folder in score order, and what a verdict does.
+"""Review state: the items of a scan folder a person should see, and what a verdict does.
 
+The session starts from the review band (review.*: items between a bundle's review and flag
+thresholds, the uncertain ones), then the flagged items (flagged.*), each part in score order.
 Each verdict is appended to `reviewed.jsonl` (fsynced, so a crash loses at most the key being
-pressed) and, with a guard service, sent to its Feedback RPC: the item was served FLAG, and the
-reviewer says BENIGN (released) or HARMFUL (kept). Items are keyed by the content hash of their
-original record, so a reopened session skips what was already reviewed, and `apply` can move
-released items from flagged.* into allowed.* however often it is run.
+pressed). For a flagged item, with a guard service, it is also sent to the Feedback RPC: the item was
+served FLAG, and the reviewer says BENIGN (released) or HARMFUL (kept). A band item was never served
+FLAG or ALLOW, so it moves no FP or miss rate and no Feedback is sent for it. Items are keyed by the
+content hash of their original record, so a reopened session skips what was already reviewed, and
+`apply` moves released items into allowed.* and kept band items into flagged.*, however often it is run.
 """
 from __future__ import annotations
 
@@ -19,11 +22,14 @@ from reftguard.clients.scan.digest import output_digest
 from reftguard.clients.scan.formats import FORMATS
 from reftguard.clients.scan.records import scored_text
 from reftguard.clients.scan.report import summarize, write_report
-from reftguard.clients.scan.rows import SCORE, TURN, VERDICT
+from reftguard.clients.scan.rows import REASON, ROLE, SCORE, TURN, VERDICT
 
 REVIEWED = "reviewed.jsonl"
 VERDICTS = {"keep": "harmful", "release": "benign"}  # reviewer verdict -> Feedback label
 RELEASED = "released"  # reftguard_verdict of an item moved into allowed.* by review
+KEPT = "kept"  # reftguard_verdict of a band item moved into flagged.* by review
+PARTS = ("review", "flagged")  # scan outputs a session walks, in this order
+MOVES = {("flagged", "release"): ("allowed", RELEASED), ("review", "release"): ("allowed", RELEASED), ("review", "keep"): ("flagged", KEPT)}
 
 
 @dataclass
@@ -34,6 +40,9 @@ class ReviewItem:
     turn: int
     text: str
     record: dict[str, Any] = field(repr=False)
+    part: str = "flagged"  # the scan output it comes from (PARTS)
+    role: str = "user"  # the deciding turn's role
+    reason: str = ""  # why it was flagged or reviewed (reftguard.scoring.REASONS)
 
 
 def item_key(record: dict[str, Any]) -> str:
@@ -51,9 +60,11 @@ def load_reviewed(out: Path) -> dict[str, dict[str, Any]]:
 
 class ReviewSession:
     def __init__(self, out: str | Path, *, order: str = "highest", feedback: Callable[..., None] | None = None,
-                 source: str = "", reviewer: str = ""):
+                 source: str = "", reviewer: str = "", parts: tuple[str, ...] = PARTS):
         if order not in ("highest", "lowest"):
             raise ValueError(f"order must be 'highest' or 'lowest', got {order!r}")
+        if not parts or set(parts) - set(PARTS):
+            raise ValueError(f"parts must be some of {PARTS}, got {parts!r}")
         self.out = Path(out)
         report_path = self.out / "report.json"
         if not report_path.is_file():
@@ -62,15 +73,17 @@ class ReviewSession:
         self.fmt = FORMATS[self.report["format"]]
         self.feedback, self.source, self.reviewer = feedback, source, reviewer
         done = load_reviewed(self.out)
-        items = []
-        for pos, rec in enumerate(self.fmt.read_output(self.out / self.report["outputs"]["flagged"])):
-            key = item_key(rec)
-            if key in done:
-                continue
-            turn = int(rec[TURN])
-            items.append(ReviewItem(key, str(rec.get("id", key)), float(rec[SCORE]), turn, scored_text(rec, turn), rec))
-        items.sort(key=lambda it: it.score, reverse=order == "highest")
-        self.items = items
+        self.items = []
+        for part in (p for p in PARTS if p in parts and p in self.report["outputs"]):  # scans before the band have no review.*
+            items = []
+            for rec in self.fmt.read_output(self.out / self.report["outputs"][part]):
+                key = item_key(rec)
+                if key in done:
+                    continue
+                turn = int(rec[TURN])
+                items.append(ReviewItem(key, str(rec.get("id", key)), float(rec[SCORE]), turn, scored_text(rec, turn), rec, part,
+                                        str(rec.get(ROLE) or "user"), str(rec.get(REASON) or "")))
+            self.items += sorted(items, key=lambda it: it.score, reverse=order == "highest")
         self.reviewed_before = len(done)
         self.pos = 0
 
@@ -85,9 +98,9 @@ class ReviewSession:
         item = self.current
         if item is None:
             raise IndexError("no item left to review")
-        line = {"key": item.key, "id": item.id, "score": item.score, "turn": item.turn, "verdict": verdict,
+        line = {"key": item.key, "id": item.id, "score": item.score, "turn": item.turn, "verdict": verdict, "part": item.part,
                 "reviewer": self.reviewer, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        if self.feedback is not None:
+        if self.feedback is not None and item.part == "flagged":
             # before the line is written: a verdict on disk has always reached the service
             self.feedback(item.id, served="flag", reviewed=VERDICTS[verdict], score=item.score, source=self.source, reviewer=self.reviewer)
             line["feedback_sent"] = True
@@ -102,36 +115,46 @@ class ReviewSession:
 
 
 def apply_reviews(out: str | Path) -> dict[str, int]:
-    """Move released items from flagged.* into allowed.* (marked `released`); idempotent.
+    """Move released items into allowed.* (marked `released`) and kept band items from review.* into
+    flagged.* (marked `kept`); idempotent.
 
-    allowed.* is rewritten first, then flagged.*, each atomically; an item already in allowed.* as
-    released is not added twice, so a rerun after an interruption completes the move. report.json
-    and report.html are recomputed from the new outputs, including the exactly-once check.
+    Every target output is rewritten first, then every source, each atomically; an item already in its
+    target with its mark is not added twice, so a rerun after an interruption completes the move.
+    report.json and report.html are recomputed from the new outputs, including the exactly-once check.
     """
     out = Path(out)
     report = json.loads((out / "report.json").read_text())
     fmt = FORMATS[report["format"]]
-    released = {k for k, r in load_reviewed(out).items() if r["verdict"] == "release"}
-    allowed_p, flagged_p = out / report["outputs"]["allowed"], out / report["outputs"]["flagged"]
-    allowed = list(fmt.read_output(allowed_p))
-    already = {item_key(r) for r in allowed if r.get(VERDICT) == RELEASED}
-    keep, moved, n_moved = [], [], 0
-    for rec in fmt.read_output(flagged_p):
-        key = item_key(rec)
-        if key not in released:
-            keep.append(rec)
-            continue
-        n_moved += 1
-        if key not in already:
-            moved.append({**rec, VERDICT: RELEASED})
-    if n_moved:
-        fmt.rewrite(allowed_p, allowed + moved)
-        fmt.rewrite(flagged_p, keep)
-        s = summarize(fmt, {n: out / p for n, p in report["outputs"].items()})
+    verdicts = {k: r["verdict"] for k, r in load_reviewed(out).items()}
+    paths = {n: out / p for n, p in report["outputs"].items()}
+    records = {n: list(fmt.read_output(paths[n])) for n in ("allowed", *PARTS) if n in paths}
+    marked = {n: {item_key(r) for r in records[n] if r.get(VERDICT) in (RELEASED, KEPT)} for n in records}
+    added: dict[str, list] = {n: [] for n in records}
+    kept: dict[str, list] = {n: [] for n in records}
+    n_moved = {"released": 0, "kept": 0}
+    for part in (p for p in PARTS if p in records):
+        for rec in records[part]:
+            key = item_key(rec)
+            move = MOVES.get((part, verdicts.get(key, "")))
+            if move is None:
+                kept[part].append(rec)
+                continue
+            target, mark = move
+            n_moved[mark] += 1
+            if key not in marked[target]:
+                added[target].append({**rec, VERDICT: mark})
+    if any(n_moved.values()):
+        for n in ("allowed", "flagged"):
+            if added[n]:
+                fmt.rewrite(paths[n], records[n] + added[n])
+        for part in (p for p in PARTS if p in records):
+            if len(kept[part]) != len(records[part]):
+                fmt.rewrite(paths[part], kept[part] + (added[part] if part == "flagged" else []))
+        s = summarize(fmt, paths)
         rows = {"input": report["rows"]["input"], **s.pop("rows")}
         report["content_hash"]["output"] = s.pop("output_hash")
         report["exactly_once"] = rows["input"] == rows["output"] and report["content_hash"]["input"] == report["content_hash"]["output"]
-        released_total = report.get("review", {}).get("moved", 0) + n_moved
-        report.update(s, rows=rows, review={"moved": released_total})
+        before = report.get("review", {})
+        report.update(s, rows=rows, review={"moved": before.get("moved", 0) + n_moved["released"], "kept": before.get("kept", 0) + n_moved["kept"]})
         write_report(out, report)
-    return {"released": len(released), "moved": n_moved}
+    return {"released": sum(v == "release" for v in verdicts.values()), "moved": n_moved["released"], "kept": n_moved["kept"]}

@@ -44,7 +44,7 @@ class BatchScorer:
                 raise ValueError(f"row {row.index} cannot be scored: {row.error} (pass errors='flag' to route such rows to flagged)")
             ok = outcome is not None
             out[SCORE].append(outcome.score if ok else None)
-            out[VERDICT].append(("flag" if outcome.flagged else "allow") if ok else "error")
+            out[VERDICT].append(outcome.verdict if ok else "error")
             out[TURN].append(outcome.turn if ok else -1)
             out[BUNDLE].append(e.bundle_id)
             out[ROLE].append(outcome.role if ok else None)

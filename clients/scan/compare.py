@@ -17,20 +17,22 @@ from reftguard.clients.scan.formats import detect_format
 from reftguard.clients.scan.records import prepare
 from reftguard.clients.scan.rows import OUR_COLUMNS
 
-VERDICT = {False: "allow", True: "flag"}
+VERDICTS = ("allow", "review", "flag")
 
 
 def _rates(table: Counter, labels: Counter) -> dict[str, Any]:
     n = sum(table.values())
-    out: dict[str, Any] = {"rows": n, "flag_rate_a": None, "flag_rate_b": None, "disagreement_rate": None}
+    out: dict[str, Any] = {"rows": n, "flag_rate_a": None, "flag_rate_b": None, "review_rate_a": None, "review_rate_b": None,
+                           "disagreement_rate": None}
     if n:
-        out["flag_rate_a"] = sum(v for (a, _), v in table.items() if a == "flag") / n
-        out["flag_rate_b"] = sum(v for (_, b), v in table.items() if b == "flag") / n
+        for verdict in ("flag", "review"):
+            out[f"{verdict}_rate_a"] = sum(v for (a, _), v in table.items() if a == verdict) / n
+            out[f"{verdict}_rate_b"] = sum(v for (_, b), v in table.items() if b == verdict) / n
         out["disagreement_rate"] = sum(v for (a, b), v in table.items() if a != b) / n
-    out["table"] = {f"{a}->{b}": table[(a, b)] for a in ("allow", "flag") for b in ("allow", "flag")}
-    for side in ("a", "b"):  # labels: (side, label, verdict) counts
-        benign = labels[(side, "benign", "allow")] + labels[(side, "benign", "flag")]
-        harmful = labels[(side, "harmful", "allow")] + labels[(side, "harmful", "flag")]
+    out["table"] = {f"{a}->{b}": table[(a, b)] for a in VERDICTS for b in VERDICTS}
+    for side in ("a", "b"):  # labels: (side, label, verdict) counts; a reviewed row is neither a FP nor a miss
+        benign = sum(labels[(side, "benign", v)] for v in VERDICTS)
+        harmful = sum(labels[(side, "harmful", v)] for v in VERDICTS)
         out[f"fpr_{side}"] = labels[(side, "benign", "flag")] / benign if benign else None
         out[f"miss_rate_{side}"] = labels[(side, "harmful", "allow")] / harmful if harmful else None
     return out
@@ -54,7 +56,7 @@ def compare(input: str, out: str, bundle_a: str, bundle_b: str, *, format: str |
                 continue
             rec = row.record or {}
             source = str(rec.get(source_field, "")) if source_field in rec else ""
-            va, vb = VERDICT[oa.flagged], VERDICT[ob.flagged]
+            va, vb = oa.verdict, ob.verdict
             for key in ("", source):
                 tables[key][(va, vb)] += 1
             label = rec.get("label")

@@ -42,7 +42,7 @@ def item_turns(item: dict) -> list[tuple[int, str, str]]:
 
 
 def outcome(d: pb.Decision) -> Outcome:
-    return Outcome(float(d.score), d.verdict == pb.FLAG, int(d.turn), bool(d.truncated), d.role or "user", d.reason)
+    return Outcome(float(d.score), d.verdict == pb.FLAG, int(d.turn), bool(d.truncated), d.role or "user", d.reason, d.verdict == pb.REVIEW)
 
 
 class RemoteEngine:
@@ -54,7 +54,8 @@ class RemoteEngine:
                  source: str = "", truncation: str | None = None, flag_refusal_examples: bool = False):
         _check_threshold(threshold)
         self.cfg, self.batch_size, self.in_flight = cfg, batch_size, in_flight
-        self.kw = {"threshold": threshold, "source": source, "truncation": truncation, "flag_refusal_examples": flag_refusal_examples}
+        self.kw = {"threshold": threshold, "source": source, "truncation": truncation, "flag_refusal_examples": flag_refusal_examples,
+                   "accept_review": True}
         self.client = LoopClient(cfg)
         info = self.client.info()
         self.bundle_id = info.bundle_id
@@ -193,7 +194,7 @@ class LocalEngine:
         outcomes = {id(r): s for r, s in zip(live, scored)}
         for r in batch:
             s = outcomes.get(id(r))
-            yield r, (Outcome(s.score, s.flag or s.review, s.turn, s.truncated, s.role, s.reason) if s is not None else None)
+            yield r, (Outcome(s.score, s.flag, s.turn, s.truncated, s.role, s.reason, s.review) if s is not None else None)
 
     def close(self) -> None:
         pass

@@ -7,23 +7,28 @@ from typing import Any
 W, H, PAD = 720, 240, 36
 
 
+LAYERS = (("allowed", "#4c9a6a"), ("review", "#d9a441"), ("flagged", "#c8553d"))  # stacked bottom to top
+
+
 def histogram_svg(hist: dict[str, Any], threshold: float) -> str:
-    """Stacked allowed/flagged bars over [-1, 1] with the threshold as a dashed line."""
-    edges, allowed, flagged = hist["edges"], hist["allowed"], hist["flagged"]
-    n = len(allowed)
-    top = max([a + f for a, f in zip(allowed, flagged)] + [1])
+    """Stacked allowed/review/flagged bars over [-1, 1] with the threshold as a dashed line."""
+    edges = hist["edges"]
+    n = len(edges) - 1
+    layers = [(name, colour, hist.get(name) or [0] * n) for name, colour in LAYERS]  # reports of older scans have no review
+    top = max([sum(c[i] for _, _, c in layers) for i in range(n)] + [1])
     x = lambda v: PAD + (v + 1.0) / 2.0 * (W - 2 * PAD)  # noqa: E731
     y = lambda c: H - PAD - c / top * (H - 2 * PAD)  # noqa: E731
     bw = (W - 2 * PAD) / n
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="score histogram">',
              f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#444"/>']
     for i in range(n):
-        x0 = x(edges[i]) + 0.5
-        if allowed[i]:
-            parts.append(f'<rect x="{x0:.1f}" y="{y(allowed[i]):.1f}" width="{bw - 1:.1f}" height="{y(0) - y(allowed[i]):.1f}" fill="#4c9a6a"><title>{edges[i]:+.2f}..{edges[i + 1]:+.2f}: {allowed[i]} allowed</title></rect>')
-        if flagged[i]:
-            y1 = y(allowed[i] + flagged[i])
-            parts.append(f'<rect x="{x0:.1f}" y="{y1:.1f}" width="{bw - 1:.1f}" height="{y(allowed[i]) - y1:.1f}" fill="#c8553d"><title>{edges[i]:+.2f}..{edges[i + 1]:+.2f}: {flagged[i]} flagged</title></rect>')
+        x0, below = x(edges[i]) + 0.5, 0
+        for name, colour, counts in layers:
+            if counts[i]:
+                y1 = y(below + counts[i])
+                parts.append(f'<rect x="{x0:.1f}" y="{y1:.1f}" width="{bw - 1:.1f}" height="{y(below) - y1:.1f}" fill="{colour}">'
+                             f'<title>{edges[i]:+.2f}..{edges[i + 1]:+.2f}: {counts[i]} {name}</title></rect>')
+                below += counts[i]
     for v in (-1.0, -0.5, 0.0, 0.5, 1.0):
         parts.append(f'<text x="{x(v):.1f}" y="{H - PAD + 16}" font-size="11" text-anchor="middle">{v:+.1f}</text>')
     parts.append(f'<text x="{PAD - 4}" y="{PAD}" font-size="11" text-anchor="end">{top}</text>')
@@ -53,16 +58,17 @@ def render_html(r: dict[str, Any], card: str) -> str:
     sections = [
         f"<h1>reftguard scan report</h1><p>{escape(r['input'])} ({escape(r['format'])}), {escape(r['mode'])} scoring by "
         f"{escape(r['scorer'])}, bundle <code>{escape(r['bundle_id'])}</code>, threshold {r['threshold']:+.4f}.</p>",
-        "<h2>Counts</h2>" + _table(["input", "allowed", "flagged", "errors", "flag rate"],
-                                   [[rows["input"], rows["allowed"], rows["flagged"], rows["errors"], f"{r['flag_rate']:.2%}"]]) + check,
+        "<h2>Counts</h2>" + _table(["input", "allowed", "review", "flagged", "errors", "review rate", "flag rate"],
+                                   [[rows["input"], rows["allowed"], rows.get("review", 0), rows["flagged"], rows["errors"],
+                                     f"{r.get('review_rate', 0):.2%}", f"{r['flag_rate']:.2%}"]]) + check,
         "<h2>Score histogram</h2>" + histogram_svg(r["histogram"], r["threshold"]),
     ]
     if r["by_source"]:
-        sections.append("<h2>Flag rate per source</h2>" + _table(["source", "rows", "flagged", "flag rate"],
-                        [[k, v["rows"], v["flagged"], f"{v['flag_rate']:.2%}"] for k, v in r["by_source"].items()]))
+        sections.append("<h2>Flag rate per source</h2>" + _table(["source", "rows", "review", "flagged", "flag rate"],
+                        [[k, v["rows"], v.get("review", 0), v["flagged"], f"{v['flag_rate']:.2%}"] for k, v in r["by_source"].items()]))
     if r.get("by_reason"):
-        sections.append("<h2>Decisions per reason</h2>" + _table(["reason", "flagged", "allowed"],
-                        [[k, v["flagged"], v["allowed"]] for k, v in r["by_reason"].items()]))
+        sections.append("<h2>Decisions per reason</h2>" + _table(["reason", "flagged", "review", "allowed"],
+                        [[k, v["flagged"], v.get("review", 0), v["allowed"]] for k, v in r["by_reason"].items()]))
     if r.get("flags_by_role"):
         sections.append("<h2>Flags per role of the deciding turn</h2>" + _table(["role", "flagged"], [[k, v] for k, v in r["flags_by_role"].items()]))
     if r["errors_by_kind"]:

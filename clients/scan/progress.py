@@ -24,7 +24,7 @@ def scan_progress(total: int | None, done: int, enabled: bool = True):
     task = progress.add_task("scan", total=total, completed=done, counts="")
 
     def on_rows(rows: int, counts: dict[str, int]) -> None:
-        progress.update(task, completed=rows, counts=f"flag {counts['flagged']:,} err {counts['errors']:,}")
+        progress.update(task, completed=rows, counts=f"flag {counts['flagged']:,} review {counts['review']:,} err {counts['errors']:,}")
 
     with progress:
         yield on_rows
@@ -36,9 +36,9 @@ def print_summary(report: dict[str, Any], out: str) -> None:
 
     r = report["rows"]
     t = Table(title=f"reftguard scan: {report['input']}", show_header=True)
-    for col in ("rows", "allowed", "flagged", "errors", "flag rate", "rows/s"):
+    for col in ("rows", "allowed", "review", "flagged", "errors", "flag rate", "rows/s"):
         t.add_column(col, justify="right")
-    t.add_row(f"{r['input']:,}", f"{r['allowed']:,}", f"{r['flagged']:,}", f"{r['errors']:,}", f"{report['flag_rate']:.2%}",
+    t.add_row(f"{r['input']:,}", f"{r['allowed']:,}", f"{r['review']:,}", f"{r['flagged']:,}", f"{r['errors']:,}", f"{report['flag_rate']:.2%}",
               f"{report['rows_per_s'] or 0:,.0f}")
     c = Console(stderr=True)
     c.print(t)

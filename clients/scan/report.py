@@ -26,9 +26,9 @@ def summarize(fmt, paths: dict[str, Path], *, source_field: str = "source", text
     """Counts, content hash, histogram, per-source flag rates, top flagged and error kinds of the outputs."""
     counts = {n: 0 for n in OUTPUTS}
     h = MultisetHash()
-    hist = {"allowed": [0] * BINS, "flagged": [0] * BINS}
+    hist = {"allowed": [0] * BINS, "review": [0] * BINS, "flagged": [0] * BINS}
     by_source: dict[str, dict[str, int]] = {}
-    by_reason: dict[str, dict[str, int]] = {}  # reason -> {"allowed", "flagged"} (refusal examples are allowed)
+    by_reason: dict[str, dict[str, int]] = {}  # reason -> {"allowed", "review", "flagged"} (refusal examples are allowed)
     flags_by_role: dict[str, int] = {}
     errors: dict[str, int] = {}
     top: list[tuple[float, int, dict]] = []
@@ -43,12 +43,13 @@ def summarize(fmt, paths: dict[str, Path], *, source_field: str = "source", text
             score, turn = float(rec[SCORE]), int(rec[TURN])
             hist[name][_bin(score)] += 1
             if source_field in rec:
-                s = by_source.setdefault(str(rec[source_field]), {"rows": 0, "flagged": 0})
+                s = by_source.setdefault(str(rec[source_field]), {"rows": 0, "review": 0, "flagged": 0})
                 s["rows"] += 1
-                s["flagged"] += name == "flagged"
+                if name != "allowed":
+                    s[name] += 1
             reason, role = str(rec.get(REASON) or ""), str(rec.get(ROLE) or "user")  # outputs of older scans lack both
             if reason:
-                by_reason.setdefault(reason, {"allowed": 0, "flagged": 0})[name] += 1
+                by_reason.setdefault(reason, {"allowed": 0, "review": 0, "flagged": 0})[name] += 1
             if name == "flagged":
                 flags_by_role[role] = flags_by_role.get(role, 0) + 1
                 example = {"id": str(rec.get("id", f"flagged[{pos}]")), "score": score, "turn": turn, "role": role, "reason": reason,
@@ -60,11 +61,13 @@ def summarize(fmt, paths: dict[str, Path], *, source_field: str = "source", text
                     heapq.heappushpop(top, entry)
     for s in by_source.values():
         s["flag_rate"] = s["flagged"] / s["rows"] if s["rows"] else 0.0
-    scored = counts["allowed"] + counts["flagged"]
+        s["review_rate"] = s["review"] / s["rows"] if s["rows"] else 0.0
+    scored = counts["allowed"] + counts["review"] + counts["flagged"]
     return {
         "rows": {**counts, "output": sum(counts.values())},
         "output_hash": h.hex,
         "flag_rate": counts["flagged"] / scored if scored else 0.0,
+        "review_rate": counts["review"] / scored if scored else 0.0,
         "by_source": dict(sorted(by_source.items())),
         "by_reason": dict(sorted(by_reason.items())),
         "flags_by_role": dict(sorted(flags_by_role.items())),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-OUTPUTS = ("allowed", "flagged", "errors")
+OUTPUTS = ("allowed", "review", "flagged", "errors")  # review: in a bundle's review band (docs/curation.md)
 
 SCORE, VERDICT, TURN, BUNDLE = "reftguard_score", "reftguard_verdict", "reftguard_turn", "reftguard_bundle_id"
 ROLE, REASON = "reftguard_role", "reftguard_reason"
@@ -36,12 +36,22 @@ class Outcome:
     truncated: bool
     role: str = "user"  # the deciding turn's role
     reason: str = ""  # reftguard.scoring.REASONS, or "" when no turn is over its threshold
+    review: bool = False  # not flagged, but in the review band: a person should see it
+
+    @property
+    def verdict(self) -> str:
+        return "flag" if self.flagged else "review" if self.review else "allow"
+
+    @property
+    def output(self) -> str:
+        """The scan output the row goes to."""
+        return "flagged" if self.flagged else "review" if self.review else "allowed"
 
 
 def decided(row: Row, outcome: Outcome, bundle_id: str) -> dict[str, Any]:
     """The output record of a scored row: original fields plus the decision columns."""
     rec = {k: v for k, v in row.record.items() if k not in OUR_COLUMNS}
-    rec.update({SCORE: outcome.score, VERDICT: "flag" if outcome.flagged else "allow", TURN: outcome.turn, BUNDLE: bundle_id,
+    rec.update({SCORE: outcome.score, VERDICT: outcome.verdict, TURN: outcome.turn, BUNDLE: bundle_id,
                 ROLE: outcome.role, REASON: outcome.reason})
     return rec
 

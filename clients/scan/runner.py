@@ -83,7 +83,7 @@ class Scan:
         policy = getattr(self.engine, "policy", None)
         self.fingerprint = fingerprint(input=input_identity(self.input), format=self.fmt.name, split=cfg.split, text_field=cfg.text_field,
                                        bundle_id=self.engine.bundle_id, threshold=self.engine.threshold, truncation=cfg.truncation,
-                                       chunk_rows=cfg.chunk_rows, flag_refusal_examples=cfg.flag_refusal_examples,
+                                       chunk_rows=cfg.chunk_rows, flag_refusal_examples=cfg.flag_refusal_examples, outputs=OUTPUTS,
                                        **({"policy": policy.sha256, "source": cfg.source} if policy else {}))
 
     def _checkpoint(self) -> Checkpoint:
@@ -149,7 +149,7 @@ class Scan:
             if outcome is None:
                 buffers["errors"].append(failed(row))
             else:
-                buffers["flagged" if outcome.flagged else "allowed"].append(decided(row, outcome, bundle_id))
+                buffers[outcome.output].append(decided(row, outcome, bundle_id))
             pending += 1
             if pending == cfg.chunk_rows:
                 commit()
