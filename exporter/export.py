@@ -38,6 +38,7 @@ class ExportConfig:
     atol: float = option(0.0, "Fail the export if |ORT score - HF model score| exceeds this on any parity batch (0 = the family's atol, 1e-4 for every family so far).")
     max_tokens: int = option(0, "Override the teacher's max_tokens (0 keeps it).")
     fp16: bool = option(False, "Also write model.fp16.onnx (fp16 decoder body, fp32 head) for CUDA serving at --precision fp16; calibrate it with `reftguard calibrate --precision fp16`.")
+    int8: bool = option(False, "Also write model.int8.xml/.bin (NNCF int8 for OpenVINO, fp32 head; measured for --precision auto on this CPU) for CPU serving at --precision int8; calibrate it with `reftguard calibrate --precision int8`.")
 
 
 def _export_onnx(module, fam, path: Path, opset: int, vocab_size: int) -> None:
@@ -138,6 +139,10 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
         manifest["exporter"].update(report)
         seal(work, manifest, card=render_card)
     bundle = GuardBundle.load(out)
+    if cfg.int8:
+        from reftguard.exporter.int8 import add_int8_graph
+
+        bundle = add_int8_graph(out)
     if cfg.fp16:
         from reftguard.exporter.fp16 import add_fp16_graph
 

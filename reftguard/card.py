@@ -77,6 +77,10 @@ def render_card(m: dict) -> str:
     if m.get("fp16"):
         lines += ["", f"fp16 graph (`{m['fp16']['file']}`): {m['fp16']['body']} body, {m['fp16']['head']} head; "
                   f"parity vs fp32 {m['fp16']['parity_max_abs_diff']:.1e} ({m['fp16']['checked_on']})."]
+    if m.get("int8"):
+        q, sp = m["int8"], m["int8"]["speed"]
+        lines += ["", f"int8 graph (`{q['file']}`, {q['quantizer']}, SmoothQuant {q['smooth_quant_alpha']}, {q['head']} head): guard-dev AUROC "
+                  f"{q['auroc']['int8']:.4f} vs fp32 {q['auroc']['fp32']:.4f}; {sp['int8_speedup']:.2f}x {sp['baseline']} on {sp['cpu_model'] or 'an unnamed CPU'}."]
     lines += [
         "",
         "## Known limits",

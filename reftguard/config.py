@@ -10,7 +10,7 @@ another:
     configured with environment variables alone (Dockerfile, deploy/).
   - the client commands (score, health, info, scan, review): the service address and credential only,
     REFTGUARD_TARGET and REFTGUARD_TOKEN (clients/cli.py).
-  - every other command (fit, export, calibrate, eval, robustness, quantize, default-bundle,
+  - every other command (fit, export, calibrate, eval, robustness, default-bundle,
     train-teacher, soup-teacher, make-data, distill, evaluate-model, pipeline) runs once, offline, and
     reads flags only (train-teacher also a --recipe file), never the environment.
 A flag given on the command line wins over its twin; the defaults are the same either way.

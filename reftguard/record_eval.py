@@ -38,7 +38,7 @@ class RecordEvalConfig:
     bundle: str = option("", "Guard bundle directory.")
     data: list = option([], "Record JSONL file(s) with `messages`, `label` and `kind` (e.g. reftguard/data/records-dev.jsonl).")
     split: str = option("report", "Evaluate one half of dev records only: 'report' is the half calibration never saw.", choices=("all", "calib", "report"))
-    precision: str = option("fp32", "Score at this precision (its engine) and at its calibrated thresholds.", choices=("fp32", "bf16", "fp16"))
+    precision: str = option("fp32", "Score at this precision (its engine) and at its calibrated thresholds.", choices=("fp32", "bf16", "fp16", "int8"))
     json: str = option("", "Write the report to this JSON file.")
 
 

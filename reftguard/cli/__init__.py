@@ -25,7 +25,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("reftguard.cli.commands", "eval", "Evaluate a bundle on labeled data (AUROC, recall@FPR, per source/kind)."),
     "eval-records": ("reftguard.cli.commands", "eval_records", "Decide whole records (every role scored) and report per record kind against the whole-record goals."),
     "robustness": ("reftguard.cli.commands", "robustness", "Per-kind/category flag rates, AUROC, worst examples and score plots of a bundle (JSON, Markdown, PNG, HTML)."),
-    "quantize": ("reftguard.cli.commands", "quantize", "Static int8 (QDQ) copy of a bundle for CPU serving, recalibrated on itself."),
     "default-bundle": ("reftguard.cli.commands", "default_bundle", "Build (once, then cached) the embedded default bundle."),
     "serve": ("reftguard.cli.commands", "serve", "Serve a guard bundle over gRPC with batching and Prometheus metrics."),
     "score": ("reftguard.clients.cli", "score", "Score prompts against a running guard service."),

@@ -1,4 +1,4 @@
-"""Handlers of the model-side subcommands (fit, export, calibrate, eval, robustness, quantize, default-bundle), and
+"""Handlers of the model-side subcommands (fit, export, calibrate, eval, robustness, default-bundle), and
 `serve` (the server's own command, after the default bundle is built when no --bundle is given)."""
 from __future__ import annotations
 
@@ -176,19 +176,3 @@ def serve(ns) -> int:
             logging.getLogger("reftguard").setLevel(logging.INFO)
         ns.bundle = str(ensure_default_bundle().root)
     return run(ns)
-
-
-def quantize_args(p: argparse.ArgumentParser) -> None:
-    from reftguard.exporter.quantize import QuantizeConfig
-
-    add_dataclass_args(p, QuantizeConfig, group="quantize")
-
-
-def quantize(ns) -> int:
-    from reftguard.exporter.quantize import QuantizeConfig, quantize_bundle
-
-    b = quantize_bundle(from_args(QuantizeConfig, ns))
-    q = b.manifest["quantization"]
-    print(f"int8 bundle {b.bundle_id} at {b.root}: |Δscore| vs fp32 {q['parity_max_abs_diff']:.3f}, "
-          f"batch invariance {q['batch_invariance_max_abs_diff']:.1e}, threshold {b.threshold:.4f}")
-    return 0

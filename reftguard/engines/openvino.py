@@ -1,4 +1,6 @@
-"""The OpenVINO engine (CPU): reads the bundle's model.onnx directly, runs it in fp32 or bf16.
+"""The OpenVINO engine (CPU): reads the bundle's model.onnx directly, runs it in fp32 or bf16; or runs the
+bundle's int8 graph (model.int8.xml, NNCF post-training quantization, exporter/int8.py), whose int8
+MatMuls use VNNI and whose other ops run in bf16 where the CPU has bf16 units (else fp32).
 
 bf16 is OpenVINO's `INFERENCE_PRECISION_HINT`: matmuls and most activations run in bf16 on AMX or
 avx512_bf16 units. The bundle's hashes cover the one fp32 graph; the bf16 program is OpenVINO's
@@ -24,10 +26,10 @@ import numpy as np
 from reftguard import bundle_io
 from reftguard.bundle import GuardBundle
 from reftguard.engines.ort import available_cores
+from reftguard.engines.selection import BF16_CPU_FLAGS, INT8_MODEL, read_cpu_flags
 
 log = logging.getLogger("reftguard.engine")
-HINTS = {"fp32": "f32", "bf16": "bf16"}
-TYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}  # how OpenVINO reports the compiled precision
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # int8: the hint covers the ops left unquantized
 # OpenVINO's CPU plugin keeps compiled kernels per input shape (rows x width) in a runtime cache of 5,000
 # entries by default. A server sees thousands of shapes, so RSS kept growing through a 40k-prompt soak
 # (+5% in three minutes). 256 entries hold the common shapes; measured on the default bundle, RSS then
@@ -56,16 +58,22 @@ class OpenVinoEngine:
         if precision not in HINTS:
             raise ValueError(f"openvino runs {' or '.join(HINTS)} here, not {precision!r}")
         self.bundle, self.precision = bundle, precision
-        self.width_multiple = (8 if precision == "bf16" else 1) if width_multiple is None else width_multiple
+        # Reduced precisions pad each row to its own width (module docstring): batch invariance.
+        self.width_multiple = (1 if precision == "fp32" else 8) if width_multiple is None else width_multiple
         self.pad_id = bundle.pad_token_id
         core = ov.Core()
         n = threads or available_cores()
-        self.config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": n, "PERFORMANCE_HINT": "LATENCY",
+        hint = HINTS[precision]
+        if precision == "int8" and not any(f in read_cpu_flags() for f in BF16_CPU_FLAGS):
+            hint = "f32"
+        self.config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": n, "PERFORMANCE_HINT": "LATENCY",
                        "CPU_RUNTIME_CACHE_CAPACITY": cache_capacity}
-        self.compiled = core.compile_model(core.read_model(str(bundle.model_path)), "CPU", self.config)
+        path = bundle.root / INT8_MODEL if precision == "int8" else bundle.model_path
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", self.config)
         got = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        if f"'{TYPE_NAMES[precision]}'" not in got:  # e.g. bf16 asked on a CPU without bf16 units
-            raise RuntimeError(f"OpenVINO compiled the bundle at {got}, not {precision}")
+        want = {"f32": "float32", "bf16": "bfloat16"}[hint]
+        if f"'{want}'" not in got:  # e.g. bf16 asked on a CPU without bf16 units
+            raise RuntimeError(f"OpenVINO compiled the bundle at {got}, not {want}")
         self._outputs = [self.compiled.output(name) for name in bundle_io.output_names(n for o in self.compiled.outputs for n in o.get_names())]
         self._local = threading.local()  # one infer request per calling thread
         log.info("bundle %s: openvino %s %s on cpu (%d threads)", bundle.bundle_id, ov.__version__.split("-")[0], precision, n)

@@ -6,8 +6,11 @@ manifest, so tests inject any machine (AMX, avx512_bf16, neither, a GPU) without
 Rules (`choose`):
 - `auto` engine and precision: the CUDA EP when a GPU is visible (fp16 when the bundle has an fp16 graph
   *and* an fp16 calibration, else fp32); else OpenVINO bf16 when the CPU has AMX or avx512_bf16, openvino
-  is installed and the bundle has a bf16 calibration; else onnxruntime fp32 on CPU. `auto` only ever
-  picks a calibrated precision, so it never refuses.
+  is installed and the bundle has a bf16 calibration; else onnxruntime fp32 on CPU. On the CPU, OpenVINO
+  int8 (the bundle's NNCF-quantized graph, exporter/int8.py) goes before bf16 where it pays: the bundle
+  has an int8 graph and an int8 calibration, and the graph's record says that on a CPU of this model
+  int8 was measured faster than bf16 with guard-dev AUROC within 0.002 of fp32 (`int8_pays`). `auto`
+  only ever picks a calibrated precision, so it never refuses.
 - An explicit engine or precision is honoured or refused with a message that says what is missing; it
   never silently runs something else (e.g. bf16 on a CPU without bf16 units would run in fp32 in
   OpenVINO: refused).
@@ -21,12 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENGINES = ("auto", "ort", "openvino")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DEVICES = ("auto", "cpu", "cuda")
 # What each engine can run, per device.
-SUPPORTED = {("ort", "cpu"): ("fp32", "fp16"), ("ort", "cuda"): ("fp32", "fp16"), ("openvino", "cpu"): ("fp32", "bf16")}
+SUPPORTED = {("ort", "cpu"): ("fp32", "fp16"), ("ort", "cuda"): ("fp32", "fp16"), ("openvino", "cpu"): ("fp32", "bf16", "int8")}
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 FP16_MODEL = "model.fp16.onnx"
+INT8_MODEL = "model.int8.xml"  # OpenVINO IR, weights in model.int8.bin
+INT8_AUROC_TOLERANCE = 0.002  # the largest guard-dev AUROC loss vs fp32 at which auto may pick int8
 
 
 class EngineError(ValueError):
@@ -42,6 +47,7 @@ class Platform:
     cpu_flags: frozenset
     has_cuda: bool
     has_openvino: bool
+    cpu_model: str = ""  # /proc/cpuinfo "model name": where an int8 speed measurement holds
 
     @property
     def cpu_bf16(self) -> bool:
@@ -62,15 +68,23 @@ class Choice:
         return f"{self.engine}/{self.precision}/{self.device}"
 
 
-def read_cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
-    """The CPU's feature flags (Linux); empty elsewhere, which makes `auto` fall back to fp32."""
+def _cpuinfo(key: str, path: str = "/proc/cpuinfo") -> str | None:
     try:
         for line in Path(path).read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def read_cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
+    """The CPU's feature flags (Linux); empty elsewhere, which makes `auto` fall back to fp32."""
+    return frozenset((_cpuinfo("flags", path) or "").split())
+
+
+def read_cpu_model(path: str = "/proc/cpuinfo") -> str:
+    return _cpuinfo("model name", path) or ""
 
 
 def detect_platform(cpu_flags=None) -> Platform:
@@ -81,7 +95,7 @@ def detect_platform(cpu_flags=None) -> Platform:
 
         has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     flags = read_cpu_flags() if cpu_flags is None else frozenset(cpu_flags)
-    return Platform(flags, has_cuda, importlib.util.find_spec("openvino") is not None)
+    return Platform(flags, has_cuda, importlib.util.find_spec("openvino") is not None, read_cpu_model())
 
 
 # --- the manifest side -------------------------------------------------------------------------
@@ -109,6 +123,30 @@ def has_fp16_graph(manifest: dict) -> bool:
     return FP16_MODEL in (manifest.get("files") or {})
 
 
+def has_int8_graph(manifest: dict) -> bool:
+    return INT8_MODEL in (manifest.get("files") or {})
+
+
+def int8_pays(manifest: dict, platform: Platform) -> tuple[bool, str]:
+    """(whether auto should serve int8 here, why): the int8 graph's record (exporter/int8.py) must show it
+    faster, on a CPU of this model, than what auto serves otherwise, batch invariant, and its guard-dev
+    AUROC within INT8_AUROC_TOLERANCE of fp32."""
+    rec = manifest.get("int8") or {}
+    if not (has_int8_graph(manifest) and "int8" in calibrations(manifest) and platform.has_openvino):
+        return False, "int8 needs the bundle's int8 graph, an int8 calibration and openvino"
+    speed, auroc = rec.get("speed") or {}, rec.get("auroc") or {}
+    if speed.get("cpu_model") != platform.cpu_model or not platform.cpu_model:
+        return False, f"int8 was timed on {speed.get('cpu_model')!r}, not on this CPU ({platform.cpu_model!r})"
+    if not speed.get("int8_speedup", 0) > 1.0:
+        return False, f"int8 was not faster than {speed.get('baseline')} on this CPU ({speed.get('int8_speedup')}x)"
+    if not auroc.get("fp32", 1) - auroc.get("int8", 0) <= INT8_AUROC_TOLERANCE:
+        return False, f"int8 loses more than {INT8_AUROC_TOLERANCE} guard-dev AUROC"
+    if rec.get("batch_invariance_max_abs") != 0:
+        return False, "int8 scores depend on the batch"
+    return True, (f"int8 measured {speed['int8_speedup']:.2f}x {speed['baseline']} on this CPU, guard-dev AUROC {auroc['int8']:.4f} "
+                  f"vs fp32 {auroc['fp32']:.4f}")
+
+
 # --- the choice ----------------------------------------------------------------------------------
 
 def choose(manifest: dict, platform: Platform, engine: str = "auto", precision: str = "auto", device: str = "auto",
@@ -122,7 +160,7 @@ def choose(manifest: dict, platform: Platform, engine: str = "auto", precision: 
     # 1. device
     if device == "cuda" and not platform.has_cuda:
         raise EngineError("device 'cuda' requested but onnxruntime sees no CUDA GPU (install reftguard[gpu] on a GPU machine)")
-    if engine == "openvino" or precision == "bf16":
+    if engine == "openvino" or precision in ("bf16", "int8"):
         if device == "cuda":
             raise EngineError("OpenVINO and bf16 run on the CPU here; use --device cpu or auto (the GPU path is ort fp16/fp32)")
         dev = "cpu"
@@ -135,6 +173,8 @@ def choose(manifest: dict, platform: Platform, engine: str = "auto", precision: 
     if engine == "auto" and precision == "auto":
         if dev == "cuda":
             eng, prec, why = "ort", ("fp16" if fp16_ready else "fp32"), "a CUDA GPU is visible" + ("" if fp16_ready else "; the bundle has no calibrated fp16 graph")
+        elif (int8 := int8_pays(manifest, platform))[0]:
+            eng, prec, why = "openvino", "int8", int8[1]
         elif platform.cpu_bf16 and platform.has_openvino and "bf16" in cal:
             eng, prec, why = "openvino", "bf16", "the CPU has " + "/".join(f for f in BF16_CPU_FLAGS if f in platform.cpu_flags) + ", openvino is installed and the bundle has a bf16 calibration"
         else:
@@ -143,7 +183,9 @@ def choose(manifest: dict, platform: Platform, engine: str = "auto", precision: 
             eng, prec, why = "ort", "fp32", "no GPU; bf16 needs " + ", ".join(missing)
     elif precision == "auto":
         eng = engine
-        if eng == "openvino":
+        if eng == "openvino" and (int8 := int8_pays(manifest, platform))[0]:
+            prec, why = "int8", int8[1]
+        elif eng == "openvino":
             ok = platform.cpu_bf16 and "bf16" in cal
             prec, why = ("bf16", "bf16 CPU and a bf16 calibration") if ok else ("fp32", "no bf16 units or no bf16 calibration")
         else:
@@ -151,7 +193,7 @@ def choose(manifest: dict, platform: Platform, engine: str = "auto", precision: 
             prec, why = ("fp16", "CUDA and a calibrated fp16 graph") if ok else ("fp32", "fp32 is the reference precision")
     elif engine == "auto":
         prec = precision
-        eng = "openvino" if prec == "bf16" else "ort"
+        eng = "openvino" if prec in ("bf16", "int8") else "ort"
         why = f"{prec} runs on {eng}"
     else:
         eng, prec, why = engine, precision, "as requested"
@@ -163,6 +205,9 @@ def choose(manifest: dict, platform: Platform, engine: str = "auto", precision: 
         raise EngineError(f"{eng} on {dev} runs {' or '.join(SUPPORTED[(eng, dev)])}, not {prec}")
     if prec == "bf16" and not platform.cpu_bf16:
         raise EngineError("precision bf16 needs a CPU with AMX or avx512_bf16 (this one has neither; OpenVINO would silently run fp32)")
+    if prec == "int8" and not has_int8_graph(manifest):
+        raise EngineError(f"precision int8 needs the bundle's int8 graph ({INT8_MODEL}); add it with `reftguard export --int8` "
+                          "or reftguard.exporter.int8.add_int8_graph(bundle)")
     if prec == "fp16" and not has_fp16_graph(manifest):
         raise EngineError(f"precision fp16 needs the bundle's fp16 graph ({FP16_MODEL}); add it with `reftguard export --fp16` "
                           "or reftguard.exporter.fp16.add_fp16_graph(bundle)")
