@@ -71,7 +71,8 @@ def measure(bundle: GuardBundle, n_dev: int, n_speed: int) -> dict:
     if baseline == "bf16":
         engine["bf16"] = make_engine(bundle, precision="bf16", allow_uncalibrated_precision=True)
     scorer = {k: BundleScorer(bundle, backend=e, max_windows=0, max_batch=32) for k, e in engine.items()}
-    dev = load_labeled(packaged("guard-dev.jsonl"))[:n_dev]
+    dev = load_labeled(packaged("guard-dev.jsonl"))
+    dev = dev[:: max(1, len(dev) // n_dev)][:n_dev]  # spread over the file, which is sorted by label
     y = np.array([p.label for p in dev])
     ids = scorer["fp32"].encoder.encode([p.text for p in dev], "right").ids
     scores = {k: scorer[k].score_ids(ids)[0] for k in ("fp32", "int8")}

@@ -80,7 +80,7 @@ def render_card(m: dict) -> str:
     if m.get("int8"):
         q, sp = m["int8"], m["int8"]["speed"]
         lines += ["", f"int8 graph (`{q['file']}`, {q['quantizer']}, SmoothQuant {q['smooth_quant_alpha']}, {q['head']} head): guard-dev AUROC "
-                  f"{q['auroc']['int8']:.4f} vs fp32 {q['auroc']['fp32']:.4f}; {sp['int8_speedup']:.2f}x {sp['baseline']} on {sp['cpu_model'] or 'an unnamed CPU'}."]
+                  f"{_fmt(q['auroc']['int8'])} vs fp32 {_fmt(q['auroc']['fp32'])}; {sp['int8_speedup']:.2f}x {sp['baseline']} on {sp['cpu_model'] or 'an unnamed CPU'}."]
     lines += [
         "",
         "## Known limits",

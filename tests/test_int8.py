@@ -36,7 +36,7 @@ def test_int8_graph_is_sealed_measured_and_calibrated(int8_bundle, tiny_bundle):
     assert {INT8_MODEL, INT8_MODEL.replace(".xml", ".bin")} <= set(b.manifest["files"])
     assert rec["calibration_rows"]["files"] == ["guard-train.jsonl", "guard-train-extra.jsonl"]  # never dev
     assert rec["batch_invariance_max_abs"] == 0.0 and rec["speed"]["cpu_model"] == HERE.cpu_model and rec["speed"]["int8_prompts_per_s"] > 0
-    assert set(rec["auroc"]) == {"fp32", "int8"} and rec["n_dev"] == 160
+    assert all(0 < rec["auroc"][k] <= 1 for k in ("fp32", "int8")) and rec["n_dev"] == 160
     assert b.manifest["precisions"]["int8"]["threshold"] != b.threshold  # its own calibration
     # int8 really runs quantized MatMuls, the cosine head does not
     from reftguard.engines.openvino import import_openvino
