@@ -6,6 +6,10 @@ for harmful ones) with a 95% Wilson interval (slices are small: read a goal agai
 judged by whether *it* separates from the rest, not by the easy slices around it. The report also keeps
 the worst-scored prompts of each kind (highest benign, lowest harmful) and the score distribution per kind.
 
+Rows with a `role` (e.g. roles-dev: replies and system prompts) are scored with that role's feature and
+flagged at that role's threshold, and get a table per role. With `--records`, whole finetuning records are
+decided as served and tabled per record kind and per reason (reftguard/record_eval.py).
+
 The report is numpy-only; matplotlib draws the PNG (train extra) and the HTML page embeds it.
 """
 from __future__ import annotations
@@ -36,11 +40,13 @@ class RobustnessConfig:
     worst: int = option(5, "Worst-scored examples kept per kind (highest-scored benign, lowest-scored harmful).")
     split: str = option("all", "Use one half of every file only: 'report' is the half a default calibration never saw.", choices=("all", "calib", "report"))
     truncation: str = option("window", "Policy for prompts over the bundle's max_tokens, as the server applies it (window, left, right).", choices=("window", "left", "right"))
+    records: list = option([], "Record JSONL file(s) (messages, label, kind; e.g. records-dev.jsonl): decided whole, tabled per kind and reason.")
 
 
-def slice_rows(scores: np.ndarray, labels: np.ndarray, keys: list[str], threshold: float) -> list[dict]:
-    """One row per (key, label): n, flag rate at `threshold`, AUROC of the slice against all prompts of
-    the other label (None when the data has none)."""
+def slice_rows(scores: np.ndarray, labels: np.ndarray, keys: list[str], threshold) -> list[dict]:
+    """One row per (key, label): n, flag rate at `threshold` (one, or one per row: each row's role), AUROC
+    of the slice against all prompts of the other label (None when the data has none)."""
+    thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), scores.shape)
     rows = []
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, k in enumerate(keys):
@@ -49,7 +55,7 @@ def slice_rows(scores: np.ndarray, labels: np.ndarray, keys: list[str], threshol
         other = np.flatnonzero(labels != y)
         s = np.concatenate([scores[idx], scores[other]])
         lab = np.concatenate([np.full(len(idx), y), 1 - np.full(len(other), y)])
-        flagged = int(np.sum(scores[idx] > threshold))
+        flagged = int(np.sum(scores[idx] > thr[idx]))
         rows.append({
             "slice": key, "label": LABEL_NAMES[y], "n": len(idx),
             "flag_rate": flagged / len(idx), "flagged": flagged,
@@ -85,20 +91,31 @@ def histograms(scores: np.ndarray, prompts: list[LabeledPrompt]) -> dict[str, di
     return {k: {"edges": BINS.tolist(), "counts": np.histogram(np.clip(scores[v], -1, 1), BINS)[0].tolist()} for k, v in sorted(keys.items())}
 
 
-def build_report(scores: np.ndarray, prompts: list[LabeledPrompt], files: list[str], threshold: float, worst: int) -> dict:
-    """The whole report from scores (numpy only, no model): overall, per file, per kind, per category."""
+def _summary(s: np.ndarray, y: np.ndarray, user: np.ndarray, threshold: float) -> dict:
+    """Metrics of the user rows at the user threshold (role rows are in the per-role table)."""
+    return evaluation.summarize(s[user], y[user], threshold) if len(set(y[user].tolist())) > 1 else {"n": int(len(s))}
+
+
+def build_report(scores: np.ndarray, prompts: list[LabeledPrompt], files: list[str], threshold: float, worst: int,
+                 role_thresholds: dict[str, float] | None = None) -> dict:
+    """The whole report from scores (numpy only, no model): overall, per file, per role, per kind, per
+    category. A row of a role in `role_thresholds` is flagged at that threshold, every other at `threshold`."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.array([p.label for p in prompts])
-    report = {"threshold": float(threshold), "overall": evaluation.summarize(s, y, threshold), "files": {}}
+    roles = role_thresholds or {}
+    thr = np.array([roles.get(p.role, threshold) for p in prompts], dtype=np.float64)
+    user = np.array([p.role not in roles for p in prompts])
+    report = {"threshold": float(threshold), "role_thresholds": dict(roles), "overall": _summary(s, y, user, threshold), "files": {}}
     for name in dict.fromkeys(files):
         sel = np.array([f == name for f in files])
         fp = [p for p, m in zip(prompts, sel) if m]
         report["files"][name] = {
-            "overall": evaluation.summarize(s[sel], y[sel], threshold) if len(set(y[sel].tolist())) > 1 else {"n": int(sel.sum())},
-            "by_kind": slice_rows(s[sel], y[sel], [p.kind for p in fp], threshold),
-            "by_category": slice_rows(s[sel], y[sel], [f"{p.kind}/{p.category or '-'}" for p in fp], threshold),
+            "overall": _summary(s[sel], y[sel], user[sel], threshold),
+            "by_kind": slice_rows(s[sel], y[sel], [p.kind for p in fp], thr[sel]),
+            "by_category": slice_rows(s[sel], y[sel], [f"{p.kind}/{p.category or '-'}" for p in fp], thr[sel]),
         }
-    report["by_kind"] = slice_rows(s, y, [p.kind for p in prompts], threshold)
+    report["by_role"] = slice_rows(s, y, [p.role for p in prompts], thr)
+    report["by_kind"] = slice_rows(s, y, [p.kind for p in prompts], thr)
     report["worst"] = worst_examples(s, prompts, worst)
     report["histograms"] = histograms(s, prompts)
     return report
@@ -123,8 +140,16 @@ def markdown(report: dict) -> str:
     lines = [f"# Robustness report: bundle `{report.get('bundle_id', '')}`", "",
              f"Threshold {report['threshold']:.4f} (flag when score > threshold); split `{report.get('split', 'all')}`; "
              f"truncation `{report.get('truncation', 'window')}`.", "",
-             f"Overall: n={o['n']}, AUROC {_cell(o['auroc'])}, recall@1%FPR {_cell(o['recall_at_1pct_fpr'])}, "
-             f"recall {_cell(o['recall'])}, FPR {_cell(o['fpr'])}.", "", "## All files, by kind", "", *_table("kind", report["by_kind"])]
+             f"Overall: n={o['n']}, AUROC {_cell(o.get('auroc'))}, recall@1%FPR {_cell(o.get('recall_at_1pct_fpr'))}, "
+             f"recall {_cell(o.get('recall'))}, FPR {_cell(o.get('fpr'))} (user turns).", "",
+             "## All files, by role (each at its role's threshold)", "", *_table("role", report.get("by_role", [])),
+             "## All files, by kind", "", *_table("kind", report["by_kind"])]
+    if report.get("records"):
+        lines += ["## Whole records, by kind and reason", "", "| record kind | n | flagged | review | reasons |", "|---|---|---|---|---|"]
+        lines += [f"| {kind} | {k['n']} | {k['flag_rate']:.3f} | {k['review'] / k['n']:.3f} | "
+                  + ", ".join(f"{r} {c}" for r, c in sorted(k["reasons"].items(), key=lambda kv: -kv[1])) + " |"
+                  for kind, k in report["records"]["by_kind"].items()]
+        lines.append("")
     for name, f in report["files"].items():
         fo = f["overall"]
         lines += [f"## {name}", "", f"n={fo['n']}, AUROC {_cell(fo.get('auroc'))}, recall@1%FPR {_cell(fo.get('recall_at_1pct_fpr'))}, "
@@ -183,8 +208,16 @@ def run(cfg: RobustnessConfig) -> dict:
         prompts += ps
         files += [Path(f).name] * len(ps)
     thr = bundle.threshold if np.isnan(cfg.threshold) else cfg.threshold
-    report = build_report(score_prompts(bundle, prompts, cfg.truncation), prompts, files, thr, cfg.worst)
+    report = build_report(score_prompts(bundle, prompts, cfg.truncation), prompts, files, thr, cfg.worst, bundle.role_thresholds)
     report |= {"bundle_id": bundle.bundle_id, "split": cfg.split, "truncation": cfg.truncation, "data": [Path(f).name for f in cfg.data]}
+    if cfg.records:
+        from reftguard.record_eval import evaluate_records, load_records
+        from reftguard.scoring import BundleScorer
+
+        scorer = BundleScorer(bundle, max_windows=0)
+        if not np.isnan(cfg.threshold):
+            scorer.thresholds = scorer.thresholds.with_user(cfg.threshold)
+        report["records"] = evaluate_records(scorer, load_records(cfg.records, cfg.split))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -157,3 +157,32 @@ def test_calibrate_and_robustness_on_tiny_bundle(tiny_bundle, tmp_path):
     assert rep["overall"]["auroc"] == pytest.approx(ev["auroc"]) and rep["overall"]["fpr"] == pytest.approx(ev["fpr"])
     kinds = {(k["slice"], k["label"]): k for k in rep["by_kind"]}
     assert kinds[("hard_negative", "benign")]["flag_rate"] == pytest.approx(ev["by_kind"]["hard_negative"]["fpr"])
+
+
+def test_robustness_tables_roles_at_their_thresholds_and_records_per_reason(role_bundle, role_data, tmp_path):
+    """Role rows are flagged at their role's threshold in a per-role table; --records adds whole records per
+    kind and reason, decided as eval-records decides them."""
+    from reftguard.bundle import GuardBundle
+    from reftguard.calibration import score_prompts
+    from reftguard.record_eval import evaluate_records, load_records
+    from reftguard.robustness import RobustnessConfig, run
+    from reftguard.scoring import BundleScorer
+    from tests.test_records import CHATS
+
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(json.dumps({"id": f"r{k}", "messages": [{"role": r, "content": c} for r, c in chat], "label": "benign",
+                                           "kind": f"kind{k % 2}", "group": f"g{k}"}) + "\n" for k, chat in enumerate(CHATS)))
+    rep = run(RobustnessConfig(bundle=str(role_bundle), data=[str(role_data)], records=[str(records)], out=str(tmp_path / "rob")))
+    b = GuardBundle.load(role_bundle)
+    prompts = load_labeled(role_data)
+    s = score_prompts(b, prompts)
+    for row in rep["by_role"]:
+        mine = [x for x, p in zip(s, prompts) if p.role == row["slice"] and p.label == (row["label"] == "harmful")]
+        thr = b.role_thresholds.get(row["slice"], b.threshold)
+        assert row["n"] == len(mine) and row["flagged"] == int(np.sum(np.asarray(mine) > thr))
+    assert {r["slice"] for r in rep["by_role"]} == {"user", "assistant", "system"}
+    assert rep["role_thresholds"] == pytest.approx(b.role_thresholds) and b.role_thresholds["assistant"] != b.threshold
+    want = evaluate_records(BundleScorer(b, max_windows=0), load_records([str(records)]))
+    assert rep["records"]["by_kind"] == want["by_kind"]
+    md = (tmp_path / "rob" / "report.md").read_text()
+    assert "by role (each at its role's threshold)" in md and "Whole records, by kind and reason" in md
