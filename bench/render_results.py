@@ -202,13 +202,22 @@ def _run(ns: argparse.Namespace, globs: Sequence[str], registry: dict[str, Table
 
 # ---- serving throughput: bench/serve_vs_ort.py ----
 
-@register("serve_int8", ["bench/results/serve_vs_ort.json"])
+@register("serve_int8", ["bench/results/serve_vs_ort_engines.json"])
 def render_serve_int8(r: dict) -> str:
-    if "int8_ort_prompts_per_s" not in r:
-        return "The int8 bundle was not timed in this run (`python -m bench.serve_vs_ort --int8 DIR`)."
-    return (f"Static int8 (`reftguard quantize`) on a quiet machine, bundle {r['bundle_id']} (layer {r['layer']}), bare onnxruntime at "
-            f"the fp32 run's best batch ({r['ort_best_batch']}): {fmt(r['int8_ort_prompts_per_s'], 1)} prompts/s = **{ratio(r['int8_over_fp32'])}** "
-            f"of fp32 ({fmt(r['ort_prompts_per_s'], 1)}) in the same run: {'faster' if r['int8_over_fp32'] > 1 else 'not faster'} on this CPU.")
+    """int8 against bf16 in the same run, and every engine's share of this CPU's GEMM limit."""
+    e, lim = r["engines"], r.get("cpu_limit")
+    if "openvino/int8" not in e or "openvino/bf16" not in e:
+        return "int8 and bf16 were not both timed in this run (the bundle needs its int8 graph: `reftguard export --int8`)."
+    out = (f"OpenVINO int8 (NNCF, SmoothQuant, fp32 head), bare: {fmt(e['openvino/int8'], 1)} prompts/s = "
+           f"**{ratio(e['openvino/int8'] / e['openvino/bf16'], 2)}** of bf16 ({fmt(e['openvino/bf16'], 1)}) in the same run; guard-dev AUROC "
+           f"{fmt(r['auroc_by_engine']['openvino/int8'], 4)} vs fp32 {fmt(r['auroc_by_engine']['ort/fp32'], 4)}, batch invariance "
+           f"{r['batch_invariance']['openvino/int8']:.1e}.")
+    if lim:
+        shares = ", ".join(f"{k} {fmt(v['gflops'], 0)} GFLOP/s = {fmt(100 * v['share_of_limit'], 0)}% of the {k.split('/')[1]} limit "
+                           f"({fmt(lim['limit_gflops'][k.split('/')[1]], 0)})" for k, v in lim["engines"].items() if v["share_of_limit"] is not None)
+        out += (f" Share of this CPU's GEMM limit (bench/results/cpu_limit.json; {fmt(lim['flops_per_token'] / 1e6, 1)} MFLOP per token "
+                f"in the decoder's linear layers, {fmt(r['avg_tokens'], 0)} tokens per prompt): {shares}.")
+    return out
 
 
 @register("serve_engines", ["bench/results/serve_vs_ort_engines.json"])

@@ -3,8 +3,10 @@
     python -m bench.serve_vs_ort [--bundle DIR] [--quick] [--json OUT.json]
 
 - bare engines: every (engine, precision) this machine runs (reftguard.engines.available: onnxruntime
-  fp32, OpenVINO fp32 and bf16 on AMX/avx512_bf16, onnxruntime fp16 on CUDA), pre-tokenized,
-  length-sorted batches straight into the engine, at the best batch size;
+  fp32, OpenVINO fp32 and bf16 on AMX/avx512_bf16, OpenVINO int8 where the bundle has its int8 graph,
+  onnxruntime fp16 on CUDA), pre-tokenized, length-sorted batches straight into the engine, at the best
+  batch size; each engine's tokens/s as a share of this CPU's GEMM limit in its number format
+  (bench/results/cpu_limit.json, `python -m bench.cpu_limit`), at the graph's FLOPs per token;
 - per engine: batch invariance (each prompt alone and regrouped vs served batching; max |Δ|), parity
   vs onnxruntime fp32 and guard-dev AUROC (threshold-free, so a precision without its own calibration
   is still measured; the bench runs such precisions with --allow-uncalibrated-precision);
@@ -136,6 +138,32 @@ def bench_server(bundle: GuardBundle, key: str, texts: list[str], batch_size: in
     return out
 
 
+def flops_per_token(bundle: GuardBundle) -> float:
+    """2 x the weights of the graph's decoder MatMuls: the FLOPs each token costs in its linear layers (the
+    attention products, which grow with the prompt, are left out: small at these lengths)."""
+    import onnx
+
+    model = onnx.load(str(bundle.model_path))
+    init = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
+    return 2.0 * sum(init[i] for n in model.graph.node if n.op_type == "MatMul" and n.name.startswith("/decoder/") for i in n.input if i in init)
+
+
+def limit_shares(bundle: GuardBundle, engines: dict[str, float], avg_tokens: float, limit_file: Path) -> dict | None:
+    """Per engine: GFLOP/s done (prompts/s x tokens x FLOPs per token) and its share of this CPU's GEMM limit
+    in that number format (the best backend's rate; int8: torch._int_mm, the VNNI rate)."""
+    if not limit_file.is_file():
+        return None
+    rows = json.loads(limit_file.read_text())["rows"]
+    best = {p: max(r["gflops"] for r in rows if r["precision"] == p) for p in {r["precision"] for r in rows}}
+    fpt = flops_per_token(bundle)
+    out = {"flops_per_token": fpt, "limit_gflops": best, "engines": {}}
+    for key, rate in engines.items():
+        prec = key.split("/")[1]
+        done = rate * avg_tokens * fpt / 1e9
+        out["engines"][key] = {"gflops": done, "share_of_limit": done / best[prec] if prec in best else None}
+    return out
+
+
 def bench_naive(bundle: GuardBundle, texts: list[str]) -> float:
     import torch
 
@@ -158,8 +186,8 @@ def main() -> None:
     ap.add_argument("--json", default="", help="Write the results here.")
     ap.add_argument("--batch-size", type=int, default=32, help="Server --max-batch-size (at least the best bare batch).")
     ap.add_argument("--engines", default="", help="Comma-separated name/precision keys to measure (default: all available).")
-    ap.add_argument("--int8", default="", help="Also time bare ORT on this int8 bundle (from `reftguard quantize`).")
     ap.add_argument("--no-naive", action="store_true", help="Skip the naive transformers baseline.")
+    ap.add_argument("--cpu-limit", default="bench/results/cpu_limit.json", help="This CPU's GEMM rates (python -m bench.cpu_limit).")
     ap.add_argument("--prompts", type=int, default=1024, help="Prompts per measurement in a full run (--quick: 192).")
     args = ap.parse_args()
     if args.bundle:
@@ -206,10 +234,7 @@ def main() -> None:
     tokens = sum(map(len, ids))
     res["avg_tokens"] = tokens / n
     print(f"bundle {bundle.bundle_id} (layer {bundle.layer}), {n} prompts, {tokens / n:.0f} tokens/prompt avg, {os.cpu_count()} cpus; fastest: {fastest}")
-    if args.int8:
-        q = bench_bare(engine_scorer(GuardBundle.load(args.int8), "ort/fp32"), ids, (res["engine_batch"].get("ort/fp32", 32),))
-        res["int8_ort_prompts_per_s"] = q["prompts_per_s"]
-        res["int8_over_fp32"] = q["prompts_per_s"] / res["engines"]["ort/fp32"]
+    res["cpu_limit"] = limit_shares(bundle, res["engines"], res["avg_tokens"], Path(args.cpu_limit))
     conc = {"unary": (1, 16), "stream": (1, 16) if args.quick else (1, 4, 16)}
     res["server_by_engine"] = {}
     for key in [fastest] if args.quick else [fastest] + [k for k in res["engines"] if k != fastest]:

@@ -20,3 +20,26 @@ def test_every_backend_is_timed_on_a_small_shape(tmp_path):
     got = {(row["backend"], row["precision"]) for row in r["rows"]}
     assert {("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("ort", "fp32"), ("openvino", "fp32")} <= got
     assert r["shape"] == [64, 32, 48] and all(row["gflops"] > 0 and row["seconds_per_call"] > 0 for row in r["rows"])
+
+
+def test_engine_shares_of_the_limit_count_the_graphs_linear_flops(tiny_bundle, tmp_path):
+    """bench.serve_vs_ort: FLOPs per token are 2 x the decoder's MatMul weights (from the model config here), and
+    an engine's share of the limit is its GFLOP/s over the best measured rate of its number format."""
+    from bench.serve_vs_ort import flops_per_token, limit_shares
+    from reftguard.bundle import GuardBundle
+
+    b = GuardBundle.load(tiny_bundle)
+    h, mlp, kv = 32, 64, 32 * 2 // 4  # tests/tiny.py: hidden 32, MLP 64, 4 heads, 2 key-value heads
+    per_layer = h * h * 2 + h * kv * 2 + h * mlp * 3  # q, o; k, v; gate, up, down
+    fpt = flops_per_token(b)
+    assert fpt == 2 * b.layer * per_layer
+    limit = tmp_path / "limit.json"
+    limit.write_text(json.dumps({"rows": [{"backend": "ort", "precision": "fp32", "gflops": 100.0},
+                                          {"backend": "openvino", "precision": "fp32", "gflops": 200.0},
+                                          {"backend": "torch", "precision": "int8", "gflops": 800.0}]}))
+    r = limit_shares(b, {"ort/fp32": 10.0, "openvino/int8": 40.0, "ort/fp16": 5.0}, 50.0, limit)
+    assert r["limit_gflops"] == {"fp32": 200.0, "int8": 800.0}
+    assert r["engines"]["ort/fp32"]["share_of_limit"] == pytest.approx(10 * 50 * fpt / 1e9 / 200)
+    assert r["engines"]["openvino/int8"]["share_of_limit"] == pytest.approx(40 * 50 * fpt / 1e9 / 800)
+    assert r["engines"]["ort/fp16"]["share_of_limit"] is None  # no fp16 rate measured
+    assert limit_shares(b, {"ort/fp32": 1.0}, 1.0, tmp_path / "missing.json") is None

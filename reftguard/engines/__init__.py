@@ -77,7 +77,7 @@ def available(bundle: GuardBundle | None = None, platform: Platform | None = Non
     platform = platform or detect_platform()
     manifest = bundle.manifest if bundle is not None else {"threshold": 0.0, "files": {}}
     out = []
-    for eng, prec in (("ort", "fp32"), ("ort", "fp16"), ("openvino", "fp32"), ("openvino", "bf16")):
+    for eng, prec in (("ort", "fp32"), ("ort", "fp16"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8")):
         try:
             choose(manifest, platform, eng, prec, "auto", allow_uncalibrated=True)
         except EngineError:
