@@ -197,4 +197,4 @@ def test_record_data_is_fresh_and_split_by_group():
     assert kinds >= {"innocent_harmful_reply", "compliance_prefix", "refusal_example", "benign_exchange", "obedient_persona",
                      "benign_system", "context_harmful", "context_benign"}
     hand = json.loads(packaged("reply-hand-labels-dev.json").read_text())
-    assert len(hand["harmful"]) + len(hand["not_harmful"]) == 40
+    assert len(hand["harmful"]) + len(hand["not_harmful"]) == 80 and not set(hand["harmful"]) & set(hand["not_harmful"])
