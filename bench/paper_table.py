@@ -60,11 +60,15 @@ VARIANTS = {
     "c": ("(c) finetuning + hard-label SFT on alignment data", dict(align_loss="ce"), False),
     "d": ("(d) filter + alignment distillation (cached top-k)", dict(align_loss="kl", teacher_logits="cached"), True),
     "d-online": ("(d) same, teacher on the fly", dict(align_loss="kl", teacher_logits="online"), True),
+    # #37's sweep, one knob each, chosen by research/distill_diagnosis.py (T=2 flattens the teacher's refusal:
+    # first-token p 0.63 at T=1, 0.10 at T=2): the temperature first, then the KL weight.
+    "d-T1": ("(d) with KL temperature 1", dict(align_loss="kl", teacher_logits="cached", temperature=1.0), True),
+    "d-kd4": ("(d) with KL weight 4", dict(align_loss="kl", teacher_logits="cached", kd_weight=4.0), True),
 }
 CONTEXT = {"student0": "untouched student (no finetuning)", "teacher": "ReFT teacher (context)"}
 METRICS = ("harmful_score", "finetuning_accuracy", "benign_refusal_rate", "benign_ppl", "refusal_rate", "no_content_rate")
 # paired differences (x) - (y), and the direction in which each metric is better
-PAIRS = (("d", "c"), ("d", "b"))
+PAIRS = (("d", "c"), ("d", "b"), ("d-T1", "c"), ("d-T1", "d"), ("d-kd4", "c"), ("d-kd4", "d"))  # a pair is shown where both rows ran
 BETTER = {"harmful_score": -1, "finetuning_accuracy": 1, "benign_refusal_rate": -1, "benign_ppl": -1}
 
 
