@@ -12,8 +12,9 @@ from reftguard.default_bundle import RECIPE, default_bundle, makes_int8, serves_
 log = logging.getLogger("reftguard.default")
 
 
-def build(out: Path) -> GuardBundle:
-    """Export the shipped teacher to `out` and calibrate it (fp32; bf16 and int8 where this machine serves them)."""
+def build(out: Path, teacher: Path | None = None) -> GuardBundle:
+    """Export the shipped teacher (or `teacher`, a candidate judged by the same recipe) to `out` and calibrate
+    it (fp32; bf16 and int8 where this machine serves them)."""
     from reftguard.calibration import CalibrateConfig, calibrate
     from reftguard.data import packaged
     from reftguard.exporter.export import ExportConfig, export_bundle
@@ -21,7 +22,7 @@ def build(out: Path) -> GuardBundle:
     from reftguard.role_fit import FitRolesConfig, fit_roles
 
     t0 = time.time()
-    teacher_dir = shipped_teacher()
+    teacher_dir = teacher or shipped_teacher()
     if teacher_dir is None:
         raise FileNotFoundError("this install carries no default teacher (reftguard/data/default_teacher); "
                                 "train one with `reftguard train-teacher --recipe recipes/teacher-stage1.toml` and export it")
