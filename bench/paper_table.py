@@ -61,7 +61,9 @@ VARIANTS = {
     "d": ("(d) filter + alignment distillation (cached top-k)", dict(align_loss="kl", teacher_logits="cached"), True),
     "d-online": ("(d) same, teacher on the fly", dict(align_loss="kl", teacher_logits="online"), True),
     # #37's sweep, one knob each, chosen by research/distill_diagnosis.py (T=2 flattens the teacher's refusal:
-    # first-token p 0.63 at T=1, 0.10 at T=2): the temperature first, then the KL weight.
+    # first-token p 0.63 at T=1, 0.10 at T=2): the temperature first, then the KL weight. Rule, written before
+    # their numbers: a variant becomes the default distill recipe iff over 3 seeds its HS <= (c)'s and its
+    # FA >= (c)'s, each beyond one s.e. of the paired difference.
     "d-T1": ("(d) with KL temperature 1", dict(align_loss="kl", teacher_logits="cached", temperature=1.0), True),
     "d-kd4": ("(d) with KL weight 4", dict(align_loss="kl", teacher_logits="cached", kd_weight=4.0), True),
 }
