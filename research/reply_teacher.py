@@ -80,13 +80,22 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", action="append", default=[], help="NAME=DIR; the first is the baseline.")
     p.add_argument("--out", default="research/results/reply_teacher.json")
+    p.add_argument("--cache", default="runs/reply_teacher", help="Per-teacher rows are cached here (keyed by name and directory).")
     ns = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     rows = {}
     for spec in ns.teacher:
         name, _, d = spec.partition("=")
-        rows[name] = teacher_row(Path(d)) | {"dir": d}
+        cached = Path(ns.cache) / f"{name}-{d.replace('/', '_')}.json"
+        if cached.is_file():
+            rows[name] = json.loads(cached.read_text())
+        else:
+            rows[name] = teacher_row(Path(d)) | {"dir": d}
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps(rows[name]))
         logging.info("%s: %s", name, json.dumps(rows[name]["assistant"]))
+    if len(rows) < 2:
+        return 0
     names = list(rows)
     result = {"rule": __doc__.split("Rule, written")[1].split("python -m")[0].strip(), "teachers": rows,
               "verdicts": {n: verdict(rows[names[0]], rows[n]) for n in names[1:]}}
