@@ -71,7 +71,10 @@ def bench_bare(scorer: BundleScorer, ids: list[list[int]], sizes) -> dict:
 
 class Server:
     def __init__(self, bundle_dir: str, extra: list[str]):
-        cmd = [sys.executable, "-m", "reftguard.cli", "serve", "--bundle", bundle_dir, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", *extra]
+        # The benches time inference: the score cache would answer their repeated prompts without it.
+        cache = [] if "--score-cache-entries" in extra else ["--score-cache-entries", "0"]
+        cmd = [sys.executable, "-m", "reftguard.cli", "serve", "--bundle", bundle_dir, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+               *cache, *extra]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.port = None
         ready = threading.Event()

@@ -49,8 +49,9 @@ RECIPE = {
                     # (generated replies, partly evasive) recall 0.98 sent 71% of benign calib replies to review.
                     "review_recall": 0.98, "review_recall_role": ["system=0.98"]},
     # An int8 graph (NNCF, OpenVINO) where this machine can make and serve one, calibrated like bf16; auto serves
-    # it only where its record shows it faster here and within 0.002 guard-dev AUROC (engines/selection.py).
-    "int8": {"n_calib": 300},
+    # it only where its record shows it faster here and within 0.002 AUROC on guard-dev and on each role's
+    # roles-dev turns (engines/selection.py int8_pays).
+    "int8": {"n_calib": 300, "auto_checks": ["guard-dev", "roles-dev per role"]},
 }
 BUILD_COMMAND = "reftguard default-bundle"
 

@@ -74,10 +74,11 @@ def test_a_tampered_int8_graph_is_refused(int8_bundle, tmp_path):
         GuardBundle.load(copy)
 
 
-def _manifest(speedup=1.7, cpu="EPYC 9R14", auroc=(0.995, 0.9945), invariance=0.0):
+def _manifest(speedup=1.7, cpu="EPYC 9R14", auroc=(0.995, 0.9945), invariance=0.0, reply=(0.94, 0.939)):
     return {"threshold": 0.1, "files": {INT8_MODEL: "x"},
             "precisions": {p: {"threshold": 0.1, "calibration": {}} for p in ("fp32", "bf16", "int8")},
             "int8": {"auroc": {"fp32": auroc[0], "int8": auroc[1]}, "batch_invariance_max_abs": invariance,
+                     "auroc_by_role": {"assistant": {"fp32": reply[0], "int8": reply[1]}},
                      "speed": {"cpu_model": "EPYC 9R14", "baseline": "bf16", "int8_speedup": speedup}}}
 
 
@@ -86,7 +87,8 @@ def test_auto_serves_int8_only_where_its_record_says_it_pays():
     assert choose(_manifest(), here).label == "openvino/int8/cpu"
     assert choose(_manifest(), here, engine="openvino").precision == "int8"
     for m, why in ((_manifest(speedup=0.9), "not faster"), (_manifest(auroc=(0.995, 0.992)), "AUROC"),
-                   (_manifest(invariance=1e-3), "batch"), (_manifest(cpu="x"), "timed on")):
+                   (_manifest(invariance=1e-3), "batch"), (_manifest(reply=(0.938, 0.907)), "assistant turns"),
+                   (_manifest(cpu="x"), "timed on")):
         if why == "timed on":
             other = Platform(VNNI, has_cuda=False, has_openvino=True, cpu_model="Xeon 8480")
             assert int8_pays(m, other)[0] is False and why in int8_pays(m, other)[1]
@@ -101,3 +103,15 @@ def test_auto_serves_int8_only_where_its_record_says_it_pays():
     no_graph["files"] = {}
     with pytest.raises(EngineError, match="int8 graph"):
         choose(no_graph, here, precision="int8")
+
+
+def test_int8_record_measures_every_role_the_bundle_reads(role_bundle, tmp_path):
+    """A bundle with per-role features records roles-dev AUROC of fp32 and int8 for those roles: int8_pays
+    then holds replies and system prompts to the same tolerance as user turns."""
+    from reftguard.exporter.int8 import add_int8_graph
+
+    out = tmp_path / "b"
+    shutil.copytree(role_bundle, out)
+    rec = add_int8_graph(out, n_calib=32, n_dev=64, n_speed=32).manifest["int8"]
+    assert set(rec["auroc_by_role"]) == {"assistant", "system"}
+    assert all(0 < v <= 1 for a in rec["auroc_by_role"].values() for v in a.values())

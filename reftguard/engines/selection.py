@@ -130,7 +130,7 @@ def has_int8_graph(manifest: dict) -> bool:
 def int8_pays(manifest: dict, platform: Platform) -> tuple[bool, str]:
     """(whether auto should serve int8 here, why): the int8 graph's record (exporter/int8.py) must show it
     faster, on a CPU of this model, than what auto serves otherwise, batch invariant, and its guard-dev
-    AUROC within INT8_AUROC_TOLERANCE of fp32."""
+    AUROC (and each role's roles-dev AUROC, where the bundle has role features) within INT8_AUROC_TOLERANCE of fp32."""
     rec = manifest.get("int8") or {}
     if not (has_int8_graph(manifest) and "int8" in calibrations(manifest) and platform.has_openvino):
         return False, "int8 needs the bundle's int8 graph, an int8 calibration and openvino"
@@ -141,6 +141,9 @@ def int8_pays(manifest: dict, platform: Platform) -> tuple[bool, str]:
         return False, f"int8 was not faster than {speed.get('baseline')} on this CPU ({speed.get('int8_speedup')}x)"
     if not auroc.get("fp32", 1) - auroc.get("int8", 0) <= INT8_AUROC_TOLERANCE:
         return False, f"int8 loses more than {INT8_AUROC_TOLERANCE} guard-dev AUROC"
+    for role, a in (rec.get("auroc_by_role") or {}).items():  # whole records: every role's ranking must hold too
+        if not a["fp32"] - a["int8"] <= INT8_AUROC_TOLERANCE:
+            return False, f"int8 loses {a['fp32'] - a['int8']:.3f} AUROC on {role} turns (more than {INT8_AUROC_TOLERANCE})"
     if rec.get("batch_invariance_max_abs") != 0:
         return False, "int8 scores depend on the batch"
     return True, (f"int8 measured {speed['int8_speedup']:.2f}x {speed['baseline']} on this CPU, guard-dev AUROC {auroc['int8']:.4f} "
