@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 
 from reftguard.bundle import GuardBundle
-from reftguard.default_bundle import RECIPE, default_bundle, makes_int8, serves_bf16, shipped_teacher
+from reftguard.default_bundle import RECIPE, default_bundle, serves_bf16, shipped_teacher
 
 log = logging.getLogger("reftguard.default")
 
 
 def build(out: Path, teacher: Path | None = None) -> GuardBundle:
     """Export the shipped teacher (or `teacher`, a candidate judged by the same recipe) to `out` and calibrate
-    it (fp32; bf16 and int8 where this machine serves them)."""
+    it (fp32, and bf16 where this machine serves bf16)."""
     from reftguard.calibration import CalibrateConfig, calibrate
     from reftguard.data import packaged
     from reftguard.exporter.export import ExportConfig, export_bundle
@@ -38,11 +38,6 @@ def build(out: Path, teacher: Path | None = None) -> GuardBundle:
         # Served as bf16 on CPUs with AMX/avx512_bf16 (`--engine auto`), which needs its own threshold: bf16
         # shifts scores by up to ~0.04. Elsewhere the bundle stays fp32-only and auto serves ORT fp32.
         bundle = calibrate(CalibrateConfig(bundle=str(out), **cal, precision="bf16"))
-    if makes_int8():
-        from reftguard.exporter.int8 import add_int8_graph
-
-        add_int8_graph(out, n_calib=RECIPE["int8"]["n_calib"])
-        bundle = calibrate(CalibrateConfig(bundle=str(out), **cal, precision="int8"))
     log.info("default bundle %s built in %.0fs at %s", bundle.bundle_id, time.time() - t0, out)
     return bundle
 
