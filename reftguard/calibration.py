@@ -19,7 +19,7 @@ from reftguard import evaluation
 from reftguard.bundle import GuardBundle
 from reftguard.config import option
 from reftguard.data import LabeledPrompt, data_hash, load_labeled, select_split
-from reftguard.engines.selection import calibration_for
+from reftguard.engines.selection import PRECISIONS, calibration_for
 from reftguard.prompt import normalize_role
 from reftguard.refusal import is_refusal_reply
 
@@ -38,7 +38,7 @@ class CalibrateConfig:
     target_fpr_role: list = option([], "Per-role FPR targets ROLE=F (comma-separated, e.g. assistant=0.01,system=0.01): each role's threshold is chosen on the data rows with that `role` (labelled replies or system prompts), so the server scores that role's turns of whole records. Refusal replies are left out (they are never judged by score); user rows (no `role`) set the main threshold as always.")
     review_recall: float = option(0.0, "Also set a review band for user turns: its lower threshold is the highest reaching this recall on the harmful rows (e.g. 0.98), never above the flag threshold. Items between the two get REVIEW (for a person) instead of ALLOW; the share of benign rows sent to review is reported. 0: no band.")
     review_recall_role: list = option([], "Review bands of other roles, ROLE=R (e.g. system=0.98), on that role's rows as --target-fpr-role. Check the benign share it reports: on noisy reply labels a recall-first band can send most benign replies to review.")
-    precision: str = option("fp32", "Precision to calibrate for, on the engine that serves it (fp32: onnxruntime; bf16: OpenVINO on a CPU with AMX/avx512_bf16; int8: the bundle's int8 graph in OpenVINO; fp16: the bundle's fp16 graph in onnxruntime, CUDA when present). fp32 also sets the top-level threshold.", choices=("fp32", "bf16", "fp16", "int8"))
+    precision: str = option("fp32", "Precision to calibrate for, on the engine that serves it (fp32: onnxruntime; bf16: OpenVINO on a CPU with AMX/avx512_bf16; int8: the bundle's int8 graph in OpenVINO; fp16: the bundle's fp16 graph in onnxruntime, CUDA when present). fp32 also sets the top-level threshold.", choices=PRECISIONS[1:])
 
 
 @dataclass
@@ -48,7 +48,7 @@ class EvalConfig:
     json: str = option("", "Write the full report (overall, by_source, by_kind) to this JSON file.")
     threshold: float = option(float("nan"), "Evaluate at this threshold instead of the bundle's.")
     split: str = option("all", "Evaluate one half of the data only: 'report' is the half a default calibration (split 'calib') never saw.", choices=("all", "calib", "report"))
-    precision: str = option("fp32", "Score at this precision (its engine) and, unless --threshold is given, at its calibrated threshold.", choices=("fp32", "bf16", "fp16", "int8"))
+    precision: str = option("fp32", "Score at this precision (its engine) and, unless --threshold is given, at its calibrated threshold.", choices=PRECISIONS[1:])
 
 
 BATCH_INVARIANCE_PROMPTS = 256  # prompts re-batched to measure batch invariance (32 of them also alone)

@@ -15,6 +15,7 @@ from pathlib import Path
 from reftguard.bundle import GuardBundle
 from reftguard.config import option
 from reftguard.data import DataError, check_split, iter_jsonl, split_of_key
+from reftguard.engines.selection import PRECISIONS
 from reftguard.prompt import message_fields, normalize_role
 from reftguard.scoring import BundleScorer, Turn
 
@@ -38,7 +39,7 @@ class RecordEvalConfig:
     bundle: str = option("", "Guard bundle directory.")
     data: list = option([], "Record JSONL file(s) with `messages`, `label` and `kind` (e.g. reftguard/data/records-dev.jsonl).")
     split: str = option("report", "Evaluate one half of dev records only: 'report' is the half calibration never saw.", choices=("all", "calib", "report"))
-    precision: str = option("fp32", "Score at this precision (its engine) and at its calibrated thresholds.", choices=("fp32", "bf16", "fp16", "int8"))
+    precision: str = option("fp32", "Score at this precision (its engine) and at its calibrated thresholds.", choices=PRECISIONS[1:])
     json: str = option("", "Write the report to this JSON file.")
 
 

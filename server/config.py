@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from reftguard.config import option
 from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, TRUNCATION_POLICIES
+from reftguard.engines.selection import PRECISIONS
 
 
 @dataclass
@@ -25,7 +26,7 @@ class ServerConfig:
     metrics_port: int = option(9464, "Prometheus /metrics port; 0 picks a free port, -1 disables the endpoint.")
     device: str = option("auto", "Inference device: 'auto' uses CUDA when onnxruntime-gpu sees a GPU, else CPU.", choices=("auto", "cpu", "cuda"))
     engine: str = option("auto", "Inference engine: 'auto' picks the fastest calibrated one here (ort on CUDA, else openvino bf16 on a CPU with AMX/avx512_bf16, else ort fp32); 'ort' (onnxruntime) or 'openvino' (CPU).", choices=("auto", "ort", "openvino"))
-    precision: str = option("auto", "Number format: 'auto' follows --engine; fp32 (reference), bf16 (openvino, AMX/avx512_bf16), fp16 (ort on CUDA, needs the bundle's fp16 graph), int8 (openvino, needs the bundle's int8 graph). Each is served at the bundle's calibration for it.", choices=("auto", "fp32", "bf16", "fp16", "int8"))
+    precision: str = option("auto", "Number format: 'auto' follows --engine; fp32 (reference), bf16 (openvino, AMX/avx512_bf16), fp16 (ort on CUDA, needs the bundle's fp16 graph), int8 (openvino, needs the bundle's int8 graph). Each is served at the bundle's calibration for it.", choices=PRECISIONS)
     allow_uncalibrated_precision: bool = option(False, "Serve a --precision the bundle has no calibration for, at the fp32 threshold (scores shift with precision, so verdicts near the threshold may change; a warning is logged). Without it such a precision is refused.")
     threads: int = option(0, "Inference threads on CPU (onnxruntime intra-op, openvino inference threads; 0 = all cores this process may use).")
     max_batch_size: int = option(32, "Most prompts in one inference batch.")
