@@ -26,7 +26,7 @@ import numpy as np
 from reftguard import bundle_io
 from reftguard.bundle import GuardBundle
 from reftguard.engines.ort import available_cores
-from reftguard.engines.selection import BF16_CPU_FLAGS, INT8_MODEL, read_cpu_flags
+from reftguard.engines.selection import INT8_MODEL, has_bf16_units, read_cpu_flags
 
 log = logging.getLogger("reftguard.engine")
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # int8: the hint covers the ops left unquantized
@@ -64,7 +64,7 @@ class OpenVinoEngine:
         core = ov.Core()
         n = threads or available_cores()
         hint = HINTS[precision]
-        if precision == "int8" and not any(f in read_cpu_flags() for f in BF16_CPU_FLAGS):
+        if precision == "int8" and not has_bf16_units(read_cpu_flags()):
             hint = "f32"
         self.config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": n, "PERFORMANCE_HINT": "LATENCY",
                        "CPU_RUNTIME_CACHE_CAPACITY": cache_capacity}
