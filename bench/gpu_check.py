@@ -3,7 +3,7 @@ throughput against onnxruntime on the CPU, in one go (`bench/gpu_check.sh` caps 
 
 - parity: max |score(fp16 on CUDA) - score(fp32 on CPU)| over the guard-dev prompts, against the bundle's
   fp16 tolerance (exporter/fp16.py FP16_ATOL); AUROC of both on guard-dev;
-- batch invariance: each prompt scored alone and inside length-sorted batches of 32; max |difference|;
+- batch invariance: each prompt scored alone and in arrival-order batches against served batching (engines.checks);
 - throughput: prompts/s and tokens/s of CUDA fp16, CUDA fp32 and CPU fp32 on the same prompts, one run.
 
 Without a CUDA GPU visible to onnxruntime it prints a SKIP line and exits 0. `--device cpu` runs the same
@@ -25,8 +25,9 @@ import numpy as np
 
 from reftguard import evaluation
 from reftguard.bundle import GuardBundle
-from reftguard.data import load_labeled, packaged
+from reftguard.data import load_labeled, packaged, spread
 from reftguard.engines import make_engine
+from reftguard.engines.checks import batch_invariance
 from reftguard.engines.selection import detect_platform, has_fp16_graph
 from reftguard.scoring import BundleScorer
 
@@ -44,14 +45,6 @@ def timed(s: BundleScorer, ids: list[list[int]]) -> dict:
     return {"scores": scores, "prompts_per_s": len(ids) / dt, "tokens_per_s": sum(map(len, ids)) / dt}
 
 
-def batch_invariance(s: BundleScorer, ids: list[list[int]]) -> float:
-    s.max_batch = 1
-    alone, _ = s.score_ids(ids)
-    s.max_batch = 32
-    batched, _ = s.score_ids(ids)
-    return float(np.abs(alone - batched).max())
-
-
 def check(bundle_dir: Path, n: int, device: str) -> dict:
     from reftguard.exporter.fp16 import FP16_ATOL, add_fp16_graph
 
@@ -60,20 +53,18 @@ def check(bundle_dir: Path, n: int, device: str) -> dict:
         if not has_fp16_graph(bundle.manifest):  # a copy gets the fp16 graph: the bundle given stays as it is
             shutil.copytree(bundle_dir, Path(tmp) / "b")
             bundle = add_fp16_graph(Path(tmp) / "b")
-        rows = load_labeled(packaged("guard-dev.jsonl"))[:n]
+        rows = spread(load_labeled(packaged("guard-dev.jsonl")), n)
         y = np.array([p.label for p in rows])
-        ref = scorer(bundle, "fp32", "cpu")
-        ids = ref.encoder.encode([p.text for p in rows], "right").ids
-        runs = {"cpu/fp32": timed(ref, ids)}
-        for prec in ("fp16", "fp32"):
-            runs[f"{device}/{prec}"] = timed(scorer(bundle, prec, device), ids)
-        fp16 = scorer(bundle, "fp16", device)
+        scorers = {"cpu/fp32": scorer(bundle, "fp32", "cpu"), **{f"{device}/{p}": scorer(bundle, p, device) for p in ("fp16", "fp32")}}
+        ids = scorers["cpu/fp32"].encoder.encode([p.text for p in rows], "right").ids
+        runs = {k: timed(s, ids) for k, s in scorers.items()}
+        fp16 = scorers[f"{device}/fp16"]
         base = runs["cpu/fp32"]["scores"]
         out = {
             "device": device, "bundle_id": bundle.bundle_id, "n": len(ids), "tokens": int(sum(map(len, ids))),
             "parity_max_abs": float(np.abs(runs[f"{device}/fp16"]["scores"] - base).max()), "parity_atol": FP16_ATOL,
             "auroc": {k: evaluation.auroc(r["scores"], y) for k, r in runs.items()},
-            "batch_invariance_max_abs": {"fp16": batch_invariance(fp16, ids[:128])},
+            "batch_invariance_max_abs": {"fp16": batch_invariance(fp16.backend.run, ids[:128], bundle.pad_token_id, n_alone=128)["max_abs_diff"]},
             "throughput": {k: {m: round(r[m], 1) for m in ("prompts_per_s", "tokens_per_s")} for k, r in runs.items()},
         }
         out["speedup_fp16_vs_cpu_fp32"] = runs[f"{device}/fp16"]["prompts_per_s"] / runs["cpu/fp32"]["prompts_per_s"]

@@ -25,7 +25,7 @@ import numpy as np
 
 from reftguard import bundle_io, evaluation
 from reftguard.bundle import GuardBundle, seal
-from reftguard.data import load_labeled, packaged
+from reftguard.data import load_labeled, packaged, spread
 from reftguard.encoding import length_sorted_batches
 from reftguard.engines.selection import INT8_MODEL, detect_platform
 
@@ -64,6 +64,7 @@ def measure(bundle: GuardBundle, n_dev: int, n_speed: int) -> dict:
     what auto would serve on this CPU otherwise (OpenVINO bf16 where the CPU has bf16 units, else onnxruntime fp32)."""
     from reftguard.calibration import score_prompts
     from reftguard.engines import make_engine
+    from reftguard.engines.checks import batch_invariance
     from reftguard.scoring import BundleScorer
 
     platform = detect_platform()
@@ -73,13 +74,11 @@ def measure(bundle: GuardBundle, n_dev: int, n_speed: int) -> dict:
     if baseline == "bf16":
         engine["bf16"] = make_engine(bundle, precision="bf16", allow_uncalibrated_precision=True)
     scorer = {k: BundleScorer(bundle, backend=e, max_windows=0, max_batch=32) for k, e in engine.items()}
-    dev = load_labeled(packaged("guard-dev.jsonl"))
-    dev = dev[:: max(1, len(dev) // n_dev)][:n_dev]  # spread over the file, which is sorted by label
+    dev = spread(load_labeled(packaged("guard-dev.jsonl")), n_dev)
     y = np.array([p.label for p in dev])
     ids = scorer["fp32"].encoder.encode([p.text for p in dev], "right").ids
     scores = {k: scorer[k].score_ids(ids)[0] for k in ("fp32", "int8")}
     rate = {k: _rate(scorer[k], ids[:n_speed]) for k in ("int8", baseline)}
-    alone = BundleScorer(bundle, backend=engine["int8"], max_windows=0, max_batch=1).score_ids(ids[:64])[0]
     # Replies and system prompts are read through the same states with features fitted on fp32 ones: int8 must
     # keep those rankings too (on the default bundle it did not: replies 0.938 -> 0.907).
     by_role = {}
@@ -91,7 +90,7 @@ def measure(bundle: GuardBundle, n_dev: int, n_speed: int) -> dict:
     return {
         "auroc": {k: evaluation.auroc(scores[k], y) for k in ("fp32", "int8")}, "n_dev": len(ids), "auroc_by_role": by_role,
         "max_abs_diff_vs_fp32": float(np.abs(scores["int8"] - scores["fp32"]).max()),
-        "batch_invariance_max_abs": float(np.abs(alone - scores["int8"][:64]).max()),
+        "batch_invariance_max_abs": batch_invariance(engine["int8"].run, ids[:64], bundle.pad_token_id, n_alone=64)["max_abs_diff"],
         "speed": {"cpu_model": platform.cpu_model, "baseline": baseline, "threads": engine["int8"].config["INFERENCE_NUM_THREADS"],
                   "prompts": min(n_speed, len(ids)), f"{baseline}_prompts_per_s": round(rate[baseline], 1),
                   "int8_prompts_per_s": round(rate["int8"], 1), "int8_speedup": round(rate["int8"] / rate[baseline], 3)},

@@ -107,6 +107,12 @@ def load_labeled(paths: str | Path | Iterable[str | Path]) -> list[LabeledPrompt
     return out
 
 
+def spread(rows: list, n: int) -> list:
+    """At most `n` rows taken evenly across `rows`: the packaged files are grouped by label, so their head is
+    one class."""
+    return rows[:: max(1, len(rows) // max(n, 1))][:n]
+
+
 def data_hash(prompts: list[LabeledPrompt]) -> str:
     h = hashlib.sha256()
     for p in prompts:
