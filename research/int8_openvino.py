@@ -23,7 +23,6 @@ import numpy as np
 from reftguard import bundle_io, evaluation
 from reftguard.bundle import GuardBundle
 from reftguard.data import load_labeled, packaged
-from reftguard.encoding import length_sorted_batches
 from reftguard.engines.openvino import OpenVinoEngine, import_openvino
 from reftguard.scoring import BundleScorer
 
@@ -31,17 +30,11 @@ log = logging.getLogger("research.int8")
 
 
 def quantize(bundle: GuardBundle, texts: list[str], smooth_quant: bool):
-    """The bundle's graph as an OpenVINO model with int8 MatMuls (the head's excepted)."""
-    import nncf
+    """The bundle's graph as an OpenVINO model with int8 MatMuls (the head's excepted): the exporter's own
+    quantizer, with SmoothQuant at its alpha or off (-1)."""
+    from reftguard.exporter.int8 import SMOOTH_QUANT_ALPHA, quantize_graph
 
-    ov = import_openvino()
-    model = ov.Core().read_model(str(bundle.model_path))
-    scorer = BundleScorer(bundle)
-    ids = scorer.encoder.encode(texts, "right").ids
-    feeds = [bundle_io.feeds(i, m) for _, i, m in length_sorted_batches(ids, 8, 8 * bundle.max_tokens, bundle.pad_token_id)]
-    advanced = nncf.AdvancedQuantizationParameters(smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=0.95 if smooth_quant else -1))
-    return nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
-                         ignored_scope=nncf.IgnoredScope(patterns=[".*head.*"]), advanced_parameters=advanced)
+    return quantize_graph(bundle, texts, SMOOTH_QUANT_ALPHA if smooth_quant else -1)
 
 
 def int8_engine(bundle: GuardBundle, model, threads: int, hint: str) -> OpenVinoEngine:

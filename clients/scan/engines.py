@@ -131,12 +131,11 @@ class LocalEngine:
                  flag_refusal_examples: bool = False, policy: str = "", source: str = "", score_cache_entries: int = 100_000):
         from reftguard.bundle import GuardBundle  # lazy: the in-process mode needs onnxruntime + tokenizers
         from reftguard.encoding import DEFAULT_TRUNCATION
+        from reftguard.score_cache import ScoreCache
         from reftguard.scoring import BundleScorer
 
         _check_threshold(threshold)
         self.bundle = GuardBundle.load(bundle)
-        from reftguard.score_cache import ScoreCache
-
         # the server's default window overlap and max_windows; repeated turns (a dataset's shared system prompt)
         # scored once, as the server does
         self.scorer = BundleScorer(self.bundle, cache=ScoreCache(score_cache_entries) if score_cache_entries else None)
