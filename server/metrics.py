@@ -95,6 +95,11 @@ class GuardMetrics:
         self.batch_size = Histogram("reftguard_batch_size", "Prompts per inference batch.", buckets=BATCH_SIZE_BUCKETS, registry=r)
         self.batch_tokens = Histogram("reftguard_batch_tokens", "Padded tokens per inference batch.", buckets=BATCH_TOKEN_BUCKETS, registry=r)
         self.batch_padding = Histogram("reftguard_batch_padding_ratio", "Fraction of padded tokens in a batch.", buckets=RATIO_BUCKETS, registry=r)
+        # Triton's compute_infer_duration: rate() of busy seconds is the engine's utilisation (1 = never idle), and
+        # rate(tokens) / rate(busy) its speed while busy; together they say whether a slow service is short of
+        # work (the clients, tokenizing, queueing) or of compute.
+        self.engine_busy = Counter("reftguard_engine_busy_seconds", "Seconds the engine spent running the service's batches.", registry=r)
+        self.engine_tokens = Counter("reftguard_engine_tokens", "Tokens (padding excluded) the engine ran for the service's batches.", registry=r)
         self.queue_depth = Gauge("reftguard_queue_depth", "Prompts waiting for inference.", registry=r)
         self.queue_tokens = Gauge("reftguard_queue_tokens", "Tokens waiting for inference.", registry=r)
         self.truncated = Counter("reftguard_truncated", "Prompts truncated to max_tokens.", registry=r)

@@ -40,6 +40,8 @@ CONTRACT_METRICS: dict[str, str] = {
     "reftguard_batch_size": "histogram",
     "reftguard_batch_tokens": "histogram",
     "reftguard_batch_padding_ratio": "histogram",
+    "reftguard_engine_busy_seconds_total": "counter",
+    "reftguard_engine_tokens_total": "counter",
     "reftguard_queue_depth": "gauge",
     "reftguard_queue_tokens": "gauge",
     "reftguard_truncated_total": "counter",

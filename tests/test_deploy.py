@@ -326,6 +326,7 @@ def test_dashboard_has_the_issue_panels():
     for metric in ("reftguard_batch_size", "reftguard_batch_tokens", "reftguard_batch_padding_ratio"):
         panel_with(metric)
     panel_with("reftguard_queue_depth")
+    panel_with("reftguard_engine_busy_seconds_total", "reftguard_engine_tokens_total")  # utilisation: short of work or of compute
     panel_with('reftguard_errors_total')                                             # rejections by code
     panel_with("reftguard_bundle_info", kind="table")                               # the bundle in use
     # the rollout row: disagreement vs its budget, flag rates and FP / miss rates side by side

@@ -182,6 +182,22 @@ def test_rerun_resumes_or_refuses(tiny_bundle, tmp_path):
         run_scan(ScanConfig(input=str(path), out=str(tmp_path / "o2"), bundle=str(tiny_bundle), client=ClientConfig()))
 
 
+def test_in_process_engine_options_keep_decisions_and_guard_the_checkpoint(tiny_bundle, tmp_path):
+    """--threads and --score-cache-entries change speed, never a decision; a resume on another engine is refused
+    (its scores differ by float noise, so one output would mix two sets); remote scans refuse the options."""
+    path = write("jsonl", text_records(30) + text_records(30), tmp_path)  # every row twice: the cache answers half
+    runs = {}
+    for name, kw in (("default", {}), ("one-thread-no-cache", {"threads": 1, "score_cache_entries": 0})):
+        out = tmp_path / name
+        runs[name] = run_scan(ScanConfig(input=str(path), out=str(out), bundle=str(tiny_bundle), engine="ort", **kw))
+        runs[name + "-rows"] = sorted((out / "allowed.jsonl").read_text().splitlines() + (out / "flagged.jsonl").read_text().splitlines())
+    assert runs["default-rows"] == runs["one-thread-no-cache-rows"] and len(runs["default-rows"]) == 60
+    with pytest.raises(ValueError, match="different input, bundle or settings"):
+        run_scan(ScanConfig(input=str(path), out=str(tmp_path / "default"), bundle=str(tiny_bundle), engine="openvino"))
+    with pytest.raises(ValueError, match="--threads, --score-cache-entries apply to in-process scans"):
+        run_scan(ScanConfig(input=str(path), out=str(tmp_path / "remote"), target="127.0.0.1:1", threads=1, score_cache_entries=0))
+
+
 def test_cli_passes_the_token_and_reports_service_errors(tiny_bundle, tmp_path, capsys):
     from reftguard.cli import main
     from tests.harness import run_server

@@ -40,9 +40,11 @@ def test_a_shared_system_prompt_is_scored_once_and_decisions_do_not_change(role_
         first = c.score(records, accept_review=True)
         scored = rs.value("reftguard_score_cache_rows_total", result="scored")
         reused = rs.value("reftguard_score_cache_rows_total", result="reused")
-        batches = rs.value("reftguard_batch_size_sum")
+        batches, busy, tokens = (rs.value(m) for m in ("reftguard_batch_size_sum", "reftguard_engine_busy_seconds_total", "reftguard_engine_tokens_total"))
+        assert busy > 0 and tokens >= scored  # every scored row ran at least one real token
         again = c.score(records, accept_review=True)
         assert rs.value("reftguard_batch_size_sum") == batches, "a repeated request runs no inference"
+        assert (rs.value("reftguard_engine_busy_seconds_total"), rs.value("reftguard_engine_tokens_total")) == (busy, tokens)
         assert rs.value("reftguard_score_cache_rows_total", result="reused") == reused + 60
         mixed = c.score(records[:5] + _records(5, offset=100), accept_review=True)
     # 20 records x 3 turns: the system prompt once, 20 user turns, 5 distinct replies

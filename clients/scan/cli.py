@@ -30,6 +30,14 @@ def scan_args(p: argparse.ArgumentParser) -> None:
                    help="Flag records whose harmful request is answered by a refusal. By default they are allowed (reason refusal_example): "
                    "they are the safety data that keeps a finetuned model aligned.")
     p.add_argument("--policy", default="", help="In-process (--bundle) only: a policy file (docs/curation.md) whose section for --source sets thresholds and categories; a service applies its own.")
+    # no choices= here: the engine list lives beside numpy (reftguard.engines), which a client install lacks;
+    # make_engine refuses an unknown value with the list
+    p.add_argument("--engine", default="auto", help="In-process (--bundle) only: inference engine, as `reftguard serve --engine` (auto: what a server here would run).")
+    p.add_argument("--precision", default="auto", help="In-process (--bundle) only: precision, as `reftguard serve --precision`.")
+    p.add_argument("--threads", type=int, default=0, help="In-process (--bundle) only: compute threads (0: OMP_NUM_THREADS, else every core). "
+                                                        "Beside a server on the same cores give 1 (docs/scan.md).")
+    p.add_argument("--score-cache-entries", type=int, default=100_000, help="In-process (--bundle) only: repeated turns (a shared system prompt, "
+                                                                         "duplicated rows) scored once; 0: off.")
     p.add_argument("--batch-size", type=int, default=32, help="Items per ScoreStream request.")
     p.add_argument("--concurrency", "--in-flight", dest="in_flight", type=int, default=8,
                    help="Unanswered requests on the stream; bounds client memory and server queueing.")
@@ -64,7 +72,8 @@ def scan(ns) -> int:
     cfg = ScanConfig(input=ns.input, out=ns.out, bundle=ns.bundle, client=client_config(ns) if remote else None, format=ns.format,
                      split=ns.split, text_field=ns.text_field, source_field=ns.source_field, threshold=ns.threshold, source=ns.source,
                      truncation=ns.truncation, flag_refusal_examples=ns.flag_refusal_examples, policy=ns.policy, batch_size=ns.batch_size,
-                     in_flight=ns.in_flight, chunk_rows=ns.chunk_rows, restart=ns.restart)
+                     in_flight=ns.in_flight, chunk_rows=ns.chunk_rows, restart=ns.restart, engine=ns.engine, precision=ns.precision,
+                     threads=ns.threads, score_cache_entries=ns.score_cache_entries)
     try:
         s = Scan(cfg)
     except grpc.RpcError as err:

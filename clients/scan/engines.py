@@ -1,10 +1,11 @@
-"""Scoring engines: the remote gRPC service or an in-process ORT session, with identical decisions.
+"""Scoring engines: the remote gRPC service or an in-process engine, with identical decisions.
 
 Both take rows in input order and yield `(row, outcome)` in the same order, exactly once per row;
 `outcome` is None for a row that cannot be scored (its `error` says why). The in-process engine decides
 items with the server's own scoring core (`reftguard.scoring.decide`: every turn against its role's
-threshold, the whole-record reasons) under the server's default policy, so the two modes agree up to
-ORT's batch-shape float noise.
+threshold, the whole-record reasons) under the server's default policy, on the engine and precision a
+server would choose here (`reftguard.engines.make_engine`, auto by default: bf16 where the CPU and the
+bundle have it), so the two modes agree up to the engine's batch-shape float noise.
 """
 from __future__ import annotations
 
@@ -123,22 +124,26 @@ class RemoteEngine:
 
 
 class LocalEngine:
-    """Scores in this process with the bundle's ORT session (`BundleScorer`), in groups of `batch_rows` rows."""
+    """Scores in this process (`BundleScorer` on the engine `make_engine` picks), in groups of `batch_rows` rows."""
 
     mode = "in-process"
 
     def __init__(self, bundle: str | Path, *, threshold: float | None = None, truncation: str | None = None, batch_rows: int = 512,
-                 flag_refusal_examples: bool = False, policy: str = "", source: str = "", score_cache_entries: int = 100_000):
+                 flag_refusal_examples: bool = False, policy: str = "", source: str = "", score_cache_entries: int = 100_000,
+                 engine: str = "auto", precision: str = "auto", threads: int = 0):
         from reftguard.bundle import GuardBundle  # lazy: the in-process mode needs onnxruntime + tokenizers
         from reftguard.encoding import DEFAULT_TRUNCATION
+        from reftguard.engines import make_engine
         from reftguard.score_cache import ScoreCache
         from reftguard.scoring import BundleScorer
 
         _check_threshold(threshold)
         self.bundle = GuardBundle.load(bundle)
+        backend = make_engine(self.bundle, engine=engine, precision=precision, threads=threads)
+        self.engine_label = backend.label
         # the server's default window overlap and max_windows; repeated turns (a dataset's shared system prompt)
         # scored once, as the server does
-        self.scorer = BundleScorer(self.bundle, cache=ScoreCache(score_cache_entries) if score_cache_entries else None)
+        self.scorer = BundleScorer(self.bundle, backend=backend, cache=ScoreCache(score_cache_entries) if score_cache_entries else None)
         self.bundle_id = self.bundle.bundle_id
         # An override travels to the server as a proto float32; round it the same way so both modes
         # compare scores against the identical number.

@@ -22,6 +22,7 @@ from reftguard.clients.scan.records import prepare
 from reftguard.clients.scan.rows import OUTPUTS, decided, failed
 
 PROGRESS_EVERY = 64  # rows between progress callbacks
+LOCAL_DEFAULTS = {"engine": "auto", "precision": "auto", "threads": 0, "score_cache_entries": 100_000}
 
 
 @dataclass
@@ -40,6 +41,10 @@ class ScanConfig:
     truncation: str | None = None  # window|error|left|right; None: the server's default (in-process: window)
     flag_refusal_examples: bool = False  # flag harmful requests answered by a refusal (default: allowed as safety data)
     policy: str = ""  # in-process only: a policy file (reftguard/policy.py); its section for `source` applies
+    engine: str = "auto"  # in-process only: as `reftguard serve --engine` (auto: what a server here would run)
+    precision: str = "auto"  # in-process only: as `reftguard serve --precision`
+    threads: int = 0  # in-process only: compute threads (0: OMP_NUM_THREADS, else every core); 1 beside a server
+    score_cache_entries: int = 100_000  # in-process only: repeated turns scored once (0: off)
     batch_size: int = 32  # items per ScoreStream request
     in_flight: int = 8  # unanswered requests on the stream
     chunk_rows: int = 1000  # rows per checkpoint commit
@@ -49,17 +54,21 @@ class ScanConfig:
 
 def scan_engine(*, target: str | None = None, bundle: str | None = None, client: ClientConfig | None = None, threshold: float | None = None,
                 source: str = "", truncation: str | None = None, batch_size: int = 32, in_flight: int = 8, batch_rows: int = 512,
-                flag_refusal_examples: bool = False, policy: str = ""):
-    """A RemoteEngine (target / client config) or a LocalEngine (bundle); shared by scan, hf and ray."""
+                flag_refusal_examples: bool = False, policy: str = "", **local):
+    """A RemoteEngine (target / client config) or a LocalEngine (bundle); shared by scan, hf and ray. `local`:
+    LocalEngine's engine, precision, threads and score_cache_entries (in-process only)."""
     from reftguard.clients.scan.engines import LocalEngine, RemoteEngine
 
     if bundle and (target or client):
         raise ValueError("give either a target (remote service) or a bundle (in-process), not both")
     if bundle:
         return LocalEngine(bundle, threshold=threshold, truncation=truncation, batch_rows=batch_rows, flag_refusal_examples=flag_refusal_examples,
-                           policy=policy, source=source)
+                           policy=policy, source=source, **local)
     if policy:
         raise ValueError("--policy applies to in-process scans (--bundle); a service applies its own (reftguard serve --policy)")
+    if set_local := [k for k, v in local.items() if v != LOCAL_DEFAULTS[k]]:
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in set_local)} apply to in-process scans (--bundle); "
+                         "a service runs its own engine (reftguard serve)")
     if not (target or client):
         raise ValueError("give a target (HOST:PORT of the guard service) or a bundle folder")
     cfg = client or ClientConfig(target=target)
@@ -79,12 +88,16 @@ class Scan:
         self.reader = self.fmt.reader(self.input, cfg.split)
         self.engine = engine or scan_engine(target=cfg.target, bundle=cfg.bundle, client=cfg.client, threshold=cfg.threshold, source=cfg.source,
                                             truncation=cfg.truncation, batch_size=cfg.batch_size, in_flight=cfg.in_flight, batch_rows=cfg.chunk_rows,
-                                            flag_refusal_examples=cfg.flag_refusal_examples, policy=cfg.policy)
+                                            flag_refusal_examples=cfg.flag_refusal_examples, policy=cfg.policy,
+                                            **{k: getattr(cfg, k) for k in LOCAL_DEFAULTS})
         policy = getattr(self.engine, "policy", None)
+        # an in-process scan resumed on another engine or precision would mix two sets of scores
+        label = getattr(self.engine, "engine_label", None)
         self.fingerprint = fingerprint(input=input_identity(self.input), format=self.fmt.name, split=cfg.split, text_field=cfg.text_field,
                                        bundle_id=self.engine.bundle_id, threshold=self.engine.threshold, truncation=cfg.truncation,
                                        chunk_rows=cfg.chunk_rows, flag_refusal_examples=cfg.flag_refusal_examples, outputs=OUTPUTS,
-                                       **({"policy": policy.sha256, "source": cfg.source} if policy else {}))
+                                       **({"policy": policy.sha256, "source": cfg.source} if policy else {}),
+                                       **({"engine": label} if label else {}))
 
     def _checkpoint(self) -> Checkpoint:
         old = Checkpoint.load(self.out)
