@@ -22,3 +22,10 @@ def compute_threads() -> int:
     except ValueError:
         n = 0
     return n if n > 0 else cores()
+
+
+def tokenizer_workers() -> int:
+    """The server's tokenizer threads beside an engine that uses every core: one per 8 cores, at least 1.
+    Tokenizing a request is ~1% of its time on the engine (bench/scan_throughput.py), so a few threads keep the
+    engine fed; more would only take cores from it."""
+    return max(1, cores() // 8)

@@ -24,6 +24,7 @@ from reftguard.bundle import GuardBundle
 from reftguard.engines import Engine, make_engine
 from reftguard.policy import PolicyError, load_policy
 from reftguard.score_cache import ScoreCache
+from reftguard.threads import compute_threads, cores, tokenizer_workers
 from reftguard.server.auth import AuthInterceptor, Authenticator, check_exposure, load_tokens
 from reftguard.server.batcher import TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
@@ -168,7 +169,7 @@ class GuardServer:
         self.metrics.queue_depth.set_function(lambda: batcher.queued_items)
         self.metrics.queue_tokens.set_function(lambda: batcher.queued_tokens)
         self.metrics.shadow_budget.set(cfg.shadow_max_disagreement)
-        self.runtime = Runtime(model, self.batcher, FairPool(cfg.tokenize_workers),
+        self.runtime = Runtime(model, self.batcher, FairPool(cfg.tokenize_workers or tokenizer_workers()),
                                shadow, cfg.shadow_fraction, policy,
                                ScoreCache(cfg.score_cache_entries) if cfg.score_cache_entries else None)
         self.metrics.set_bundle(model, shadow)
@@ -176,8 +177,9 @@ class GuardServer:
         self.batcher.start()
         await self._set_serving(True)
         b = model.bundle
-        log.info("serving bundle %s (layer %d, %s)%s on port %d", b.bundle_id, b.layer, model.provider,
-                 f", shadow {shadow.bundle_id}" if shadow else "", self.port)
+        log.info("serving bundle %s (layer %d, %s)%s; %d engine threads and %d tokenizer threads on %d cores; on port %d", b.bundle_id, b.layer,
+                 model.provider, f", shadow {shadow.bundle_id}" if shadow else "", cfg.threads or compute_threads(), self.runtime.tokenize_pool.workers,
+                 cores(), self.port)
 
     @property
     def model(self) -> ServedModel:

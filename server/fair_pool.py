@@ -19,7 +19,7 @@ from reftguard.encoding import Budget, Encoded, PromptEncoder
 class FairPool:
     def __init__(self, workers: int, name: str = "tok"):
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
-        self._free = workers
+        self.workers = self._free = workers
         self._waiting: OrderedDict[str, deque[tuple[Callable, tuple, asyncio.Future]]] = OrderedDict()
 
     @property
