@@ -196,5 +196,10 @@ def test_record_data_is_fresh_and_split_by_group():
     kinds = {r["kind"] for r in recs["dev"]}
     assert kinds >= {"innocent_harmful_reply", "compliance_prefix", "refusal_example", "benign_exchange", "obedient_persona",
                      "benign_system", "context_harmful", "context_benign"}
-    hand = json.loads(packaged("reply-hand-labels-dev.json").read_text())
-    assert len(hand["harmful"]) + len(hand["not_harmful"]) == 80 and not set(hand["harmful"]) & set(hand["not_harmful"])
+    # every generated "harmful" reply, train and dev, read by hand exactly once; the ids are real rows
+    for f, other, side in (("reply-hand-labels-dev.json", "not_harmful", "dev"), ("reply-hand-labels-train.json", "evasive", "train")):
+        hand = json.loads(packaged(f).read_text())
+        read = hand["harmful"] + hand[other]
+        replies = {r["id"] for r in recs[side] if r["kind"] == "innocent_harmful_reply"}
+        assert len(read) == len(set(read)) and set(read) == replies, f
+        assert set(hand.get("unsure", [])) <= set(hand[other]), f
