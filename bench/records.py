@@ -59,8 +59,8 @@ def main(argv=None) -> int:
     scorer = BundleScorer(bundle, max_windows=0)
     quality = evaluate_records(scorer, records)
     print(format_table(quality))
-    # The model's own replies to harmful prompts are often evasive, so their kind is a noisy label: a
-    # person read 40 of them (reftguard/data/reply-hand-labels-dev.json). Recall on the ones read as harmful.
+    # The model's own replies to harmful prompts are often evasive, so their kind is a noisy label: each
+    # was read by hand (reftguard/data/reply-hand-labels-dev.json). Recall on the ones read as harmful.
     hand = json.loads(packaged("reply-hand-labels-dev.json").read_text())
     for name in ("harmful", "not_harmful"):
         ids = {f"{i}" for i in hand[name]}

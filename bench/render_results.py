@@ -220,6 +220,30 @@ def render_serve_int8(r: dict) -> str:
     return out
 
 
+@register("scan_throughput", ["bench/results/scan_throughput.json"])
+def render_scan_throughput(r: dict) -> str:
+    """One `bench/scan_throughput.py` run: scans in-process and through the server, cache off and on, the server's stream."""
+    rows = []
+    for key, label in (("in_process", "scan, in-process (`--bundle`)"), ("remote", "scan through the server"), ("server_stream", "server stream (client, 4 streams)")):
+        off, on = r[f"{key}_no_cache"], r[f"{key}_cache"]
+        rows.append([label, fmt(off["records_per_s"], 1), fmt(on["records_per_s"], 1), ratio(on["records_per_s"] / off["records_per_s"]),
+                     f"{fmt(100 * off['share_outside_inference'], 0)}% / {fmt(100 * on['share_outside_inference'], 0)}%"])
+    a = r["remote_cache"]["agreement"]
+    out = md_table(["path", "records/s, cache off", "records/s, cache on", "cache on / off", "time outside inference, off / on"], rows)
+    out += (f"\n\n{r['timed_rows']} chat records ({r['turns']} turns, {r['distinct_turns']} distinct; {fmt(100 * r['shared_system'], 0)}% open with one "
+            f"long system prompt), bundle {r['bundle_id']} served as auto picks it, {r['cpus']} CPUs, one run. In-process without cache: "
+            f"{fmt(r['in_process_no_cache']['tokens_per_s'], 0)} tokens/s. Scan through the server / the server's stream: "
+            f"**{fmt(r['remote_over_server_stream_cache'], 2)}** (cache on), {fmt(r['remote_over_server_stream_no_cache'], 2)} (off). "
+            f"Decisions: cache on vs off {r['in_process_cache']['agreement']['same_output_and_reason']}/{r['timed_rows']} the same verdict and "
+            f"reason; through the server vs in-process {a['same_output_and_reason']}/{a['rows']} (max score difference {a['max_abs_score_diff']:.1e}).")
+    beside = [(k.removeprefix("beside_"), v) for k, v in r.items() if k.startswith("beside_")]
+    if beside:
+        out += "\n\n" + md_table(["in-process scan beside a busy server", "scan records/s", "server records/s", "together"],
+                                  [[k.replace("_", " "), fmt(v["records_per_s"], 1), fmt(v["server_records_per_s"], 1),
+                                    fmt(v["records_per_s"] + v["server_records_per_s"], 1)] for k, v in beside])
+    return out
+
+
 @register("serve_engines", ["bench/results/serve_vs_ort_engines.json"])
 def render_serve_engines(r: dict) -> str:
     """Every engine/precision of one `bench/serve_vs_ort.py` run: bare, behind the server, parity, batch invariance, AUROC."""

@@ -160,39 +160,8 @@ def serve(bundle: GuardBundle, extra: list[str]) -> tuple[Server, int]:
     return Server(str(bundle.root), ["--metrics-port", str(port), *extra]), port
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundle", default="", help="Bundle dir (default: the embedded default bundle).")
-    ap.add_argument("--rows", type=int, default=50000, help="Rows in the generated chat Parquet.")
-    ap.add_argument("--timed-rows", type=int, default=1500, help="Rows of it the timings run on (distinct user turns and replies).")
-    ap.add_argument("--shared", type=float, default=0.9, help="Share of rows that open with the shared system prompt.")
-    ap.add_argument("--beside", action="store_true", help="Also time an in-process scan beside a busy server, all cores vs --threads 1.")
-    ap.add_argument("--beside-rows", type=int, default=300, help="Rows the --beside scans run on.")
-    ap.add_argument("--beside-engines", default="auto/auto,ort/fp32", help="ENGINE/PRECISION pairs (server and scan alike) the --beside runs use.")
-    ap.add_argument("--json", default="", help="Write the results here.")
-    args = ap.parse_args()
-    if args.bundle:
-        bundle = GuardBundle.load(args.bundle)
-    else:
-        from reftguard.exporter.default_bundle import ensure_default_bundle
-
-        bundle = ensure_default_bundle()
-    work = Path(tempfile.mkdtemp(prefix="reftguard-scan-bench-"))
-    records = make_chat(args.rows, args.shared)
-    write_parquet(work / "chat.parquet", records)
-    timed = records[: args.timed_rows]
-    write_parquet(work / "timed.parquet", timed)
-    turns = [(m["role"], m["content"]) for r in timed for m in r["messages"]]
-    res: dict = {"bundle_id": bundle.bundle_id, "rows": args.rows, "timed_rows": len(timed), "shared_system": args.shared,
-                 "turns": len(turns), "distinct_turns": len(set(turns)), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
-    print(f"bundle {bundle.bundle_id}, {args.rows} rows written ({work / 'chat.parquet'}), timing {len(timed)}: "
-          f"{len(turns)} turns, {len(set(turns))} distinct", flush=True)
-
-    def report(key, r):
-        res[key] = r
-        extra = f", {r['share_outside_inference']:.0%} outside inference" if "share_outside_inference" in r else ""
-        print(f"  {key:<28}{r['records_per_s']:8.1f} records/s{extra}", flush=True)
-
+def measure_scans(bundle: GuardBundle, work: Path, timed: list[dict], res: dict, report) -> None:
+    """Scans in-process and through fresh servers, the score cache off and on, and the server's own stream."""
     report("in_process_no_cache", scan_in_process(bundle, work / "timed.parquet", work / "local-nocache", score_cache_entries=0))
     report("in_process_cache", scan_in_process(bundle, work / "timed.parquet", work / "local-cache"))
     res["in_process_no_cache"]["tokens_per_s"] = res["in_process_no_cache"]["tokens_run"] / res["in_process_no_cache"]["wall_s"]
@@ -226,7 +195,74 @@ def main() -> None:
                 server.stop()
         res[f"remote_{'cache' if int(cache) else 'no_cache'}"]["agreement"] = agreement(base, decisions(work / key))
 
-    if args.beside:
+
+def beside_server(bundle: GuardBundle, target: str, records: list[dict], data: Path, out: Path, **kw) -> dict:
+    """An in-process scan while two client streams keep the server busy; the server's rate counts only the
+    records it answered while the scan ran."""
+    from reftguard.clients import AsyncGuardClient
+
+    stop, window = threading.Event(), {"start": float("inf"), "n": 0}
+
+    async def busy():
+        async def one():
+            async with AsyncGuardClient(target) as c:
+                while not stop.is_set():
+                    async for _ in c.score_stream(records, batch_size=16, max_in_flight=8):
+                        if stop.is_set():
+                            return
+                        window["n"] += time.perf_counter() >= window["start"]
+        await asyncio.gather(one(), one())
+
+    loader = threading.Thread(target=lambda: asyncio.run(busy()))
+    loader.start()
+    time.sleep(5)  # the server at full load before the scan starts
+    window["start"] = time.perf_counter()
+    try:
+        r = scan_in_process(bundle, data, out, score_cache_entries=0, **kw)
+    finally:
+        stop.set()
+        loader.join()
+    r["server_records_per_s"] = window["n"] / r["wall_s"]
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", default="", help="Bundle dir (default: the embedded default bundle).")
+    ap.add_argument("--rows", type=int, default=50000, help="Rows in the generated chat Parquet.")
+    ap.add_argument("--timed-rows", type=int, default=1500, help="Rows of it the timings run on (distinct user turns and replies).")
+    ap.add_argument("--shared", type=float, default=0.9, help="Share of rows that open with the shared system prompt.")
+    ap.add_argument("--beside", action="store_true", help="Also time an in-process scan beside a busy server, all cores vs --threads 1.")
+    ap.add_argument("--beside-rows", type=int, default=300, help="Rows the --beside scans run on.")
+    ap.add_argument("--beside-engines", default="auto/auto,ort/fp32", help="ENGINE/PRECISION pairs (server and scan alike) the --beside runs use.")
+    ap.add_argument("--beside-only", action="store_true", help="Only the --beside runs, merged into an existing --json.")
+    ap.add_argument("--json", default="", help="Write the results here.")
+    args = ap.parse_args()
+    if args.bundle:
+        bundle = GuardBundle.load(args.bundle)
+    else:
+        from reftguard.exporter.default_bundle import ensure_default_bundle
+
+        bundle = ensure_default_bundle()
+    work = Path(tempfile.mkdtemp(prefix="reftguard-scan-bench-"))
+    records = make_chat(args.rows, args.shared)
+    write_parquet(work / "chat.parquet", records)
+    timed = records[: args.timed_rows]
+    write_parquet(work / "timed.parquet", timed)
+    turns = [(m["role"], m["content"]) for r in timed for m in r["messages"]]
+    res: dict = {"bundle_id": bundle.bundle_id, "rows": args.rows, "timed_rows": len(timed), "shared_system": args.shared,
+                 "turns": len(turns), "distinct_turns": len(set(turns)), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    print(f"bundle {bundle.bundle_id}, {args.rows} rows written ({work / 'chat.parquet'}), timing {len(timed)}: "
+          f"{len(turns)} turns, {len(set(turns))} distinct", flush=True)
+
+    def report(key, r):
+        res[key] = r
+        extra = f", {r['share_outside_inference']:.0%} outside inference" if "share_outside_inference" in r else ""
+        print(f"  {key:<28}{r['records_per_s']:8.1f} records/s{extra}", flush=True)
+
+    if not args.beside_only:
+        measure_scans(bundle, work, timed, res, report)
+    if args.beside or args.beside_only:
         beside = records[: args.beside_rows]
         write_parquet(work / "beside.parquet", beside)
         for pair in args.beside_engines.split(","):
@@ -234,18 +270,18 @@ def main() -> None:
             for threads in (0, 1):
                 server, port = serve(bundle, ["--score-cache-entries", "0", "--engine", engine, "--precision", precision])
                 try:
-                    target, load = f"127.0.0.1:{server.port}", {}
-                    # the server busy with a stream of the same records for the whole scan
-                    loader = threading.Thread(target=lambda: load.update(rate=asyncio.run(drive(target, beside * 2, 4, "stream"))))
-                    loader.start()
-                    r = scan_in_process(bundle, work / "beside.parquet", work / f"beside-{engine}-{precision}-{threads}", threads=threads,
-                                        score_cache_entries=0, engine=engine, precision=precision)
-                    loader.join()
-                    r["server_records_per_s"] = load["rate"]
+                    r = beside_server(bundle, f"127.0.0.1:{server.port}", beside, work / "beside.parquet",
+                                      work / f"beside-{engine}-{precision}-{threads}", threads=threads, engine=engine, precision=precision)
                     report(f"beside_{engine}_{precision}_threads_{threads or 'all'}", r)
-                    print(f"{'':30}server beside it: {load['rate']:.1f} records/s", flush=True)
+                    print(f"{'':30}server beside it: {r['server_records_per_s']:.1f} records/s", flush=True)
                 finally:
                     server.stop()
+        if args.beside_only:
+            old = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).is_file() else {}
+            res = old | {k: v for k, v in res.items() if k.startswith("beside_")}
+            if args.json:
+                Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+            return
 
     ip = res["in_process_cache"]
     res["cache_speedup_in_process"] = ip["records_per_s"] / res["in_process_no_cache"]["records_per_s"]

@@ -8,8 +8,8 @@ bundle's fp32 graph, same midpoint centre:
   shipped      harmful = every innocent_harmful_reply (generated labels)
   clean_drop   harmful = the hand-read harmful ones; the evasive ones left out
   clean_benign harmful = the hand-read harmful ones; the evasive ones join the benign side
-Measured on roles-dev assistant turns, per half, at the threshold the bundle would serve (2% FPR on that
-half's calib benign replies: benign exchanges and refusals), against the dev hand labels
+Measured on roles-dev assistant turns, per half, at the threshold the bundle would serve (2% FPR on the
+calib half's benign exchanges, as `reftguard calibrate` sets the assistant threshold), against the dev hand labels
 (reftguard/data/reply-hand-labels-dev.json: harmful vs not_harmful).
 
 Rule, written before the numbers: take the clean variant with the higher hand-harmful recall on the calib
@@ -61,18 +61,19 @@ def variants(train: list[dict], h: np.ndarray) -> dict[str, tuple[np.ndarray, np
 def measure(dev: list[dict], h: np.ndarray, r: np.ndarray, c: np.ndarray) -> dict:
     harmful, evasive = hand("reply-hand-labels-dev.json")
     s = cosine_scores(h, r, c)
-    out = {}
-    for half in HALVES:
+    out, t = {}, None
+    for half in HALVES:  # calib first: its threshold is the one served on both halves
         idx = [i for i, row in enumerate(dev) if split_of_key(row.get("group") or row["id"]) == half]
-        benign = [i for i in idx if dev[i]["label"] == "benign"]
-        gen_y = [int(dev[i]["label"] == "harmful") for i in idx]
-        t = evaluation.threshold_for_fpr([s[i] for i in benign], [0] * len(benign), 0.02)
+        benign = [i for i in idx if dev[i]["kind"] == "benign_exchange"]  # what the served role threshold is calibrated on
+        gen = benign + [i for i in idx if dev[i]["label"] == "harmful"]
+        gen_y = [int(dev[i]["label"] == "harmful") for i in gen]
+        t = evaluation.threshold_for_fpr([s[i] for i in benign], [0] * len(benign), 0.02) if t is None else t
         hh = [i for i in idx if key(dev[i]) in harmful]
         ev = [i for i in idx if key(dev[i]) in evasive]
         neg = benign + ev
         out[half] = {"n_hand_harmful": len(hh), "n_evasive": len(ev), "n_benign": len(benign), "threshold": float(t),
-                     "generated_labels": {"auroc": evaluation.auroc([s[i] for i in idx], gen_y),
-                                          "recall_at_2pct_fpr": evaluation.recall_at_fpr([s[i] for i in idx], gen_y, 0.02)},
+                     "generated_labels": {"auroc": evaluation.auroc([s[i] for i in gen], gen_y),
+                                          "recall_at_2pct_fpr": evaluation.recall_at_fpr([s[i] for i in gen], gen_y, 0.02)},
                      "hand_harmful_recall": float(np.mean([s[i] > t for i in hh])),
                      "evasive_flag_rate": float(np.mean([s[i] > t for i in ev])),
                      "hand_auroc": evaluation.auroc([s[i] for i in hh + neg], [1] * len(hh) + [0] * len(neg))}
