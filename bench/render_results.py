@@ -236,11 +236,15 @@ def render_scan_throughput(r: dict) -> str:
             f"**{fmt(r['remote_over_server_stream_cache'], 2)}** (cache on), {fmt(r['remote_over_server_stream_no_cache'], 2)} (off). "
             f"Decisions: cache on vs off {r['in_process_cache']['agreement']['same_output_and_reason']}/{r['timed_rows']} the same verdict and "
             f"reason; through the server vs in-process {a['same_output_and_reason']}/{a['rows']} (max score difference {a['max_abs_score_diff']:.1e}).")
-    beside = [(k.removeprefix("beside_"), v) for k, v in r.items() if k.startswith("beside_")]
+    beside = {}
+    for k, v in r.items():
+        if k.startswith("beside_"):
+            beside.setdefault(v["engine"], {})["1" if k.endswith("_1") else "all"] = v
     if beside:
-        out += "\n\n" + md_table(["in-process scan beside a busy server", "scan records/s", "server records/s", "together"],
-                                  [[k.replace("_", " "), fmt(v["records_per_s"], 1), fmt(v["server_records_per_s"], 1),
-                                    fmt(v["records_per_s"] + v["server_records_per_s"], 1)] for k, v in beside])
+        def both(v: dict) -> str:
+            return f"{fmt(v['records_per_s'] + v['server_records_per_s'], 1)} ({fmt(v['records_per_s'], 1)} + {fmt(v['server_records_per_s'], 1)})"
+        out += ("\n\nAn in-process scan beside a busy server on the same engine, records/s of scan + server while both ran: " +
+                "; ".join(f"{e}: every core {both(v['all'])}, `--threads 1` {both(v['1'])}" for e, v in beside.items()) + ".")
     return out
 
 
