@@ -51,7 +51,7 @@ class ServerConfig:
     policy: str = option("", "Policy file (TOML): flag/review thresholds, FPR targets and harm categories per request `source` (docs/curation.md). Checked at start (a bad file stops the server) and re-read on SIGHUP (a bad file is refused; the policy in force stays). Info reports its sha256.")
     sources: list = option(["default", "ingest", "scan", "api", "review"], "Allowed `source` tags for metric labels; anything else is counted as 'other'.")
     metrics_window_s: float = option(300.0, "Sliding window of the flag-rate, false-positive-rate and miss-rate gauges, in seconds.")
-    tokenize_workers: int = option(0, "Threads that tokenize requests off the event loop; 0: one per 8 cores given, at least 1 (the engine gets every core: tokenizing is ~1% of the time, docs/results.md).")
+    tokenize_workers: int = option(0, "Threads that tokenize requests off the event loop; 0: one per 8 cores given, at least 1 (the engine gets every core: tokenizing takes about a hundredth of the time, docs/results.md).")
     grace: float = option(20.0, "Seconds to finish in-flight work after SIGTERM before exiting.")
     drain_delay: float = option(0.0, "Seconds to keep serving after SIGTERM with health NOT_SERVING, so load balancers stop routing here before the port closes (set ~5 behind a Kubernetes Service).")
     max_concurrent_rpcs: int = option(1024, "Concurrent RPCs the server accepts before new ones get RESOURCE_EXHAUSTED.")
