@@ -104,7 +104,7 @@ class GuardServer:
         m.batch_tokens.observe(stats.tokens)
         m.batch_padding.observe(stats.padding_ratio)
         m.engine_busy.inc(stats.infer_s)
-        m.engine_tokens.inc(round(stats.tokens * (1.0 - stats.padding_ratio)))
+        m.engine_tokens.inc(stats.real_tokens)
 
     async def start(self) -> None:
         cfg = self.cfg

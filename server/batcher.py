@@ -102,10 +102,14 @@ class PromptResult:
 @dataclass
 class BatchStats:
     size: int
-    tokens: int
-    padding_ratio: float
+    tokens: int  # padded: the batch's shape
+    real_tokens: int  # padding excluded
     infer_s: float
     shadow: bool = False
+
+    @property
+    def padding_ratio(self) -> float:
+        return 1.0 - self.real_tokens / self.tokens
 
 
 class TokenBudgetBatcher:
@@ -403,5 +407,4 @@ class TokenBudgetBatcher:
         if self.on_error and not shadow:
             self.on_error(None)
         if self.on_batch:
-            real = int(mask.sum())
-            self.on_batch(BatchStats(len(jobs), int(mask.size), 1.0 - real / mask.size, infer_s, shadow))
+            self.on_batch(BatchStats(len(jobs), int(mask.size), int(mask.sum()), infer_s, shadow))
