@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 OUTPUTS = ("allowed", "review", "flagged", "errors")  # review: in a bundle's review band (docs/curation.md)
+OUTPUT_OF = {"allow": "allowed", "review": "review", "flag": "flagged"}  # verdict -> output
 
 SCORE, VERDICT, TURN, BUNDLE = "reftguard_score", "reftguard_verdict", "reftguard_turn", "reftguard_bundle_id"
 ROLE, REASON = "reftguard_role", "reftguard_reason"
@@ -45,7 +46,7 @@ class Outcome:
     @property
     def output(self) -> str:
         """The scan output the row goes to."""
-        return "flagged" if self.flagged else "review" if self.review else "allowed"
+        return OUTPUT_OF[self.verdict]
 
 
 def decided(row: Row, outcome: Outcome, bundle_id: str) -> dict[str, Any]:

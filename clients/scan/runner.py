@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +22,6 @@ from reftguard.clients.scan.records import prepare
 from reftguard.clients.scan.rows import OUTPUTS, decided, failed
 
 PROGRESS_EVERY = 64  # rows between progress callbacks
-LOCAL_DEFAULTS = {"engine": "auto", "precision": "auto", "threads": 0, "score_cache_entries": 100_000}
 
 
 @dataclass
@@ -50,6 +49,10 @@ class ScanConfig:
     chunk_rows: int = 1000  # rows per checkpoint commit
     restart: bool = False  # discard an existing checkpoint in `out` instead of resuming
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ScanConfig's in-process-only settings and their defaults: a remote scan refuses any other value
+LOCAL_DEFAULTS = {f.name: f.default for f in fields(ScanConfig) if f.name in ("engine", "precision", "threads", "score_cache_entries")}
 
 
 def scan_engine(*, target: str | None = None, bundle: str | None = None, client: ClientConfig | None = None, threshold: float | None = None,
