@@ -39,18 +39,20 @@ class FitRolesConfig:
     batch_size: int = option(16, "Turns per forward batch.")
 
 
-def turn_states(bundle: GuardBundle, texts: list[str], batch_size: int = 16) -> np.ndarray:
-    """[n, hidden] fp32 last-token layer-l states of `texts`, each in the user-turn format and cut on the
-    right to one row, from the bundle's graph."""
-    from reftguard.engines.ort import OrtEngine  # lazy: onnxruntime only when fitting
+def turn_states(bundle: GuardBundle, texts: list[str], batch_size: int = 16, engine=None) -> np.ndarray:
+    """[n, hidden] last-token layer-l states of `texts`, each in the user-turn format and cut on the right to
+    one row, from the bundle's graph on `engine` (default: fp32 onnxruntime, what the features are fitted on)."""
+    if engine is None:
+        from reftguard.engines.ort import OrtEngine  # lazy: onnxruntime only when fitting
 
-    engine = OrtEngine(bundle)
-    if len(engine.outputs) < 3:
-        raise ValueError(f"bundle {bundle.bundle_id} has no `state` output (exported before per-role features); re-export it")
+        engine = OrtEngine(bundle)
     ids = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens).encode(texts, "right").ids
     out = np.zeros((len(ids), int(bundle.manifest["hidden_size"])), dtype=np.float32)
     for rows, input_ids, mask in length_sorted_batches(ids, batch_size, batch_size * bundle.max_tokens, bundle.pad_token_id):
-        out[rows] = engine.run(input_ids, mask)[2]
+        got = engine.run(input_ids, mask)
+        if len(got) < 3:
+            raise ValueError(f"bundle {bundle.bundle_id} has no `state` output (exported before per-role features); re-export it")
+        out[rows] = got[2]
     return out
 
 

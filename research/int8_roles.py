@@ -20,7 +20,6 @@ import numpy as np
 from reftguard import evaluation
 from reftguard.bundle import GuardBundle
 from reftguard.data import load_labeled, packaged
-from reftguard.encoding import PromptEncoder, length_sorted_batches
 from reftguard.features import cosine_scores, refusal_feature
 from reftguard.role_fit import turn_states
 
@@ -28,12 +27,7 @@ from reftguard.role_fit import turn_states
 def int8_states(bundle: GuardBundle, texts: list[str]) -> np.ndarray:
     from reftguard.engines.openvino import OpenVinoEngine
 
-    engine = OpenVinoEngine(bundle, precision="int8")
-    ids = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens).encode(texts, "right").ids
-    out = np.zeros((len(ids), int(bundle.manifest["hidden_size"])), dtype=np.float32)
-    for rows, input_ids, mask in length_sorted_batches(ids, 16, 16 * bundle.max_tokens, bundle.pad_token_id):
-        out[rows] = engine.run(input_ids, mask)[2]
-    return out
+    return turn_states(bundle, texts, engine=OpenVinoEngine(bundle, precision="int8"))
 
 
 def main(argv=None) -> int:
