@@ -38,6 +38,7 @@ from bench.serve_vs_ort import Server, drive  # the bench's server harness and c
 from reftguard.bundle import GuardBundle
 from reftguard.clients.scan import ScanConfig
 from reftguard.clients.scan.engines import LocalEngine
+from reftguard.clients.scan.rows import OUTPUT_OF
 from reftguard.clients.scan.runner import Scan
 from reftguard.data import packaged
 
@@ -115,7 +116,7 @@ def decisions(out: Path) -> dict[str, tuple]:
     import pyarrow.parquet as pq
 
     got = {}
-    for name in ("allowed", "flagged", "review"):
+    for name in OUTPUT_OF.values():
         for r in pq.read_table(out / f"{name}.parquet", columns=["id", "reftguard_score", "reftguard_reason"]).to_pylist():
             got[r["id"]] = (name, r["reftguard_score"], r["reftguard_reason"])
     return got

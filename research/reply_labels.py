@@ -35,8 +35,8 @@ HALVES = ("calib", "report")
 
 
 def rows_of(name: str) -> list[dict]:
-    return [json.loads(line) for line in packaged(f"{name}.jsonl").read_text().splitlines() if line.strip()
-            if json.loads(line)["role"] == "assistant"]
+    rows = [json.loads(line) for line in packaged(f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["role"] == "assistant"]
 
 
 def hand(name: str) -> tuple[set, set]:
