@@ -91,7 +91,7 @@ def measure(bundle: GuardBundle, n_dev: int, n_speed: int) -> dict:
         "auroc": {k: evaluation.auroc(scores[k], y) for k in ("fp32", "int8")}, "n_dev": len(ids), "auroc_by_role": by_role,
         "max_abs_diff_vs_fp32": float(np.abs(scores["int8"] - scores["fp32"]).max()),
         "batch_invariance_max_abs": batch_invariance(engine["int8"].run, ids[:64], bundle.pad_token_id, n_alone=64)["max_abs_diff"],
-        "speed": {"cpu_model": platform.cpu_model, "baseline": baseline, "threads": engine["int8"].config["INFERENCE_NUM_THREADS"],
+        "speed": {"cpu_model": platform.cpu_model, "baseline": baseline, "threads": engine["int8"].threads,
                   "prompts": min(n_speed, len(ids)), f"{baseline}_prompts_per_s": round(rate[baseline], 1),
                   "int8_prompts_per_s": round(rate["int8"], 1), "int8_speedup": round(rate["int8"] / rate[baseline], 3)},
     }

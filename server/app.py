@@ -24,7 +24,7 @@ from reftguard.bundle import GuardBundle
 from reftguard.engines import Engine, make_engine
 from reftguard.policy import PolicyError, load_policy
 from reftguard.score_cache import ScoreCache
-from reftguard.threads import compute_threads, cores, tokenizer_workers
+from reftguard.threads import cores, tokenizer_workers
 from reftguard.server.auth import AuthInterceptor, Authenticator, check_exposure, load_tokens
 from reftguard.server.batcher import TokenBudgetBatcher
 from reftguard.server.config import ServerConfig
@@ -178,7 +178,7 @@ class GuardServer:
         await self._set_serving(True)
         b = model.bundle
         log.info("serving bundle %s (layer %d, %s)%s; %d engine threads and %d tokenizer threads on %d cores; on port %d", b.bundle_id, b.layer,
-                 model.provider, f", shadow {shadow.bundle_id}" if shadow else "", cfg.threads or compute_threads(), self.runtime.tokenize_pool.workers,
+                 model.provider, f", shadow {shadow.bundle_id}" if shadow else "", model.engine.threads, self.runtime.tokenize_pool.workers,
                  cores(), self.port)
 
     @property

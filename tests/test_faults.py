@@ -52,7 +52,7 @@ def _eventually(check, timeout: float = 10.0) -> None:
 class FnEngine:
     """An engine from a function (fault injection): swapped in as a new model on the same bundle."""
 
-    provider = "cpu"
+    provider, threads = "cpu", 1
 
     def __init__(self, run):
         self.run = run

@@ -34,10 +34,12 @@ class Engine(Protocol):
     """The engine contract (docs/design.md §4), the one thing the scorer, the server's models, calibration
     and the checks ask of an engine: padded int64 `input_ids` and `attention_mask` [batch, seq] in, fp32
     `(score, feature_norm)` [batch] out, then `state` [batch, hidden] where the graph has it (every output
-    of bundle_io the graph has, in its order). `provider` is the device it runs on (cpu|cuda). Engines built by
+    of bundle_io the graph has, in its order). `provider` is the device it runs on (cpu|cuda), `threads` its
+    compute threads. Engines built by
     `make_engine` also carry `.label`, `.threshold` and `.expected_fpr` (see above); test doubles need not."""
 
     provider: str
+    threads: int
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, ...]: ...
 

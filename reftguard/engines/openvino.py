@@ -62,7 +62,7 @@ class OpenVinoEngine:
         self.width_multiple = (1 if precision == "fp32" else 8) if width_multiple is None else width_multiple
         self.pad_id = bundle.pad_token_id
         core = ov.Core()
-        n = threads or available_cores()
+        n = self.threads = threads or available_cores()
         hint = HINTS[precision]
         if precision == "int8" and not has_bf16_units(read_cpu_flags()):
             hint = "f32"

@@ -42,7 +42,7 @@ class OrtEngine:
         if device == "cuda" and not want_cuda:
             raise RuntimeError(f"device 'cuda' requested but onnxruntime offers only {avail}; install reftguard[gpu]")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or available_cores()
+        opts.intra_op_num_threads = self.threads = threads or available_cores()
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
