@@ -39,7 +39,7 @@ from reftguard.bundle import GuardBundle
 from reftguard.clients.scan import ScanConfig
 from reftguard.clients.scan.engines import LocalEngine
 from reftguard.clients.scan.rows import OUTPUT_OF
-from reftguard.clients.scan.runner import Scan
+from reftguard.clients.scan.runner import Scan, run_scan
 from reftguard.data import packaged
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,9 +172,8 @@ def measure_scans(bundle: GuardBundle, work: Path, timed: list[dict], res: dict,
     res["in_process_cache"]["agreement"] = agreement(base, decisions(work / "local-cache"))
 
     # each from a fresh server (an empty cache), the cache off as in every other bench, then on as served by default
-    for cache in ("0", "100000"):
+    for cache, suffix in (("0", "no_cache"), ("100000", "cache")):
         for mode in ("server_stream", "remote"):
-            key = f"{mode}_{'cache' if int(cache) else 'no_cache'}"
             server, port = serve(bundle, ["--score-cache-entries", cache])
             try:
                 target = f"127.0.0.1:{server.port}"
@@ -182,19 +181,15 @@ def measure_scans(bundle: GuardBundle, work: Path, timed: list[dict], res: dict,
                 if mode == "server_stream":
                     rate = asyncio.run(drive(target, timed, 4, "stream"))
                 else:
-                    scan = Scan(ScanConfig(input=str(work / "timed.parquet"), out=str(work / key), target=target))
-                    try:
-                        rows = scan.run()["rows"]["input"]
-                    finally:
-                        scan.close()
+                    rows = run_scan(ScanConfig(input=str(work / "timed.parquet"), out=str(work / f"remote_{suffix}"), target=target))["rows"]["input"]
                     rate = rows / (time.perf_counter() - t0)
                 wall = time.perf_counter() - t0
                 busy = metric(port, "reftguard_engine_busy_seconds_total") - busy0
-                report(key, {"records_per_s": rate, "wall_s": wall, "engine_busy_s": busy, "share_outside_inference": 1 - busy / wall,
-                             "engine_tokens": metric(port, "reftguard_engine_tokens_total")})
+                report(f"{mode}_{suffix}", {"records_per_s": rate, "wall_s": wall, "engine_busy_s": busy, "share_outside_inference": 1 - busy / wall,
+                                            "engine_tokens": metric(port, "reftguard_engine_tokens_total")})
             finally:
                 server.stop()
-        res[f"remote_{'cache' if int(cache) else 'no_cache'}"]["agreement"] = agreement(base, decisions(work / key))
+        res[f"remote_{suffix}"]["agreement"] = agreement(base, decisions(work / f"remote_{suffix}"))
 
 
 def beside_server(bundle: GuardBundle, target: str, records: list[dict], data: Path, out: Path, **kw) -> dict:
