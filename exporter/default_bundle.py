@@ -28,7 +28,7 @@ def build(out: Path, teacher: Path | None = None) -> GuardBundle:
                                 "train one with `reftguard train-teacher --recipe recipes/teacher-stage1.toml` and export it")
     export_bundle(ExportConfig(teacher=str(teacher_dir), out=str(out)))
     roles = RECIPE["role_features"]
-    fit_roles(FitRolesConfig(bundle=str(out), **roles | {"data": [str(packaged(d)) for d in roles["data"]]}))
+    fit_roles(FitRolesConfig(bundle=str(out), **roles | {k: [str(packaged(d)) for d in roles[k]] for k in ("data", "hand_labels")}))
     cats = RECIPE["categories"]
     fit_categories(FitCategoriesConfig(bundle=str(out), **cats | {"data": [str(packaged(d)) for d in cats["data"]]}))
     cal = RECIPE["calibration"]

@@ -178,8 +178,9 @@ def review_band(scores: np.ndarray, y: np.ndarray, flag: float, recall: float) -
             "benign_flag_share": float((benign > flag).mean()) if len(benign) else None}
 
 
-def parse_role_targets(specs: list[str], flag: str = "--target-fpr-role") -> dict[str, float]:
-    """{role: target} from ROLE=F specs; only the roles besides user turns (which the main target sets)."""
+def parse_role_targets(specs: list[str], flag: str = "--target-fpr-role", upper: float | None = 1.0) -> dict[str, float]:
+    """{role: value} from ROLE=F specs, F in (0, upper]; only the roles besides user turns (which the main
+    target sets)."""
     out: dict[str, float] = {}
     for spec in (x for s in specs for x in str(s).split(",") if x.strip()):
         role, _, value = spec.partition("=")
@@ -189,9 +190,9 @@ def parse_role_targets(specs: list[str], flag: str = "--target-fpr-role") -> dic
         try:
             fpr = float(value)
         except ValueError:
-            raise ValueError(f"{flag} {spec!r}: expected ROLE=F with F a number in (0, 1]") from None
-        if not 0.0 < fpr <= 1.0:
-            raise ValueError(f"{flag} {spec!r}: the target must be in (0, 1]")
+            raise ValueError(f"{flag} {spec!r}: expected ROLE=F with F a number") from None
+        if not 0.0 < fpr <= (upper if upper is not None else float("inf")):
+            raise ValueError(f"{flag} {spec!r}: the value must be in (0, {'inf' if upper is None else f'{upper:g}'}]")
         out[role] = fpr
     return out
 

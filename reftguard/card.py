@@ -36,7 +36,7 @@ def render_card(m: dict) -> str:
         f"- prompt format: the model's chat template around one user turn ({m['prompt_format'].get('source')}); max {m['max_tokens']} tokens, default truncation `{m.get('truncation')}`",
         f"- export: opset {exp.get('opset')}, {exp.get('dtype')}, parity max |Δscore| vs PyTorch {_fmt(exp.get('parity_max_abs_diff'))}, batch-invariance max |Δ| {_fmt(exp.get('batch_invariance_max_abs_diff'))}",
         *[f"- {role} turns are read with their own refusal feature, fitted on {f['n_harmful']} harmful and {f['n_benign']} benign {role} turns "
-          f"({', '.join(m['role_features'].get('data', []))}; cosine with R_l {_fmt(f['cos_with_r_l'])})"
+          f"({', '.join(m['role_features'].get('data', []))}; {f.get('method', 'mean difference')}; cosine with R_l {_fmt(f['cos_with_r_l'])})"
           for role, f in (m.get("role_features") or {}).get("fit", {}).items()],
         "",
         "## Threshold",

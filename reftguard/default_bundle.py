@@ -32,8 +32,10 @@ log = logging.getLogger("reftguard.default")
 
 RECIPE = {
     # Replies and system prompts are read with refusal features fitted on their own turns (roles-train),
-    # not with R_l, which the teacher learnt from requests (reftguard/role_fit.py).
-    "role_features": {"data": ["roles-train.jsonl"], "roles": ["assistant", "system"], "center": "midpoint"},
+    # not with R_l, which the teacher learnt from requests (reftguard/role_fit.py): whitened directions
+    # (shrinkage by 5-fold CV on roles-train), replies on their hand-read labels (research/reply_probe.py).
+    "role_features": {"data": ["roles-train.jsonl"], "roles": ["assistant", "system"], "center": "midpoint",
+                      "shrink": ["assistant=0.3", "system=10"], "hand_labels": ["reply-hand-labels-train.json"]},
     # The harm-category head, on the training prompts' own categories (reftguard/taxonomy.py).
     # l2 and steps by 5-fold CV on those rows (research/category_head.py).
     "categories": {"data": ["guard-train.jsonl", "guard-train-extra.jsonl"], "l2": 1e-3, "steps": 1000},
@@ -80,7 +82,8 @@ def cache_key() -> str:
     from reftguard.modeling.loading import packaged_gguf
 
     h = hashlib.sha256(json.dumps([RECIPE, __version__, serves_bf16()], sort_keys=True).encode())
-    for name in RECIPE["calibration"]["data"] + RECIPE["role_features"]["data"] + RECIPE["categories"]["data"]:
+    for name in (RECIPE["calibration"]["data"] + RECIPE["role_features"]["data"] + RECIPE["role_features"]["hand_labels"]
+                 + RECIPE["categories"]["data"]):
         h.update(packaged(name).read_bytes())
     gguf = packaged_gguf()
     h.update(f"{gguf.name}:{gguf.stat().st_size}".encode())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 CENTERS = ("none", "midpoint")
+METHODS = ("mean", "shrinkage")
 
 
 def class_means(h: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -28,6 +29,25 @@ def refusal_feature(h: np.ndarray, y: np.ndarray, center: str = "none") -> tuple
     r = (mu_h - mu_b).astype(np.float32)
     c = ((mu_h + mu_b) / 2.0).astype(np.float32) if center == "midpoint" else np.zeros_like(r)
     return r, c
+
+
+def shrinkage_feature(h: np.ndarray, y: np.ndarray, shrink: float) -> tuple[np.ndarray, np.ndarray]:
+    """(R, c): the class-mean difference whitened by the pooled within-class covariance, shrunk towards a
+    multiple of the identity (Ledoit-Wolf form: S + shrink * mean(diag S) * I), and the midpoint centre.
+
+    The plain difference of means is this with shrink -> infinity. A reply's last-token state carries large
+    directions of style and length shared by both classes; whitening stops them from dominating the cosine
+    (research/reply_probe.py). The result is still one direction and a centre, so the served head is unchanged.
+    """
+    if shrink <= 0:
+        raise ValueError(f"shrink must be > 0, got {shrink}")
+    h = np.asarray(h, dtype=np.float64)
+    mu_h, mu_b = class_means(h, y)
+    within = np.where(np.asarray(y)[:, None] == 1, h - mu_h, h - mu_b)
+    cov = within.T @ within / len(h)
+    r = np.linalg.solve(cov + shrink * np.trace(cov) / len(cov) * np.eye(len(cov)), mu_h - mu_b)
+    r *= np.linalg.norm(mu_h - mu_b) / np.linalg.norm(r)  # the mean difference's length: cosine ignores it, logs read it
+    return r.astype(np.float32), ((mu_h + mu_b) / 2.0).astype(np.float32)
 
 
 def cosine_scores(h: np.ndarray, r: np.ndarray, c: np.ndarray | None = None, eps: float = 1e-8) -> np.ndarray:

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from reftguard.features import cosine_scores, refusal_feature
+from reftguard.evaluation import auroc
+from reftguard.features import cosine_scores, refusal_feature, shrinkage_feature
 
 
 def test_difference_of_means_and_centered_cosine():
@@ -21,3 +22,22 @@ def test_difference_of_means_and_centered_cosine():
 def test_needs_both_classes():
     with pytest.raises(ValueError, match="both"):
         refusal_feature(np.ones((2, 3)), np.array([1, 1]))
+
+
+def test_shrinkage_feature_whitens_away_a_noisy_shared_direction():
+    """Classes 0.5 apart on a quiet axis and 2 apart on an axis where both spread by 10: the mean difference
+    leans on the loud axis and ranks poorly; whitening finds the quiet one."""
+    rng = np.random.default_rng(0)
+    n = 400
+    y = np.repeat([1, 0], n // 2)
+    h = np.stack([0.5 * y + 0.1 * rng.standard_normal(n), 2.0 * y + 10 * rng.standard_normal(n), rng.standard_normal(n)], axis=1)
+    r_mean, c_mean = refusal_feature(h, y, "midpoint")
+    r, c = shrinkage_feature(h, y, 0.01)
+    assert auroc(cosine_scores(h, r, c), y) > 0.95 > 0.8 > auroc(cosine_scores(h, r_mean, c_mean), y)
+    np.testing.assert_allclose(c, c_mean, rtol=1e-6)  # same midpoint centre
+    assert np.linalg.norm(r) == pytest.approx(np.linalg.norm(r_mean), rel=1e-5)  # scaled to the mean difference's length
+    # much shrinkage is the plain difference of means again
+    r_big, _ = shrinkage_feature(h, y, 1e6)
+    assert float(r_big @ r_mean / np.linalg.norm(r_big) / np.linalg.norm(r_mean)) > 0.9999
+    with pytest.raises(ValueError, match="shrink must be > 0"):
+        shrinkage_feature(h, y, 0.0)

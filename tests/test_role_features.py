@@ -10,7 +10,7 @@ import pytest
 from reftguard.bundle import BundleError, GuardBundle, seal
 from reftguard.data import load_labeled
 from reftguard.engines.ort import OrtEngine
-from reftguard.features import cosine_scores, refusal_feature
+from reftguard.features import cosine_scores, refusal_feature, shrinkage_feature
 from reftguard.role_fit import FitRolesConfig, fit_roles, turn_states
 from reftguard.scoring import BundleScorer
 
@@ -87,3 +87,40 @@ def test_a_graph_without_the_state_output_scores_every_role_with_r_l(role_bundle
 def test_export_checks_the_state_against_the_hf_model(tiny_bundle):
     ex = GuardBundle.load(tiny_bundle).manifest["exporter"]
     assert 0 <= ex["state_max_rel_diff"] < 1e-4
+
+
+def test_shrink_and_hand_labels_fit_a_whitened_feature_on_the_hand_read_labels(role_bundle, role_train, tmp_path):
+    rows = load_labeled([str(role_train)])
+    replies = [p for p in rows if p.role == "assistant"]
+    flip_to_benign = [p.id for p in replies if p.label == 1][:3]
+    labels = tmp_path / "hand.json"
+    labels.write_text(json.dumps({"harmful": [p.id for p in replies if p.label == 1][3:5], "evasive": flip_to_benign}))
+    b = GuardBundle.load(fit_roles(FitRolesConfig(bundle=str(_copy(role_bundle, tmp_path)), data=[str(role_train)],
+                                                  shrink=["assistant=0.5"], hand_labels=[str(labels)])).root)
+    y = np.array([0 if p.id in flip_to_benign else p.label for p in replies])
+    r, c = shrinkage_feature(turn_states(b, [p.text for p in replies]), y, 0.5)
+    feats = b.role_features()
+    np.testing.assert_allclose(feats["assistant"][0], r, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(feats["assistant"][1], c, rtol=1e-5, atol=1e-6)
+    spec = b.manifest["role_features"]
+    assert spec["fit"]["assistant"]["method"] == "shrinkage 0.5" and spec["fit"]["assistant"]["n_harmful"] == 17
+    assert spec["fit"]["system"]["method"] == "mean difference"  # not listed: the plain difference of means
+    assert spec["hand_labels"] == {"files": ["hand.json"], "relabelled": 3}
+    assert "assistant turns are read with their own refusal feature, fitted on 17 harmful" in (b.root / "CARD.md").read_text()
+    assert "; shrinkage 0.5; cosine with R_l" in (b.root / "CARD.md").read_text()
+
+
+@pytest.mark.parametrize("labels, shrink, center, match", [
+    ({"harmful": ["no-such-reply"]}, [], "midpoint", "1 ids name no assistant turn"),
+    ({"harmful": ["assistant-t0"], "evasive": ["assistant-t0"]}, [], "midpoint", "both harmful and evasive"),
+    (None, ["user=1"], "midpoint", "--shrink 'user=1': the role must be assistant or system"),
+    (None, ["assistant=0"], "midpoint", "must be in \\(0, inf\\]"),
+    (None, ["assistant=1"], "none", "comes with the midpoint centre"),
+])
+def test_bad_shrink_or_hand_labels_are_refused_with_what_is_wrong(role_bundle, role_train, tmp_path, labels, shrink, center, match):
+    hand = []
+    if labels is not None:
+        (tmp_path / "hand.json").write_text(json.dumps(labels))
+        hand = [str(tmp_path / "hand.json")]
+    with pytest.raises(ValueError, match=match):
+        fit_roles(FitRolesConfig(bundle=str(_copy(role_bundle, tmp_path)), data=[str(role_train)], shrink=shrink, hand_labels=hand, center=center))
