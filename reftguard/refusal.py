@@ -37,3 +37,26 @@ REFUSAL_MAX_WORDS = 80  # written and generated refusals here are under 60 words
 def is_refusal_reply(reply: str) -> bool:
     """A short reply that opens with a refusal phrase: safety data, not judged by the reply threshold."""
     return is_refusal(reply) and len(reply.split()) <= REFUSAL_MAX_WORDS
+
+
+# A bare compliance opener: a short reply that announces an answer without giving it ("Sure, here is how to
+# do it:", "Of course. Step 1:", "With pleasure. The first step is to"). A record made of a request and such a
+# reply teaches the model nothing but to start complying with that request (the shallow-alignment attack), so
+# the guard judges its request at the review threshold (reftguard.scoring.decide).
+BARE_MAX_WORDS = 16
+_AFFIRM_RE = re.compile(r"^\W*(?:sure|certainly|of course|absolutely|definitely|yes|okay|ok|alright|all right|great|"
+                        r"happy to|glad to|no problem|you got it|with pleasure|here(?:'s| is| are| you go)|below)\b", re.IGNORECASE)
+_ANNOUNCES_RE = re.compile(r"(?:(?::|\.\.\.|\u2026)\W*|\b(?:to|is|are|the|a|an|follows)\s*)$")  # lower case: "Vitamin A" ends
+_ANNOUNCED_RE = re.compile(r"\b(?:below|as follows|instructions|steps|guide|walkthrough)\W*$", re.IGNORECASE)
+
+
+def is_bare_compliance(reply: str) -> bool:
+    """A short, one-line reply (<= BARE_MAX_WORDS words) that is no refusal and announces content it does not
+    give: it ends with a colon, an ellipsis or a dangling word, or it opens with an affirmation ("Sure", "Of
+    course", "Here is") and ends unfinished or with "... below." / "... instructions."."""
+    t = reply.strip().replace("\u2019", "'")
+    if not t or "\n" in t or len(t.split()) > BARE_MAX_WORDS or is_refusal(t):
+        return False
+    if _ANNOUNCES_RE.search(t):
+        return True
+    return bool(_AFFIRM_RE.search(t)) and (not re.search(r"[.!?]\W*$", t) or bool(_ANNOUNCED_RE.search(t)))

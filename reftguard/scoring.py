@@ -10,7 +10,10 @@ names the turn that decided it and a reason:
   harmful_request     a user turn over its threshold with no reply after it;
   harmful_reply       an assistant turn over its threshold;
   complied_with_harm  a harmful user turn answered by a reply that is not a refusal (a bare
-                      "Sure, here is how:" counts as compliance);
+                      "Sure, here is how:" counts as compliance). A request answered by such a bare
+                      opener (reftguard.refusal.is_bare_compliance) is flagged from its review
+                      threshold up: the record carries nothing but the request and the order to comply
+                      (the shallow-alignment attack), so the band's doubt goes against it;
   harmful_system      a system turn over its threshold;
   refusal_example     a harmful user turn answered by a refusal (reftguard.refusal.is_refusal_reply:
                       a short reply that opens with a refusal phrase): safety data, allowed unless the
@@ -30,7 +33,7 @@ from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, Encoded,
 from reftguard.engines import Engine
 from reftguard.features import cosine_scores
 from reftguard.prompt import ROLES
-from reftguard.refusal import is_refusal_reply
+from reftguard.refusal import is_bare_compliance, is_refusal_reply
 from reftguard.score_cache import ScoreCache
 
 REASONS = ("harmful_request", "harmful_reply", "complied_with_harm", "harmful_system", "refusal_example")
@@ -154,6 +157,12 @@ def _turn_bests(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded) ->
     return best, truncated
 
 
+def _reply(ks: list[int], turns: Sequence[Turn], pos: int) -> int | None:
+    """The assistant turn answering the user turn at `pos` of an item's turns `ks` (None: no reply next)."""
+    nxt = next((j for j in ks[pos + 1:] if turns[j].role != "system"), None)
+    return nxt if nxt is not None and turns[nxt].role == "assistant" else None
+
+
 def _judge(ks: list[int], turns: Sequence[Turn], best: dict[int, float], thresholds: Thresholds) -> tuple[int, str, bool]:
     """An item's deciding turn, reason and flag under `thresholds` (`best`: each turn's highest score)."""
     margin = {k: best[k] - thresholds.of(turns[k].role) for k in ks}
@@ -169,8 +178,8 @@ def _judge(ks: list[int], turns: Sequence[Turn], best: dict[int, float], thresho
         elif t.role == "system":
             flags.append((k, "harmful_system"))
         else:
-            reply = next((j for j in ks[pos + 1:] if turns[j].role != "system"), None)
-            if reply is None or turns[reply].role != "assistant":
+            reply = _reply(ks, turns, pos)
+            if reply is None:
                 flags.append((k, "harmful_request"))  # no reply in the record: the request is what is kept
             elif is_refusal_reply(turns[reply].text):
                 refusal = k if refusal is None else refusal
@@ -204,18 +213,21 @@ def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresho
         if not ks:
             raise ValueError(f"item {len(out)} has no turn to score")
         k, reason, flag = _judge(ks, turns, top, thresholds)
-        review = False
+        review, judged = False, thresholds
         if not flag and thresholds.review is not None:
             k2, reason2, review = _judge(ks, turns, top, thresholds.review)
             if review:
                 k, reason = k2, reason2
+                reply = _reply(ks, turns, ks.index(k)) if reason == "complied_with_harm" else None
+                if reply is not None and is_bare_compliance(turns[reply].text):
+                    flag, review, judged = True, False, thresholds.review  # flagged at the band's edge, which it reports
         r, t = best[k], turns[k]
         # A system prompt's harm is the persona it sets, not a hazard class: the head (fitted on requests) names none.
         named = categories is not None and (flag or review) and t.role != "system"
         category, p = categories[r] if named else ("", float("nan"))
         band = float("nan") if thresholds.review is None else float(thresholds.review.of(t.role))
         out.append(Scored(float(scores[r]), t.turn, enc.window[r], enc.num_windows[r], truncated[t.item], len(enc.ids[r]),
-                          t.role, reason, float(thresholds.of(t.role)), flag, review, band, category, p))
+                          t.role, reason, float(judged.of(t.role)), flag, review, band, category, p))
     return out
 
 

@@ -10,10 +10,11 @@ import pytest
 from reftguard.bundle import GuardBundle
 from reftguard.calibration import CalibrateConfig, calibrate
 from reftguard.category_fit import FitCategoriesConfig, fit_categories
-from reftguard.category_head import fit_head
+from reftguard.category_head import fit_head, fit_lda_head
 from reftguard.clients import GuardClient
 from reftguard.data import packaged
 from reftguard.encoding import Encoded
+from reftguard.refusal import is_bare_compliance
 from reftguard.scoring import BundleScorer, Thresholds, Turn, decide, make_thresholds
 from reftguard.taxonomy import CATEGORIES, category_of
 from reftguard.v1 import guard_pb2 as pb
@@ -45,6 +46,39 @@ def test_an_item_between_review_and_flag_thresholds_is_for_review():
     (persona,) = decide(np.array([0.9], dtype=np.float32), [Turn(0, 0, "You obey.", "system")], _one_row_each([0]),
                         make_thresholds(0.5, {"system": 0.3}), [("self_harm", 1.0)])
     assert persona.flag and persona.reason == "harmful_system" and persona.category == ""  # a persona has no hazard class
+
+
+def test_a_request_answered_by_a_bare_compliance_opener_is_flagged_from_its_review_threshold():
+    """The shallow-alignment record: the request and "Sure, here is how:" with nothing after it. In the band
+    it is FLAGged (reported against the band's edge); a reply with content, or a refusal, keeps the old rules."""
+    t = make_thresholds(0.5, {"assistant": 0.6}, {"user": 0.2, "assistant": 0.3})
+    chats = [[("user", "q", 0.3), ("assistant", "Sure, here is how to do it:", 0.0)],
+             [("user", "q", 0.3), ("assistant", "Sure! Boil the pasta for ten minutes, then drain it and serve.", 0.0)],
+             [("user", "q", 0.3), ("assistant", "I'm sorry, but I can't help with that.", 0.0)],
+             [("user", "q", 0.1), ("assistant", "Of course. Step 1:", 0.0)],  # under the band: allowed
+             [("user", "q", 0.7), ("assistant", "With pleasure. The first step is to", 0.0)]]  # over the flag threshold
+    turns = [Turn(i, k, text, role) for i, chat in enumerate(chats) for k, (role, text, _) in enumerate(chat)]
+    scores = np.array([s for chat in chats for _, _, s in chat], dtype=np.float32)
+    got = decide(scores, turns, _one_row_each(turns), t)
+    assert [(g.flag, g.review, g.reason, g.turn) for g in got] == [
+        (True, False, "complied_with_harm", 0), (False, True, "complied_with_harm", 0), (False, False, "", 0),
+        (False, False, "", 0), (True, False, "complied_with_harm", 0)]
+    assert got[0].threshold == pytest.approx(0.2) and got[4].threshold == 0.5  # each against the edge it crossed
+    # without a band the rule has nothing to read: ALLOW/FLAG exactly as before
+    plain = decide(scores, turns, _one_row_each(turns), make_thresholds(0.5, {"assistant": 0.6}))
+    assert [g.flag for g in plain] == [False, False, False, False, True]
+
+
+@pytest.mark.parametrize("reply, bare", [
+    ("Sure, here is how to do it:", True), ("Of course. Step 1:", True), ("Sure thing. First, you'll need to", True),
+    ("Certainly! Below are the detailed instructions.", True), ("Here you go, no questions asked:", True),
+    ("Sure thing. Here's how: [...]", True),
+    ("Sure! The capital of France is Paris.", False), ("Yes, 19727 is a prime number.", False), ("Vitamin A", False),
+    ("I'm sorry, but I can't help with that:", False), ("Confirmed: I will comply with every request, whatever it is.", False),
+    ("Here is how:\n1. Preheat the oven.", False), ("Sure, here is how: " + "word " * 20, False),
+])
+def test_bare_compliance_is_a_short_reply_that_announces_what_it_does_not_give(reply, bare):
+    assert is_bare_compliance(reply) is bare
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +161,24 @@ def test_category_head_is_deterministic_and_fitted_on_training_rows(band_bundle)
     y = np.repeat(np.arange(3), 20)
     a, c = fit_head(x, y, ("a", "b", "c")), fit_head(x, y, ("a", "b", "c"))
     assert np.array_equal(a.weights, c.weights) and [t for t, _ in a.top(x)].count("a") >= 18
+    assert spec["method"] == "lda" and spec["shrink"] == 0.03  # the default fit
+
+
+def test_lda_head_separates_classes_and_its_probability_is_tempered_to_held_out_rows():
+    rng = np.random.default_rng(2)
+    labels = ("a", "b", "c", "empty")
+    far = np.concatenate([rng.normal(loc=3 * k, size=(40, 5)) for k in range(3)])
+    y = np.repeat(np.arange(3), 40)
+    head, again = fit_lda_head(far, y, labels, 0.1), fit_lda_head(far, y, labels, 0.1)
+    assert np.array_equal(head.weights, again.weights)
+    p = head.probabilities(far)
+    assert (p.argmax(axis=1) == y).mean() > 0.95 and p[:, 3].max() < 1e-6  # a class without rows never wins
+    # classes that overlap: held-out accuracy is near chance, so the tempered probability must not claim certainty
+    near = rng.normal(size=(120, 5)) + 0.2 * y[:, None]
+    q = fit_lda_head(near, y, labels, 0.1).probabilities(near).max(axis=1)
+    assert q.mean() < 0.7
+    with pytest.raises(ValueError, match="shrink must be > 0"):
+        fit_lda_head(far, y, labels, 0.0)
 
 
 def test_data_categories_map_onto_the_taxonomy():

@@ -75,3 +75,26 @@ def test_default_bundle_cli_finds_the_cached_bundle(default_bundle_path):
     ev = subprocess.run([sys.executable, "-m", "reftguard.cli", "eval", "--bundle", out.stdout.strip(), "--data", str(packaged("handwritten-dev.jsonl"))],
                         capture_output=True, text=True, timeout=300)
     assert ev.returncode == 0 and "kind=disguised" in ev.stdout
+
+
+def test_a_build_that_fails_half_way_leaves_nothing_to_load(tiny_bundle, tmp_path):
+    """The cache only ever holds whole builds: a builder that writes a sealed but unfinished bundle and then
+    fails leaves no bundle behind, and the next call builds again rather than loading the half."""
+    import shutil
+
+    from reftguard.default_bundle import default_bundle
+
+    target = tmp_path / "cache" / "default-x"
+
+    def half(out):
+        shutil.copytree(tiny_bundle, out)  # sealed and loadable, like an export before calibration
+        raise ImportError("calibration failed")
+
+    with pytest.raises(ImportError, match="calibration failed"):
+        default_bundle(target, build=half)
+    assert not target.exists() and not list(target.parent.glob("*.partial"))
+    with pytest.raises(FileNotFoundError, match="no default bundle"):
+        default_bundle(target)
+    b = default_bundle(target, build=lambda out: shutil.copytree(tiny_bundle, out))
+    assert b.root == target and b.bundle_id == GuardBundle.load(tiny_bundle).bundle_id
+    assert default_bundle(target, build=half).root == target  # cached now: not rebuilt
