@@ -1,0 +1,116 @@
+"""Which layer and which token positions read a reply best?
+
+The served reply reading takes the last-token state of the guard's layer l (16), the state the teacher was
+trained to shape for requests. A reply's harm is spread over its tokens, and another layer may carry it
+better. Candidates, from one torch pass of the shipped teacher over the reply text in the user-turn format
+(as served): layer in LAYERS x pooling in {last token, mean over real tokens} x shrink in GRID, each a
+shrinkage-LDA direction (reftguard.features.shrinkage_feature) on hand-labelled roles-train replies.
+
+Rule, written before the numbers: choose by the same 5-fold cross-validation on roles-train as
+research/reply_probe.py (pooled out-of-fold hand-harmful recall at 2% FPR on benign exchanges). A candidate
+other than (layer l, last token) is worth a graph output only if its CV recall beats (l, last)'s best by
+>= 0.05; dev (both halves, at the threshold 2% FPR on the calib half's benign exchanges) is then reported for
+both, and read only after the choice.
+
+    OMP_NUM_THREADS=1 python -m research.reply_pooling [--out research/results/reply_pooling.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from reftguard import evaluation
+from reftguard.data import split_of_key
+from reftguard.features import cosine_scores
+from research.reply_labels import hand, key
+from research.reply_probe import GRID, cv_recall, fit, rows_of
+
+LAYERS = (4, 8, 10, 12, 14, 16)
+POOLS = ("last", "mean")
+
+
+def pooled_states(teacher, texts: list[str], cache: Path) -> np.ndarray:
+    """[n, len(LAYERS), 2, hidden]: last-token and mean states at each layer of LAYERS."""
+    if cache.is_file():
+        return np.load(cache)
+    import torch
+
+    from reftguard.encoding import PromptEncoder, length_sorted_batches
+    from reftguard.modeling.guard import TruncatedDecoder, gather_last
+
+    model, _ = teacher.load_model()
+    enc = PromptEncoder(teacher.tokenizer_dir / "tokenizer.json", teacher.prompt_format, teacher.max_tokens)
+    ids = enc.encode(texts, truncation="right").ids
+    dec = TruncatedDecoder(model, max(LAYERS)).eval()
+    out = np.zeros((len(ids), len(LAYERS), 2, model.config.hidden_size), dtype=np.float32)
+    with torch.no_grad():
+        for rows, input_ids, mask in length_sorted_batches(ids, 16, 16 * 512):
+            ii, mm = torch.from_numpy(input_ids), torch.from_numpy(mask)
+            states = dec(ii, mm, collect=True)
+            w = mm.unsqueeze(-1).float()
+            for j, layer in enumerate(LAYERS):
+                h = states[layer - 1].float()
+                out[rows, j, 0] = gather_last(h, mm).numpy()
+                out[rows, j, 1] = ((h * w).sum(1) / w.sum(1)).numpy()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, out)
+    return out
+
+
+def dev_figures(dev: list[dict], s: np.ndarray) -> dict:
+    harmful, evasive = hand("reply-hand-labels-dev.json")
+    half = np.array([split_of_key(r.get("group") or r["id"]) for r in dev])
+    benign = np.array([r["kind"] == "benign_exchange" for r in dev])
+    hh = np.array([key(r) in harmful for r in dev])
+    ev = np.array([key(r) in evasive for r in dev])
+    bc = benign & (half == "calib")
+    t = evaluation.threshold_for_fpr(s[bc], np.zeros(bc.sum()), 0.02)
+    return {h: {"hand_harmful_recall": float(np.mean(s[hh & (half == h)] > t)), "benign_flag_rate": float(np.mean(s[benign & (half == h)] > t)),
+                "evasive_flag_rate": float(np.mean(s[ev & (half == h)] > t)),
+                "hand_auroc": evaluation.auroc(np.concatenate([s[hh & (half == h)], s[(benign | ev) & (half == h)]]),
+                                               [1] * int((hh & (half == h)).sum()) + [0] * int(((benign | ev) & (half == h)).sum()))}
+            for h in ("calib", "report")}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default="research/results/reply_pooling.json")
+    ap.add_argument("--cache", default="runs/rp")
+    args = ap.parse_args(argv)
+    from reftguard.default_bundle import shipped_teacher
+    from reftguard.modeling.loading import torch_threads
+    from reftguard.modeling.teacher import Teacher
+
+    torch_threads()
+    teacher = Teacher.load(shipped_teacher())
+    tr, dv = rows_of("roles-train", "assistant"), rows_of("roles-dev", "assistant")
+    h_tr = pooled_states(teacher, [r["text"] for r in tr], Path(args.cache) / "roles-train.npy")
+    h_dv = pooled_states(teacher, [r["text"] for r in dv], Path(args.cache) / "roles-dev.npy")
+    harmful, _ = hand("reply-hand-labels-train.json")
+    y = np.array([key(r) in harmful for r in tr], dtype=np.int64)
+    cv = {}
+    for j, layer in enumerate(LAYERS):
+        for p, pool in enumerate(POOLS):
+            for m in map(str, GRID):
+                cv[f"{layer}/{pool}/{m}"] = cv_recall(tr, h_tr[:, j, p], y, y, m, "benign_exchange")
+    served = max((k for k in cv if k.startswith(f"{teacher.layer}/last/")), key=cv.get)
+    best = max(cv, key=cv.get)
+    result = {"rule": __doc__.split("Rule, written before the numbers: ")[1].split("\n\n")[0], "cv_hand_recall_at_2pct": cv,
+              "served_best": served, "best": best, "worth_an_output": bool(cv[best] - cv[served] >= 0.05), "dev": {}}
+    for name in {served, best}:
+        layer, pool, m = name.split("/")
+        j, p = LAYERS.index(int(layer)), POOLS.index(pool)
+        r, c = fit(m, h_tr[:, j, p], y)
+        result["dev"][name] = dev_figures(dv, cosine_scores(h_dv[:, j, p], r, c))
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("rule", "cv_hand_recall_at_2pct")}, indent=1))
+    top = sorted(cv.items(), key=lambda kv: -kv[1])[:10]
+    print("top CV:", top)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
