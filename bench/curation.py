@@ -3,7 +3,9 @@
 Band: on the report half of the dev files the calibration never saw (guard-dev, handwritten-dev,
 contrast-dev), user turns decided at the bundle's flag and review thresholds: recall of FLAG or REVIEW,
 benign prompts sent to REVIEW or FLAG, hard negatives FLAGged; and the trade-off curve: for each review
-recall target, the band's lower edge chosen on the calib half and its cost on the report half.
+recall target, the band's lower edge chosen on the calib half and its cost on the report half; and the flag
+threshold's own curve: for each hard-negative FPR budget on the calib half (the calibration's per-kind
+limit), what FLAG keeps on the report half (what it gives up goes to the band, not to ALLOW).
 Categories: top-1 accuracy of the category head on every harmful dev prompt with a data category (the head
 was fitted on training rows only), per class with n.
 
@@ -26,6 +28,7 @@ from reftguard.data import CALIBRATION_FILES, load_labeled, packaged, select_spl
 from reftguard.role_fit import turn_states
 
 CURVE = (0.90, 0.95, 0.97, 0.98, 0.99)
+HARD_NEGATIVE_BUDGETS = (0.02, 0.01, 0.005)
 GOALS = {"recall_flag_or_review": (">=", 0.98), "benign_review_or_flag": ("<=", 0.08), "hard_negative_flag": ("<=", 0.01),
          "category_top1": (">=", 0.80)}
 
@@ -52,9 +55,16 @@ def band(bundle: GuardBundle) -> dict:
         low = min(evaluation.threshold_for_recall(scores["calib"], y["calib"], target), flag)
         curve.append({"target_recall": target, "review_threshold": float(low)} |
                      _rates(scores["report"], y["report"], [p.kind for p in halves["report"]], flag, low))
+    flag_curve = []
+    hard = np.array([p.kind == "hard_negative" for p in halves["calib"]])
+    base = evaluation.threshold_for_fpr(scores["calib"], y["calib"], 0.02)  # the default's benign target
+    for budget in HARD_NEGATIVE_BUDGETS:
+        t = max(base, evaluation.threshold_for_fpr(scores["calib"][hard], np.zeros(hard.sum()), budget))
+        flag_curve.append({"hard_negative_budget": budget, "flag_threshold": float(t)} |
+                          _rates(scores["report"], y["report"], [p.kind for p in halves["report"]], t, min(review, t)))
     return {"flag_threshold": flag, "review_threshold": review,
             "report": _rates(scores["report"], y["report"], [p.kind for p in halves["report"]], flag, review),
-            "curve": curve}
+            "curve": curve, "flag_curve": flag_curve}
 
 
 def categories(bundle: GuardBundle) -> dict | None:
@@ -96,6 +106,8 @@ def main(argv=None) -> int:
         print(f"{k:24} {g['op']} {g['target']}: {g['value']}  {'met' if g['met'] else 'NOT met'}")
     for p in out["band"]["curve"]:
         print(f"review recall target {p['target_recall']:.2f}: recall {p['recall_flag_or_review']:.3f}, benign to review/flag {p['benign_review_or_flag']:.3f}")
+    for p in out["band"]["flag_curve"]:
+        print(f"hard-negative limit {p['hard_negative_budget']:g}: hard negatives flagged {p['hard_negative_flag']:.3f}, harmful flagged {p['recall_flag']:.3f}")
     return 0
 
 

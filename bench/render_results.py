@@ -533,7 +533,10 @@ def render_curation_band(r: dict) -> str:
     curve = ", ".join(f"{p['target_recall']:.2f}: {fmt(p['recall_flag_or_review'])} / {fmt(p['benign_review_or_flag'])}" for p in r["band"]["curve"])
     return (md_table(["on the report half", "value", "split", "goal", ""], rows)
             + f"\n\nBand {fmt(r['band']['review_threshold'], 4)} < score <= {fmt(r['band']['flag_threshold'], 4)} (user turns), bundle {r['bundle_id']}. "
-            f"Other review-recall targets, chosen on the calib half (target: recall / benign in REVIEW or FLAG on the report half): {curve}.")
+            f"Other review-recall targets, chosen on the calib half (target: recall / benign in REVIEW or FLAG on the report half): {curve}."
+            + ("" if "flag_curve" not in r["band"] else " Tighter hard-negative limits on the flag threshold (calib limit: hard negatives FLAGged / "
+               "harmful FLAGged on the report half, the rest going to REVIEW): " + ", ".join(
+                   f"{p['hard_negative_budget']:g}: {fmt(p['hard_negative_flag'])} / {fmt(p['recall_flag'])}" for p in r["band"]["flag_curve"]) + "."))
 
 
 @register("curation_categories", ["bench/results/curation.json"])

@@ -37,6 +37,7 @@ class CalibrateConfig:
     split: str = option("all", "Calibrate on one half of the data only: 'calib' (then report on 'report' with `reftguard eval --split report`), 'report', or 'all'.", choices=("all", "calib", "report"))
     target_fpr_role: list = option([], "Per-role FPR targets ROLE=F (comma-separated, e.g. assistant=0.01,system=0.01): each role's threshold is chosen on the data rows with that `role` (labelled replies or system prompts), so the server scores that role's turns of whole records. Refusal replies are left out (they are never judged by score); user rows (no `role`) set the main threshold as always.")
     review_recall: float = option(0.0, "Also set a review band for user turns: its lower threshold is the highest reaching this recall on the harmful rows (e.g. 0.98), never above the flag threshold. Items between the two get REVIEW (for a person) instead of ALLOW; the share of benign rows sent to review is reported. 0: no band.")
+    review_max_benign: float = option(0.0, "A workload limit on every review band: its lower edge is raised until at most this share of the benign rows (of its role) are sent to REVIEW or FLAG. It wins over the recall target; the recall left is reported. 0: no limit.")
     review_recall_role: list = option([], "Review bands of other roles, ROLE=R (e.g. system=0.98), on that role's rows as --target-fpr-role. Check the benign share it reports: on noisy reply labels a recall-first band can send most benign replies to review.")
     precision: str = option("fp32", "Precision to calibrate for, on the engine that serves it (fp32: onnxruntime; bf16: OpenVINO on a CPU with AMX/avx512_bf16; int8: the bundle's int8 graph in OpenVINO; fp16: the bundle's fp16 graph in onnxruntime, CUDA when present). fp32 also sets the top-level threshold.", choices=PRECISIONS[1:])
 
@@ -133,7 +134,7 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
              cfg.precision, engine.label, thr, entry["parity_vs_fp32"]["max_abs_diff"], entry["parity_vs_fp32"]["verdict_flips"],
              entry["batch_invariance"]["max_abs_diff"])
     if cfg.review_recall:
-        entry["review"] = review_band(s, y, thr, cfg.review_recall)
+        entry["review"] = review_band(s, y, thr, cfg.review_recall, cfg.review_max_benign)
         log.info("%s review band: %.4f < score <= %.4f; recall of FLAG or REVIEW %.4f, benign sent to review %.4f",
                  cfg.precision, entry["review"]["threshold"], thr, entry["review"]["recall"], entry["review"]["benign_review_share"])
     roles = dict((calibration_for(bundle.manifest, cfg.precision) or {}).get("roles") or {})  # recalibrating the user turn keeps them
@@ -165,14 +166,24 @@ def fpr_curve(scores: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
     return [(f, float(np.float32(evaluation.threshold_for_fpr(scores, y, f)))) for f in CURVE_FPRS]
 
 
-def review_band(scores: np.ndarray, y: np.ndarray, flag: float, recall: float) -> dict:
+def review_band(scores: np.ndarray, y: np.ndarray, flag: float, recall: float, max_benign: float = 0.0) -> dict:
     """The review band under a flag threshold: its lower edge reaches `recall` on the harmful rows (or is the
-    flag threshold itself when that already does), with what it costs on these rows."""
+    flag threshold itself when that already does), raised where needed so that at most `max_benign` of the
+    benign rows land in REVIEW or FLAG (a reviewer's workload; 0: no limit), with what it costs on these rows."""
     if not 0.0 < recall <= 1.0:
         raise ValueError(f"review_recall must be in (0, 1], got {recall}")
-    low = float(np.float32(min(evaluation.threshold_for_recall(scores, y, recall), flag)))
+    if not 0.0 <= max_benign <= 1.0:
+        raise ValueError(f"review_max_benign must be in [0, 1], got {max_benign}")
+    low = min(evaluation.threshold_for_recall(scores, y, recall), flag)
+    set_by = "recall"
+    if max_benign and (y == 0).any():
+        cap = evaluation.threshold_for_fpr(scores, y, max_benign)
+        if cap > low:
+            low, set_by = min(cap, flag), "benign limit"
+    low = float(np.float32(low))
     benign, harmful = scores[y == 0], scores[y == 1]
-    return {"threshold": low, "target": {"recall": recall}, "n": int(len(y)),
+    target = {"recall": recall} | ({"max_benign": max_benign} if max_benign else {})
+    return {"threshold": low, "target": target, "set_by": set_by, "n": int(len(y)),
             "recall": float((harmful > low).mean()) if len(harmful) else None,
             "benign_review_share": float(((benign > low) & (benign <= flag)).mean()) if len(benign) else None,
             "benign_flag_share": float((benign > flag).mean()) if len(benign) else None}
@@ -208,7 +219,7 @@ def _calibrate_role(bundle: GuardBundle, engine, rows: list[LabeledPrompt], role
     report = evaluation.evaluate(s, y, thr, {"kind": [p.kind for p in rows]})
     at = {k: v for k, v in report.items() if not k.startswith("by_")}
     log.info("%s %s turns: threshold %.4f, FPR %.4f, recall %s on %d rows", cfg.precision, role, thr, at["fpr"] or 0, at["recall"], len(rows))
-    band = {"review": review_band(s, y, float(np.float32(thr)), review_recall)} if review_recall else {}
+    band = {"review": review_band(s, y, float(np.float32(thr)), review_recall, cfg.review_max_benign)} if review_recall else {}
     return band | {"threshold": float(np.float32(thr)),
             "calibration": {"method": "target FPR", "target": {"fpr": fpr}, "data": [Path(d).name for d in cfg.data], "split": cfg.split,
                             "set_by": bound_by, "data_hash": data_hash(rows), "n": len(rows), "at_threshold": at, "fpr_curve": fpr_curve(s, y),

@@ -18,6 +18,7 @@ names the turn that decided it and a reason:
   refusal_example     a harmful user turn answered by a refusal (reftguard.refusal.is_refusal_reply:
                       a short reply that opens with a refusal phrase): safety data, allowed unless the
                       request asks to flag it. Refusals are never judged by the reply threshold.
+                      A refused request in the review band is named so too (and allowed).
 A bundle without role calibrations scores user turns only (`Thresholds.assistant`/`system` None), which
 is exactly the guard from before whole-record scoring.
 """
@@ -216,7 +217,7 @@ def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresho
         review, judged = False, thresholds
         if not flag and thresholds.review is not None:
             k2, reason2, review = _judge(ks, turns, top, thresholds.review)
-            if review:
+            if review or reason2 == "refusal_example":  # a refused request in the band is safety data too: named, allowed
                 k, reason = k2, reason2
                 reply = _reply(ks, turns, ks.index(k)) if reason == "complied_with_harm" else None
                 if reply is not None and is_bare_compliance(turns[reply].text):

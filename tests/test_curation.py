@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reftguard.bundle import GuardBundle
-from reftguard.calibration import CalibrateConfig, calibrate
+from reftguard.calibration import CalibrateConfig, calibrate, review_band
 from reftguard.category_fit import FitCategoriesConfig, fit_categories
 from reftguard.category_head import fit_head, fit_lda_head
 from reftguard.clients import GuardClient
@@ -37,7 +37,7 @@ def test_an_item_between_review_and_flag_thresholds_is_for_review():
     got = decide(scores, turns, _one_row_each(turns), t, [("weapons", 0.9)] * len(turns))
     assert [(g.flag, g.review, g.reason) for g in got] == [
         (True, False, "harmful_request"), (False, True, "harmful_request"), (False, False, ""),
-        (False, True, "harmful_reply"), (False, False, "")]
+        (False, True, "harmful_reply"), (False, False, "refusal_example")]  # a refused request in the band: named, allowed
     assert got[1].review_threshold == pytest.approx(0.2) and got[1].threshold == 0.5
     assert [g.category for g in got] == ["weapons", "weapons", "", "weapons", ""]  # only flagged and reviewed items name one
     # a client's threshold override moves the band's top; its bottom never rises above it
@@ -61,12 +61,13 @@ def test_a_request_answered_by_a_bare_compliance_opener_is_flagged_from_its_revi
     scores = np.array([s for chat in chats for _, _, s in chat], dtype=np.float32)
     got = decide(scores, turns, _one_row_each(turns), t)
     assert [(g.flag, g.review, g.reason, g.turn) for g in got] == [
-        (True, False, "complied_with_harm", 0), (False, True, "complied_with_harm", 0), (False, False, "", 0),
+        (True, False, "complied_with_harm", 0), (False, True, "complied_with_harm", 0), (False, False, "refusal_example", 0),
         (False, False, "", 0), (True, False, "complied_with_harm", 0)]
     assert got[0].threshold == pytest.approx(0.2) and got[4].threshold == 0.5  # each against the edge it crossed
+    # a refused request in the band is named safety data and allowed; with a band-less guard it is not named
     # without a band the rule has nothing to read: ALLOW/FLAG exactly as before
     plain = decide(scores, turns, _one_row_each(turns), make_thresholds(0.5, {"assistant": 0.6}))
-    assert [g.flag for g in plain] == [False, False, False, False, True]
+    assert [g.flag for g in plain] == [False, False, False, False, True] and plain[2].reason == ""
 
 
 @pytest.mark.parametrize("reply, bare", [
@@ -232,3 +233,20 @@ def test_scan_writes_the_review_band_and_review_walks_it_first(band_bundle, tmp_
     assert apply_reviews(local)["kept"] == 0 and outputs(local, "jsonl") == after  # idempotent
     # the kept item is in flagged now, and already reviewed: a new session skips it
     assert [it.part for it in ReviewSession(local, parts=("flagged",)).items] == ["flagged"] * len(want["flagged"])
+
+
+def test_a_review_workload_limit_raises_the_band_edge_and_reports_the_recall_left():
+    rng = np.random.default_rng(3)
+    y = np.repeat([1, 0], 200)
+    s = np.concatenate([rng.normal(1.0, 1.0, 200), rng.normal(-1.0, 1.0, 200)]).astype(np.float32)
+    flag = 2.0
+    free = review_band(s, y, flag, 0.98)
+    capped = review_band(s, y, flag, 0.98, max_benign=0.05)
+    assert free["set_by"] == "recall" and free["recall"] >= 0.98
+    assert free["benign_review_share"] + free["benign_flag_share"] > 0.05  # the recall target alone costs more
+    assert capped["set_by"] == "benign limit" and capped["threshold"] > free["threshold"]
+    assert capped["benign_review_share"] + capped["benign_flag_share"] <= 0.05 and capped["recall"] < free["recall"]
+    assert capped["target"] == {"recall": 0.98, "max_benign": 0.05}
+    assert review_band(s, y, flag, 0.5, max_benign=0.5)["set_by"] == "recall"  # a limit that does not bind changes nothing
+    with pytest.raises(ValueError, match="review_max_benign must be in"):
+        review_band(s, y, flag, 0.98, max_benign=1.5)
