@@ -27,6 +27,7 @@ from reftguard.data import split_of_key
 from reftguard.features import cosine_scores
 from research.reply_labels import hand, key
 from research.reply_probe import GRID, cv_recall, fit, rows_of
+from research.role_features import decoder_batches
 
 LAYERS = (4, 8, 10, 12, 14, 16)
 POOLS = ("last", "mean")
@@ -36,25 +37,16 @@ def pooled_states(teacher, texts: list[str], cache: Path) -> np.ndarray:
     """[n, len(LAYERS), 2, hidden]: last-token and mean states at each layer of LAYERS."""
     if cache.is_file():
         return np.load(cache)
-    import torch
+    from reftguard.modeling.guard import gather_last
 
-    from reftguard.encoding import PromptEncoder, length_sorted_batches
-    from reftguard.modeling.guard import TruncatedDecoder, gather_last
-
-    model, _ = teacher.load_model()
-    enc = PromptEncoder(teacher.tokenizer_dir / "tokenizer.json", teacher.prompt_format, teacher.max_tokens)
-    ids = enc.encode(texts, truncation="right").ids
-    dec = TruncatedDecoder(model, max(LAYERS)).eval()
-    out = np.zeros((len(ids), len(LAYERS), 2, model.config.hidden_size), dtype=np.float32)
-    with torch.no_grad():
-        for rows, input_ids, mask in length_sorted_batches(ids, 16, 16 * 512):
-            ii, mm = torch.from_numpy(input_ids), torch.from_numpy(mask)
-            states = dec(ii, mm, collect=True)
-            w = mm.unsqueeze(-1).float()
-            for j, layer in enumerate(LAYERS):
-                h = states[layer - 1].float()
-                out[rows, j, 0] = gather_last(h, mm).numpy()
-                out[rows, j, 1] = ((h * w).sum(1) / w.sum(1)).numpy()
+    out = None
+    for rows, states, mm, hidden in decoder_batches(teacher, texts, max(LAYERS)):
+        out = np.zeros((len(texts), len(LAYERS), 2, hidden), dtype=np.float32) if out is None else out
+        w = mm.unsqueeze(-1).float()
+        for j, layer in enumerate(LAYERS):
+            h = states[layer - 1].float()
+            out[rows, j, 0] = gather_last(h, mm).numpy()
+            out[rows, j, 1] = ((h * w).sum(1) / w.sum(1)).numpy()
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, out)
     return out

@@ -25,24 +25,33 @@ from reftguard.data import packaged, split_of_key
 from reftguard.features import cosine_scores, refusal_feature
 
 
-def states(teacher, texts: list[str], cache: Path) -> np.ndarray:
-    if cache.is_file():
-        return np.load(cache)
+def decoder_batches(teacher, texts: list[str], num_layers: int):
+    """(rows, [layer states for layers 1..num_layers], mask, hidden size) per length-sorted batch of `texts`,
+    each in the user-turn format cut on the right, from one torch pass of the teacher."""
     import torch
 
-    from reftguard.encoding import PromptEncoder
-    from reftguard.modeling.guard import TruncatedDecoder, gather_last
-    from reftguard.encoding import length_sorted_batches
+    from reftguard.encoding import PromptEncoder, length_sorted_batches
+    from reftguard.modeling.guard import TruncatedDecoder
 
     model, _ = teacher.load_model()
     enc = PromptEncoder(teacher.tokenizer_dir / "tokenizer.json", teacher.prompt_format, teacher.max_tokens)
     ids = enc.encode(texts, truncation="right").ids
-    dec = TruncatedDecoder(model, teacher.layer).eval()
-    out = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
+    dec = TruncatedDecoder(model, num_layers).eval()
     with torch.no_grad():
         for rows, input_ids, mask in length_sorted_batches(ids, 16, 16 * 512):
-            ii, mm = torch.from_numpy(input_ids), torch.from_numpy(mask)
-            out[rows] = gather_last(dec(ii, mm), mm).float().numpy()
+            mm = torch.from_numpy(mask)
+            yield rows, dec(torch.from_numpy(input_ids), mm, collect=True), mm, model.config.hidden_size
+
+
+def states(teacher, texts: list[str], cache: Path) -> np.ndarray:
+    if cache.is_file():
+        return np.load(cache)
+    from reftguard.modeling.guard import gather_last
+
+    out = None
+    for rows, layers, mask, hidden in decoder_batches(teacher, texts, teacher.layer):
+        out = np.zeros((len(texts), hidden), dtype=np.float32) if out is None else out
+        out[rows] = gather_last(layers[-1], mask).float().numpy()
     np.save(cache, out)
     return out
 
