@@ -27,7 +27,7 @@ from reftguard.data import split_of_key
 from reftguard.features import cosine_scores
 from research.reply_labels import hand, key
 from research.reply_probe import GRID, cv_recall, fit, rows_of
-from research.role_features import decoder_batches
+from research.role_features import decoder_batches, load_shipped_teacher
 
 LAYERS = (4, 8, 10, 12, 14, 16)
 POOLS = ("last", "mean")
@@ -72,12 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="research/results/reply_pooling.json")
     ap.add_argument("--cache", default="runs/rp")
     args = ap.parse_args(argv)
-    from reftguard.default_bundle import shipped_teacher
-    from reftguard.modeling.loading import torch_threads
-    from reftguard.modeling.teacher import Teacher
-
-    torch_threads()
-    teacher = Teacher.load(shipped_teacher())
+    teacher = load_shipped_teacher()
     tr, dv = rows_of("roles-train", "assistant"), rows_of("roles-dev", "assistant")
     h_tr = pooled_states(teacher, [r["text"] for r in tr], Path(args.cache) / "roles-train.npy")
     h_dv = pooled_states(teacher, [r["text"] for r in dv], Path(args.cache) / "roles-dev.npy")

@@ -25,6 +25,16 @@ from reftguard.data import packaged, split_of_key
 from reftguard.features import cosine_scores, refusal_feature
 
 
+def load_shipped_teacher():
+    """The packaged teacher, with torch's threads set as the product sets them."""
+    from reftguard.default_bundle import shipped_teacher
+    from reftguard.modeling.loading import torch_threads
+    from reftguard.modeling.teacher import Teacher
+
+    torch_threads()
+    return Teacher.load(shipped_teacher())
+
+
 def decoder_batches(teacher, texts: list[str], num_layers: int):
     """(rows, [layer states for layers 1..num_layers], mask, hidden size) per length-sorted batch of `texts`,
     each in the user-turn format cut on the right, from one torch pass of the teacher."""
@@ -61,12 +71,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="research/results/role_features.json")
     ap.add_argument("--cache", default="runs/rf")
     args = ap.parse_args(argv)
-    from reftguard.default_bundle import shipped_teacher
-    from reftguard.modeling.loading import torch_threads
-    from reftguard.modeling.teacher import Teacher
-
-    torch_threads()
-    teacher = Teacher.load(shipped_teacher())
+    teacher = load_shipped_teacher()
     rows = {name: [json.loads(line) for line in packaged(f"{name}.jsonl").read_text().splitlines() if line.strip()]
             for name in ("roles-train", "roles-dev")}
     h = {name: states(teacher, [r["text"] for r in rs], Path(args.cache) / f"{name}.npy") for name, rs in rows.items()}
