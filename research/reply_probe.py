@@ -95,10 +95,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="research/results/reply_probe.json")
     ap.add_argument("--cache", default="runs/rl")
+    ap.add_argument("--bundle", default="", help="bundle whose graph gives the states (default: the default bundle); features are refitted here")
     args = ap.parse_args(argv)
-    from reftguard.default_bundle import default_bundle
+    from reftguard.bundle import GuardBundle
+    from reftguard.exporter.default_bundle import ensure_default_bundle
 
-    bundle = default_bundle()
+    bundle = GuardBundle.load(args.bundle) if args.bundle else ensure_default_bundle()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     result: dict = {"bundle_id": bundle.bundle_id, "rule": __doc__.split("Rule, written before")[1].split("\n\n")[0]}

@@ -20,8 +20,9 @@ from pathlib import Path
 # (file, label, kinds, how many): the sample per side. Seeded by id hash, so it is stable across runs.
 PLAN = {
     "train": [
-        ("guard-train.jsonl", "harmful", ("direct", "rephrased"), 260),
-        ("guard-train-extra.jsonl", "harmful", ("direct", "disguised"), 220),
+        # 260 and 220 at first; raised so the reply feature has more hand-read harmful replies to fit on
+        ("guard-train.jsonl", "harmful", ("direct", "rephrased"), 560),
+        ("guard-train-extra.jsonl", "harmful", ("direct", "disguised"), 300),
         ("guard-train.jsonl", "benign", ("chat", "task", "instruction", "hard_negative"), 120),
         ("guard-train-extra.jsonl", "benign", ("instruction", "hard_negative"), 260),
     ],
