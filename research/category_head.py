@@ -13,7 +13,6 @@ the logistic regression iff it beats the logistic winner's by >= 0.02. Dev is on
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from reftguard.category_head import fit_head, fit_lda_head
 from reftguard.data import packaged
 from reftguard.role_fit import turn_states
 from reftguard.taxonomy import CATEGORIES
+from research.cli import bundle_of, parser
 
 GRID = [(l2, steps) for l2 in (1e-4, 1e-3, 1e-2, 1e-1) for steps in (300, 1000)]
 SHRINK = (0.01, 0.03, 0.1, 0.3)
@@ -44,15 +44,8 @@ def _states(bundle, files, cache: Path):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--bundle", default="")
-    ap.add_argument("--cache", default="runs/cat")
-    ap.add_argument("--out", default="research/results/category_head.json")
-    args = ap.parse_args(argv)
-    from reftguard.bundle import GuardBundle
-    from reftguard.exporter.default_bundle import ensure_default_bundle
-
-    bundle = GuardBundle.load(args.bundle) if args.bundle else ensure_default_bundle()
+    args = parser(__doc__, "research/results/category_head.json", "runs/cat").parse_args(argv)
+    bundle = bundle_of(args)
     x, y = _states(bundle, ("guard-train.jsonl", "guard-train-extra.jsonl"), Path(args.cache) / "train.npy")
     xd, yd = _states(bundle, ("guard-dev.jsonl", "handwritten-dev.jsonl"), Path(args.cache) / "dev.npy")
     folds = np.random.default_rng(0).permutation(len(y)) % 5

@@ -26,7 +26,6 @@ writer's), adopted under the same rule on persona recall.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 from reftguard import evaluation
 from reftguard.data import packaged, split_of_key
 from reftguard.features import cosine_scores, refusal_feature, shrinkage_feature
+from research.cli import bundle_of, parser
 from research.reply_labels import hand, key, measure
 
 GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -92,15 +92,8 @@ def states(bundle, name: str, role: str, rows: list[dict], cache: Path) -> np.nd
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="research/results/reply_probe.json")
-    ap.add_argument("--cache", default="runs/rl")
-    ap.add_argument("--bundle", default="", help="bundle whose graph gives the states (default: the default bundle); features are refitted here")
-    args = ap.parse_args(argv)
-    from reftguard.bundle import GuardBundle
-    from reftguard.exporter.default_bundle import ensure_default_bundle
-
-    bundle = GuardBundle.load(args.bundle) if args.bundle else ensure_default_bundle()
+    args = parser(__doc__, "research/results/reply_probe.json", "runs/rl").parse_args(argv)
+    bundle = bundle_of(args)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     result: dict = {"bundle_id": bundle.bundle_id, "rule": __doc__.split("Rule, written before")[1].split("\n\n")[0]}
