@@ -69,13 +69,26 @@ def bench_bare(scorer: BundleScorer, ids: list[list[int]], sizes) -> dict:
     return best
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the bench that started it dies, even by a signal (a killed bench
+    left its server running and taking CPU from the next one)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: stop() still ends it on a normal exit
+
+
 class Server:
     def __init__(self, bundle_dir: str, extra: list[str]):
         # The benches time inference: the score cache would answer their repeated prompts without it.
         cache = [] if "--score-cache-entries" in extra else ["--score-cache-entries", "0"]
         cmd = [sys.executable, "-m", "reftguard.cli", "serve", "--bundle", bundle_dir, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
                *cache, *extra]
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                     preexec_fn=_die_with_parent)
         self.port = None
         ready = threading.Event()
 

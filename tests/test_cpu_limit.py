@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,33 @@ def test_engine_shares_of_the_limit_count_the_graphs_linear_flops(tiny_bundle, t
     assert r["engines"]["openvino/int8"]["share_of_limit"] == pytest.approx(40 * 50 * fpt / 1e9 / 800)
     assert r["engines"]["ort/fp16"]["share_of_limit"] is None  # no fp16 rate measured
     assert limit_shares(b, {"ort/fp32": 1.0}, 1.0, tmp_path / "missing.json") is None
+
+
+def test_a_bench_server_dies_with_its_bench(tiny_bundle):
+    """A bench killed by a signal takes the `reftguard serve` it started with it, instead of leaving it running
+    beside the next measurement."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time\nfrom bench.serve_vs_ort import Server\n"
+            f"s = Server({str(tiny_bundle)!r}, [])\nprint(s.proc.pid, flush=True)\ntime.sleep(120)\n")
+    def running(pid: int) -> bool:  # a zombie waiting for a reaper has stopped running
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    bench = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    server = int(bench.stdout.readline())
+    assert running(server)
+    bench.send_signal(signal.SIGKILL)
+    bench.wait(30)
+    deadline = time.monotonic() + 30
+    while running(server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if running(server):
+        os.kill(server, signal.SIGKILL)
+        raise AssertionError("the server outlived its bench")
