@@ -4,7 +4,8 @@ The served reply reading takes the last-token state of the guard's layer l (16),
 trained to shape for requests. A reply's harm is spread over its tokens, and another layer may carry it
 better. Candidates, from one torch pass of the shipped teacher over the reply text in the user-turn format
 (as served): layer in LAYERS x pooling in {last token, mean over real tokens} x shrink in GRID, each a
-shrinkage-LDA direction (reftguard.features.shrinkage_feature) on hand-labelled roles-train replies.
+shrinkage-LDA direction (reftguard.features.shrinkage_feature) on hand-labelled roles-train replies; and two
+concatenations a graph could output beside the state: layer 16 last + mean, layer 16 last + layer 14 last.
 
 Rule, written before the numbers: choose by the same 5-fold cross-validation on roles-train as
 research/reply_probe.py (pooled out-of-fold hand-harmful recall at 2% FPR on benign exchanges). A candidate
@@ -35,7 +36,7 @@ POOLS = ("last", "mean")
 
 def pooled_states(teacher, texts: list[str], cache: Path) -> np.ndarray:
     """[n, len(LAYERS), 2, hidden]: last-token and mean states at each layer of LAYERS."""
-    if cache.is_file():
+    if cache.is_file() and len(np.load(cache, mmap_mode="r")) == len(texts):
         return np.load(cache)
     from reftguard.modeling.guard import gather_last
 
@@ -50,6 +51,19 @@ def pooled_states(teacher, texts: list[str], cache: Path) -> np.ndarray:
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, out)
     return out
+
+
+CONCATS = {"16/last+mean": ((16, "last"), (16, "mean")), "16/last+14/last": ((16, "last"), (14, "last"))}
+
+
+def candidates() -> list[str]:
+    return [f"{layer}/{pool}" for layer in LAYERS for pool in POOLS] + list(CONCATS)
+
+
+def view(h: np.ndarray, name: str) -> np.ndarray:
+    """The states a reading `name` ("16/last", or a CONCATS key) takes from pooled_states' array."""
+    parts = CONCATS.get(name) or ((int(name.split("/")[0]), name.split("/")[1]),)
+    return np.concatenate([h[:, LAYERS.index(layer), POOLS.index(pool)] for layer, pool in parts], axis=1)
 
 
 def dev_figures(dev: list[dict], s: np.ndarray) -> dict:
@@ -79,19 +93,17 @@ def main(argv=None) -> int:
     harmful, _ = hand("reply-hand-labels-train.json")
     y = np.array([key(r) in harmful for r in tr], dtype=np.int64)
     cv = {}
-    for j, layer in enumerate(LAYERS):
-        for p, pool in enumerate(POOLS):
-            for m in map(str, GRID):
-                cv[f"{layer}/{pool}/{m}"] = cv_recall(tr, h_tr[:, j, p], y, y, m, "benign_exchange")
+    for name in candidates():
+        for m in map(str, GRID):
+            cv[f"{name}/{m}"] = cv_recall(tr, view(h_tr, name), y, y, m, "benign_exchange")
     served = max((k for k in cv if k.startswith(f"{teacher.layer}/last/")), key=cv.get)
     best = max(cv, key=cv.get)
     result = {"rule": __doc__.split("Rule, written before the numbers: ")[1].split("\n\n")[0], "cv_hand_recall_at_2pct": cv,
               "served_best": served, "best": best, "worth_an_output": bool(cv[best] - cv[served] >= 0.05), "dev": {}}
     for name in {served, best}:
-        layer, pool, m = name.split("/")
-        j, p = LAYERS.index(int(layer)), POOLS.index(pool)
-        r, c = fit(m, h_tr[:, j, p], y)
-        result["dev"][name] = dev_figures(dv, cosine_scores(h_dv[:, j, p], r, c))
+        reading, m = name.rsplit("/", 1)
+        r, c = fit(m, view(h_tr, reading), y)
+        result["dev"][name] = dev_figures(dv, cosine_scores(view(h_dv, reading), r, c))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k not in ("rule", "cv_hand_recall_at_2pct")}, indent=1))
     top = sorted(cv.items(), key=lambda kv: -kv[1])[:10]
