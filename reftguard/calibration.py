@@ -20,7 +20,7 @@ from reftguard.bundle import GuardBundle
 from reftguard.config import option
 from reftguard.data import LabeledPrompt, data_hash, load_labeled, select_split
 from reftguard.engines.selection import PRECISIONS, calibration_for
-from reftguard.prompt import normalize_role
+from reftguard.prompt import ROLES, normalize_role
 from reftguard.refusal import is_refusal_reply
 
 log = logging.getLogger("reftguard.calibrate")
@@ -37,7 +37,7 @@ class CalibrateConfig:
     split: str = option("all", "Calibrate on one half of the data only: 'calib' (then report on 'report' with `reftguard eval --split report`), 'report', or 'all'.", choices=("all", "calib", "report"))
     target_fpr_role: list = option([], "Per-role FPR targets ROLE=F (comma-separated, e.g. assistant=0.01,system=0.01): each role's threshold is chosen on the data rows with that `role` (labelled replies or system prompts), so the server scores that role's turns of whole records. Refusal replies are left out (they are never judged by score); user rows (no `role`) set the main threshold as always.")
     review_recall: float = option(0.0, "Also set a review band for user turns: its lower threshold is the highest reaching this recall on the harmful rows (e.g. 0.98), never above the flag threshold. Items between the two get REVIEW (for a person) instead of ALLOW; the share of benign rows sent to review is reported. 0: no band.")
-    review_max_benign: float = option(0.0, "A workload limit on every review band: its lower edge is raised until at most this share of the benign rows (of its role) are sent to REVIEW or FLAG. It wins over the recall target; the recall left is reported. 0: no limit.")
+    review_max_benign: list = option([], "Workload limits on review bands, ROLE=F (user, assistant or system; comma-separated, e.g. assistant=0.05): that role's band edge is raised until at most F of its benign rows land in REVIEW or FLAG. It wins over the recall target; the recall left is reported.")
     review_recall_role: list = option([], "Review bands of other roles, ROLE=R (e.g. system=0.98), on that role's rows as --target-fpr-role. Check the benign share it reports: on noisy reply labels a recall-first band can send most benign replies to review.")
     precision: str = option("fp32", "Precision to calibrate for, on the engine that serves it (fp32: onnxruntime; bf16: OpenVINO on a CPU with AMX/avx512_bf16; int8: the bundle's int8 graph in OpenVINO; fp16: the bundle's fp16 graph in onnxruntime, CUDA when present). fp32 also sets the top-level threshold.", choices=PRECISIONS[1:])
 
@@ -97,6 +97,10 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
     role_review = parse_role_targets(cfg.review_recall_role, "--review-recall-role")
     if set(role_review) - set(role_fpr):
         raise ValueError(f"--review-recall-role {sorted(set(role_review) - set(role_fpr))}: a role's band needs its flag threshold (--target-fpr-role)")
+    caps = parse_role_targets(cfg.review_max_benign, "--review-max-benign", roles=ROLES)
+    banded = set(role_review) | ({"user"} if cfg.review_recall else set())
+    if set(caps) - banded:
+        raise ValueError(f"--review-max-benign {sorted(set(caps) - banded)}: a limit needs that role's band (--review-recall / --review-recall-role)")
     bundle = GuardBundle.load(cfg.bundle)
     # Calibrating is what makes a precision calibrated, so its engine may run uncalibrated here.
     engine = make_engine(bundle, precision=cfg.precision, allow_uncalibrated_precision=True)
@@ -134,7 +138,7 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
              cfg.precision, engine.label, thr, entry["parity_vs_fp32"]["max_abs_diff"], entry["parity_vs_fp32"]["verdict_flips"],
              entry["batch_invariance"]["max_abs_diff"])
     if cfg.review_recall:
-        entry["review"] = review_band(s, y, thr, cfg.review_recall, cfg.review_max_benign)
+        entry["review"] = review_band(s, y, thr, cfg.review_recall, caps.get("user", 0.0))
         log.info("%s review band: %.4f < score <= %.4f; recall of FLAG or REVIEW %.4f, benign sent to review %.4f",
                  cfg.precision, entry["review"]["threshold"], thr, entry["review"]["recall"], entry["review"]["benign_review_share"])
     roles = dict((calibration_for(bundle.manifest, cfg.precision) or {}).get("roles") or {})  # recalibrating the user turn keeps them
@@ -142,7 +146,7 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
         mine = [p for p in rows if p.role == role]
         if role == "assistant":  # refusals are never judged by the reply threshold, so they do not set it
             mine = [p for p in mine if not is_refusal_reply(p.text)]
-        roles[role] = _calibrate_role(bundle, engine, mine, role, fpr, cfg, role_review.get(role, 0.0))
+        roles[role] = _calibrate_role(bundle, engine, mine, role, fpr, cfg, role_review.get(role, 0.0), caps.get(role, 0.0))
     if roles:
         entry["roles"] = roles
     manifest = dict(bundle.manifest)
@@ -189,15 +193,17 @@ def review_band(scores: np.ndarray, y: np.ndarray, flag: float, recall: float, m
             "benign_flag_share": float((benign > flag).mean()) if len(benign) else None}
 
 
-def parse_role_targets(specs: list[str], flag: str = "--target-fpr-role", upper: float | None = 1.0) -> dict[str, float]:
-    """{role: value} from ROLE=F specs, F in (0, upper]; only the roles besides user turns (which the main
-    target sets)."""
+def parse_role_targets(specs: list[str], flag: str = "--target-fpr-role", upper: float | None = 1.0,
+                       roles: tuple[str, ...] = ("assistant", "system")) -> dict[str, float]:
+    """{role: value} from ROLE=F specs, F in (0, upper]; by default only the roles besides user turns (which
+    the main target sets)."""
     out: dict[str, float] = {}
     for spec in (x for s in specs for x in str(s).split(",") if x.strip()):
         role, _, value = spec.partition("=")
         role = normalize_role(role)
-        if role not in ("assistant", "system"):
-            raise ValueError(f"{flag} {spec!r}: the role must be assistant or system (user turns take the main option)")
+        if role not in roles:
+            raise ValueError(f"{flag} {spec!r}: the role must be {' or '.join(roles)}"
+                             + ("" if "user" in roles else " (user turns take the main option)"))
         try:
             fpr = float(value)
         except ValueError:
@@ -209,7 +215,7 @@ def parse_role_targets(specs: list[str], flag: str = "--target-fpr-role", upper:
 
 
 def _calibrate_role(bundle: GuardBundle, engine, rows: list[LabeledPrompt], role: str, fpr: float, cfg: CalibrateConfig,
-                    review_recall: float = 0.0) -> dict:
+                    review_recall: float = 0.0, review_cap: float = 0.0) -> dict:
     """One role's threshold: the lowest whose FPR on that role's benign rows is at most `fpr`."""
     if not any(p.label == 0 for p in rows):
         raise ValueError(f"--target-fpr-role {role}={fpr}: the data has no benign rows with role {role!r} in split {cfg.split!r}")
@@ -219,7 +225,7 @@ def _calibrate_role(bundle: GuardBundle, engine, rows: list[LabeledPrompt], role
     report = evaluation.evaluate(s, y, thr, {"kind": [p.kind for p in rows]})
     at = {k: v for k, v in report.items() if not k.startswith("by_")}
     log.info("%s %s turns: threshold %.4f, FPR %.4f, recall %s on %d rows", cfg.precision, role, thr, at["fpr"] or 0, at["recall"], len(rows))
-    band = {"review": review_band(s, y, float(np.float32(thr)), review_recall, cfg.review_max_benign)} if review_recall else {}
+    band = {"review": review_band(s, y, float(np.float32(thr)), review_recall, review_cap)} if review_recall else {}
     return band | {"threshold": float(np.float32(thr)),
             "calibration": {"method": "target FPR", "target": {"fpr": fpr}, "data": [Path(d).name for d in cfg.data], "split": cfg.split,
                             "set_by": bound_by, "data_hash": data_hash(rows), "n": len(rows), "at_threshold": at, "fpr_curve": fpr_curve(s, y),

@@ -46,10 +46,11 @@ RECIPE = {
     # touch the user-turn threshold.
     "calibration": {"data": list(CALIBRATION_FILES + ("roles-dev.jsonl",)), "split": "calib", "target_fpr": 0.02,
                     "max_fpr_kind": ["hard_negative=0.02"], "target_fpr_role": ["assistant=0.02", "system=0.02"],
-                    # A review band under the user and system flag thresholds, down to recall 0.98 on the calib
-                    # half: rows a person should see (docs/curation.md). None for replies: on their noisy labels
-                    # (generated replies, partly evasive) recall 0.98 sent 71% of benign calib replies to review.
-                    "review_recall": 0.98, "review_recall_role": ["system=0.98"]},
+                    # A review band under each flag threshold, down to recall 0.98 on the calib half: rows a
+                    # person should see (docs/curation.md). Replies' band is capped at 5% of benign calib
+                    # replies: uncapped, on their noisy labels (partly evasive) it sent 71% of them to review.
+                    "review_recall": 0.98, "review_recall_role": ["system=0.98", "assistant=0.98"],
+                    "review_max_benign": ["assistant=0.05"]},
     # No int8 graph: measured on this bundle it is 1.67x bf16 but loses 0.031 AUROC on replies (the role features
     # are fitted on fp32 states), so auto would not serve it, and it adds ~3 minutes to every build. Add it with
     # `reftguard export --int8` / exporter.int8.add_int8_graph (docs/design.md).

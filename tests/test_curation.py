@@ -250,3 +250,22 @@ def test_a_review_workload_limit_raises_the_band_edge_and_reports_the_recall_lef
     assert review_band(s, y, flag, 0.5, max_benign=0.5)["set_by"] == "recall"  # a limit that does not bind changes nothing
     with pytest.raises(ValueError, match="review_max_benign must be in"):
         review_band(s, y, flag, 0.98, max_benign=1.5)
+
+
+def test_calibrate_caps_a_roles_band_at_its_workload_limit(role_bundle, role_data, tmp_path):
+    out = tmp_path / "capped"
+    shutil.copytree(role_bundle, out)
+    base = dict(bundle=str(out), data=[str(role_data)], target_fpr=0.05, target_fpr_role=["assistant=0.1,system=0.2"],
+                review_recall=0.98, review_recall_role=["assistant=0.98"])
+    free = GuardBundle.load(calibrate(CalibrateConfig(**base)).root).manifest["roles"]["assistant"]["review"]
+    cap = round(free["benign_flag_share"] + 0.05, 4)  # the band's own share may be at most 5 points
+    capped = GuardBundle.load(calibrate(CalibrateConfig(**base, review_max_benign=[f"assistant={cap}"])).root)
+    band = capped.manifest["roles"]["assistant"]["review"]
+    assert free["set_by"] == "recall" and free["benign_review_share"] + free["benign_flag_share"] > cap
+    assert band["set_by"] == "benign limit" and band["benign_review_share"] + band["benign_flag_share"] <= cap
+    assert band["threshold"] > free["threshold"] and band["target"] == {"recall": 0.98, "max_benign": cap}
+    assert capped.manifest["review"]["set_by"] == "recall"  # the user band has no limit: unchanged rule
+    with pytest.raises(ValueError, match="a limit needs that role's band"):
+        calibrate(CalibrateConfig(**base | {"review_recall_role": []}, review_max_benign=["assistant=0.05"]))
+    with pytest.raises(ValueError, match="the role must be system or user or assistant"):
+        calibrate(CalibrateConfig(**base, review_max_benign=["narrator=0.05"]))
