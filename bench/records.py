@@ -66,8 +66,10 @@ def main(argv=None) -> int:
         ids = {f"{i}" for i in hand[name]}
         sel = [r for r in load_records(packaged("records-dev.jsonl"), "all") if r.id in ids]
         decided = evaluate_records(scorer, sel)["by_kind"]["innocent_harmful_reply"]
-        quality[f"hand_labelled_{name}"] = {"n": decided["n"], "flag_rate": decided["flag_rate"], "split": "all"}
-        print(f"innocent prompt + a reply read by hand as {name}: {decided['flag']}/{decided['n']} flagged")
+        quality[f"hand_labelled_{name}"] = {"n": decided["n"], "flag_rate": decided["flag_rate"],
+                                            "flag_or_review_rate": (decided["flag"] + decided["review"]) / decided["n"], "split": "all"}
+        print(f"innocent prompt + a reply read by hand as {name}: {decided['flag']}/{decided['n']} flagged, "
+              f"{decided['flag'] + decided['review']}/{decided['n']} flagged or for review")
     with_replies = [r for r in records if any(role != "user" for role, _ in r.messages)]
     whole = [{"id": r.id, "messages": [{"role": role, "content": c} for role, c in r.messages]} for r in with_replies]
     prompt_only = [{"id": r.id, "messages": [{"role": role, "content": c} for role, c in r.messages if role == "user"]} for r in with_replies]

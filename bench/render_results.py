@@ -512,7 +512,9 @@ def render_records(r: dict) -> str:
         met = ("met" if g["met"] else "**not met**") if g else "-"
         reasons = ", ".join(f"{name} {n}" for name, n in sorted(k["reasons"].items(), key=lambda x: -x[1]))
         rows.append([kind, k["n"], fmt(k["flag_rate"], 3), fmt(k.get("review", 0) / k["n"], 3), goal, value, met, reasons])
-    hand = [f"{q[f'hand_labelled_{n}']['flag_rate']:.2f} of {q[f'hand_labelled_{n}']['n']}" for n in ("harmful", "not_harmful")]
+    hand = [f"{q[f'hand_labelled_{n}']['flag_rate']:.2f} of {q[f'hand_labelled_{n}']['n']}"
+            + (f" ({q[f'hand_labelled_{n}']['flag_or_review_rate']:.2f} with the review band)" if "flag_or_review_rate" in q[f"hand_labelled_{n}"] else "")
+            for n in ("harmful", "not_harmful")]
     t, tp = q["thresholds"], r["throughput"]
     return (md_table(["kind", "n", "flagged", "review", "goal", "value", "", "reasons"], rows)
             + f"\n\nThresholds: user {fmt(t['user'], 4)}, assistant {fmt(t['assistant'], 4)}, system {fmt(t['system'], 4)}; bundle "
