@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reftguard.features import shrunk_covariance
+
 
 @dataclass(frozen=True)
 class CategoryHead:
@@ -80,10 +82,7 @@ def _lda(x: np.ndarray, y: np.ndarray, c: int, shrink: float) -> tuple[np.ndarra
     mu = np.zeros((c, x.shape[1]))
     for k in np.flatnonzero(counts):
         mu[k] = x[y == k].mean(axis=0)
-    within = x - mu[y]
-    cov = within.T @ within / len(x)
-    cov += shrink * np.trace(cov) / len(cov) * np.eye(len(cov))
-    w = np.linalg.solve(cov, mu.T).T
+    w = np.linalg.solve(shrunk_covariance(x - mu[y], shrink), mu.T).T
     b = -0.5 * (w * mu).sum(axis=1)
     b[counts == 0] = -1e4
     return w, b
@@ -93,8 +92,6 @@ def fit_lda_head(states: np.ndarray, y: np.ndarray, labels: tuple[str, ...], shr
     """Shrinkage LDA on the standardised states. LDA's softmax is overconfident in high dimensions, so the
     logits are divided by a temperature that maximises the likelihood of out-of-fold predictions (`folds`
     folds, fixed permutation): the reported probability then means what it says on held-out rows."""
-    if shrink <= 0:
-        raise ValueError(f"shrink must be > 0, got {shrink}")
     x = np.asarray(states, dtype=np.float64)
     mean = x.mean(axis=0)
     scale = x.std(axis=0) + 1e-6

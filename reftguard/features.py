@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 CENTERS = ("none", "midpoint")
-METHODS = ("mean", "shrinkage")
 
 
 def class_means(h: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -31,21 +30,27 @@ def refusal_feature(h: np.ndarray, y: np.ndarray, center: str = "none") -> tuple
     return r, c
 
 
+def shrunk_covariance(within: np.ndarray, shrink: float) -> np.ndarray:
+    """The covariance of within-class residuals `within` [n, d], shrunk towards a multiple of the identity
+    (Ledoit-Wolf form: S + shrink * mean(diag S) * I), which keeps it invertible and well conditioned when d is
+    large against n. Shared by the reply features and the category head (reftguard.category_head)."""
+    if shrink <= 0:
+        raise ValueError(f"shrink must be > 0, got {shrink}")
+    cov = within.T @ within / len(within)
+    return cov + shrink * np.trace(cov) / len(cov) * np.eye(len(cov))
+
+
 def shrinkage_feature(h: np.ndarray, y: np.ndarray, shrink: float) -> tuple[np.ndarray, np.ndarray]:
     """(R, c): the class-mean difference whitened by the pooled within-class covariance, shrunk towards a
-    multiple of the identity (Ledoit-Wolf form: S + shrink * mean(diag S) * I), and the midpoint centre.
+    multiple of the identity (`shrunk_covariance`), and the midpoint centre.
 
     The plain difference of means is this with shrink -> infinity. A reply's last-token state carries large
     directions of style and length shared by both classes; whitening stops them from dominating the cosine
     (research/reply_probe.py). The result is still one direction and a centre, so the served head is unchanged.
     """
-    if shrink <= 0:
-        raise ValueError(f"shrink must be > 0, got {shrink}")
     h = np.asarray(h, dtype=np.float64)
     mu_h, mu_b = class_means(h, y)
-    within = np.where(np.asarray(y)[:, None] == 1, h - mu_h, h - mu_b)
-    cov = within.T @ within / len(h)
-    r = np.linalg.solve(cov + shrink * np.trace(cov) / len(cov) * np.eye(len(cov)), mu_h - mu_b)
+    r = np.linalg.solve(shrunk_covariance(np.where(np.asarray(y)[:, None] == 1, h - mu_h, h - mu_b), shrink), mu_h - mu_b)
     r *= np.linalg.norm(mu_h - mu_b) / np.linalg.norm(r)  # the mean difference's length: cosine ignores it, logs read it
     return r.astype(np.float32), ((mu_h + mu_b) / 2.0).astype(np.float32)
 

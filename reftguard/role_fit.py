@@ -96,6 +96,8 @@ def fit_roles(cfg: FitRolesConfig) -> GuardBundle:
     if cfg.hand_labels:
         rows, relabelled = hand_labelled(rows, cfg.hand_labels)
     shrink = parse_role_targets(cfg.shrink, "--shrink", upper=None)
+    if shrink and cfg.center != "midpoint":  # checked before any state is computed
+        raise ValueError(f"--shrink {', '.join(shrink)}: a whitened feature comes with the midpoint centre (--center midpoint)")
     roles = list(dict.fromkeys(cfg.roles))
     unknown = [r for r in roles if r not in FIT_ROLES]
     if unknown:
@@ -108,12 +110,7 @@ def fit_roles(cfg: FitRolesConfig) -> GuardBundle:
         if not mine or y.min() == y.max():
             raise ValueError(f"fit-roles: the data needs harmful and benign {role} turns (found {int(y.sum())} harmful of {len(mine)})")
         h = turn_states(bundle, [p.text for p in mine], cfg.batch_size)
-        if role in shrink:
-            if cfg.center != "midpoint":
-                raise ValueError(f"--shrink {role}: a whitened feature comes with the midpoint centre (--center midpoint)")
-            r, c = shrinkage_feature(h, y, shrink[role])
-        else:
-            r, c = refusal_feature(h, y, cfg.center)
+        r, c = shrinkage_feature(h, y, shrink[role]) if role in shrink else refusal_feature(h, y, cfg.center)
         features.append(np.stack([r, c]))
         cos = float(r @ r_l / (np.linalg.norm(r) * np.linalg.norm(r_l)))
         fit[role] = {"n_harmful": int(y.sum()), "n_benign": int(len(y) - y.sum()), "data_hash": data_hash(mine), "cos_with_r_l": cos,
