@@ -25,6 +25,7 @@ from reftguard.bundle import GuardBundle
 from reftguard.calibration import score_prompts
 from reftguard.category_fit import labelled_rows
 from reftguard.data import CALIBRATION_FILES, load_labeled, packaged, select_split
+from reftguard.default_bundle import RECIPE
 from reftguard.role_fit import turn_states
 
 CURVE = (0.90, 0.95, 0.97, 0.98, 0.99)
@@ -50,21 +51,21 @@ def band(bundle: GuardBundle) -> dict:
     y = {h: np.array([p.label for p in ps]) for h, ps in halves.items()}
     flag = bundle.threshold
     review = bundle.review_thresholds.get("user", flag)
+    kinds = {h: [p.kind for p in ps] for h, ps in halves.items()}
+
+    def on_report(flag_t: float, review_t: float) -> dict:
+        return _rates(scores["report"], y["report"], kinds["report"], flag_t, review_t)
+
     curve = []
     for target in CURVE:  # what each recall target would cost: chosen on calib, measured on report
         low = min(evaluation.threshold_for_recall(scores["calib"], y["calib"], target), flag)
-        curve.append({"target_recall": target, "review_threshold": float(low)} |
-                     _rates(scores["report"], y["report"], [p.kind for p in halves["report"]], flag, low))
+        curve.append({"target_recall": target, "review_threshold": float(low)} | on_report(flag, low))
     flag_curve = []
-    hard = np.array([p.kind == "hard_negative" for p in halves["calib"]])
-    base = evaluation.threshold_for_fpr(scores["calib"], y["calib"], 0.02)  # the default's benign target
-    for budget in HARD_NEGATIVE_BUDGETS:
-        t = max(base, evaluation.threshold_for_fpr(scores["calib"][hard], np.zeros(hard.sum()), budget))
-        flag_curve.append({"hard_negative_budget": budget, "flag_threshold": float(t)} |
-                          _rates(scores["report"], y["report"], [p.kind for p in halves["report"]], t, min(review, t)))
-    return {"flag_threshold": flag, "review_threshold": review,
-            "report": _rates(scores["report"], y["report"], [p.kind for p in halves["report"]], flag, review),
-            "curve": curve, "flag_curve": flag_curve}
+    for budget in HARD_NEGATIVE_BUDGETS:  # the calibration's own rule, with a tighter hard-negative limit
+        t, _ = evaluation.choose_threshold(scores["calib"], y["calib"], kinds["calib"], target_fpr=RECIPE["calibration"]["target_fpr"],
+                                           kind_fpr={"hard_negative": budget})
+        flag_curve.append({"hard_negative_budget": budget, "flag_threshold": float(t)} | on_report(t, min(review, t)))
+    return {"flag_threshold": flag, "review_threshold": review, "report": on_report(flag, review), "curve": curve, "flag_curve": flag_curve}
 
 
 def categories(bundle: GuardBundle) -> dict | None:

@@ -512,9 +512,8 @@ def render_records(r: dict) -> str:
         met = ("met" if g["met"] else "**not met**") if g else "-"
         reasons = ", ".join(f"{name} {n}" for name, n in sorted(k["reasons"].items(), key=lambda x: -x[1]))
         rows.append([kind, k["n"], fmt(k["flag_rate"], 3), fmt(k.get("review", 0) / k["n"], 3), goal, value, met, reasons])
-    hand = [f"{q[f'hand_labelled_{n}']['flag_rate']:.2f} of {q[f'hand_labelled_{n}']['n']}"
-            + (f" ({q[f'hand_labelled_{n}']['flag_or_review_rate']:.2f} with the review band)" if "flag_or_review_rate" in q[f"hand_labelled_{n}"] else "")
-            for n in ("harmful", "not_harmful")]
+    hand = [f"{h['flag_rate']:.2f} of {h['n']} ({h['flag_or_review_rate']:.2f} with the review band)"
+            for h in (q[f"hand_labelled_{n}"] for n in ("harmful", "not_harmful"))]
     t, tp = q["thresholds"], r["throughput"]
     return (md_table(["kind", "n", "flagged", "review", "goal", "value", "", "reasons"], rows)
             + f"\n\nThresholds: user {fmt(t['user'], 4)}, assistant {fmt(t['assistant'], 4)}, system {fmt(t['system'], 4)}; bundle "
@@ -536,9 +535,9 @@ def render_curation_band(r: dict) -> str:
     return (md_table(["on the report half", "value", "split", "goal", ""], rows)
             + f"\n\nBand {fmt(r['band']['review_threshold'], 4)} < score <= {fmt(r['band']['flag_threshold'], 4)} (user turns), bundle {r['bundle_id']}. "
             f"Other review-recall targets, chosen on the calib half (target: recall / benign in REVIEW or FLAG on the report half): {curve}."
-            + ("" if "flag_curve" not in r["band"] else " Tighter hard-negative limits on the flag threshold (calib limit: hard negatives FLAGged / "
-               "harmful FLAGged on the report half, the rest going to REVIEW): " + ", ".join(
-                   f"{p['hard_negative_budget']:g}: {fmt(p['hard_negative_flag'])} / {fmt(p['recall_flag'])}" for p in r["band"]["flag_curve"]) + "."))
+            " Tighter hard-negative limits on the flag threshold (calib limit: hard negatives FLAGged / harmful FLAGged on the report half, "
+            "the rest going to REVIEW): " + ", ".join(
+                f"{p['hard_negative_budget']:g}: {fmt(p['hard_negative_flag'])} / {fmt(p['recall_flag'])}" for p in r["band"]["flag_curve"]) + ".")
 
 
 @register("curation_categories", ["bench/results/curation.json"])
