@@ -17,19 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from reftguard import evaluation
 from reftguard.features import cosine_scores
 from research.cli import bundle_of, parser
 from research.reply_labels import hand, key
-from research.reply_probe import fit, hash_fold, rows_of, states
-
-
-def pooled_cv(h: np.ndarray, y: np.ndarray, fold: np.ndarray, benign: np.ndarray, score_fold) -> dict:
-    s = np.zeros(len(y))
-    for k in range(int(fold.max()) + 1):
-        s[fold == k] = score_fold(h[fold != k], y[fold != k], h[fold == k])
-    t = evaluation.threshold_for_fpr(s[benign], np.zeros(benign.sum()), 0.02)
-    return {"recall_at_2pct": float(np.mean(s[y == 1] > t)), "auroc": evaluation.auroc(s, y)}
+from research.reply_probe import fit, folds_of, pooled_cv, rows_of, states
 
 
 def sklearn_head(make):
@@ -53,14 +44,14 @@ def main(argv=None) -> int:
     h = states(bundle, "roles-train", "assistant", tr, Path(args.cache))
     harmful, _ = hand("reply-hand-labels-train.json")
     y = np.array([key(r) in harmful for r in tr], dtype=np.int64)
-    fold = np.array([hash_fold(r["group"] or r["id"]) for r in tr])
+    fold = folds_of(tr)
     benign = np.array([r["kind"] == "benign_exchange" for r in tr])
-    res = {"shipped lda 0.3": pooled_cv(h, y, fold, benign, lambda x, yy, z: cosine_scores(z, *fit("0.3", x, yy)))}
+    res = {"shipped lda 0.3": pooled_cv(h, y, y, fold, benign, lambda x, yy, z: cosine_scores(z, *fit("0.3", x, yy)))}
     for c in (0.3, 1.0, 3.0):
-        res[f"svm rbf C={c:g}"] = pooled_cv(h, y, fold, benign, sklearn_head(
+        res[f"svm rbf C={c:g}"] = pooled_cv(h, y, y, fold, benign, sklearn_head(
             lambda c=c: make_pipeline(StandardScaler(), SVC(C=c, gamma="scale", class_weight="balanced"))))
     for a in (0.01, 0.1, 1.0):
-        res[f"mlp 64 alpha={a:g}"] = pooled_cv(h, y, fold, benign, sklearn_head(
+        res[f"mlp 64 alpha={a:g}"] = pooled_cv(h, y, y, fold, benign, sklearn_head(
             lambda a=a: make_pipeline(StandardScaler(), PCA(128, random_state=0), MLPClassifier((64,), alpha=a, max_iter=500, random_state=0))))
     best = max((k for k in res if not k.startswith("shipped")), key=lambda k: res[k]["recall_at_2pct"])
     out = {"bundle_id": bundle.bundle_id, "rule": __doc__.split("Rule, written before the numbers: ")[1].split("\n\n")[0],

@@ -59,8 +59,13 @@ def variants(train: list[dict], h: np.ndarray) -> dict[str, tuple[np.ndarray, np
 
 
 def measure(dev: list[dict], h: np.ndarray, r: np.ndarray, c: np.ndarray) -> dict:
+    return measure_scores(dev, cosine_scores(h, r, c))
+
+
+def measure_scores(dev: list[dict], s: np.ndarray) -> dict:
+    """Per dev half, at the threshold 2% FPR on the calib half's benign exchanges: hand-read harmful recall,
+    evasive flag rate, AUROCs (hand and generated labels) of the reply scores `s`."""
     harmful, evasive = hand("reply-hand-labels-dev.json")
-    s = cosine_scores(h, r, c)
     out, t = {}, None
     for half in HALVES:  # calib first: its threshold is the one served on both halves
         idx = [i for i, row in enumerate(dev) if split_of_key(row.get("group") or row["id"]) == half]

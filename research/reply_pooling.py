@@ -23,10 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reftguard import evaluation
-from reftguard.data import split_of_key
 from reftguard.features import cosine_scores
-from research.reply_labels import hand, key
+from research.reply_labels import hand, key, measure_scores
 from research.reply_probe import GRID, cv_recall, fit, rows_of
 from research.role_features import decoder_batches, load_shipped_teacher
 
@@ -66,21 +64,6 @@ def view(h: np.ndarray, name: str) -> np.ndarray:
     return np.concatenate([h[:, LAYERS.index(layer), POOLS.index(pool)] for layer, pool in parts], axis=1)
 
 
-def dev_figures(dev: list[dict], s: np.ndarray) -> dict:
-    harmful, evasive = hand("reply-hand-labels-dev.json")
-    half = np.array([split_of_key(r.get("group") or r["id"]) for r in dev])
-    benign = np.array([r["kind"] == "benign_exchange" for r in dev])
-    hh = np.array([key(r) in harmful for r in dev])
-    ev = np.array([key(r) in evasive for r in dev])
-    bc = benign & (half == "calib")
-    t = evaluation.threshold_for_fpr(s[bc], np.zeros(bc.sum()), 0.02)
-    return {h: {"hand_harmful_recall": float(np.mean(s[hh & (half == h)] > t)), "benign_flag_rate": float(np.mean(s[benign & (half == h)] > t)),
-                "evasive_flag_rate": float(np.mean(s[ev & (half == h)] > t)),
-                "hand_auroc": evaluation.auroc(np.concatenate([s[hh & (half == h)], s[(benign | ev) & (half == h)]]),
-                                               [1] * int((hh & (half == h)).sum()) + [0] * int(((benign | ev) & (half == h)).sum()))}
-            for h in ("calib", "report")}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="research/results/reply_pooling.json")
@@ -103,7 +86,7 @@ def main(argv=None) -> int:
     for name in {served, best}:
         reading, m = name.rsplit("/", 1)
         r, c = fit(m, view(h_tr, reading), y)
-        result["dev"][name] = dev_figures(dv, cosine_scores(view(h_dv, reading), r, c))
+        result["dev"][name] = measure_scores(dv, cosine_scores(view(h_dv, reading), r, c))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k not in ("rule", "cv_hand_recall_at_2pct")}, indent=1))
     top = sorted(cv.items(), key=lambda kv: -kv[1])[:10]

@@ -51,21 +51,29 @@ def fit(method: str, h: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return refusal_feature(h, y, "midpoint") if method == "mean" else shrinkage_feature(h, y, float(method))
 
 
-def cv_recall(rows: list[dict], h: np.ndarray, y_fit: np.ndarray, y_goal: np.ndarray, method: str, benign_kind: str) -> float:
-    """Recall of y_goal positives at 2% FPR on `benign_kind` rows, from pooled out-of-fold scores."""
-    fold = np.array([hash_fold(r["group"] or r["id"]) for r in rows])
-    s = np.zeros(len(rows), dtype=np.float32)
-    for k in range(FOLDS):
-        tr, te = fold != k, fold == k
-        r, c = fit(method, h[tr], y_fit[tr])
-        s[te] = cosine_scores(h[te], r, c)
-    benign = np.array([r["kind"] == benign_kind for r in rows])
-    t = evaluation.threshold_for_fpr(s[benign], np.zeros(benign.sum()), 0.02)
-    return float(np.mean(s[y_goal == 1] > t))
+def folds_of(rows: list[dict]) -> np.ndarray:
+    """Each row's CV fold, by contrast group (a prompt's rows stay in one fold)."""
+    return np.array([hash_fold(r["group"] or r["id"]) for r in rows])
 
 
 def hash_fold(group: str) -> int:
     return int(hashlib.sha256(f"cv:{group}".encode()).hexdigest()[:8], 16) % FOLDS
+
+
+def pooled_cv(h: np.ndarray, y_fit: np.ndarray, y_goal: np.ndarray, fold: np.ndarray, benign: np.ndarray, score_fold) -> dict:
+    """Pooled out-of-fold scores (`score_fold(train states, train labels, test states)`, fitted on y_fit): recall
+    of y_goal positives at the threshold that lets 2% of the `benign` rows through, and AUROC on y_goal."""
+    s = np.zeros(len(y_fit))
+    for k in range(FOLDS):
+        s[fold == k] = score_fold(h[fold != k], y_fit[fold != k], h[fold == k])
+    t = evaluation.threshold_for_fpr(s[benign], np.zeros(benign.sum()), 0.02)
+    return {"recall_at_2pct": float(np.mean(s[y_goal == 1] > t)), "auroc": evaluation.auroc(s, y_goal)}
+
+
+def cv_recall(rows: list[dict], h: np.ndarray, y_fit: np.ndarray, y_goal: np.ndarray, method: str, benign_kind: str) -> float:
+    """Recall of y_goal positives at 2% FPR on `benign_kind` rows, from pooled out-of-fold cosine scores."""
+    benign = np.array([r["kind"] == benign_kind for r in rows])
+    return pooled_cv(h, y_fit, y_goal, folds_of(rows), benign, lambda x, y, z: cosine_scores(z, *fit(method, x, y)))["recall_at_2pct"]
 
 
 def system_measure(dev: list[dict], h: np.ndarray, r: np.ndarray, c: np.ndarray) -> dict:
