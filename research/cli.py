@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 
 
-def parser(doc: str, out: str, cache: str) -> argparse.ArgumentParser:
+def parser(doc: str, out: str, cache: str, bundle: bool = True) -> argparse.ArgumentParser:
+    """--out and --cache, and --bundle for scripts that read states from a bundle's graph (not the teacher's)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=out, help="results JSON")
     ap.add_argument("--cache", default=cache, help="folder for cached states (runs/ is not in git)")
-    ap.add_argument("--bundle", default="", help="bundle whose graph gives the states (default: the default bundle, built if missing)")
+    if bundle:
+        ap.add_argument("--bundle", default="", help="bundle whose graph gives the states (default: the default bundle, built if missing)")
     return ap
 
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from reftguard.features import cosine_scores
 from research.cli import bundle_of, parser
-from research.reply_labels import hand, key
-from research.reply_probe import fit, folds_of, pooled_cv, rows_of, states
+from research.reply_labels import hand, key, states
+from research.reply_probe import fit, folds_of, pooled_cv, rows_of
 
 
 def sklearn_head(make):

@@ -21,7 +21,6 @@ against all benign and evasive replies does not fall. Then report both halves.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -30,6 +29,8 @@ import numpy as np
 from reftguard import evaluation
 from reftguard.data import packaged, split_of_key
 from reftguard.features import cosine_scores, refusal_feature
+from research.cli import bundle_of, parser
+from research.role_features import cached
 
 HALVES = ("calib", "report")
 
@@ -56,6 +57,18 @@ def variants(train: list[dict], h: np.ndarray) -> dict[str, tuple[np.ndarray, np
     return {"shipped": refusal_feature(h, gen, "midpoint"),
             "clean_drop": refusal_feature(h[keep], clean[keep], "midpoint"),
             "clean_benign": refusal_feature(h, clean, "midpoint")}
+
+
+def states(bundle, name: str, role: str, rows: list[dict], cache: Path) -> np.ndarray:
+    """The bundle's fp32 states of `rows` (turns of `role` in the file `name`), cached per bundle in `cache`."""
+    from reftguard.role_fit import turn_states
+
+    p = cache / f"{bundle.bundle_id}-{name}{'' if role == 'assistant' else '-' + role}.npy"
+    if (hit := cached(p, len(rows))) is not None:
+        return hit
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(p, turn_states(bundle, [r["text"] for r in rows]))
+    return np.load(p)
 
 
 def measure(dev: list[dict], h: np.ndarray, r: np.ndarray, c: np.ndarray) -> dict:
@@ -86,22 +99,10 @@ def measure_scores(dev: list[dict], s: np.ndarray) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="research/results/reply_labels.json")
-    ap.add_argument("--cache", default="runs/rl")
-    args = ap.parse_args(argv)
-    from reftguard.default_bundle import default_bundle
-    from reftguard.role_fit import turn_states
-
-    bundle = default_bundle()
+    args = parser(__doc__, "research/results/reply_labels.json", "runs/rl").parse_args(argv)
+    bundle = bundle_of(args)
     rows = {n: rows_of(n) for n in ("roles-train", "roles-dev")}
-    Path(args.cache).mkdir(parents=True, exist_ok=True)
-    h = {}
-    for n, rs in rows.items():
-        p = Path(args.cache) / f"{bundle.bundle_id}-{n}.npy"
-        if not p.is_file():
-            np.save(p, turn_states(bundle, [r["text"] for r in rs]))
-        h[n] = np.load(p)
+    h = {n: states(bundle, n, "assistant", rs, Path(args.cache)) for n, rs in rows.items()}
     result: dict = {"bundle_id": bundle.bundle_id, "rule": __doc__.split("Rule, written before the numbers: ")[1].split("\n\n")[0]}
     for name, (r, c) in variants(rows["roles-train"], h["roles-train"]).items():
         result[name] = measure(rows["roles-dev"], h["roles-dev"], r, c)

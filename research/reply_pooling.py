@@ -17,16 +17,16 @@ both, and read only after the choice.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
 from reftguard.features import cosine_scores
+from research.cli import parser
 from research.reply_labels import hand, key, measure_scores
 from research.reply_probe import GRID, cv_recall, fit, rows_of
-from research.role_features import decoder_batches, load_shipped_teacher
+from research.role_features import cached, decoder_batches, load_shipped_teacher
 
 LAYERS = (4, 8, 10, 12, 14, 16)
 POOLS = ("last", "mean")
@@ -34,8 +34,8 @@ POOLS = ("last", "mean")
 
 def pooled_states(teacher, texts: list[str], cache: Path) -> np.ndarray:
     """[n, len(LAYERS), 2, hidden]: last-token and mean states at each layer of LAYERS."""
-    if cache.is_file() and len(np.load(cache, mmap_mode="r")) == len(texts):
-        return np.load(cache)
+    if (hit := cached(cache, len(texts))) is not None:
+        return hit
     from reftguard.modeling.guard import gather_last
 
     out = None
@@ -65,10 +65,7 @@ def view(h: np.ndarray, name: str) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="research/results/reply_pooling.json")
-    ap.add_argument("--cache", default="runs/rp")
-    args = ap.parse_args(argv)
+    args = parser(__doc__, "research/results/reply_pooling.json", "runs/rp", bundle=False).parse_args(argv)
     teacher = load_shipped_teacher()
     tr, dv = rows_of("roles-train", "assistant"), rows_of("roles-dev", "assistant")
     h_tr = pooled_states(teacher, [r["text"] for r in tr], Path(args.cache) / "roles-train.npy")

@@ -36,7 +36,7 @@ from reftguard import evaluation
 from reftguard.data import packaged, split_of_key
 from reftguard.features import cosine_scores, refusal_feature, shrinkage_feature
 from research.cli import bundle_of, parser
-from research.reply_labels import hand, key, measure
+from research.reply_labels import hand, key, measure, states
 
 GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 FOLDS = 5
@@ -90,20 +90,10 @@ def system_measure(dev: list[dict], h: np.ndarray, r: np.ndarray, c: np.ndarray)
     return out
 
 
-def states(bundle, name: str, role: str, rows: list[dict], cache: Path) -> np.ndarray:
-    from reftguard.role_fit import turn_states
-
-    p = cache / f"{bundle.bundle_id}-{name}{'' if role == 'assistant' else '-' + role}.npy"  # reply_labels' cache
-    if not p.is_file():
-        np.save(p, turn_states(bundle, [r["text"] for r in rows]))
-    return np.load(p)
-
-
 def main(argv=None) -> int:
     args = parser(__doc__, "research/results/reply_probe.json", "runs/rl").parse_args(argv)
     bundle = bundle_of(args)
     cache = Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
     result: dict = {"bundle_id": bundle.bundle_id, "rule": __doc__.split("Rule, written before")[1].split("\n\n")[0]}
 
     tr, dv = rows_of("roles-train", "assistant"), rows_of("roles-dev", "assistant")

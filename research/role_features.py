@@ -14,7 +14,6 @@ report both on the report half.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 from reftguard import evaluation
 from reftguard.data import packaged, split_of_key
 from reftguard.features import cosine_scores, refusal_feature
+from research.cli import parser
 
 
 def load_shipped_teacher():
@@ -53,9 +53,14 @@ def decoder_batches(teacher, texts: list[str], num_layers: int):
             yield rows, dec(torch.from_numpy(input_ids), mm, collect=True), mm, model.config.hidden_size
 
 
+def cached(cache: Path, n: int) -> np.ndarray | None:
+    """The array saved at `cache` if it holds `n` rows; None when absent or stale (the data file grew)."""
+    return np.load(cache) if cache.is_file() and len(np.load(cache, mmap_mode="r")) == n else None
+
+
 def states(teacher, texts: list[str], cache: Path) -> np.ndarray:
-    if cache.is_file():
-        return np.load(cache)
+    if (hit := cached(cache, len(texts))) is not None:
+        return hit
     from reftguard.modeling.guard import gather_last
 
     out = None
@@ -67,10 +72,7 @@ def states(teacher, texts: list[str], cache: Path) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="research/results/role_features.json")
-    ap.add_argument("--cache", default="runs/rf")
-    args = ap.parse_args(argv)
+    args = parser(__doc__, "research/results/role_features.json", "runs/rf", bundle=False).parse_args(argv)
     teacher = load_shipped_teacher()
     rows = {name: [json.loads(line) for line in packaged(f"{name}.jsonl").read_text().splitlines() if line.strip()]
             for name in ("roles-train", "roles-dev")}
