@@ -7,7 +7,9 @@ recall target, the band's lower edge chosen on the calib half and its cost on th
 threshold's own curve: for each hard-negative FPR budget on the calib half (the calibration's per-kind
 limit), what FLAG keeps on the report half (what it gives up goes to the band, not to ALLOW).
 Categories: top-1 accuracy of the category head on every harmful dev prompt with a data category (the head
-was fitted on training rows only), per class with n.
+was fitted on training rows only), per class with n, against classes read by hand (the data's own category
+strings often name a kind of harm, not a domain: research/category_labels.py); against the mapped data
+categories beside it.
 
     python -m bench.curation [--bundle DIR] [--out bench/results/curation.json]
 """
@@ -23,7 +25,7 @@ import numpy as np
 from reftguard import evaluation
 from reftguard.bundle import GuardBundle
 from reftguard.calibration import score_prompts
-from reftguard.category_fit import labelled_rows
+from reftguard.category_fit import hand_category_labels, labelled_rows
 from reftguard.data import CALIBRATION_FILES, load_labeled, packaged, select_split
 from reftguard.default_bundle import RECIPE
 from reftguard.role_fit import turn_states
@@ -69,19 +71,24 @@ def band(bundle: GuardBundle) -> dict:
 
 
 def categories(bundle: GuardBundle) -> dict | None:
+    """Top-1 of the head on every harmful dev row with a class, against the classes read by hand
+    (category-hand-labels-dev.json); against the data's own categories mapped onto the taxonomy beside it."""
     head = bundle.category_head()
     if head is None:
         return None
-    rows = labelled_rows([str(packaged(f)) for f in ("guard-dev.jsonl", "handwritten-dev.jsonl")])
-    top = head.top(turn_states(bundle, [t for t, _ in rows]))
+    files = [str(packaged(f)) for f in ("guard-dev.jsonl", "handwritten-dev.jsonl")]
+    rows = labelled_rows(files, hand_category_labels([str(packaged("category-hand-labels-dev.json"))]))
+    guess = dict(zip((i for i, _, _ in rows), (g for g, _ in head.top(turn_states(bundle, [t for _, t, _ in rows], output=head.input)))))
     per: dict[str, Counter] = {}
-    for (_, truth), (guess, _) in zip(rows, top):
+    for i, _, truth in rows:
         per.setdefault(truth, Counter())["n"] += 1
-        per[truth]["correct"] += guess == truth
-    confusion = Counter(f"{truth}->{guess}" for (_, truth), (guess, _) in zip(rows, top) if guess != truth)
-    return {"n": len(rows), "top1": sum(c["correct"] for c in per.values()) / len(rows),
+        per[truth]["correct"] += guess[i] == truth
+    confusion = Counter(f"{truth}->{guess[i]}" for i, _, truth in rows if guess[i] != truth)
+    mapped = labelled_rows(files)
+    return {"labels": "read by hand", "n": len(rows), "top1": sum(c["correct"] for c in per.values()) / len(rows),
             "per_class": {k: {"n": c["n"], "top1": c["correct"] / c["n"]} for k, c in sorted(per.items())},
-            "fitted_on": bundle.manifest["categories"]["n"], "most_confused": dict(confusion.most_common(8))}
+            "top1_vs_data_categories": {"n": len(mapped), "top1": sum(guess[i] == c for i, _, c in mapped) / len(mapped)},
+            "input": head.input, "fitted_on": bundle.manifest["categories"]["n"], "most_confused": dict(confusion.most_common(8))}
 
 
 def main(argv=None) -> int:

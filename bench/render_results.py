@@ -550,8 +550,10 @@ def render_curation_categories(r: dict) -> str:
             for k, cover in COVERS.items()]
     confused = ", ".join(f"{k} {n}" for k, n in c["most_confused"].items())
     return (md_table(["class", "covers", "dev n", "top-1", "training rows"], rows)
-            + f"\n\nTop-1 over all {c['n']} dev prompts: **{fmt(c['top1'], 3)}** (goal 0.80: {'met' if r['goals']['category_top1']['met'] else 'not met'}). "
-            f"Most confused (truth->guess): {confused}. Classes with n < 10 are too thin to read.")
+            + f"\n\nTop-1 over all {c['n']} dev prompts, against classes read by hand: **{fmt(c['top1'], 3)}** (goal 0.80: "
+            f"{'met' if r['goals']['category_top1']['met'] else 'not met'}); against the data's own categories mapped onto the taxonomy: "
+            f"{fmt(c['top1_vs_data_categories']['top1'], 3)} (they name a kind of harm more often than a domain). The head reads "
+            f"`{c['input']}`. Most confused (truth->guess): {confused}. Classes with n < 10 are too thin to read.")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def build(out: Path, teacher: Path | None = None) -> GuardBundle:
     roles = RECIPE["role_features"]
     fit_roles(FitRolesConfig(bundle=str(out), **roles | {k: [str(packaged(d)) for d in roles[k]] for k in ("data", "hand_labels")}))
     cats = RECIPE["categories"]
-    fit_categories(FitCategoriesConfig(bundle=str(out), **cats | {"data": [str(packaged(d)) for d in cats["data"]]}))
+    fit_categories(FitCategoriesConfig(bundle=str(out), **cats | {k: [str(packaged(d)) for d in cats[k]] for k in ("data", "hand_labels")}))
     cal = RECIPE["calibration"]
     cal = cal | {"data": [str(packaged(d)) for d in cal["data"]]}
     bundle = calibrate(CalibrateConfig(bundle=str(out), **cal))

@@ -38,10 +38,12 @@ class ExportConfig:
     atol: float = option(0.0, "Fail the export if |ORT score - HF model score| exceeds this on any parity batch (0 = the family's atol, 1e-4 for every family so far).")
     max_tokens: int = option(0, "Override the teacher's max_tokens (0 keeps it).")
     fp16: bool = option(False, "Also write model.fp16.onnx (fp16 decoder body, fp32 head) for CUDA serving at --precision fp16; calibrate it with `reftguard calibrate --precision fp16`.")
+    topic_layer: int = option(-1, "Also output the mean over real tokens of this layer's states (`topic_state`), which the harm-category head reads: -1 = half the guard's layer (8 of 16 for the default; research/category_pooling.py), 0 = no such output.")
     int8: bool = option(False, "Also write model.int8.xml/.bin (NNCF int8 for OpenVINO, fp32 head; measured for --precision auto on this CPU) for CPU serving at --precision int8; calibrate it with `reftguard calibrate --precision int8`.")
 
 
-def _export_onnx(module, fam, path: Path, opset: int, vocab_size: int) -> None:
+def _export_onnx(module, fam, path: Path, opset: int, vocab_size: int, outputs: int) -> None:
+    """Trace `module` to ONNX with the family's first `outputs` output names."""
     import torch
 
     input_ids, mask = (torch.from_numpy(a) for a in fam.dummy_inputs(vocab_size, batch=2, max_len=4))
@@ -61,8 +63,8 @@ def _export_onnx(module, fam, path: Path, opset: int, vocab_size: int) -> None:
             (input_ids, mask),
             str(path),
             input_names=fam.input_names,
-            output_names=fam.output_names,
-            dynamic_axes=fam.dynamic_axes,
+            output_names=fam.output_names[:outputs],
+            dynamic_axes={k: v for k, v in fam.dynamic_axes.items() if k in fam.input_names + fam.output_names[:outputs]},
             opset_version=opset,
             dynamo=False,
             do_constant_folding=True,
@@ -87,7 +89,8 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
         model.set_attn_implementation("eager")  # our additive 4D mask; exports as plain ops
     fam = family_for(model.config)
     fam.check(model, teacher.layer, max_tokens)
-    module = GuardModule(model, teacher.layer, teacher.refusal_feature, teacher.center).eval()
+    topic_layer = teacher.layer // 2 if cfg.topic_layer < 0 else cfg.topic_layer
+    module = GuardModule(model, teacher.layer, teacher.refusal_feature, teacher.center, topic_layer).eval()
 
     out = Path(cfg.out)
     with staged(out) as work:
@@ -96,7 +99,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
             if src.is_file():
                 shutil.copy(src, work / name)
         np.save(work / FEATURE, teacher.refusal_feature.astype(np.float32), allow_pickle=False)
-        _export_onnx(module, fam, work / MODEL, cfg.opset, int(model.config.vocab_size))
+        _export_onnx(module, fam, work / MODEL, cfg.opset, int(model.config.vocab_size), 4 if topic_layer else 3)
         holdout = teacher.record.get("holdout_at_layer") or {}
         threshold = float(holdout.get("threshold", 0.0))
         manifest = {
@@ -107,6 +110,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
                 "weights_sha256": weights_sha256(model),
             },
             "layer": teacher.layer,
+            **({"topic_layer": topic_layer} if topic_layer else {}),
             "hidden_size": teacher.hidden_size,
             "num_layers_total": teacher.num_layers,
             "prompt_format": teacher.prompt_format.to_dict(),
@@ -135,7 +139,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
         }
         seal(work, manifest, card=render_card)
         report = validate_model_outputs(GuardBundle.load(work), model, teacher.layer, teacher.refusal_feature, teacher.center,
-                                        cfg.atol or fam.atol)
+                                        cfg.atol or fam.atol, topic_layer=topic_layer)
         manifest["exporter"].update(report)
         seal(work, manifest, card=render_card)
     bundle = GuardBundle.load(out)

@@ -33,7 +33,7 @@ PARITY_PROMPTS = (
 )
 REFERENCE = "HF model, output_hidden_states=True: hidden_states[l] at the last real token (before the final norm)"
 
-Scorer = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]  # (score, feature_norm[, state])
+Scorer = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]  # (score, feature_norm[, state[, topic_state]])
 
 
 class ParityError(RuntimeError):
@@ -49,12 +49,13 @@ def left_padded(input_ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np
     return ids, m
 
 
-def hf_reference(causal_lm: Any, layer: int, refusal_feature, center) -> Scorer:
-    """(input_ids, mask) -> (score, feature_norm, state) from the original HF forward at layer `layer`."""
+def hf_reference(causal_lm: Any, layer: int, refusal_feature, center, topic_layer: int = 0) -> Scorer:
+    """(input_ids, mask) -> (score, feature_norm, state[, topic_state]) from the original HF forward at layer
+    `layer` (and the real-token mean of `hidden_states[topic_layer]`)."""
     import torch
 
     from reftguard.modeling.families import family_for
-    from reftguard.modeling.guard import cosine, gather_last
+    from reftguard.modeling.guard import cosine, gather_last, masked_mean
 
     decoder = family_for(causal_lm.config).decoder(causal_lm)
     r = torch.as_tensor(refusal_feature, dtype=torch.float32)
@@ -73,7 +74,9 @@ def hf_reference(causal_lm: Any, layer: int, refusal_feature, center) -> Scorer:
             if hook is not None:
                 hook.remove()
         h = gather_last(captured["h"] if last else out.hidden_states[layer], m).float()
-        return cosine(h, r, c).numpy(), torch.linalg.vector_norm(h, dim=-1).numpy(), h.numpy()
+        top = captured["h"] if last and topic_layer == layer else out.hidden_states[topic_layer]  # the last layer's entry is normed
+        topic = (masked_mean(top, m).numpy(),) if topic_layer else ()
+        return cosine(h, r, c).numpy(), torch.linalg.vector_norm(h, dim=-1).numpy(), h.numpy(), *topic
 
     return run
 
@@ -98,7 +101,7 @@ def compare(bundle: GuardBundle, reference: Scorer, texts=PARITY_PROMPTS, dummy=
     from reftguard.engines.ort import OrtEngine
 
     backend = engine or OrtEngine(bundle, device="cpu")
-    cases, norm_err, state_err = {}, 0.0, None
+    cases, norm_err, state_err, topic_err = {}, 0.0, None, None
     for name, (input_ids, mask) in _batches(bundle, texts, dummy, left).items():
         out, ref = backend.run(input_ids, mask), reference(input_ids, mask)
         (scores, norms), (ref_scores, ref_norms) = out[:2], ref[:2]
@@ -107,6 +110,9 @@ def compare(bundle: GuardBundle, reference: Scorer, texts=PARITY_PROMPTS, dummy=
         if len(out) > 2 and len(ref) > 2:
             rel = np.linalg.norm(out[2] - ref[2], axis=-1) / np.maximum(np.linalg.norm(ref[2], axis=-1), 1e-6)
             state_err = max(state_err or 0.0, float(rel.max()))
+        if len(out) > 3 and len(ref) > 3:
+            rel = np.linalg.norm(out[3] - ref[3], axis=-1) / np.maximum(np.linalg.norm(ref[3], axis=-1), 1e-6)
+            topic_err = max(topic_err or 0.0, float(rel.max()))
         if name == "prompts_right":
             batched = scores
             alone = np.array([backend.run(*pad_batch([row[m.astype(bool)].tolist()], bundle.pad_token_id))[0][0] for row, m in zip(input_ids, mask)])
@@ -115,19 +121,20 @@ def compare(bundle: GuardBundle, reference: Scorer, texts=PARITY_PROMPTS, dummy=
         "parity_cases": cases,
         "feature_norm_max_rel_diff": norm_err,
         **({"state_max_rel_diff": state_err} if state_err is not None else {}),
+        **({"topic_state_max_rel_diff": topic_err} if topic_err is not None else {}),
         "batch_invariance_max_abs_diff": float(np.max(np.abs(alone - batched))),
         "n": len(texts),
     }
 
 
 def validate_model_outputs(bundle: GuardBundle, causal_lm: Any, layer: int, refusal_feature, center, atol: float,
-                           texts=PARITY_PROMPTS) -> dict:
+                           texts=PARITY_PROMPTS, topic_layer: int = 0) -> dict:
     """Parity of the exported graph against the original HF model; raises ParityError over `atol`."""
     from reftguard.modeling.families import family_for
 
     fam = family_for(causal_lm.config)
     dummy = fam.dummy_inputs(int(causal_lm.config.vocab_size))
-    report = compare(bundle, hf_reference(causal_lm, layer, refusal_feature, center), texts, dummy)
+    report = compare(bundle, hf_reference(causal_lm, layer, refusal_feature, center, topic_layer), texts, dummy)
     report |= {"parity_reference": REFERENCE, "atol": atol}
     worst = max(report["parity_cases"], key=report["parity_cases"].get)
     if report["parity_max_abs_diff"] > atol:

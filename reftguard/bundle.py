@@ -16,12 +16,13 @@ import shutil
 import tarfile
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from reftguard import bundle_io
 from reftguard.card import render_card, review_bands_of
 from reftguard.prompt import PromptFormat
 
@@ -137,7 +138,7 @@ class GuardBundle:
             return None
         from reftguard.category_head import CategoryHead
 
-        return CategoryHead.load(self.root / spec["file"])
+        return replace(CategoryHead.load(self.root / spec["file"]), input=spec.get("input", bundle_io.STATE))
 
     @property
     def expected_fpr(self) -> float | None:

@@ -23,22 +23,32 @@ FEATURE_NORM = "feature_norm"
 # The last real token's layer-l state itself (fp32), from which per-role features are scored in numpy
 # (docs/design.md §2). Graphs exported before it have only the first two outputs.
 STATE = "state"
+# The mean over real tokens of an earlier layer's states (manifest `topic_layer`), which the harm-category head
+# reads: topic sits there, not in the last token of layer l (research/category_pooling.py). Graphs exported
+# before it end at `state`.
+TOPIC = "topic_state"
 
 INPUTS = (TensorSpec(INPUT_IDS, "int64", ("batch", "seq")), TensorSpec(ATTENTION_MASK, "int64", ("batch", "seq")))
 OUTPUTS = (TensorSpec(SCORE, "float32", ("batch",)), TensorSpec(FEATURE_NORM, "float32", ("batch",)),
-           TensorSpec(STATE, "float32", ("batch", "")))
+           TensorSpec(STATE, "float32", ("batch", "")), TensorSpec(TOPIC, "float32", ("batch", "")))
 INPUT_NAMES = tuple(t.name for t in INPUTS)
 OUTPUT_NAMES = tuple(t.name for t in OUTPUTS)
 
 
 def output_names(present) -> list[str]:
-    """The contract's outputs a graph has (`present`: its output names), in contract order; score and
-    feature_norm always."""
+    """The contract's outputs a graph has (`present`: its output names), in contract order: score and
+    feature_norm always, then the longest run of the later ones (graphs grew outputs at the end, so an
+    engine's outputs[k] is always OUTPUT_NAMES[k])."""
     present = set(present)
     missing = [n for n in OUTPUT_NAMES[:2] if n not in present]
     if missing:
         raise ValueError(f"the graph lacks the outputs {missing}")
-    return [n for n in OUTPUT_NAMES if n in present]
+    names = []
+    for n in OUTPUT_NAMES:
+        if n not in present:
+            break
+        names.append(n)
+    return names
 
 
 def dynamic_axes(specs: tuple[TensorSpec, ...] = INPUTS + OUTPUTS) -> dict[str, dict[int, str]]:

@@ -48,7 +48,8 @@ def render_card(m: dict) -> str:
         *[f"- review band, {role} turns: {_fmt(band['threshold'])} < score <= the flag threshold (recall {_fmt(band['recall'])} of FLAG or REVIEW, "
           f"benign sent to review {_fmt(band['benign_review_share'])})"
           for role, band in review_bands_of(m).items()],
-        *([f"- harm categories: {', '.join(m['categories']['labels'])} (head fitted on {sum(m['categories']['n'].values())} harmful training rows)"]
+        *([f"- harm categories: {', '.join(m['categories']['labels'])} (head on `{m['categories'].get('input', 'state')}`, fitted on {sum(m['categories']['n'].values())} harmful training rows"
+           f"{', ' + str(m['categories']['hand_labels']['rows']) + ' classes read by hand' if m['categories'].get('hand_labels') else ''})"]
           if m.get("categories") else []),
         "",
         "In-sample figures (on the calibration data itself; see docs/results.md for held-out ones):",

@@ -5,8 +5,9 @@ Two fits give the same head (weights and bias over the standardised state): mult
 identity, its softmax tempered to the out-of-fold likelihood), which cross-validates better on the training
 rows (research/category_head.py).
 
-It reads the same last-token state the refusal feature does (the graph's `state` output), standardised
-per dimension, and gives a probability per class of reftguard.taxonomy. It names the harm of a decision;
+It reads one graph output (`input`, from the manifest): `topic_state`, the mean over real tokens of layer
+l/2, where the graph has it (CV top-1 0.81 vs 0.72 on the last-token state, research/category_pooling.py), else
+the last-token `state` the refusal feature reads; standardised per dimension, and gives a probability per class of reftguard.taxonomy. It names the harm of a decision;
 it never decides whether an item is flagged (the fp32 cosine head does). Fitted on harmful training rows
 only, so on a benign row its answer means nothing and is not reported.
 """
@@ -27,6 +28,7 @@ class CategoryHead:
     scale: np.ndarray  # [hidden]
     weights: np.ndarray  # [classes, hidden]
     bias: np.ndarray  # [classes]
+    input: str = "state"  # the graph output it reads (reftguard.bundle_io): manifest `categories.input`
 
     def probabilities(self, state: np.ndarray) -> np.ndarray:
         """[rows, classes] softmax probabilities of `state` [rows, hidden]."""

@@ -36,9 +36,12 @@ RECIPE = {
     # (shrinkage by 5-fold CV on roles-train), replies on their hand-read labels (research/reply_probe.py).
     "role_features": {"data": ["roles-train.jsonl"], "roles": ["assistant", "system"], "center": "midpoint",
                       "shrink": ["assistant=0.3", "system=10"], "hand_labels": ["reply-hand-labels-train.json"]},
-    # The harm-category head, on the training prompts' own categories (reftguard/taxonomy.py).
-    # Shrinkage LDA, its shrink by 5-fold CV on those rows (research/category_head.py).
-    "categories": {"data": ["guard-train.jsonl", "guard-train-extra.jsonl"], "method": "lda", "shrink": 0.03},
+    # The harm-category head on the graph's topic state (layer 8, mean over tokens), fitted on classes read by
+    # hand for guard-train (the data's own category strings often name a kind of harm, not a domain) and the
+    # mapped categories of guard-train-extra. Shrinkage LDA, its shrink by 5-fold CV on those rows
+    # (research/category_labels.py, research/category_pooling.py).
+    "categories": {"data": ["guard-train.jsonl", "guard-train-extra.jsonl"], "method": "lda", "shrink": 0.3,
+                   "hand_labels": ["category-hand-labels-train.json"]},
     # FPR-first on data with hard negatives: the paper's recall-first threshold (recall 0.95 on guard-dev)
     # flagged 13% of hand-written hard negatives; users stop trusting a guard that strips legitimate data.
     # Replies and system prompts get thresholds of their own, on the calib half of the labelled role
@@ -84,7 +87,7 @@ def cache_key() -> str:
 
     h = hashlib.sha256(json.dumps([RECIPE, __version__, serves_bf16()], sort_keys=True).encode())
     for name in (RECIPE["calibration"]["data"] + RECIPE["role_features"]["data"] + RECIPE["role_features"]["hand_labels"]
-                 + RECIPE["categories"]["data"]):
+                 + RECIPE["categories"]["data"] + RECIPE["categories"]["hand_labels"]):
         h.update(packaged(name).read_bytes())
     gguf = packaged_gguf()
     h.update(f"{gguf.name}:{gguf.stat().st_size}".encode())

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reftguard import bundle_io
 from reftguard.bundle import GuardBundle
 from reftguard.calibration import parse_role_targets
 from reftguard.config import option
@@ -47,20 +48,22 @@ class FitRolesConfig:
     batch_size: int = option(16, "Turns per forward batch.")
 
 
-def turn_states(bundle: GuardBundle, texts: list[str], batch_size: int = 16, engine=None) -> np.ndarray:
-    """[n, hidden] last-token layer-l states of `texts`, each in the user-turn format and cut on the right to
-    one row, from the bundle's graph on `engine` (default: fp32 onnxruntime, what the features are fitted on)."""
+def turn_states(bundle: GuardBundle, texts: list[str], batch_size: int = 16, engine=None, output: str = bundle_io.STATE) -> np.ndarray:
+    """[n, hidden] `output` rows of `texts` (default the last-token layer-l state; `topic_state` for the category
+    head), each in the user-turn format and cut on the right to one row, from the bundle's graph on `engine`
+    (default: fp32 onnxruntime, what the features are fitted on)."""
     if engine is None:
         from reftguard.engines.ort import OrtEngine  # lazy: onnxruntime only when fitting
 
         engine = OrtEngine(bundle)
+    k = bundle_io.OUTPUT_NAMES.index(output)
     ids = PromptEncoder(bundle.tokenizer_path, bundle.prompt_format, bundle.max_tokens).encode(texts, "right").ids
     out = np.zeros((len(ids), int(bundle.manifest["hidden_size"])), dtype=np.float32)
     for rows, input_ids, mask in length_sorted_batches(ids, batch_size, batch_size * bundle.max_tokens, bundle.pad_token_id):
         got = engine.run(input_ids, mask)
-        if len(got) < 3:
-            raise ValueError(f"bundle {bundle.bundle_id} has no `state` output (exported before per-role features); re-export it")
-        out[rows] = got[2]
+        if len(got) <= k:
+            raise ValueError(f"bundle {bundle.bundle_id} has no `{output}` output (exported before it); re-export it")
+        out[rows] = got[k]
     return out
 
 

@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from reftguard import bundle_io
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, Encoded, PromptEncoder, length_sorted_batches
 from reftguard.engines import Engine
@@ -127,8 +128,9 @@ RoleFeatures = dict  # {role: (R_role, c_role)}: GuardBundle.role_features()
 
 
 def row_categories(outputs: Sequence[np.ndarray], head) -> list[tuple[str, float]] | None:
-    """Each row's most probable harm category and its probability (None without a head or a state)."""
-    return head.top(outputs[2]) if head is not None and len(outputs) > 2 else None
+    """Each row's most probable harm category and its probability (None without a head or the output it reads)."""
+    k = bundle_io.OUTPUT_NAMES.index(head.input) if head is not None else len(outputs)
+    return head.top(outputs[k]) if k < len(outputs) else None
 
 
 def row_scores(outputs: Sequence[np.ndarray], roles: Sequence[str], features: RoleFeatures) -> np.ndarray:

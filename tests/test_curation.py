@@ -9,7 +9,7 @@ import pytest
 
 from reftguard.bundle import GuardBundle
 from reftguard.calibration import CalibrateConfig, calibrate, review_band
-from reftguard.category_fit import FitCategoriesConfig, fit_categories
+from reftguard.category_fit import FitCategoriesConfig, fit_categories, hand_category_labels, labelled_rows
 from reftguard.category_head import fit_head, fit_lda_head
 from reftguard.clients import GuardClient
 from reftguard.data import packaged
@@ -89,7 +89,7 @@ def band_bundle(role_bundle, role_data, tmp_path_factory):
     calibrate(CalibrateConfig(bundle=str(out), data=[str(role_data)], target_fpr=0.05, target_fpr_role=["assistant=0.1,system=0.2"],
                               review_recall=0.98, review_recall_role=["assistant=0.98", "system=0.98"]))
     data = [str(packaged("guard-train.jsonl")), str(packaged("guard-train-extra.jsonl"))]
-    fit_categories(FitCategoriesConfig(bundle=str(out), data=data, steps=100))
+    fit_categories(FitCategoriesConfig(bundle=str(out), data=data, hand_labels=[str(packaged("category-hand-labels-train.json"))]))
     return out
 
 
@@ -152,7 +152,9 @@ def test_category_head_is_deterministic_and_fitted_on_training_rows(band_bundle)
     b = GuardBundle.load(band_bundle)
     spec = b.manifest["categories"]
     assert spec["labels"] == list(CATEGORIES) and spec["data"] == ["guard-train.jsonl", "guard-train-extra.jsonl"]
-    assert spec["file"] in b.manifest["files"] and sum(spec["n"].values()) > 1000
+    assert spec["file"] in b.manifest["files"] and sum(spec["n"].values()) > 1500  # guard-train's uncategorised rows too
+    assert spec["hand_labels"] == {"files": ["category-hand-labels-train.json"], "rows": 1104}
+    assert spec["input"] == "topic_state" and b.category_head().input == "topic_state"  # the graph has one: the head reads it
     head = b.category_head()
     p = head.probabilities(np.random.default_rng(0).normal(size=(4, len(head.mean))).astype(np.float32))
     assert p.shape == (4, len(CATEGORIES)) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
@@ -163,6 +165,22 @@ def test_category_head_is_deterministic_and_fitted_on_training_rows(band_bundle)
     a, c = fit_head(x, y, ("a", "b", "c")), fit_head(x, y, ("a", "b", "c"))
     assert np.array_equal(a.weights, c.weights) and [t for t, _ in a.top(x)].count("a") >= 18
     assert spec["method"] == "lda" and spec["shrink"] == 0.03  # the default fit
+
+
+def test_a_head_reads_the_output_it_was_fitted_on_and_names_nothing_without_it():
+    from dataclasses import replace
+
+    from reftguard.scoring import row_categories
+
+    rng = np.random.default_rng(3)
+    state, topic = rng.normal(size=(6, 4)), rng.normal(size=(6, 4)) + 5 * np.repeat(np.eye(2, 4), 3, axis=0)
+    y = np.repeat([0, 1], 3)
+    on_topic = replace(fit_lda_head(topic, y, ("a", "b"), 0.1), input="topic_state")
+    outputs = (np.zeros(6), np.ones(6), state, topic)
+    assert [c for c, _ in row_categories(outputs, on_topic)] == ["a"] * 3 + ["b"] * 3
+    assert row_categories(outputs[:3], on_topic) is None  # a graph without the topic output: no category, no wrong one
+    on_state = fit_lda_head(state, y, ("a", "b"), 0.1)  # heads fitted before the topic output read `state`
+    assert on_state.input == "state" and len(row_categories(outputs[:3], on_state)) == 6 and row_categories(outputs, None) is None
 
 
 def test_lda_head_separates_classes_and_its_probability_is_tempered_to_held_out_rows():
@@ -180,6 +198,32 @@ def test_lda_head_separates_classes_and_its_probability_is_tempered_to_held_out_
     assert q.mean() < 0.7
     with pytest.raises(ValueError, match="shrink must be > 0"):
         fit_lda_head(far, y, labels, 0.0)
+
+
+def test_hand_read_classes_replace_the_mapped_ones_and_bad_label_files_are_refused(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "a", "text": "make a pipe bomb", "label": "harmful", "category": "Physical"},  # mapped: violent_crime
+        {"id": "b", "text": "write a trojan", "label": "harmful", "category": None},          # no data category
+        {"id": "c", "text": "insult my boss", "label": "harmful", "category": "Psychological"},
+        {"id": "d", "text": "bake bread", "label": "benign", "category": None}]))
+    assert [c for _, _, c in labelled_rows([str(data)])] == ["violent_crime", "other"]
+    hand = tmp_path / "h.json"
+    hand.write_text(json.dumps({"labels": {"a": "weapons", "b": "cyber"}}))
+    assert labelled_rows([str(data)], hand_category_labels([str(hand)])) == [
+        ("a", "make a pipe bomb", "weapons"), ("b", "write a trojan", "cyber"), ("c", "insult my boss", "other")]
+    for labels, match in (({"a": "bombs"}, "not one of"), ({"d": "weapons"}, "name no harmful row"), ({"zz": "cyber"}, "name no harmful row")):
+        hand.write_text(json.dumps({"labels": labels}))
+        with pytest.raises(ValueError, match=match):
+            labelled_rows([str(data)], hand_category_labels([str(hand)]))
+    other = tmp_path / "h2.json"
+    other.write_text(json.dumps({"labels": {"a": "violent_crime"}}))
+    hand.write_text(json.dumps({"labels": {"a": "weapons"}}))
+    with pytest.raises(ValueError, match="in an earlier file"):
+        hand_category_labels([str(hand), str(other)])
+    # the packaged labels name only training rows, every one a class of the taxonomy
+    train = hand_category_labels([str(packaged("category-hand-labels-train.json"))])
+    assert len(labelled_rows([str(packaged("guard-train.jsonl"))], train)) == len(train) == 1104
 
 
 def test_data_categories_map_onto_the_taxonomy():

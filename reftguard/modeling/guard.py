@@ -94,15 +94,28 @@ class CosineHead(nn.Module):
 
 
 class GuardModule(nn.Module):
-    """(input_ids, attention_mask) -> (score [b], feature_norm [b], state [b, hidden]), all fp32."""
+    """(input_ids, attention_mask) -> (score [b], feature_norm [b], state [b, hidden]) and, with a
+    `topic_layer`, topic_state [b, hidden]: the mean over real tokens of that layer's states. All fp32."""
 
-    def __init__(self, causal_lm: Any, layer: int, refusal_feature, center=None):
+    def __init__(self, causal_lm: Any, layer: int, refusal_feature, center=None, topic_layer: int = 0):
         super().__init__()
+        if not 0 <= topic_layer <= layer:
+            raise ValueError(f"topic_layer {topic_layer} must be within the guard's layers (1..{layer}, or 0 for none)")
         self.decoder = TruncatedDecoder(causal_lm, layer)
         self.head = CosineHead(refusal_feature, center)
+        self.topic_layer = topic_layer
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        return self.head(gather_last(self.decoder(input_ids, attention_mask), attention_mask))
+        if not self.topic_layer:
+            return self.head(gather_last(self.decoder(input_ids, attention_mask), attention_mask))
+        states = self.decoder(input_ids, attention_mask, collect=True)
+        return (*self.head(gather_last(states[-1], attention_mask)), masked_mean(states[self.topic_layer - 1], attention_mask))
+
+
+def masked_mean(h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """fp32 mean of each row's states over its real tokens (either padding side)."""
+    w = attention_mask.unsqueeze(-1).float()
+    return (h.float() * w).sum(1) / w.sum(1).clamp(min=1.0)
 
 
 @torch.no_grad()
