@@ -1,7 +1,7 @@
 """The curator's view of a bundle, in one run: the review band and the harm categories.
 
 Band: on the report half of the dev files the calibration never saw (guard-dev, handwritten-dev,
-contrast-dev), user turns decided at the bundle's flag and review thresholds: recall of FLAG or REVIEW,
+contrast-dev), user turns decided at the bundle's flag and review thresholds (and its flag gate): recall of FLAG or REVIEW,
 benign prompts sent to REVIEW or FLAG, hard negatives FLAGged; and the trade-off curve: for each review
 recall target, the band's lower edge chosen on the calib half and its cost on the report half; and the flag
 threshold's own curve: for each hard-negative FPR budget on the calib half (the calibration's per-kind
@@ -28,6 +28,7 @@ from reftguard.calibration import score_prompts
 from reftguard.category_fit import hand_category_labels, labelled_rows
 from reftguard.data import CALIBRATION_FILES, load_labeled, packaged, select_split
 from reftguard.default_bundle import RECIPE
+from reftguard.gate_fit import gate_scores
 from reftguard.role_fit import turn_states
 
 CURVE = (0.90, 0.95, 0.97, 0.98, 0.99)
@@ -36,14 +37,25 @@ GOALS = {"recall_flag_or_review": (">=", 0.98), "benign_review_or_flag": ("<=", 
          "category_top1": (">=", 0.80)}
 
 
-def _rates(s: np.ndarray, y: np.ndarray, kinds: list[str], flag: float, review: float) -> dict:
+def _rates(s: np.ndarray, y: np.ndarray, kinds: list[str], flag: float, review: float, passes: np.ndarray) -> dict:
+    """Verdict rates as `decide` gives them for one user turn: FLAG over the flag threshold and through the gate
+    (`passes`), else REVIEW over the band's edge (a gated row is over it)."""
     benign, harmful, hard = y == 0, y == 1, np.array([k == "hard_negative" for k in kinds])
+    flagged, either = (s > flag) & passes, s > min(flag, review)
     return {"n_harmful": int(harmful.sum()), "n_benign": int(benign.sum()), "n_hard_negative": int(hard.sum()),
-            "recall_flag": float((s[harmful] > flag).mean()), "recall_flag_or_review": float((s[harmful] > review).mean()),
-            "benign_flag": float((s[benign] > flag).mean()), "benign_review": float(((s[benign] > review) & (s[benign] <= flag)).mean()),
-            "benign_review_or_flag": float((s[benign] > review).mean()),
-            "hard_negative_flag": float((s[hard] > flag).mean()) if hard.any() else None,
-            "hard_negative_review_or_flag": float((s[hard] > review).mean()) if hard.any() else None}
+            "recall_flag": float(flagged[harmful].mean()), "recall_flag_or_review": float(either[harmful].mean()),
+            "benign_flag": float(flagged[benign].mean()), "benign_review": float((either & ~flagged)[benign].mean()),
+            "benign_review_or_flag": float(either[benign].mean()),
+            "hard_negative_flag": float(flagged[hard].mean()) if hard.any() else None,
+            "hard_negative_review_or_flag": float(either[hard].mean()) if hard.any() else None}
+
+
+def gate_passes(bundle: GuardBundle, prompts) -> np.ndarray:
+    """Per prompt, whether it passes the bundle's flag gate (all pass without one)."""
+    gate = bundle.flag_gate()
+    if gate is None:
+        return np.ones(len(prompts), dtype=bool)
+    return gate_scores(bundle, [p.text for p in prompts], gate[:2]) > gate[2]
 
 
 def band(bundle: GuardBundle) -> dict:
@@ -54,9 +66,10 @@ def band(bundle: GuardBundle) -> dict:
     flag = bundle.threshold
     review = bundle.review_thresholds.get("user", flag)
     kinds = {h: [p.kind for p in ps] for h, ps in halves.items()}
+    passes = gate_passes(bundle, halves["report"])
 
     def on_report(flag_t: float, review_t: float) -> dict:
-        return _rates(scores["report"], y["report"], kinds["report"], flag_t, review_t)
+        return _rates(scores["report"], y["report"], kinds["report"], flag_t, review_t, passes)
 
     curve = []
     for target in CURVE:  # what each recall target would cost: chosen on calib, measured on report

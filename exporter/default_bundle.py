@@ -21,18 +21,18 @@ def build(out: Path, teacher: Path | None = None) -> GuardBundle:
     from reftguard.category_fit import FitCategoriesConfig, fit_categories
     from reftguard.role_fit import FitRolesConfig, fit_roles
 
+    def files(step: dict, *keys: str) -> dict:  # the recipe's packaged file names as paths
+        return step | {k: [str(packaged(d)) for d in step[k]] for k in keys}
+
     t0 = time.time()
     teacher_dir = teacher or shipped_teacher()
     if teacher_dir is None:
         raise FileNotFoundError("this install carries no default teacher (reftguard/data/default_teacher); "
                                 "train one with `reftguard train-teacher --recipe recipes/teacher-stage1.toml` and export it")
     export_bundle(ExportConfig(teacher=str(teacher_dir), out=str(out)))
-    roles = RECIPE["role_features"]
-    fit_roles(FitRolesConfig(bundle=str(out), **roles | {k: [str(packaged(d)) for d in roles[k]] for k in ("data", "hand_labels")}))
-    cats = RECIPE["categories"]
-    fit_categories(FitCategoriesConfig(bundle=str(out), **cats | {k: [str(packaged(d)) for d in cats[k]] for k in ("data", "hand_labels")}))
-    cal = RECIPE["calibration"]
-    cal = cal | {"data": [str(packaged(d)) for d in cal["data"]]}
+    fit_roles(FitRolesConfig(bundle=str(out), **files(RECIPE["role_features"], "data", "hand_labels")))
+    fit_categories(FitCategoriesConfig(bundle=str(out), **files(RECIPE["categories"], "data", "hand_labels")))
+    cal = files(RECIPE["calibration"], "data")
     bundle = calibrate(CalibrateConfig(bundle=str(out), **cal))
     if serves_bf16():
         # Served as bf16 on CPUs with AMX/avx512_bf16 (`--engine auto`), which needs its own threshold: bf16

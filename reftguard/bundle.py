@@ -179,6 +179,15 @@ class GuardBundle:
     def refusal_feature(self) -> np.ndarray:
         return np.load(self.root / FEATURE, allow_pickle=False)
 
+    def flag_gate(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """(direction, centre, threshold) of the gate a FLAGged request must also pass (`reftguard fit-gate`,
+        read on `topic_state`); None without one."""
+        spec = self.manifest.get("flag_gate")
+        if not spec:
+            return None
+        arr = np.load(self.root / spec["file"], allow_pickle=False)
+        return arr[0], arr[1], float(spec["threshold"])
+
     def role_features(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{role: (R_role, c_role)} fitted on that role's own turns (`reftguard fit-roles`); empty when the
         bundle has none, and then every turn is scored against R_l."""

@@ -51,6 +51,9 @@ def render_card(m: dict) -> str:
         *([f"- harm categories: {', '.join(m['categories']['labels'])} (head on `{m['categories'].get('input', 'state')}`, fitted on {sum(m['categories']['n'].values())} harmful training rows"
            f"{', ' + str(m['categories']['hand_labels']['rows']) + ' classes read by hand' if m['categories'].get('hand_labels') else ''})"]
           if m.get("categories") else []),
+        *([f"- flag gate: a request over its flag threshold is FLAGged only if its `{m['flag_gate']['input']}` reading is over "
+           f"{_fmt(m['flag_gate']['threshold'])} (keeps {_fmt(m['flag_gate']['kept'])} of {m['flag_gate']['n_flagged_harmful']} FLAGged "
+           f"harmful calibration prompts); otherwise REVIEW"] if m.get("flag_gate") else []),
         "",
         "In-sample figures (on the calibration data itself; see docs/results.md for held-out ones):",
         "",

@@ -54,6 +54,9 @@ RECIPE = {
                     # replies: uncapped, on their noisy labels (partly evasive) it sent 71% of them to review.
                     "review_recall": 0.98, "review_recall_role": ["system=0.98", "assistant=0.98"],
                     "review_max_benign": ["assistant=0.05"]},
+    # No flag gate (`reftguard fit-gate`, opt-in): it moves hard negatives from FLAG to REVIEW (report 3.8% -> 1.5%)
+    # but also requests hidden behind a benign context passage (context-dependent FLAG 11/12 -> 8/12; the 4 go to
+    # REVIEW), whose token mean reads as the passage's topic (research/flag_gate.py).
     # No int8 graph: measured on this bundle it is 1.67x bf16 but loses 0.031 AUROC on replies (the role features
     # are fitted on fp32 states), so auto would not serve it, and it adds ~3 minutes to every build. Add it with
     # `reftguard export --int8` / exporter.int8.add_int8_graph (docs/design.md).

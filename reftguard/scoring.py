@@ -19,6 +19,8 @@ names the turn that decided it and a reason:
                       a short reply that opens with a refusal phrase): safety data, allowed unless the
                       request asks to flag it. Refusals are never judged by the reply threshold.
                       A refused request in the review band is named so too (and allowed).
+A bundle with a flag gate (reftguard.gate_fit) FLAGs a user turn by its score only if the turn's topic state
+passes the gate too; otherwise the item goes to REVIEW (prompts that only sound unsafe).
 A bundle without role calibrations scores user turns only (`Thresholds.assistant`/`system` None), which
 is exactly the guard from before whole-record scoring.
 """
@@ -127,10 +129,21 @@ def text_turns(texts: Sequence[str], role: str = "user") -> list[Turn]:
 RoleFeatures = dict  # {role: (R_role, c_role)}: GuardBundle.role_features()
 
 
-def row_categories(outputs: Sequence[np.ndarray], head) -> list[tuple[str, float]] | None:
-    """Each row's most probable harm category and its probability (None without a head or the output it reads)."""
+FlagGate = tuple  # (direction, centre, threshold) on topic_state: GuardBundle.flag_gate()
+
+
+def row_notes(outputs: Sequence[np.ndarray], head, gate: FlagGate | None = None) -> list[tuple[str, float, bool]] | None:
+    """Per row: its most probable harm category and that probability (("", nan) without a head or the output it
+    reads), and whether it passes the flag gate (True without one). None when neither applies."""
     k = bundle_io.OUTPUT_NAMES.index(head.input) if head is not None else len(outputs)
-    return head.top(outputs[k]) if k < len(outputs) else None
+    top = head.top(outputs[k]) if k < len(outputs) else None
+    g = bundle_io.OUTPUT_NAMES.index(bundle_io.TOPIC)
+    passes = cosine_scores(outputs[g], gate[0], gate[1]) > gate[2] if gate is not None and g < len(outputs) else None
+    if top is None and passes is None:
+        return None
+    n = len(outputs[0])
+    top = top or [("", float("nan"))] * n
+    return [(c, p, True if passes is None else bool(passes[i])) for i, (c, p) in enumerate(top)]
 
 
 def row_scores(outputs: Sequence[np.ndarray], roles: Sequence[str], features: RoleFeatures) -> np.ndarray:
@@ -166,8 +179,10 @@ def _reply(ks: list[int], turns: Sequence[Turn], pos: int) -> int | None:
     return nxt if nxt is not None and turns[nxt].role == "assistant" else None
 
 
-def _judge(ks: list[int], turns: Sequence[Turn], best: dict[int, float], thresholds: Thresholds) -> tuple[int, str, bool]:
-    """An item's deciding turn, reason and flag under `thresholds` (`best`: each turn's highest score)."""
+def _judge(ks: list[int], turns: Sequence[Turn], best: dict[int, float], thresholds: Thresholds,
+           gated: frozenset = frozenset()) -> tuple[int, str, bool]:
+    """An item's deciding turn, reason and flag under `thresholds` (`best`: each turn's highest score); a
+    user turn in `gated` (its row failed the flag gate) flags nothing by its score."""
     margin = {k: best[k] - thresholds.of(turns[k].role) for k in ks}
     flags: list[tuple[int, str]] = []  # (turn position, reason)
     refusal: int | None = None
@@ -182,12 +197,10 @@ def _judge(ks: list[int], turns: Sequence[Turn], best: dict[int, float], thresho
             flags.append((k, "harmful_system"))
         else:
             reply = _reply(ks, turns, pos)
-            if reply is None:
-                flags.append((k, "harmful_request"))  # no reply in the record: the request is what is kept
-            elif is_refusal_reply(turns[reply].text):
+            if reply is not None and is_refusal_reply(turns[reply].text):
                 refusal = k if refusal is None else refusal
-            else:
-                flags.append((k, "complied_with_harm"))
+            elif k not in gated:  # no reply: the request is what is kept; else the model learns to comply
+                flags.append((k, "harmful_request" if reply is None else "complied_with_harm"))
     if refusal is not None and thresholds.flag_refusal_examples:
         flags.append((refusal, "refusal_example"))
     if flags:
@@ -204,8 +217,12 @@ def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresho
     """One decision per item (items 0..n-1, each with a turn) from per-row scores: whole-record rules
     in the module docstring. An item not flagged is judged again at the review thresholds, if any
     (REVIEW). `categories` (per row: category, probability) name the harm of flagged and reviewed
-    items. Turns of a role the thresholds do not score must not be in `turns`."""
+    items; a third element False marks a row that failed the flag gate (reftguard.gate_fit): its user turn
+    is not FLAGged by score, so the item goes to REVIEW. Turns of a role the thresholds do not score must not
+    be in `turns`."""
     best, truncated = _turn_bests(scores, turns, enc)
+    gated = frozenset(k for k, t in enumerate(turns) if t.role == "user" and categories is not None
+                      and len(categories[best[k]]) > 2 and not categories[best[k]][2])
     by_item: list[list[int]] = [[] for _ in truncated]
     for k, t in enumerate(turns):
         by_item[t.item].append(k)
@@ -215,19 +232,24 @@ def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresho
     for ks in by_item:
         if not ks:
             raise ValueError(f"item {len(out)} has no turn to score")
-        k, reason, flag = _judge(ks, turns, top, thresholds)
+        k, reason, flag = _judge(ks, turns, top, thresholds, gated)
         review, judged = False, thresholds
-        if not flag and thresholds.review is not None:
+        if not flag and gated.intersection(ks):  # over its flag threshold but gated: REVIEW, with or without a band
+            k2, reason2, review = _judge(ks, turns, top, thresholds)
+            k, reason = (k2, reason2) if review else (k, reason)
+        if not flag and not review and thresholds.review is not None:
             k2, reason2, review = _judge(ks, turns, top, thresholds.review)
             if review or reason2 == "refusal_example":  # a refused request in the band is safety data too: named, allowed
-                k, reason = k2, reason2
-                reply = _reply(ks, turns, ks.index(k)) if reason == "complied_with_harm" else None
-                if reply is not None and is_bare_compliance(turns[reply].text):
-                    flag, review, judged = True, False, thresholds.review  # flagged at the band's edge, which it reports
+                k, reason, judged = k2, reason2, thresholds.review
+        reply = _reply(ks, turns, ks.index(k)) if review and reason == "complied_with_harm" else None
+        if reply is not None and is_bare_compliance(turns[reply].text):
+            flag, review = True, False  # flagged at the edge it crossed, which it reports
+        else:
+            judged = thresholds
         r, t = best[k], turns[k]
         # A system prompt's harm is the persona it sets, not a hazard class: the head (fitted on requests) names none.
         named = categories is not None and (flag or review) and t.role != "system"
-        category, p = categories[r] if named else ("", float("nan"))
+        category, p = categories[r][:2] if named else ("", float("nan"))
         band = float("nan") if thresholds.review is None else float(thresholds.review.of(t.role))
         out.append(Scored(float(scores[r]), t.turn, enc.window[r], enc.num_windows[r], truncated[t.item], len(enc.ids[r]),
                           t.role, reason, float(judged.of(t.role)), flag, review, band, category, p))
@@ -267,6 +289,7 @@ class BundleScorer:
         self.thresholds = engine_thresholds(self.backend, bundle)  # what `decide` serves at
         self.role_features = bundle.role_features()
         self.category_head = bundle.category_head()
+        self.flag_gate = bundle.flag_gate()
         self.cache = cache  # repeated rows scored once (reftguard/score_cache.py); scores are batch-invariant
 
     def score_ids(self, ids: list[list[int]], roles: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -276,7 +299,7 @@ class BundleScorer:
         return scores, norms
 
     def _rows(self, ids, roles=None) -> tuple[np.ndarray, np.ndarray, list | None]:
-        """Scores, norms and (with a category head and a graph that gives the state) each row's category."""
+        """Scores, norms and (with a category head or a flag gate) each row's notes (`row_notes`)."""
         scores = np.zeros(len(ids), dtype=np.float32)
         norms = np.zeros(len(ids), dtype=np.float32)
         cats: list | None = None
@@ -284,9 +307,9 @@ class BundleScorer:
         for rows, input_ids, mask in length_sorted_batches(ids, self.max_batch, self.max_batch_tokens, self.bundle.pad_token_id):
             out = self.backend.run(input_ids, mask)
             scores[rows], norms[rows] = row_scores(out, [roles[i] for i in rows], self.role_features), out[1]
-            top = row_categories(out, self.category_head)
+            top = row_notes(out, self.category_head, self.flag_gate)
             if top is not None:
-                cats = cats or [("", float("nan"))] * len(ids)
+                cats = cats or [("", float("nan"), True)] * len(ids)
                 for i, c in zip(rows, top):
                     cats[i] = c
         return scores, norms, cats

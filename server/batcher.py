@@ -96,7 +96,7 @@ class PromptResult:
     score: float
     queue_s: float  # from queued to its batch starting
     infer_s: float  # its batch's inference time
-    category: tuple[str, float] | None = None  # the row's harm category and probability (with a category head)
+    category: tuple[str, float, bool] | None = None  # the row's notes: harm category, probability, passes the flag gate (scoring.row_notes)
 
 
 @dataclass
@@ -389,7 +389,7 @@ class TokenBudgetBatcher:
         try:
             outputs = await loop.run_in_executor(self._executor, model.run, input_ids, mask)
             scores = model.row_scores(outputs, [j.role for j in jobs])  # the norm is not served
-            cats = model.row_categories(outputs) or [None] * len(jobs)
+            cats = model.row_notes(outputs) or [None] * len(jobs)
         except Exception as exc:  # the batch fails; other batches are unaffected
             log.exception("inference failed for a batch of %d", len(jobs))
             for j in jobs:

@@ -23,7 +23,7 @@ import numpy as np
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, pad_batch
 from reftguard.engines import Engine
-from reftguard.scoring import Thresholds, engine_thresholds, make_thresholds, row_categories, row_scores
+from reftguard.scoring import Thresholds, engine_thresholds, make_thresholds, row_notes, row_scores
 
 log = logging.getLogger("reftguard.model")
 WARMUP_TEXTS = ("warmup: how do I bake bread?", "warmup")
@@ -46,6 +46,7 @@ class ServedModel:
     review_thresholds: dict = dataclasses.field(default_factory=dict)  # {role: review threshold} at this precision
     category_head: object = None  # reftguard.category_head.CategoryHead, or None
     fpr_curves: dict = dataclasses.field(default_factory=dict)  # {role: [(FPR, threshold)]} at this precision (policies)
+    flag_gate: tuple | None = None  # GuardBundle.flag_gate(): a FLAGged request must pass it too
 
     @functools.cached_property  # read for every request; the model never changes
     def thresholds(self) -> Thresholds:
@@ -67,8 +68,17 @@ class ServedModel:
         """Each row's score under its role's feature (reftguard.scoring.row_scores)."""
         return row_scores(outputs, roles, self.role_features)
 
-    def row_categories(self, outputs) -> list | None:
-        return row_categories(outputs, self.category_head)
+    @property
+    def notes_rows(self) -> bool:
+        """Whether rows carry notes (category, gate): reftguard.scoring.row_notes."""
+        return self.category_head is not None or self.flag_gate is not None
+
+    def row_notes(self, outputs) -> list | None:
+        return row_notes(outputs, self.category_head, self.flag_gate)
+
+    def notes_of(self, results) -> list | None:
+        """The per-row notes `decide` takes, from batcher results (PromptResult.category)."""
+        return [r.category or ("", float("nan"), True) for r in results] if self.notes_rows else None
 
     def with_engine(self, engine: Engine) -> "ServedModel":
         """The same bundle and encoder on another engine (tests inject faults this way); a new model."""
@@ -120,7 +130,7 @@ def load_model(bundle: GuardBundle | str | Path, build_engine: Callable[[GuardBu
                             {r: v for r, v in (("assistant", t.assistant), ("system", t.system)) if v is not None},
                             bundle.role_features(),
                             t.bands(),
-                            bundle.category_head(), getattr(engine, "fpr_curves", None) or bundle.fpr_curves)
+                            bundle.category_head(), getattr(engine, "fpr_curves", None) or bundle.fpr_curves, bundle.flag_gate())
         if not model.role_thresholds:
             log.warning("bundle %s has no assistant or system calibration: only user turns are scored, as before whole-record "
                         "scoring (calibrate roles with `reftguard calibrate --target-fpr-role assistant=0.01 ...`)", bundle.bundle_id)

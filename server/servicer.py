@@ -437,8 +437,7 @@ class GuardServicer(guard_pb2_grpc.GuardServicer):
         policy = self.rt.policy.for_source(a.parsed.source) if self.rt.policy else None
         base = policy.thresholds(a.model.thresholds, a.model.fpr_curves) if policy else a.model.thresholds
         thresholds = base.with_user(a.parsed.threshold, a.parsed.flag_refusal_examples)
-        cats = [r.category or ("", float("nan")) for r in results] if a.model.category_head is not None else None
-        scored = decide([r.score for r in results], a.parsed.turns, a.enc, thresholds, cats)
+        scored = decide([r.score for r in results], a.parsed.turns, a.enc, thresholds, a.model.notes_of(results))
         if policy:
             scored = [policy.verdict(s) for s in scored]
         resp = self._respond(a, scored, results)

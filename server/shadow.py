@@ -91,7 +91,7 @@ class ShadowScorer:
             log.exception("shadow scoring failed")
             self.metrics.shadow_dropped.inc(len(active))
             return
-        decided = decide([r.score for r in results], turns, enc, shadow.thresholds)
+        decided = decide([r.score for r in results], turns, enc, shadow.thresholds, shadow.notes_of(results))
         for (score, flagged, label, item_id), s in zip(active, decided):
             flag = s.flag
             self.metrics.record_shadow(source, flagged, flag, score, s.score, label)

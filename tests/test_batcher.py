@@ -14,7 +14,7 @@ from reftguard.server.batcher import DeadlineExpired, Overloaded, PromptResult, 
 
 @dataclasses.dataclass(eq=False)
 class FakeModel:
-    """What the batcher needs of a ServedModel: `run`, `row_scores`, `row_categories` and `pad_id`. Records every batch it ran."""
+    """What the batcher needs of a ServedModel: `run`, `row_scores`, `row_notes` and `pad_id`. Records every batch it ran."""
 
     offset: float = 0.0
     pad_id: int = 0
@@ -27,7 +27,7 @@ class FakeModel:
     def row_scores(self, outputs, roles):
         return outputs[0]
 
-    def row_categories(self, outputs):
+    def row_notes(self, outputs):
         return None
 
 

@@ -170,17 +170,17 @@ def test_category_head_is_deterministic_and_fitted_on_training_rows(band_bundle)
 def test_a_head_reads_the_output_it_was_fitted_on_and_names_nothing_without_it():
     from dataclasses import replace
 
-    from reftguard.scoring import row_categories
+    from reftguard.scoring import row_notes
 
     rng = np.random.default_rng(3)
     state, topic = rng.normal(size=(6, 4)), rng.normal(size=(6, 4)) + 5 * np.repeat(np.eye(2, 4), 3, axis=0)
     y = np.repeat([0, 1], 3)
     on_topic = replace(fit_lda_head(topic, y, ("a", "b"), 0.1), input="topic_state")
     outputs = (np.zeros(6), np.ones(6), state, topic)
-    assert [c for c, _ in row_categories(outputs, on_topic)] == ["a"] * 3 + ["b"] * 3
-    assert row_categories(outputs[:3], on_topic) is None  # a graph without the topic output: no category, no wrong one
+    assert [(c, ok) for c, _, ok in row_notes(outputs, on_topic)] == [("a", True)] * 3 + [("b", True)] * 3
+    assert row_notes(outputs[:3], on_topic) is None  # a graph without the topic output: no category, no wrong one
     on_state = fit_lda_head(state, y, ("a", "b"), 0.1)  # heads fitted before the topic output read `state`
-    assert on_state.input == "state" and len(row_categories(outputs[:3], on_state)) == 6 and row_categories(outputs, None) is None
+    assert on_state.input == "state" and len(row_notes(outputs[:3], on_state)) == 6 and row_notes(outputs, None) is None
 
 
 def test_lda_head_separates_classes_and_its_probability_is_tempered_to_held_out_rows():

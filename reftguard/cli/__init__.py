@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("reftguard.cli.commands", "export", "Export a teacher dir to an ONNX guard bundle (parity-checked, sealed)."),
     "fit-roles": ("reftguard.cli.commands", "fit_roles", "Fit refusal features on reply and system turns (labeled) into a bundle; calibrate their thresholds next."),
     "fit-categories": ("reftguard.cli.commands", "fit_categories", "Fit the harm-category head (taxonomy of reftguard/taxonomy.py) on labeled harmful rows into a bundle."),
+    "fit-gate": ("reftguard.cli.commands", "fit_gate", "Fit the flag gate on a calibrated bundle: a FLAGged request must also pass a topic reading, or it goes to REVIEW."),
     "calibrate": ("reftguard.cli.commands", "calibrate", "Set a bundle's threshold for a target recall or FPR on labeled data."),
     "eval": ("reftguard.cli.commands", "eval", "Evaluate a bundle on labeled data (AUROC, recall@FPR, per source/kind)."),
     "eval-records": ("reftguard.cli.commands", "eval_records", "Decide whole records (every role scored) and report per record kind against the whole-record goals."),

@@ -84,6 +84,21 @@ def fit_roles(ns) -> int:
     return 0
 
 
+def fit_gate_args(p: argparse.ArgumentParser) -> None:
+    from reftguard.gate_fit import FitGateConfig
+
+    add_dataclass_args(p, FitGateConfig, group="fit-gate")
+
+
+def fit_gate(ns) -> int:
+    from reftguard.gate_fit import FitGateConfig, fit_gate as run
+
+    g = run(from_args(FitGateConfig, ns)).manifest["flag_gate"]
+    print(f"flag gate threshold {g['threshold']:.4f}: keeps {g['kept']:.3f} of the {g['n_flagged_harmful']} FLAGged harmful prompts; "
+          f"fitted on {g['n_harmful']} harmful / {g['n_benign']} benign")
+    return 0
+
+
 def fit_categories_args(p: argparse.ArgumentParser) -> None:
     from reftguard.category_fit import FitCategoriesConfig
 

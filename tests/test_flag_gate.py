@@ -1,0 +1,104 @@
+"""The flag gate: a FLAGged request must also pass a reading of its topic state, or it goes to REVIEW."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from reftguard import bundle_io
+from reftguard.bundle import GuardBundle
+from reftguard.clients import GuardClient
+from reftguard.data import packaged
+from reftguard.encoding import Encoded
+from reftguard.features import cosine_scores
+from reftguard.gate_fit import FitGateConfig, fit_gate
+from reftguard.role_fit import turn_states
+from reftguard.scoring import BundleScorer, Turn, decide, make_thresholds, text_turns
+from reftguard.v1 import guard_pb2 as pb
+from tests.harness import run_server
+
+
+def _one_row_each(turns):
+    n = len(turns)
+    return Encoded(ids=[[1] * 3] * n, truncated=[False] * n, text=list(range(n)), window=[0] * n, num_windows=[1] * n)
+
+
+def test_a_request_that_fails_the_gate_is_reviewed_never_allowed_and_other_turns_still_flag():
+    t = make_thresholds(0.5, {"assistant": 0.6}, {"user": 0.2, "assistant": 0.3})
+    chats = [  # (role, text, score, passes the gate)
+        [("user", "q", 0.9, True)],
+        [("user", "q", 0.9, False)],                                                  # R_l alone: REVIEW, not FLAG
+        [("user", "q", 0.9, False), ("assistant", "Boil the pasta for ten minutes, then drain it and serve it with the sauce.", 0.1, True)],
+        [("user", "q", 0.9, False), ("assistant", "Here is the harmful content, in detail.", 0.7, True)],  # the reply flags
+        [("user", "q", 0.9, False), ("assistant", "I'm sorry, but I can't help with that.", 0.0, True)],
+        [("user", "q", 0.9, False), ("assistant", "Sure, here is how to do it:", 0.0, True)],  # bare compliance: FLAG
+        [("user", "q", 0.1, False)]]                                                  # under the band: ALLOW
+    turns = [Turn(i, k, text, role) for i, chat in enumerate(chats) for k, (role, text, _, _) in enumerate(chat)]
+    scores = np.array([s for chat in chats for _, _, s, _ in chat], dtype=np.float32)
+    notes = [("fraud", 0.9, ok) for chat in chats for *_, ok in chat]
+    got = decide(scores, turns, _one_row_each(turns), t, notes)
+    assert [(g.flag, g.review, g.reason) for g in got] == [
+        (True, False, "harmful_request"), (False, True, "harmful_request"), (False, True, "complied_with_harm"),
+        (True, False, "harmful_reply"), (False, False, "refusal_example"), (True, False, "complied_with_harm"),
+        (False, False, "")]
+    assert got[1].category == "fraud" and got[1].threshold == 0.5  # a gated request still names its harm
+    # without notes, or with two-element ones (a head and no gate), the gate is not there
+    assert [g.flag for g in decide(scores, turns, _one_row_each(turns), t)][:2] == [True, True]
+    assert decide(scores[:2], turns[:2], _one_row_each(turns[:2]), t, [("fraud", 0.9)] * 2)[1].flag
+
+
+@pytest.fixture(scope="module")
+def gated(role_bundle, role_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gate") / "bundle"
+    shutil.copytree(role_bundle, out)
+    return fit_gate(FitGateConfig(bundle=str(out), data=[str(packaged("guard-train.jsonl"))], calib_data=[str(role_data)],
+                                  split="all", keep=0.8))
+
+
+def test_fit_gate_keeps_its_share_of_the_flagged_harmful_prompts_and_the_scorer_applies_it(gated, role_data):
+    spec = gated.manifest["flag_gate"]
+    assert spec["file"] in gated.manifest["files"] and spec["input"] == "topic_state" and spec["keep"] == 0.8
+    rows = [json.loads(line) for line in role_data.read_text().splitlines()]
+    user = [r for r in rows if r.get("role", "user") == "user"]
+    scorer = BundleScorer(gated)
+    s = scorer.scores([r["text"] for r in user])
+    r, c, t = gated.flag_gate()
+    g = cosine_scores(turn_states(gated, [x["text"] for x in user], output=bundle_io.TOPIC), r, c)
+    harm = np.array([x["label"] == "harmful" for x in user])
+    over = harm & (s > gated.threshold)
+    assert over.any() and (g[over] > t).mean() >= 0.8 and spec["kept"] == pytest.approx((g[over] > t).mean())
+    assert (g[over] <= t).any(), "the fixture should gate some flagged prompts"
+    got = scorer.score_turns(text_turns([x["text"] for x in user]), thresholds=scorer.thresholds)
+    assert [d.flag for d in got] == list((s > gated.threshold) & (g > t))
+    assert scorer.thresholds.review is None  # a bundle without a band: the gated ones still land in REVIEW, never ALLOW
+    assert [d.review for d in got] == list((s > gated.threshold) & (g <= t))
+    assert "flag gate" in (gated.root / "CARD.md").read_text()
+
+
+def test_the_server_gates_like_the_scorer_and_old_clients_still_see_flag(gated, role_data):
+    texts = [json.loads(line)["text"] for line in role_data.read_text().splitlines()[:64]]
+    scorer = BundleScorer(gated)
+    ref = scorer.score_turns(text_turns(texts), thresholds=scorer.thresholds)
+    with run_server(gated.root) as rs, GuardClient(rs.target) as client:
+        new = client.score(texts, accept_review=True)
+        old = client.score(texts)
+    assert [d.verdict for d in new] == [pb.FLAG if r.flag else pb.REVIEW if r.review else pb.ALLOW for r in ref]
+    assert [d.verdict for d in old] == [pb.FLAG if r.flag or r.review else pb.ALLOW for r in ref]
+
+
+def test_fit_gate_refuses_what_it_cannot_use(gated, tiny_bundle, role_data, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_bundle, old)
+    manifest = json.loads((old / "guard.json").read_text())
+    manifest.pop("topic_layer")
+    from reftguard.bundle import seal
+
+    seal(old, manifest)
+    cfg = dict(data=[str(packaged("guard-train.jsonl"))], calib_data=[str(role_data)], split="all")
+    with pytest.raises(ValueError, match="no `topic_state` output"):
+        fit_gate(FitGateConfig(bundle=str(old), **cfg))
+    with pytest.raises(ValueError, match="--keep"):
+        fit_gate(FitGateConfig(bundle=str(gated.root), keep=0.0, **cfg))
+    assert GuardBundle.load(tiny_bundle).flag_gate() is None  # no gate: FLAG as before
