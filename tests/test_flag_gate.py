@@ -102,3 +102,14 @@ def test_fit_gate_refuses_what_it_cannot_use(gated, tiny_bundle, role_data, tmp_
     with pytest.raises(ValueError, match="--keep"):
         fit_gate(FitGateConfig(bundle=str(gated.root), keep=0.0, **cfg))
     assert GuardBundle.load(tiny_bundle).flag_gate() is None  # no gate: FLAG as before
+
+
+def test_fit_gate_command_line(role_bundle, role_data, tmp_path, capsys):
+    from reftguard.cli import main
+
+    out = tmp_path / "b"
+    shutil.copytree(role_bundle, out)
+    assert main(["fit-gate", "--bundle", str(out), "--data", str(packaged("guard-train.jsonl")), "--calib-data", str(role_data),
+                 "--split", "all", "--keep", "0.9"]) == 0
+    g = GuardBundle.load(out).manifest["flag_gate"]
+    assert f"flag gate threshold {g['threshold']:.4f}" in capsys.readouterr().out and g["kept"] >= 0.9
