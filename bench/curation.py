@@ -55,7 +55,7 @@ def gate_passes(bundle: GuardBundle, prompts) -> np.ndarray:
     gate = bundle.flag_gate()
     if gate is None:
         return np.ones(len(prompts), dtype=bool)
-    return gate_scores(bundle, [p.text for p in prompts], gate[:2]) > gate[2]
+    return gate_scores(bundle, [p.text for p in prompts], (gate.direction, gate.centre)) > gate.threshold
 
 
 def band(bundle: GuardBundle) -> dict:

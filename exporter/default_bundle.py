@@ -19,6 +19,7 @@ def build(out: Path, teacher: Path | None = None) -> GuardBundle:
     from reftguard.data import packaged
     from reftguard.exporter.export import ExportConfig, export_bundle
     from reftguard.category_fit import FitCategoriesConfig, fit_categories
+    from reftguard.gate_fit import FitGateConfig, fit_gate
     from reftguard.role_fit import FitRolesConfig, fit_roles
 
     def files(step: dict, *keys: str) -> dict:  # the recipe's packaged file names as paths
@@ -29,11 +30,12 @@ def build(out: Path, teacher: Path | None = None) -> GuardBundle:
     if teacher_dir is None:
         raise FileNotFoundError("this install carries no default teacher (reftguard/data/default_teacher); "
                                 "train one with `reftguard train-teacher --recipe recipes/teacher-stage1.toml` and export it")
-    export_bundle(ExportConfig(teacher=str(teacher_dir), out=str(out)))
+    export_bundle(ExportConfig(teacher=str(teacher_dir), out=str(out), **RECIPE["export"]))
     fit_roles(FitRolesConfig(bundle=str(out), **files(RECIPE["role_features"], "data", "hand_labels")))
     fit_categories(FitCategoriesConfig(bundle=str(out), **files(RECIPE["categories"], "data", "hand_labels")))
     cal = files(RECIPE["calibration"], "data")
-    bundle = calibrate(CalibrateConfig(bundle=str(out), **cal))
+    calibrate(CalibrateConfig(bundle=str(out), **cal))
+    bundle = fit_gate(FitGateConfig(bundle=str(out), **files(RECIPE["flag_gate"], "data", "calib_data")))
     if serves_bf16():
         # Served as bf16 on CPUs with AMX/avx512_bf16 (`--engine auto`), which needs its own threshold: bf16
         # shifts scores by up to ~0.04. Elsewhere the bundle stays fp32-only and auto serves ORT fp32.

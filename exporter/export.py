@@ -38,7 +38,8 @@ class ExportConfig:
     atol: float = option(0.0, "Fail the export if |ORT score - HF model score| exceeds this on any parity batch (0 = the family's atol, 1e-4 for every family so far).")
     max_tokens: int = option(0, "Override the teacher's max_tokens (0 keeps it).")
     fp16: bool = option(False, "Also write model.fp16.onnx (fp16 decoder body, fp32 head) for CUDA serving at --precision fp16; calibrate it with `reftguard calibrate --precision fp16`.")
-    topic_layer: int = option(-1, "Also output the mean over real tokens of this layer's states (`topic_state`), which the harm-category head reads: -1 = half the guard's layer (8 of 16 for the default; research/category_pooling.py), 0 = no such output.")
+    topic_layer: int = option(-1, "Also output this layer's states averaged over every real token (`topic_state`, which the harm-category head reads) and over the last 32 (`tail_state`, which the flag gate reads): -1 = half the guard's layer (8 of 16 for the default; research/category_pooling.py), 0 = neither.")
+    tail_tokens: int = option(32, "How many of a turn's last real tokens `tail_state` averages (the flag gate's reading of the request that ends a turn; the tail window's size, reftguard.encoding.DEFAULT_WINDOW_TAIL).")
     int8: bool = option(False, "Also write model.int8.xml/.bin (NNCF int8 for OpenVINO, fp32 head; measured for --precision auto on this CPU) for CPU serving at --precision int8; calibrate it with `reftguard calibrate --precision int8`.")
 
 
@@ -90,7 +91,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
     fam = family_for(model.config)
     fam.check(model, teacher.layer, max_tokens)
     topic_layer = teacher.layer // 2 if cfg.topic_layer < 0 else cfg.topic_layer
-    module = GuardModule(model, teacher.layer, teacher.refusal_feature, teacher.center, topic_layer).eval()
+    module = GuardModule(model, teacher.layer, teacher.refusal_feature, teacher.center, topic_layer, cfg.tail_tokens).eval()
 
     out = Path(cfg.out)
     with staged(out) as work:
@@ -99,7 +100,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
             if src.is_file():
                 shutil.copy(src, work / name)
         np.save(work / FEATURE, teacher.refusal_feature.astype(np.float32), allow_pickle=False)
-        _export_onnx(module, fam, work / MODEL, cfg.opset, int(model.config.vocab_size), 4 if topic_layer else 3)
+        _export_onnx(module, fam, work / MODEL, cfg.opset, int(model.config.vocab_size), 5 if topic_layer else 3)
         holdout = teacher.record.get("holdout_at_layer") or {}
         threshold = float(holdout.get("threshold", 0.0))
         manifest = {
@@ -110,7 +111,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
                 "weights_sha256": weights_sha256(model),
             },
             "layer": teacher.layer,
-            **({"topic_layer": topic_layer} if topic_layer else {}),
+            **({"topic_layer": topic_layer, "tail_tokens": module.tail_tokens} if topic_layer else {}),
             "hidden_size": teacher.hidden_size,
             "num_layers_total": teacher.num_layers,
             "prompt_format": teacher.prompt_format.to_dict(),
@@ -139,7 +140,7 @@ def export_bundle(cfg: ExportConfig) -> GuardBundle:
         }
         seal(work, manifest, card=render_card)
         report = validate_model_outputs(GuardBundle.load(work), model, teacher.layer, teacher.refusal_feature, teacher.center,
-                                        cfg.atol or fam.atol, topic_layer=topic_layer)
+                                        cfg.atol or fam.atol, topic_layer=topic_layer, tail_tokens=module.tail_tokens)
         manifest["exporter"].update(report)
         seal(work, manifest, card=render_card)
     bundle = GuardBundle.load(out)

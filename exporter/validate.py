@@ -33,7 +33,7 @@ PARITY_PROMPTS = (
 )
 REFERENCE = "HF model, output_hidden_states=True: hidden_states[l] at the last real token (before the final norm)"
 
-Scorer = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]  # (score, feature_norm[, state[, topic_state]])
+Scorer = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]  # (score, feature_norm[, state[, topic_state, tail_state]])
 
 
 class ParityError(RuntimeError):
@@ -49,13 +49,13 @@ def left_padded(input_ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np
     return ids, m
 
 
-def hf_reference(causal_lm: Any, layer: int, refusal_feature, center, topic_layer: int = 0) -> Scorer:
-    """(input_ids, mask) -> (score, feature_norm, state[, topic_state]) from the original HF forward at layer
-    `layer` (and the real-token mean of `hidden_states[topic_layer]`)."""
+def hf_reference(causal_lm: Any, layer: int, refusal_feature, center, topic_layer: int = 0, tail_tokens: int = 32) -> Scorer:
+    """(input_ids, mask) -> (score, feature_norm, state[, topic_state, tail_state]) from the original HF forward at
+    layer `layer` (and the mean of `hidden_states[topic_layer]` over all real tokens and over the last `tail_tokens`)."""
     import torch
 
     from reftguard.modeling.families import family_for
-    from reftguard.modeling.guard import cosine, gather_last, masked_mean
+    from reftguard.modeling.guard import cosine, gather_last, masked_mean, tail_mask
 
     decoder = family_for(causal_lm.config).decoder(causal_lm)
     r = torch.as_tensor(refusal_feature, dtype=torch.float32)
@@ -75,7 +75,7 @@ def hf_reference(causal_lm: Any, layer: int, refusal_feature, center, topic_laye
                 hook.remove()
         h = gather_last(captured["h"] if last else out.hidden_states[layer], m).float()
         top = captured["h"] if last and topic_layer == layer else out.hidden_states[topic_layer]  # the last layer's entry is normed
-        topic = (masked_mean(top, m).numpy(),) if topic_layer else ()
+        topic = (masked_mean(top, m).numpy(), masked_mean(top, tail_mask(m, tail_tokens)).numpy()) if topic_layer else ()
         return cosine(h, r, c).numpy(), torch.linalg.vector_norm(h, dim=-1).numpy(), h.numpy(), *topic
 
     return run
@@ -110,8 +110,8 @@ def compare(bundle: GuardBundle, reference: Scorer, texts=PARITY_PROMPTS, dummy=
         if len(out) > 2 and len(ref) > 2:
             rel = np.linalg.norm(out[2] - ref[2], axis=-1) / np.maximum(np.linalg.norm(ref[2], axis=-1), 1e-6)
             state_err = max(state_err or 0.0, float(rel.max()))
-        if len(out) > 3 and len(ref) > 3:
-            rel = np.linalg.norm(out[3] - ref[3], axis=-1) / np.maximum(np.linalg.norm(ref[3], axis=-1), 1e-6)
+        for k in range(3, min(len(out), len(ref))):  # topic_state, tail_state
+            rel = np.linalg.norm(out[k] - ref[k], axis=-1) / np.maximum(np.linalg.norm(ref[k], axis=-1), 1e-6)
             topic_err = max(topic_err or 0.0, float(rel.max()))
         if name == "prompts_right":
             batched = scores
@@ -128,13 +128,13 @@ def compare(bundle: GuardBundle, reference: Scorer, texts=PARITY_PROMPTS, dummy=
 
 
 def validate_model_outputs(bundle: GuardBundle, causal_lm: Any, layer: int, refusal_feature, center, atol: float,
-                           texts=PARITY_PROMPTS, topic_layer: int = 0) -> dict:
+                           texts=PARITY_PROMPTS, topic_layer: int = 0, tail_tokens: int = 32) -> dict:
     """Parity of the exported graph against the original HF model; raises ParityError over `atol`."""
     from reftguard.modeling.families import family_for
 
     fam = family_for(causal_lm.config)
     dummy = fam.dummy_inputs(int(causal_lm.config.vocab_size))
-    report = compare(bundle, hf_reference(causal_lm, layer, refusal_feature, center, topic_layer), texts, dummy)
+    report = compare(bundle, hf_reference(causal_lm, layer, refusal_feature, center, topic_layer, tail_tokens), texts, dummy)
     report |= {"parity_reference": REFERENCE, "atol": atol}
     worst = max(report["parity_cases"], key=report["parity_cases"].get)
     if report["parity_max_abs_diff"] > atol:

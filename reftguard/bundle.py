@@ -18,7 +18,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -55,6 +55,15 @@ def canonical_json(obj: Any) -> bytes:
 def compute_bundle_id(manifest: dict) -> str:
     body = {k: v for k, v in manifest.items() if k not in _VOLATILE}
     return "rg-" + hashlib.sha256(canonical_json(body)).hexdigest()[:20]
+
+
+class FlagGate(NamedTuple):
+    """A cosine reading a FLAGged request must also pass (reftguard/gate_fit.py): cos(output - centre, direction) > threshold."""
+
+    direction: np.ndarray
+    centre: np.ndarray
+    threshold: float
+    input: str  # the graph output it reads (reftguard.bundle_io)
 
 
 def _bundle_files(root: Path) -> list[str]:
@@ -179,14 +188,13 @@ class GuardBundle:
     def refusal_feature(self) -> np.ndarray:
         return np.load(self.root / FEATURE, allow_pickle=False)
 
-    def flag_gate(self) -> tuple[np.ndarray, np.ndarray, float] | None:
-        """(direction, centre, threshold) of the gate a FLAGged request must also pass (`reftguard fit-gate`,
-        read on `topic_state`); None without one."""
+    def flag_gate(self) -> "FlagGate | None":
+        """The gate a FLAGged request must also pass (`reftguard fit-gate`); None without one."""
         spec = self.manifest.get("flag_gate")
         if not spec:
             return None
         arr = np.load(self.root / spec["file"], allow_pickle=False)
-        return arr[0], arr[1], float(spec["threshold"])
+        return FlagGate(arr[0], arr[1], float(spec["threshold"]), spec.get("input", bundle_io.TAIL))
 
     def role_features(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{role: (R_role, c_role)} fitted on that role's own turns (`reftguard fit-roles`); empty when the

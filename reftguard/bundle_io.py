@@ -27,10 +27,14 @@ STATE = "state"
 # reads: topic sits there, not in the last token of layer l (research/category_pooling.py). Graphs exported
 # before it end at `state`.
 TOPIC = "topic_state"
+# The same layer's mean over the turn's last `tail_tokens` real tokens (manifest): the request that ends a turn,
+# not a context passage before it. The flag gate reads it (reftguard/gate_fit.py, research/flag_gate_tail.py).
+TAIL = "tail_state"
 
 INPUTS = (TensorSpec(INPUT_IDS, "int64", ("batch", "seq")), TensorSpec(ATTENTION_MASK, "int64", ("batch", "seq")))
 OUTPUTS = (TensorSpec(SCORE, "float32", ("batch",)), TensorSpec(FEATURE_NORM, "float32", ("batch",)),
-           TensorSpec(STATE, "float32", ("batch", "")), TensorSpec(TOPIC, "float32", ("batch", "")))
+           TensorSpec(STATE, "float32", ("batch", "")), TensorSpec(TOPIC, "float32", ("batch", "")),
+           TensorSpec(TAIL, "float32", ("batch", "")))
 INPUT_NAMES = tuple(t.name for t in INPUTS)
 OUTPUT_NAMES = tuple(t.name for t in OUTPUTS)
 

@@ -31,6 +31,9 @@ from reftguard.data import CALIBRATION_FILES
 log = logging.getLogger("reftguard.default")
 
 RECIPE = {
+    # The graph also outputs layer 8's token means, over the whole turn (the category head's reading) and over its
+    # last 32 tokens (the flag gate's): research/category_pooling.py, research/flag_gate_tail.py.
+    "export": {"topic_layer": 8, "tail_tokens": 32},
     # Replies and system prompts are read with refusal features fitted on their own turns (roles-train),
     # not with R_l, which the teacher learnt from requests (reftguard/role_fit.py): whitened directions
     # (shrinkage by 5-fold CV on roles-train), replies on their hand-read labels (research/reply_probe.py).
@@ -54,9 +57,13 @@ RECIPE = {
                     # replies: uncapped, on their noisy labels (partly evasive) it sent 71% of them to review.
                     "review_recall": 0.98, "review_recall_role": ["system=0.98", "assistant=0.98"],
                     "review_max_benign": ["assistant=0.05"]},
-    # No flag gate (`reftguard fit-gate`, opt-in): it moves hard negatives from FLAG to REVIEW (report 3.8% -> 1.5%)
-    # but also requests hidden behind a benign context passage (context-dependent FLAG 11/12 -> 8/12; the 4 go to
-    # REVIEW), whose token mean reads as the passage's topic (research/flag_gate.py).
+    # A request over its flag threshold is FLAGged only if a second reading agrees, of its tail state (layer 8's
+    # mean over the turn's last 32 tokens: the request, not a context passage before it); else REVIEW. Prompts that
+    # only sound unsafe leave FLAG; FLAG-or-REVIEW recall does not move. Fitted on the teacher's training files; its
+    # threshold keeps 97% of the calib half's FLAGged harmful prompts (research/flag_gate_tail.py: calib hard
+    # negatives FLAGged 1.7% -> 0.7%; the whole-turn mean had also gated context-dependent requests, flag_gate.py).
+    "flag_gate": {"data": ["guard-train.jsonl", "guard-train-extra.jsonl", "contrast-train.jsonl", "persona-train.jsonl"],
+                  "calib_data": list(CALIBRATION_FILES), "split": "calib", "shrink": 0.03, "keep": 0.97},
     # No int8 graph: measured on this bundle it is 1.67x bf16 but loses 0.031 AUROC on replies (the role features
     # are fitted on fp32 states), so auto would not serve it, and it adds ~3 minutes to every build. Add it with
     # `reftguard export --int8` / exporter.int8.add_int8_graph (docs/design.md).
@@ -90,7 +97,7 @@ def cache_key() -> str:
 
     h = hashlib.sha256(json.dumps([RECIPE, __version__, serves_bf16()], sort_keys=True).encode())
     for name in (RECIPE["calibration"]["data"] + RECIPE["role_features"]["data"] + RECIPE["role_features"]["hand_labels"]
-                 + RECIPE["categories"]["data"] + RECIPE["categories"]["hand_labels"]):
+                 + RECIPE["categories"]["data"] + RECIPE["categories"]["hand_labels"] + RECIPE["flag_gate"]["data"]):
         h.update(packaged(name).read_bytes())
     gguf = packaged_gguf()
     h.update(f"{gguf.name}:{gguf.stat().st_size}".encode())

@@ -1,11 +1,12 @@
 """`reftguard fit-gate`: a second reading that a request must also pass to be FLAGged.
 
 R_l's score ranks some prompts that only sound unsafe above most harmful ones ("How do I find a therapist I
-can afford?"); no threshold separates them. The gate reads the graph's `topic_state` (layer l/2's token mean,
-what a request is about) with a shrinkage-LDA direction fitted on labeled training prompts, harmful against
+can afford?"); no threshold separates them. The gate reads the graph's `tail_state` (layer l/2's mean over the
+turn's last 32 tokens: what the request at the end of a turn is about, not a context passage before it;
+research/flag_gate_tail.py) with a shrinkage-LDA direction fitted on labeled training prompts, harmful against
 benign (reftguard.features.shrinkage_feature). A user turn over its flag threshold whose gate score is not
 over the gate threshold is not FLAGged: it goes to REVIEW (never ALLOW), so FLAG-or-REVIEW recall, the band and
-an old client's outcome (REVIEW reaches it as FLAG) do not change. research/flag_gate.py: on the calib half,
+an old client's outcome (REVIEW reaches it as FLAG) do not change. research/flag_gate_tail.py: on the calib half,
 hard negatives FLAGged 1.7% -> 0.7% at 97% of R_l's FLAG kept.
 
 The gate threshold keeps `keep` of the harmful calibration prompts that the bundle's flag threshold FLAGs, so
@@ -34,7 +35,7 @@ FLAG_GATE = "flag_gate.npy"
 
 @dataclass
 class FitGateConfig:
-    bundle: str = option("bundle", "Calibrated guard bundle whose graph has a `topic_state` output (re-sealed in place with the gate).")
+    bundle: str = option("bundle", "Calibrated guard bundle whose graph has a `tail_state` output (re-sealed in place with the gate).")
     data: list = option([], "Labeled training prompts (harmful/benign) the gate's direction is fitted on. Never pass dev data here.")
     calib_data: list = option([], "Labeled prompts the gate threshold is set on (e.g. the calibration files).")
     split: str = option("calib", "Half of --calib-data to set the threshold on ('report' stays held out).", choices=("all", "calib", "report"))
@@ -43,7 +44,8 @@ class FitGateConfig:
 
 
 def gate_scores(bundle: GuardBundle, texts: list[str], gate: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    return cosine_scores(turn_states(bundle, texts, output=bundle_io.TOPIC), *gate)
+    """cos(tail_state - centre, direction) of each text read as a user turn."""
+    return cosine_scores(turn_states(bundle, texts, output=bundle_io.TAIL), *gate)
 
 
 def fit_gate(cfg: FitGateConfig) -> GuardBundle:
@@ -52,11 +54,11 @@ def fit_gate(cfg: FitGateConfig) -> GuardBundle:
     if not 0 < cfg.keep <= 1:
         raise ValueError(f"--keep must be in (0, 1], got {cfg.keep}")
     bundle = GuardBundle.load(cfg.bundle)
-    if not bundle.manifest.get("topic_layer"):
-        raise ValueError(f"bundle {bundle.bundle_id} has no `topic_state` output (exported before it, or with --topic-layer 0); re-export it")
+    if not bundle.manifest.get("tail_tokens"):
+        raise ValueError(f"bundle {bundle.bundle_id} has no `tail_state` output (exported before it, or with --topic-layer 0); re-export it")
     train = load_labeled(cfg.data)
     y = np.array([p.label for p in train])
-    gate = shrinkage_feature(turn_states(bundle, [p.text for p in train], output=bundle_io.TOPIC), y, cfg.shrink)
+    gate = shrinkage_feature(turn_states(bundle, [p.text for p in train], output=bundle_io.TAIL), y, cfg.shrink)
     cal = [p for p in select_split(load_labeled(cfg.calib_data), cfg.split) if p.label == 1 and p.role == "user"]  # requests only
     over = np.asarray(score_prompts(bundle, cal)) > bundle.threshold
     if not over.any():
@@ -66,7 +68,7 @@ def fit_gate(cfg: FitGateConfig) -> GuardBundle:
     threshold = float(np.sort(s)[int(np.floor((1 - cfg.keep) * len(s)))] - 1e-6)
     np.save(bundle.root / FLAG_GATE, np.stack(gate).astype(np.float32), allow_pickle=False)
     manifest = dict(bundle.manifest)
-    manifest["flag_gate"] = {"file": FLAG_GATE, "input": bundle_io.TOPIC, "threshold": threshold, "shrink": cfg.shrink, "keep": cfg.keep,
+    manifest["flag_gate"] = {"file": FLAG_GATE, "input": bundle_io.TAIL, "threshold": threshold, "shrink": cfg.shrink, "keep": cfg.keep,
                              "data": [Path(d).name for d in cfg.data], "data_hash": data_hash(train), "n_harmful": int(y.sum()),
                              "n_benign": int(len(y) - y.sum()), "calib_data": [Path(d).name for d in cfg.calib_data], "split": cfg.split,
                              "n_flagged_harmful": int(over.sum()), "kept": float(np.mean(s > threshold))}

@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from reftguard import bundle_io
-from reftguard.bundle import GuardBundle
+from reftguard.bundle import FlagGate, GuardBundle
 from reftguard.encoding import DEFAULT_MAX_WINDOWS, DEFAULT_TRUNCATION, Encoded, PromptEncoder, length_sorted_batches
 from reftguard.engines import Engine
 from reftguard.features import cosine_scores
@@ -129,16 +129,13 @@ def text_turns(texts: Sequence[str], role: str = "user") -> list[Turn]:
 RoleFeatures = dict  # {role: (R_role, c_role)}: GuardBundle.role_features()
 
 
-FlagGate = tuple  # (direction, centre, threshold) on topic_state: GuardBundle.flag_gate()
-
-
 def row_notes(outputs: Sequence[np.ndarray], head, gate: FlagGate | None = None) -> list[tuple[str, float, bool]] | None:
     """Per row: its most probable harm category and that probability (("", nan) without a head or the output it
     reads), and whether it passes the flag gate (True without one). None when neither applies."""
     k = bundle_io.OUTPUT_NAMES.index(head.input) if head is not None else len(outputs)
     top = head.top(outputs[k]) if k < len(outputs) else None
-    g = bundle_io.OUTPUT_NAMES.index(bundle_io.TOPIC)
-    passes = cosine_scores(outputs[g], gate[0], gate[1]) > gate[2] if gate is not None and g < len(outputs) else None
+    g = bundle_io.OUTPUT_NAMES.index(gate.input) if gate is not None else len(outputs)
+    passes = cosine_scores(outputs[g], gate.direction, gate.centre) > gate.threshold if g < len(outputs) else None
     if top is None and passes is None:
         return None
     n = len(outputs[0])

@@ -20,7 +20,7 @@ negatives FLAGged 1.7% -> 0.7%, benign FLAGged 1.3% -> 0.4%, FLAG recall 0.932 -
 0.987). Not in the default bundle, though: on whole records (report half, research/results/flag_gate_records.json)
 it also moves requests behind a benign context passage from FLAG to REVIEW (context-dependent FLAG 11/12 -> 8/12,
 the #32 goal 0.85 lost; the mean over a long passage reads as the passage's topic), for benign records 6 -> 5 of 99
-flagged. `reftguard fit-gate` stays, opt-in, for sources of short requests.
+flagged. Superseded by research/flag_gate_tail.py, which reads the turn's last 32 tokens instead.
 
     OMP_NUM_THREADS=2 python -m research.flag_gate [--bundle DIR] [--out research/results/flag_gate.json]
 """

@@ -136,7 +136,7 @@ def test_fp16_graph_structure(multi, tiny_bundle):
     fp32 = onnx.load(str(GuardBundle.load(tiny_bundle).model_path))
     head_consts = {i for n in fp32.graph.node if n.name.startswith("/head/") for i in n.input} & set(inits)
     assert head_consts and all(inits[name] == onnx.TensorProto.FLOAT for name in head_consts)
-    assert [(o.name, o.type.tensor_type.elem_type) for o in m.graph.output] == [(n, onnx.TensorProto.FLOAT) for n in ("score", "feature_norm", "state", "topic_state")]
+    assert [(o.name, o.type.tensor_type.elem_type) for o in m.graph.output] == [(n, onnx.TensorProto.FLOAT) for n in ("score", "feature_norm", "state", "topic_state", "tail_state")]
     assert [i.type.tensor_type.elem_type for i in m.graph.input] == [onnx.TensorProto.INT64] * 2
     rec = multi.manifest["fp16"]
     assert rec["file"] == FP16_MODEL and FP16_MODEL in multi.manifest["files"] and rec["parity_max_abs_diff"] <= rec["atol"]

@@ -1,4 +1,4 @@
-"""The flag gate: a FLAGged request must also pass a reading of its topic state, or it goes to REVIEW."""
+"""The flag gate: a FLAGged request must also pass a reading of its tail state, or it goes to REVIEW."""
 from __future__ import annotations
 
 import json
@@ -59,13 +59,13 @@ def gated(role_bundle, role_data, tmp_path_factory):
 
 def test_fit_gate_keeps_its_share_of_the_flagged_harmful_prompts_and_the_scorer_applies_it(gated, role_data):
     spec = gated.manifest["flag_gate"]
-    assert spec["file"] in gated.manifest["files"] and spec["input"] == "topic_state" and spec["keep"] == 0.8
+    assert spec["file"] in gated.manifest["files"] and spec["input"] == "tail_state" and spec["keep"] == 0.8
     rows = [json.loads(line) for line in role_data.read_text().splitlines()]
     user = [r for r in rows if r.get("role", "user") == "user"]
     scorer = BundleScorer(gated)
     s = scorer.scores([r["text"] for r in user])
-    r, c, t = gated.flag_gate()
-    g = cosine_scores(turn_states(gated, [x["text"] for x in user], output=bundle_io.TOPIC), r, c)
+    r, c, t, _ = gated.flag_gate()
+    g = cosine_scores(turn_states(gated, [x["text"] for x in user], output=bundle_io.TAIL), r, c)
     harm = np.array([x["label"] == "harmful" for x in user])
     over = harm & (s > gated.threshold)
     assert over.any() and (g[over] > t).mean() >= 0.8 and spec["kept"] == pytest.approx((g[over] > t).mean())
@@ -92,12 +92,12 @@ def test_fit_gate_refuses_what_it_cannot_use(gated, tiny_bundle, role_data, tmp_
     old = tmp_path / "old"
     shutil.copytree(tiny_bundle, old)
     manifest = json.loads((old / "guard.json").read_text())
-    manifest.pop("topic_layer")
+    manifest.pop("tail_tokens")
     from reftguard.bundle import seal
 
     seal(old, manifest)
     cfg = dict(data=[str(packaged("guard-train.jsonl"))], calib_data=[str(role_data)], split="all")
-    with pytest.raises(ValueError, match="no `topic_state` output"):
+    with pytest.raises(ValueError, match="no `tail_state` output"):
         fit_gate(FitGateConfig(bundle=str(old), **cfg))
     with pytest.raises(ValueError, match="--keep"):
         fit_gate(FitGateConfig(bundle=str(gated.root), keep=0.0, **cfg))
@@ -113,3 +113,14 @@ def test_fit_gate_command_line(role_bundle, role_data, tmp_path, capsys):
                  "--split", "all", "--keep", "0.9"]) == 0
     g = GuardBundle.load(out).manifest["flag_gate"]
     assert f"flag gate threshold {g['threshold']:.4f}" in capsys.readouterr().out and g["kept"] >= 0.9
+
+
+def test_the_tail_mask_keeps_each_rows_last_real_tokens_on_either_padding_side():
+    import torch
+
+    from reftguard.modeling.guard import masked_mean, tail_mask
+
+    mask = torch.tensor([[1, 1, 1, 1, 0], [0, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    assert tail_mask(mask, 2).tolist() == [[0, 0, 1, 1, 0], [0, 0, 0, 1, 1], [1, 0, 0, 0, 0]]  # a short row keeps all
+    h = torch.arange(5.0).repeat(3, 1).unsqueeze(-1)  # each token's state is its position
+    assert masked_mean(h, tail_mask(mask, 2)).squeeze(-1).tolist() == [2.5, 3.5, 0.0]

@@ -68,7 +68,7 @@ def test_a_graph_without_the_state_output_scores_every_role_with_r_l(role_bundle
 
     old = _copy(role_bundle, tmp_path)
     model = onnx.load(str(old / "model.onnx"))
-    kept = [o for o in model.graph.output if o.name not in ("state", "topic_state")]  # what such graphs had
+    kept = [o for o in model.graph.output if o.name not in ("state", "topic_state", "tail_state")]  # what such graphs had
     del model.graph.output[:]
     model.graph.output.extend(kept)
     onnx.save(model, str(old / "model.onnx"))
@@ -88,9 +88,10 @@ def test_export_checks_the_state_against_the_hf_model(tiny_bundle):
     b = GuardBundle.load(tiny_bundle)
     ex = b.manifest["exporter"]
     assert 0 <= ex["state_max_rel_diff"] < 1e-4
-    # the topic state (real-token mean of layer l/2, which the category head reads) too, both padding sides
-    assert b.manifest["topic_layer"] == b.layer // 2 >= 1 and 0 <= ex["topic_state_max_rel_diff"] < 1e-4
-    assert OrtEngine(b).outputs == ["score", "feature_norm", "state", "topic_state"]
+    # the topic and tail states (layer l/2's mean over all real tokens, and over the last 32) too, both padding sides
+    assert b.manifest["topic_layer"] == b.layer // 2 >= 1 and b.manifest["tail_tokens"] == 32
+    assert 0 <= ex["topic_state_max_rel_diff"] < 1e-4
+    assert OrtEngine(b).outputs == ["score", "feature_norm", "state", "topic_state", "tail_state"]
 
 
 def test_shrink_and_hand_labels_fit_a_whitened_feature_on_the_hand_read_labels(role_bundle, role_train, tmp_path):

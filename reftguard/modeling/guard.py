@@ -95,21 +95,32 @@ class CosineHead(nn.Module):
 
 class GuardModule(nn.Module):
     """(input_ids, attention_mask) -> (score [b], feature_norm [b], state [b, hidden]) and, with a
-    `topic_layer`, topic_state [b, hidden]: the mean over real tokens of that layer's states. All fp32."""
+    `topic_layer`, topic_state and tail_state [b, hidden]: that layer's states averaged over every real token,
+    and over the last `tail_tokens` of them. All fp32."""
 
-    def __init__(self, causal_lm: Any, layer: int, refusal_feature, center=None, topic_layer: int = 0):
+    def __init__(self, causal_lm: Any, layer: int, refusal_feature, center=None, topic_layer: int = 0, tail_tokens: int = 32):
         super().__init__()
         if not 0 <= topic_layer <= layer:
             raise ValueError(f"topic_layer {topic_layer} must be within the guard's layers (1..{layer}, or 0 for none)")
+        if tail_tokens < 1:
+            raise ValueError(f"tail_tokens must be >= 1, got {tail_tokens}")
         self.decoder = TruncatedDecoder(causal_lm, layer)
         self.head = CosineHead(refusal_feature, center)
-        self.topic_layer = topic_layer
+        self.topic_layer, self.tail_tokens = topic_layer, tail_tokens
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         if not self.topic_layer:
             return self.head(gather_last(self.decoder(input_ids, attention_mask), attention_mask))
         states = self.decoder(input_ids, attention_mask, collect=True)
-        return (*self.head(gather_last(states[-1], attention_mask)), masked_mean(states[self.topic_layer - 1], attention_mask))
+        topic = states[self.topic_layer - 1]
+        return (*self.head(gather_last(states[-1], attention_mask)), masked_mean(topic, attention_mask),
+                masked_mean(topic, tail_mask(attention_mask, self.tail_tokens)))
+
+
+def tail_mask(attention_mask: torch.Tensor, k: int) -> torch.Tensor:
+    """The mask of each row's last `k` real tokens (either padding side)."""
+    from_end = attention_mask.flip(1).cumsum(1).flip(1)  # real tokens from here to the row's end
+    return attention_mask * (from_end <= k).to(attention_mask.dtype)
 
 
 def masked_mean(h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
