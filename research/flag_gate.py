@@ -54,11 +54,8 @@ def topic_states(bundle, name: str, rows, cache: Path) -> np.ndarray:
     return np.load(p)
 
 
-def main(argv=None) -> int:
-    args = parser(__doc__, "research/results/flag_gate.json", "runs/up").parse_args(argv)
-    bundle, cache = bundle_of(args), Path(args.cache)
-    train = load_labeled([str(packaged(f)) for f in TRAIN])
-    h, y = topic_states(bundle, "train", train, cache), np.array([p.label for p in train])
+def fit_probe(h: np.ndarray, y: np.ndarray, train) -> tuple[dict, float, tuple[np.ndarray, np.ndarray]]:
+    """The probe's shrink by 5-fold CV AUROC (folds by group), and the probe fitted on all rows at it."""
     fold = np.array([hash_fold(p.group or p.id) for p in train])
     cv = {}
     for shrink in SHRINKS:
@@ -67,7 +64,15 @@ def main(argv=None) -> int:
             s[fold == k] = cosine_scores(h[fold == k], *shrinkage_feature(h[fold != k], y[fold != k], shrink))
         cv[f"{shrink:g}"] = evaluation.auroc(s, y)
     best = max(SHRINKS, key=lambda a: (cv[f"{a:g}"], a))
-    probe = shrinkage_feature(h, y, best)
+    return cv, best, shrinkage_feature(h, y, best)
+
+
+def main(argv=None) -> int:
+    args = parser(__doc__, "research/results/flag_gate.json", "runs/up").parse_args(argv)
+    bundle, cache = bundle_of(args), Path(args.cache)
+    train = load_labeled([str(packaged(f)) for f in TRAIN])
+    h, y = topic_states(bundle, "train", train, cache), np.array([p.label for p in train])
+    cv, best, probe = fit_probe(h, y, train)
     dev = load_labeled([str(packaged(f)) for f in CALIBRATION_FILES])
     gate_s, served = cosine_scores(topic_states(bundle, "dev", dev, cache), *probe), np.asarray(score_prompts(bundle, dev))
     flag, review = bundle.threshold, bundle.review_thresholds.get("user", bundle.threshold)

@@ -26,16 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from reftguard import evaluation
 from reftguard.calibration import score_prompts
 from reftguard.data import CALIBRATION_FILES, load_labeled, packaged, select_split
 from reftguard.encoding import DEFAULT_WINDOW_TAIL
-from reftguard.features import cosine_scores, shrinkage_feature
+from reftguard.features import cosine_scores
 from research.cli import bundle_of, parser
-from research.flag_gate import KEEP
-from research.reply_probe import FOLDS, hash_fold
+from research.flag_gate import KEEP, fit_probe
 from research.role_features import cached, decoder_batches, load_shipped_teacher
-from research.user_probe import SHRINKS, TRAIN
+from research.user_probe import TRAIN
 
 LAYER = 8
 
@@ -66,15 +64,7 @@ def main(argv=None) -> int:
     bundle, teacher, cache = bundle_of(args), load_shipped_teacher(), Path(args.cache)
     train = load_labeled([str(packaged(f)) for f in TRAIN])
     h, y = tail_states(teacher, [p.text for p in train], cache / "train.npy"), np.array([p.label for p in train])
-    fold = np.array([hash_fold(p.group or p.id) for p in train])
-    cv = {}
-    for shrink in SHRINKS:
-        s = np.zeros(len(y))
-        for k in range(FOLDS):
-            s[fold == k] = cosine_scores(h[fold == k], *shrinkage_feature(h[fold != k], y[fold != k], shrink))
-        cv[f"{shrink:g}"] = evaluation.auroc(s, y)
-    best = max(SHRINKS, key=lambda a: (cv[f"{a:g}"], a))
-    probe = shrinkage_feature(h, y, best)
+    cv, best, probe = fit_probe(h, y, train)
     dev = load_labeled([str(packaged(f)) for f in CALIBRATION_FILES])
     gate_s = cosine_scores(tail_states(teacher, [p.text for p in dev], cache / "dev.npy"), *probe)
     served, flag = np.asarray(score_prompts(bundle, dev)), bundle.threshold
