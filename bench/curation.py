@@ -28,7 +28,6 @@ from reftguard.calibration import score_prompts
 from reftguard.category_fit import hand_category_labels, labelled_rows
 from reftguard.data import CALIBRATION_FILES, load_labeled, packaged, select_split
 from reftguard.default_bundle import RECIPE
-from reftguard.gate_fit import gate_scores
 from reftguard.role_fit import turn_states
 
 CURVE = (0.90, 0.95, 0.97, 0.98, 0.99)
@@ -55,7 +54,7 @@ def gate_passes(bundle: GuardBundle, prompts) -> np.ndarray:
     gate = bundle.flag_gate()
     if gate is None:
         return np.ones(len(prompts), dtype=bool)
-    return gate_scores(bundle, [p.text for p in prompts], (gate.direction, gate.centre)) > gate.threshold
+    return gate.passes(turn_states(bundle, [p.text for p in prompts], output=gate.input))
 
 
 def band(bundle: GuardBundle) -> dict:

@@ -24,6 +24,7 @@ import numpy as np
 
 from reftguard import bundle_io
 from reftguard.card import render_card, review_bands_of
+from reftguard.features import cosine_scores
 from reftguard.prompt import PromptFormat
 
 FORMAT_VERSION = 1
@@ -64,6 +65,10 @@ class FlagGate(NamedTuple):
     centre: np.ndarray
     threshold: float
     input: str  # the graph output it reads (reftguard.bundle_io)
+
+    def passes(self, states: np.ndarray) -> np.ndarray:
+        """Per row of `states` (its `input` output), whether it passes; the one place the gate's rule is written."""
+        return cosine_scores(states, self.direction, self.centre) > self.threshold
 
 
 def _bundle_files(root: Path) -> list[str]:

@@ -66,12 +66,13 @@ def fit_gate(cfg: FitGateConfig) -> GuardBundle:
     s = gate_scores(bundle, [p.text for p, o in zip(cal, over) if o], gate)
     # The highest threshold under which at least `keep` of them still pass (strict >, as every threshold).
     threshold = float(np.sort(s)[int(np.floor((1 - cfg.keep) * len(s)))] - 1e-6)
+    kept = float(np.mean(s > threshold))
     np.save(bundle.root / FLAG_GATE, np.stack(gate).astype(np.float32), allow_pickle=False)
     manifest = dict(bundle.manifest)
     manifest["flag_gate"] = {"file": FLAG_GATE, "input": bundle_io.TAIL, "threshold": threshold, "shrink": cfg.shrink, "keep": cfg.keep,
                              "data": [Path(d).name for d in cfg.data], "data_hash": data_hash(train), "n_harmful": int(y.sum()),
                              "n_benign": int(len(y) - y.sum()), "calib_data": [Path(d).name for d in cfg.calib_data], "split": cfg.split,
-                             "n_flagged_harmful": int(over.sum()), "kept": float(np.mean(s > threshold))}
+                             "n_flagged_harmful": int(over.sum()), "kept": kept}
     log.info("flag gate from %d harmful / %d benign prompts; threshold %.4f keeps %.3f of %d FLAGged harmful calib prompts",
-             y.sum(), len(y) - y.sum(), threshold, np.mean(s > threshold), over.sum())
+             y.sum(), len(y) - y.sum(), threshold, kept, over.sum())
     return bundle.reseal(manifest)

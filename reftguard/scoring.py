@@ -135,7 +135,7 @@ def row_notes(outputs: Sequence[np.ndarray], head, gate: FlagGate | None = None)
     k = bundle_io.OUTPUT_NAMES.index(head.input) if head is not None else len(outputs)
     top = head.top(outputs[k]) if k < len(outputs) else None
     g = bundle_io.OUTPUT_NAMES.index(gate.input) if gate is not None else len(outputs)
-    passes = cosine_scores(outputs[g], gate.direction, gate.centre) > gate.threshold if g < len(outputs) else None
+    passes = gate.passes(outputs[g]) if g < len(outputs) else None
     if top is None and passes is None:
         return None
     n = len(outputs[0])
@@ -230,19 +230,20 @@ def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresho
         if not ks:
             raise ValueError(f"item {len(out)} has no turn to score")
         k, reason, flag = _judge(ks, turns, top, thresholds, gated)
-        review, judged = False, thresholds
+        review = in_band = False
         if not flag and gated.intersection(ks):  # over its flag threshold but gated: REVIEW, with or without a band
             k2, reason2, review = _judge(ks, turns, top, thresholds)
-            k, reason = (k2, reason2) if review else (k, reason)
+            if review:
+                k, reason = k2, reason2
         if not flag and not review and thresholds.review is not None:
             k2, reason2, review = _judge(ks, turns, top, thresholds.review)
             if review or reason2 == "refusal_example":  # a refused request in the band is safety data too: named, allowed
-                k, reason, judged = k2, reason2, thresholds.review
+                k, reason, in_band = k2, reason2, review
         reply = _reply(ks, turns, ks.index(k)) if review and reason == "complied_with_harm" else None
-        if reply is not None and is_bare_compliance(turns[reply].text):
-            flag, review = True, False  # flagged at the edge it crossed, which it reports
-        else:
-            judged = thresholds
+        bare = reply is not None and is_bare_compliance(turns[reply].text)
+        if bare:
+            flag, review = True, False
+        judged = thresholds.review if bare and in_band else thresholds  # a bare opener flags at the edge it crossed
         r, t = best[k], turns[k]
         # A system prompt's harm is the persona it sets, not a hazard class: the head (fitted on requests) names none.
         named = categories is not None and (flag or review) and t.role != "system"
