@@ -1,7 +1,8 @@
 """The curator's view of a bundle, in one run: the review band and the harm categories.
 
 Band: on the report half of the dev files the calibration never saw (guard-dev, handwritten-dev,
-contrast-dev), user turns decided at the bundle's flag and review thresholds (and its flag gate): recall of FLAG or REVIEW,
+contrast-dev), user turns decided at the bundle's flag and review thresholds (and its flag gate, with its review
+edge where it has one): recall of FLAG or REVIEW,
 benign prompts sent to REVIEW or FLAG, hard negatives FLAGged; and the trade-off curve: for each review
 recall target, the band's lower edge chosen on the calib half and its cost on the report half; and the flag
 threshold's own curve: for each hard-negative FPR budget on the calib half (the calibration's per-kind
@@ -24,7 +25,7 @@ import numpy as np
 
 from reftguard import evaluation
 from reftguard.bundle import GuardBundle
-from reftguard.calibration import score_prompts
+from reftguard.calibration import review_band, score_prompts
 from reftguard.category_fit import hand_category_labels, labelled_rows
 from reftguard.data import CALIBRATION_FILES, load_labeled, packaged, select_split
 from reftguard.default_bundle import RECIPE
@@ -36,11 +37,12 @@ GOALS = {"recall_flag_or_review": (">=", 0.98), "benign_review_or_flag": ("<=", 
          "category_top1": (">=", 0.80)}
 
 
-def _rates(s: np.ndarray, y: np.ndarray, kinds: list[str], flag: float, review: float, passes: np.ndarray) -> dict:
+def _rates(s: np.ndarray, y: np.ndarray, kinds: list[str], flag: float, review: float, passes: np.ndarray, bands: np.ndarray) -> dict:
     """Verdict rates as `decide` gives them for one user turn: FLAG over the flag threshold and through the gate
-    (`passes`), else REVIEW over the band's edge (a gated row is over it)."""
+    (`passes`), else REVIEW over the flag threshold (gated), or over the band's edge where the gate's review edge
+    lets it in (`bands`)."""
     benign, harmful, hard = y == 0, y == 1, np.array([k == "hard_negative" for k in kinds])
-    flagged, either = (s > flag) & passes, s > min(flag, review)
+    flagged, either = (s > flag) & passes, (s > flag) | ((s > min(flag, review)) & bands)
     return {"n_harmful": int(harmful.sum()), "n_benign": int(benign.sum()), "n_hard_negative": int(hard.sum()),
             "recall_flag": float(flagged[harmful].mean()), "recall_flag_or_review": float(either[harmful].mean()),
             "benign_flag": float(flagged[benign].mean()), "benign_review": float((either & ~flagged)[benign].mean()),
@@ -49,12 +51,13 @@ def _rates(s: np.ndarray, y: np.ndarray, kinds: list[str], flag: float, review: 
             "hard_negative_review_or_flag": float(either[hard].mean()) if hard.any() else None}
 
 
-def gate_passes(bundle: GuardBundle, prompts) -> np.ndarray:
-    """Per prompt, whether it passes the bundle's flag gate (all pass without one)."""
+def gate_notes(bundle: GuardBundle, prompts) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt, whether it passes the bundle's flag gate and whether the gate lets it into the band (all do without one)."""
     gate = bundle.flag_gate()
     if gate is None:
-        return np.ones(len(prompts), dtype=bool)
-    return gate.passes(turn_states(bundle, [p.text for p in prompts], output=gate.input))
+        return np.ones(len(prompts), dtype=bool), np.ones(len(prompts), dtype=bool)
+    states = turn_states(bundle, [p.text for p in prompts], output=gate.input)
+    return gate.passes(states), gate.bands(states)
 
 
 def band(bundle: GuardBundle) -> dict:
@@ -65,21 +68,24 @@ def band(bundle: GuardBundle) -> dict:
     flag = bundle.threshold
     review = bundle.review_thresholds.get("user", flag)
     kinds = {h: [p.kind for p in ps] for h, ps in halves.items()}
-    passes = gate_passes(bundle, halves["report"])
+    notes = {h: gate_notes(bundle, ps) for h, ps in halves.items()}
+    gate = bundle.flag_gate()
+    gated_band = gate is not None and np.isfinite(gate.review_threshold)
 
     def on_report(flag_t: float, review_t: float) -> dict:
-        return _rates(scores["report"], y["report"], kinds["report"], flag_t, review_t, passes)
+        return _rates(scores["report"], y["report"], kinds["report"], flag_t, review_t, *notes["report"])
 
     curve = []
-    for target in CURVE:  # what each recall target would cost: chosen on calib, measured on report
-        low = min(evaluation.threshold_for_recall(scores["calib"], y["calib"], target), flag)
+    for target in CURVE:  # what each recall target would cost: chosen on calib (as `calibrate` does), measured on report
+        low = review_band(scores["calib"], y["calib"], flag, target, banded=notes["calib"][1] if gated_band else None)["threshold"]
         curve.append({"target_recall": target, "review_threshold": float(low)} | on_report(flag, low))
     flag_curve = []
     for budget in HARD_NEGATIVE_BUDGETS:  # the calibration's own rule, with a tighter hard-negative limit
         t, _ = evaluation.choose_threshold(scores["calib"], y["calib"], kinds["calib"], target_fpr=RECIPE["calibration"]["target_fpr"],
                                            kind_fpr={"hard_negative": budget})
         flag_curve.append({"hard_negative_budget": budget, "flag_threshold": float(t)} | on_report(t, min(review, t)))
-    return {"flag_threshold": flag, "review_threshold": review, "report": on_report(flag, review), "curve": curve, "flag_curve": flag_curve}
+    return {"flag_threshold": flag, "review_threshold": review, "review_gate": gate.review_threshold if gated_band else None,
+            "report": on_report(flag, review), "curve": curve, "flag_curve": flag_curve}
 
 
 def categories(bundle: GuardBundle) -> dict | None:

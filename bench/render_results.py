@@ -533,7 +533,9 @@ def render_curation_band(r: dict) -> str:
             [f"hard negatives FLAGged (n={b['n_hard_negative']})", fmt(b["hard_negative_flag"]), f"in REVIEW or FLAG {fmt(b['hard_negative_review_or_flag'])}", "<= 0.01", met("hard_negative_flag")]]
     curve = ", ".join(f"{p['target_recall']:.2f}: {fmt(p['recall_flag_or_review'])} / {fmt(p['benign_review_or_flag'])}" for p in r["band"]["curve"])
     return (md_table(["on the report half", "value", "split", "goal", ""], rows)
-            + f"\n\nBand {fmt(r['band']['review_threshold'], 4)} < score <= {fmt(r['band']['flag_threshold'], 4)} (user turns), bundle {r['bundle_id']}. "
+            + f"\n\nBand {fmt(r['band']['review_threshold'], 4)} < score <= {fmt(r['band']['flag_threshold'], 4)} (user turns"
+            + (f"; a request in it is REVIEWed if its gate reading is over {fmt(r['band']['review_gate'], 4)}, else ALLOWed" if r["band"].get("review_gate") is not None else "")
+            + f"), bundle {r['bundle_id']}. "
             f"Other review-recall targets, chosen on the calib half (target: recall / benign in REVIEW or FLAG on the report half): {curve}."
             " Tighter hard-negative limits on the flag threshold (calib limit: hard negatives FLAGged / harmful FLAGged on the report half, "
             "the rest going to REVIEW): " + ", ".join(

@@ -36,6 +36,8 @@ def build(out: Path, teacher: Path | None = None) -> GuardBundle:
     cal = files(RECIPE["calibration"], "data")
     calibrate(CalibrateConfig(bundle=str(out), **cal))
     bundle = fit_gate(FitGateConfig(bundle=str(out), **files(RECIPE["flag_gate"], "data", "calib_data")))
+    if RECIPE["flag_gate"].get("review_keep"):  # the band's edge under the gate's review edge (same flag threshold)
+        bundle = calibrate(CalibrateConfig(bundle=str(out), **cal))
     if serves_bf16():
         # Served as bf16 on CPUs with AMX/avx512_bf16 (`--engine auto`), which needs its own threshold: bf16
         # shifts scores by up to ~0.04. Elsewhere the bundle stays fp32-only and auto serves ORT fp32.

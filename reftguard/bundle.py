@@ -59,16 +59,22 @@ def compute_bundle_id(manifest: dict) -> str:
 
 
 class FlagGate(NamedTuple):
-    """A cosine reading a FLAGged request must also pass (reftguard/gate_fit.py): cos(output - centre, direction) > threshold."""
+    """A cosine reading a FLAGged request must also pass (reftguard/gate_fit.py): cos(output - centre, direction) > threshold;
+    and, with a review edge, one a request in the review band must pass to be REVIEWed rather than ALLOWed."""
 
     direction: np.ndarray
     centre: np.ndarray
     threshold: float
     input: str  # the graph output it reads (reftguard.bundle_io)
+    review_threshold: float = float("-inf")  # `fit-gate --review-keep`; -inf: the band is the score's alone
 
     def passes(self, states: np.ndarray) -> np.ndarray:
-        """Per row of `states` (its `input` output), whether it passes; the one place the gate's rule is written."""
+        """Per row of `states` (its `input` output), whether it passes; the one place the gate's rules are written."""
         return cosine_scores(states, self.direction, self.centre) > self.threshold
+
+    def bands(self, states: np.ndarray) -> np.ndarray:
+        """Per row, whether a request in the review band may be REVIEWed (else it is ALLOWed)."""
+        return cosine_scores(states, self.direction, self.centre) > self.review_threshold
 
 
 def _bundle_files(root: Path) -> list[str]:
@@ -199,7 +205,8 @@ class GuardBundle:
         if not spec:
             return None
         arr = np.load(self.root / spec["file"], allow_pickle=False)
-        return FlagGate(arr[0], arr[1], float(spec["threshold"]), spec.get("input", bundle_io.TAIL))
+        return FlagGate(arr[0], arr[1], float(spec["threshold"]), spec.get("input", bundle_io.TAIL),
+                        float(spec.get("review_threshold", float("-inf"))))
 
     def role_features(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{role: (R_role, c_role)} fitted on that role's own turns (`reftguard fit-roles`); empty when the

@@ -9,6 +9,7 @@ fp32's, so readers from before per-precision calibration see what they always sa
 from __future__ import annotations
 
 import json
+import math
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +139,7 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
              cfg.precision, engine.label, thr, entry["parity_vs_fp32"]["max_abs_diff"], entry["parity_vs_fp32"]["verdict_flips"],
              entry["batch_invariance"]["max_abs_diff"])
     if cfg.review_recall:
-        entry["review"] = review_band(s, y, thr, cfg.review_recall, caps.get("user", 0.0))
+        entry["review"] = review_band(s, y, thr, cfg.review_recall, caps.get("user", 0.0), _banded(bundle, engine, prompts))
         log.info("%s review band: %.4f < score <= %.4f; recall of FLAG or REVIEW %.4f, benign sent to review %.4f",
                  cfg.precision, entry["review"]["threshold"], thr, entry["review"]["recall"], entry["review"]["benign_review_share"])
     roles = dict((calibration_for(bundle.manifest, cfg.precision) or {}).get("roles") or {})  # recalibrating the user turn keeps them
@@ -162,6 +163,16 @@ def calibrate(cfg: CalibrateConfig) -> GuardBundle:
     return bundle.reseal(manifest)
 
 
+def _banded(bundle: GuardBundle, engine, prompts: list[LabeledPrompt]) -> np.ndarray | None:
+    """Per prompt, whether the flag gate's review edge lets it into the band (None: the bundle's gate has no edge)."""
+    gate = bundle.flag_gate()
+    if gate is None or not np.isfinite(gate.review_threshold):
+        return None
+    from reftguard.role_fit import turn_states
+
+    return gate.bands(turn_states(bundle, [p.text for p in prompts], engine=engine, output=gate.input))
+
+
 CURVE_FPRS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3)
 
 
@@ -170,15 +181,27 @@ def fpr_curve(scores: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
     return [(f, float(np.float32(evaluation.threshold_for_fpr(scores, y, f)))) for f in CURVE_FPRS]
 
 
-def review_band(scores: np.ndarray, y: np.ndarray, flag: float, recall: float, max_benign: float = 0.0) -> dict:
+def review_band(scores: np.ndarray, y: np.ndarray, flag: float, recall: float, max_benign: float = 0.0,
+                banded: np.ndarray | None = None) -> dict:
     """The review band under a flag threshold: its lower edge reaches `recall` on the harmful rows (or is the
     flag threshold itself when that already does), raised where needed so that at most `max_benign` of the
-    benign rows land in REVIEW or FLAG (a reviewer's workload; 0: no limit), with what it costs on these rows."""
+    benign rows land in REVIEW or FLAG (a reviewer's workload; 0: no limit), with what it costs on these rows.
+    `banded` (per row; the flag gate's review edge): rows under the flag threshold and not banded never reach
+    REVIEW, so the edge is lowered until the banded rows alone make up the recall."""
     if not 0.0 < recall <= 1.0:
         raise ValueError(f"review_recall must be in (0, 1], got {recall}")
     if not 0.0 <= max_benign <= 1.0:
         raise ValueError(f"review_max_benign must be in [0, 1], got {max_benign}")
-    low = min(evaluation.threshold_for_recall(scores, y, recall), flag)
+    if banded is None:
+        low = min(evaluation.threshold_for_recall(scores, y, recall), flag)
+    else:
+        counted = banded | (scores > flag)
+        need, have = math.ceil(recall * (y == 1).sum() - 1e-9), int((counted & (y == 1)).sum())
+        if need > have:
+            raise ValueError(f"no review edge reaches recall {recall}: the gate's review edge lets only {have} of {(y == 1).sum()} "
+                             "harmful rows into the band or FLAG (fit the gate with a higher --review-keep)")
+        low = min(evaluation.threshold_for_recall(scores[counted], y[counted], need / have), flag)  # that k-th harmful row, among the rows that count
+        scores = np.where(counted, scores, min(float(scores.min()), low) - 1.0)  # below every edge: never REVIEW
     set_by = "recall"
     if max_benign and (y == 0).any():
         cap = evaluation.threshold_for_fpr(scores, y, max_benign)
@@ -187,7 +210,7 @@ def review_band(scores: np.ndarray, y: np.ndarray, flag: float, recall: float, m
     low = float(np.float32(low))
     benign, harmful = scores[y == 0], scores[y == 1]
     target = {"recall": recall} | ({"max_benign": max_benign} if max_benign else {})
-    return {"threshold": low, "target": target, "set_by": set_by, "n": int(len(y)),
+    return {"threshold": low, "target": target, "set_by": set_by, "n": int(len(y)), "gated": banded is not None,
             "recall": float((harmful > low).mean()) if len(harmful) else None,
             "benign_review_share": float(((benign > low) & (benign <= flag)).mean()) if len(benign) else None,
             "benign_flag_share": float((benign > flag).mean()) if len(benign) else None}

@@ -54,6 +54,9 @@ def render_card(m: dict) -> str:
         *([f"- flag gate: a request over its flag threshold is FLAGged only if its `{m['flag_gate']['input']}` reading is over "
            f"{_fmt(m['flag_gate']['threshold'])} (keeps {_fmt(m['flag_gate']['kept'])} of {m['flag_gate']['n_flagged_harmful']} FLAGged "
            f"harmful calibration prompts); otherwise REVIEW"] if m.get("flag_gate") else []),
+        *([f"- review edge of the gate: a request in the band is REVIEWed only if that reading is over {_fmt(m['flag_gate']['review_threshold'])} "
+           f"(keeps {_fmt(m['flag_gate']['review_keep'])} of the harmful calibration prompts); otherwise ALLOW"]
+          if (m.get("flag_gate") or {}).get("review_keep") else []),
         "",
         "In-sample figures (on the calibration data itself; see docs/results.md for held-out ones):",
         "",

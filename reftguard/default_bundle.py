@@ -62,8 +62,11 @@ RECIPE = {
     # only sound unsafe leave FLAG; FLAG-or-REVIEW recall does not move. Fitted on the teacher's training files; its
     # threshold keeps 97% of the calib half's FLAGged harmful prompts (research/flag_gate_tail.py: calib hard
     # negatives FLAGged 1.7% -> 0.7%; the whole-turn mean had also gated context-dependent requests, flag_gate.py).
+    # Its review edge keeps 98% of the calib half's harmful prompts in the band and ALLOWs requests it reads as benign;
+    # the band's lower edge is then recalibrated to recall 0.98 under that rule (research/review_gate.py: calib benign
+    # prompts in REVIEW or FLAG 7.5% -> 4.7%).
     "flag_gate": {"data": ["guard-train.jsonl", "guard-train-extra.jsonl", "contrast-train.jsonl", "persona-train.jsonl"],
-                  "calib_data": list(CALIBRATION_FILES), "split": "calib", "shrink": 0.03, "keep": 0.97},
+                  "calib_data": list(CALIBRATION_FILES), "split": "calib", "shrink": 0.03, "keep": 0.97, "review_keep": 0.98},
     # No int8 graph: measured on this bundle it is 1.67x bf16 but loses 0.031 AUROC on replies (the role features
     # are fitted on fp32 states), so auto would not serve it, and it adds ~3 minutes to every build. Add it with
     # `reftguard export --int8` / exporter.int8.add_int8_graph (docs/design.md).

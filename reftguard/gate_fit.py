@@ -10,7 +10,10 @@ an old client's outcome (REVIEW reaches it as FLAG) do not change. research/flag
 hard negatives FLAGged 1.7% -> 0.7% at 97% of R_l's FLAG kept.
 
 The gate threshold keeps `keep` of the harmful calibration prompts that the bundle's flag threshold FLAGs, so
-fit the gate after `calibrate`. It is written to `flag_gate.npy` ([2, hidden]: direction, centre) and the
+fit the gate after `calibrate`. With `review_keep` the gate also gets a review edge: a request in the review band
+whose gate score is not over it is ALLOWed (research/review_gate.py: on the calib half, benign prompts sent to
+REVIEW or FLAG 7.5% -> 4.7% at the same recall); `calibrate` run again then lowers the band's edge until FLAG or
+REVIEW reaches its recall target under that rule. It is written to `flag_gate.npy` ([2, hidden]: direction, centre) and the
 manifest's `flag_gate`; the bundle is re-sealed.
 """
 from __future__ import annotations
@@ -41,6 +44,7 @@ class FitGateConfig:
     split: str = option("calib", "Half of --calib-data to set the threshold on ('report' stays held out).", choices=("all", "calib", "report"))
     shrink: float = option(0.03, "Covariance shrinkage of the direction (0.03 won 5-fold CV AUROC on the teacher's training files, research/flag_gate.py).")
     keep: float = option(0.97, "Share of the harmful calibration prompts over the flag threshold that stay FLAGged; the rest go to REVIEW.")
+    review_keep: float = option(0.0, "Also gate the review band: a request in the band is REVIEWed only if its gate score is over the edge that keeps this share of all harmful calibration prompts (e.g. 0.98), else ALLOWed. Run `calibrate` again after: it sets the band's lower edge under this rule. 0: the band is the score's alone.")
 
 
 def gate_scores(bundle: GuardBundle, texts: list[str], gate: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -48,11 +52,18 @@ def gate_scores(bundle: GuardBundle, texts: list[str], gate: tuple[np.ndarray, n
     return cosine_scores(turn_states(bundle, texts, output=bundle_io.TAIL), *gate)
 
 
+def keeping(scores: np.ndarray, keep: float) -> float:
+    """The highest threshold under which at least `keep` of `scores` still pass (strict >, as every threshold)."""
+    return float(np.sort(scores)[int(np.floor((1 - keep) * len(scores)))] - 1e-6)
+
+
 def fit_gate(cfg: FitGateConfig) -> GuardBundle:
     from reftguard.calibration import score_prompts
 
     if not 0 < cfg.keep <= 1:
         raise ValueError(f"--keep must be in (0, 1], got {cfg.keep}")
+    if not 0 <= cfg.review_keep <= 1:
+        raise ValueError(f"--review-keep must be in [0, 1] (0: no review edge), got {cfg.review_keep}")
     bundle = GuardBundle.load(cfg.bundle)
     if not bundle.manifest.get("tail_tokens"):
         raise ValueError(f"bundle {bundle.bundle_id} has no `tail_state` output (exported before it, or with --topic-layer 0); re-export it")
@@ -63,16 +74,19 @@ def fit_gate(cfg: FitGateConfig) -> GuardBundle:
     over = np.asarray(score_prompts(bundle, cal)) > bundle.threshold
     if not over.any():
         raise ValueError(f"no harmful prompt of --calib-data ({cfg.split} half) is over the flag threshold: calibrate first")
-    s = gate_scores(bundle, [p.text for p, o in zip(cal, over) if o], gate)
-    # The highest threshold under which at least `keep` of them still pass (strict >, as every threshold).
-    threshold = float(np.sort(s)[int(np.floor((1 - cfg.keep) * len(s)))] - 1e-6)
-    kept = float(np.mean(s > threshold))
+    every = gate_scores(bundle, [p.text for p in cal], gate)
+    threshold = keeping(every[over], cfg.keep)
+    kept = float(np.mean(every[over] > threshold))
     np.save(bundle.root / FLAG_GATE, np.stack(gate).astype(np.float32), allow_pickle=False)
     manifest = dict(bundle.manifest)
     manifest["flag_gate"] = {"file": FLAG_GATE, "input": bundle_io.TAIL, "threshold": threshold, "shrink": cfg.shrink, "keep": cfg.keep,
                              "data": [Path(d).name for d in cfg.data], "data_hash": data_hash(train), "n_harmful": int(y.sum()),
                              "n_benign": int(len(y) - y.sum()), "calib_data": [Path(d).name for d in cfg.calib_data], "split": cfg.split,
                              "n_flagged_harmful": int(over.sum()), "kept": kept}
+    if cfg.review_keep:
+        manifest["flag_gate"] |= {"review_keep": cfg.review_keep, "review_threshold": keeping(every, cfg.review_keep), "n_harmful_calib": len(cal)}
+        log.info("review edge %.4f keeps %.3f of %d harmful calib prompts in the band; recalibrate to set the band's lower edge",
+                 manifest["flag_gate"]["review_threshold"], cfg.review_keep, len(cal))
     log.info("flag gate from %d harmful / %d benign prompts; threshold %.4f keeps %.3f of %d FLAGged harmful calib prompts",
              y.sum(), len(y) - y.sum(), threshold, kept, over.sum())
     return bundle.reseal(manifest)

@@ -19,8 +19,9 @@ names the turn that decided it and a reason:
                       a short reply that opens with a refusal phrase): safety data, allowed unless the
                       request asks to flag it. Refusals are never judged by the reply threshold.
                       A refused request in the review band is named so too (and allowed).
-A bundle with a flag gate (reftguard.gate_fit) FLAGs a user turn by its score only if the turn's topic state
-passes the gate too; otherwise the item goes to REVIEW (prompts that only sound unsafe).
+A bundle with a flag gate (reftguard.gate_fit) FLAGs a user turn by its score only if the turn's tail state
+passes the gate too; otherwise the item goes to REVIEW (prompts that only sound unsafe). A gate with a review
+edge also keeps a user turn it reads as benign out of the review band (ALLOW, not REVIEW).
 A bundle without role calibrations scores user turns only (`Thresholds.assistant`/`system` None), which
 is exactly the guard from before whole-record scoring.
 """
@@ -129,18 +130,19 @@ def text_turns(texts: Sequence[str], role: str = "user") -> list[Turn]:
 RoleFeatures = dict  # {role: (R_role, c_role)}: GuardBundle.role_features()
 
 
-def row_notes(outputs: Sequence[np.ndarray], head, gate: FlagGate | None = None) -> list[tuple[str, float, bool]] | None:
+def row_notes(outputs: Sequence[np.ndarray], head, gate: FlagGate | None = None) -> list[tuple[str, float, bool, bool]] | None:
     """Per row: its most probable harm category and that probability (("", nan) without a head or the output it
-    reads), and whether it passes the flag gate (True without one). None when neither applies."""
+    reads), whether it passes the flag gate, and whether the gate lets it into the review band (both True without
+    a gate). None when neither applies."""
     k = bundle_io.OUTPUT_NAMES.index(head.input) if head is not None else len(outputs)
     top = head.top(outputs[k]) if k < len(outputs) else None
     g = bundle_io.OUTPUT_NAMES.index(gate.input) if gate is not None else len(outputs)
-    passes = gate.passes(outputs[g]) if g < len(outputs) else None
-    if top is None and passes is None:
+    if top is None and g >= len(outputs):
         return None
     n = len(outputs[0])
+    passes, bands = (gate.passes(outputs[g]), gate.bands(outputs[g])) if g < len(outputs) else (np.ones(n, bool), np.ones(n, bool))
     top = top or [("", float("nan"))] * n
-    return [(c, p, True if passes is None else bool(passes[i])) for i, (c, p) in enumerate(top)]
+    return [(c, p, bool(passes[i]), bool(bands[i])) for i, (c, p) in enumerate(top)]
 
 
 def row_scores(outputs: Sequence[np.ndarray], roles: Sequence[str], features: RoleFeatures) -> np.ndarray:
@@ -215,11 +217,16 @@ def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresho
     in the module docstring. An item not flagged is judged again at the review thresholds, if any
     (REVIEW). `categories` (per row: category, probability) name the harm of flagged and reviewed
     items; a third element False marks a row that failed the flag gate (reftguard.gate_fit): its user turn
-    is not FLAGged by score, so the item goes to REVIEW. Turns of a role the thresholds do not score must not
+    is not FLAGged by score, so the item goes to REVIEW; a fourth False, a row the gate keeps out of the review
+    band: its user turn is not REVIEWed from the band. Turns of a role the thresholds do not score must not
     be in `turns`."""
     best, truncated = _turn_bests(scores, turns, enc)
-    gated = frozenset(k for k, t in enumerate(turns) if t.role == "user" and categories is not None
-                      and len(categories[best[k]]) > 2 and not categories[best[k]][2])
+
+    def failing(note: int) -> frozenset:  # user turns whose winning row fails note `note` of the gate
+        return frozenset(k for k, t in enumerate(turns) if t.role == "user" and categories is not None
+                         and len(categories[best[k]]) > note and not categories[best[k]][note])
+
+    gated, unbanded = failing(2), failing(3)
     by_item: list[list[int]] = [[] for _ in truncated]
     for k, t in enumerate(turns):
         by_item[t.item].append(k)
@@ -236,7 +243,7 @@ def decide(scores: Sequence[float], turns: Sequence[Turn], enc: Encoded, thresho
             if review:
                 k, reason = k2, reason2
         if not flag and not review and thresholds.review is not None:
-            k2, reason2, review = _judge(ks, turns, top, thresholds.review)
+            k2, reason2, review = _judge(ks, turns, top, thresholds.review, unbanded)
             if review or reason2 == "refusal_example":  # a refused request in the band is safety data too: named, allowed
                 k, reason, in_band = k2, reason2, review
         reply = _reply(ks, turns, ks.index(k)) if review and reason == "complied_with_harm" else None

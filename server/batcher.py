@@ -96,7 +96,7 @@ class PromptResult:
     score: float
     queue_s: float  # from queued to its batch starting
     infer_s: float  # its batch's inference time
-    category: tuple[str, float, bool] | None = None  # the row's notes: harm category, probability, passes the flag gate (scoring.row_notes)
+    category: tuple | None = None  # the row's notes: harm category, probability, passes the flag gate, in its band (scoring.row_notes)
 
 
 @dataclass

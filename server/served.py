@@ -78,7 +78,7 @@ class ServedModel:
 
     def notes_of(self, results) -> list | None:
         """The per-row notes `decide` takes, from batcher results (PromptResult.category)."""
-        return [r.category or ("", float("nan"), True) for r in results] if self.notes_rows else None
+        return [r.category or ("", float("nan"), True, True) for r in results] if self.notes_rows else None
 
     def with_engine(self, engine: Engine) -> "ServedModel":
         """The same bundle and encoder on another engine (tests inject faults this way); a new model."""

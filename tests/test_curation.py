@@ -177,7 +177,7 @@ def test_a_head_reads_the_output_it_was_fitted_on_and_names_nothing_without_it()
     y = np.repeat([0, 1], 3)
     on_topic = replace(fit_lda_head(topic, y, ("a", "b"), 0.1), input="topic_state")
     outputs = (np.zeros(6), np.ones(6), state, topic)
-    assert [(c, ok) for c, _, ok in row_notes(outputs, on_topic)] == [("a", True)] * 3 + [("b", True)] * 3
+    assert [(c, ok, band) for c, _, ok, band in row_notes(outputs, on_topic)] == [("a", True, True)] * 3 + [("b", True, True)] * 3
     assert row_notes(outputs[:3], on_topic) is None  # a graph without the topic output: no category, no wrong one
     on_state = fit_lda_head(state, y, ("a", "b"), 0.1)  # heads fitted before the topic output read `state`
     assert on_state.input == "state" and len(row_notes(outputs[:3], on_state)) == 6 and row_notes(outputs, None) is None
@@ -294,6 +294,25 @@ def test_a_review_workload_limit_raises_the_band_edge_and_reports_the_recall_lef
     assert review_band(s, y, flag, 0.5, max_benign=0.5)["set_by"] == "recall"  # a limit that does not bind changes nothing
     with pytest.raises(ValueError, match="review_max_benign must be in"):
         review_band(s, y, flag, 0.98, max_benign=1.5)
+
+
+def test_a_gated_band_reaches_its_recall_with_the_rows_the_gate_lets_in_and_counts_the_others_out():
+    rng = np.random.default_rng(4)
+    y = np.repeat([1, 0], 200)
+    s = np.concatenate([rng.normal(1.0, 1.0, 200), rng.normal(-1.0, 1.0, 200)]).astype(np.float32)
+    flag = 2.0
+    banded = np.concatenate([rng.random(200) > 0.01, rng.random(200) > 0.6])  # keeps ~99% of harmful, ~40% of benign
+    free, gated = review_band(s, y, flag, 0.98), review_band(s, y, flag, 0.98, banded=banded)
+    kept = (s > flag) | ((s > gated["threshold"]) & banded)
+    assert gated["gated"] and not free["gated"] and gated["threshold"] < free["threshold"]  # the edge goes lower to make up the recall
+    assert kept[y == 1].mean() >= 0.98 and gated["recall"] == pytest.approx(kept[y == 1].mean())
+    assert gated["benign_review_share"] + gated["benign_flag_share"] == pytest.approx(kept[y == 0].mean())
+    assert kept[y == 0].mean() < free["benign_review_share"] + free["benign_flag_share"]
+    # the k-th harmful row that counts sets the edge: one step higher loses the recall
+    edge_rows = np.sort(s[(y == 1) & banded & (s <= flag) & (s > gated["threshold"])])
+    assert ((s > flag) | ((s > edge_rows[0]) & banded))[y == 1].mean() < 0.98
+    with pytest.raises(ValueError, match="no review edge reaches recall 1.0"):
+        review_band(s, y, flag, 1.0, banded=banded)
 
 
 def test_calibrate_caps_a_roles_band_at_its_workload_limit(role_bundle, role_data, tmp_path):

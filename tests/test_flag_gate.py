@@ -49,6 +49,27 @@ def test_a_request_that_fails_the_gate_is_reviewed_never_allowed_and_other_turns
     assert decide(scores[:2], turns[:2], _one_row_each(turns[:2]), t, [("fraud", 0.9)] * 2)[1].flag
 
 
+def test_the_gates_review_edge_keeps_a_request_it_reads_as_benign_out_of_the_band():
+    t = make_thresholds(0.5, {"assistant": 0.6}, {"user": 0.2, "assistant": 0.3})
+    chats = [  # (role, text, score, passes the gate, in its band)
+        [("user", "q", 0.3, True, True)],                                            # in the band: REVIEW
+        [("user", "q", 0.3, True, False)],                                           # the gate reads it as benign: ALLOW
+        [("user", "q", 0.9, False, False)],                                          # over the flag threshold: REVIEW, never ALLOW
+        [("user", "q", 0.9, True, False)],                                           # FLAG as before
+        [("user", "q", 0.3, True, False), ("assistant", "Here is the harmful content, in detail.", 0.4, True, True)],  # the reply's band
+        [("user", "q", 0.3, True, False), ("assistant", "I'm sorry, but I can't help with that.", 0.0, True, True)]]
+    turns = [Turn(i, k, text, role) for i, chat in enumerate(chats) for k, (role, text, *_) in enumerate(chat)]
+    scores = np.array([s for chat in chats for _, _, s, _, _ in chat], dtype=np.float32)
+    notes = [("fraud", 0.9, ok, band) for chat in chats for *_, ok, band in chat]
+    got = decide(scores, turns, _one_row_each(turns), t, notes)
+    assert [(g.flag, g.review, g.reason) for g in got] == [
+        (False, True, "harmful_request"), (False, False, ""), (False, True, "harmful_request"), (True, False, "harmful_request"),
+        (False, True, "harmful_reply"), (False, False, "refusal_example")]
+    assert [g.category for g in got[:2]] == ["fraud", ""]  # an allowed item names no harm
+    three = [n[:3] for n in notes]  # notes from before the review edge: the band is the score's alone
+    assert decide(scores, turns, _one_row_each(turns), t, three)[1].review
+
+
 @pytest.fixture(scope="module")
 def gated(role_bundle, role_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("gate") / "bundle"
@@ -64,7 +85,7 @@ def test_fit_gate_keeps_its_share_of_the_flagged_harmful_prompts_and_the_scorer_
     user = [r for r in rows if r.get("role", "user") == "user"]
     scorer = BundleScorer(gated)
     s = scorer.scores([r["text"] for r in user])
-    r, c, t, _ = gated.flag_gate()
+    r, c, t = gated.flag_gate()[:3]
     g = cosine_scores(turn_states(gated, [x["text"] for x in user], output=bundle_io.TAIL), r, c)
     harm = np.array([x["label"] == "harmful" for x in user])
     over = harm & (s > gated.threshold)
@@ -88,6 +109,35 @@ def test_the_server_gates_like_the_scorer_and_old_clients_still_see_flag(gated, 
     assert [d.verdict for d in old] == [pb.FLAG if r.flag or r.review else pb.ALLOW for r in ref]
 
 
+def test_a_review_edge_then_calibrate_sets_the_band_under_the_gate_and_the_scorer_applies_it(role_bundle, role_data, tmp_path):
+    from reftguard.calibration import CalibrateConfig, calibrate
+
+    out = tmp_path / "b"
+    shutil.copytree(role_bundle, out)
+    fit_gate(FitGateConfig(bundle=str(out), data=[str(packaged("guard-train.jsonl"))], calib_data=[str(role_data)], split="all",
+                           keep=0.8, review_keep=0.9))
+    cal = dict(bundle=str(out), data=[str(role_data)], target_recall=0.9, target_fpr_role=["assistant=0.1,system=0.2"])
+    b = calibrate(CalibrateConfig(**cal, review_recall=0.95))
+    gate, spec = b.flag_gate(), b.manifest["flag_gate"]
+    assert spec["review_keep"] == 0.9 and gate.review_threshold == spec["review_threshold"] and b.manifest["review"]["gated"]
+    user = [x for x in map(json.loads, role_data.read_text().splitlines()) if x.get("role", "user") == "user"]
+    texts, harm = [x["text"] for x in user], np.array([x["label"] == "harmful" for x in user])
+    scorer = BundleScorer(b)
+    s, band = scorer.scores(texts), gate.bands(turn_states(b, texts, output=gate.input))
+    low, flag = b.review_thresholds["user"], b.threshold
+    kept = (s > flag) | ((s > low) & band)
+    assert kept[harm].mean() >= 0.95 and b.manifest["review"]["recall"] == pytest.approx(kept[harm].mean())
+    assert ((s > low) & (s <= flag) & ~band).any(), "the fixture should keep some prompts in the score's band out of it"
+    got = scorer.score_turns(text_turns(texts), thresholds=scorer.thresholds)
+    assert [d.flag or d.review for d in got] == list(kept)
+    with run_server(b.root) as rs, GuardClient(rs.target) as client:  # the server reads the edge from the bundle too
+        assert [d.verdict != pb.ALLOW for d in client.score(texts, accept_review=True)] == list(kept)
+    with pytest.raises(ValueError, match="no review edge reaches recall"):  # too few harmful rows let into the band
+        fit_gate(FitGateConfig(bundle=str(out), data=[str(packaged("guard-train.jsonl"))], calib_data=[str(role_data)], split="all",
+                               keep=0.8, review_keep=0.05))
+        calibrate(CalibrateConfig(**cal, review_recall=1.0))
+
+
 def test_fit_gate_refuses_what_it_cannot_use(gated, tiny_bundle, role_data, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(tiny_bundle, old)
@@ -101,6 +151,8 @@ def test_fit_gate_refuses_what_it_cannot_use(gated, tiny_bundle, role_data, tmp_
         fit_gate(FitGateConfig(bundle=str(old), **cfg))
     with pytest.raises(ValueError, match="--keep"):
         fit_gate(FitGateConfig(bundle=str(gated.root), keep=0.0, **cfg))
+    with pytest.raises(ValueError, match="--review-keep"):
+        fit_gate(FitGateConfig(bundle=str(gated.root), review_keep=1.5, **cfg))
     assert GuardBundle.load(tiny_bundle).flag_gate() is None  # no gate: FLAG as before
 
 
