@@ -164,7 +164,13 @@ def test_fit_gate_command_line(role_bundle, role_data, tmp_path, capsys):
     assert main(["fit-gate", "--bundle", str(out), "--data", str(packaged("guard-train.jsonl")), "--calib-data", str(role_data),
                  "--split", "all", "--keep", "0.9"]) == 0
     g = GuardBundle.load(out).manifest["flag_gate"]
-    assert f"flag gate threshold {g['threshold']:.4f}" in capsys.readouterr().out and g["kept"] >= 0.9
+    assert f"flag gate threshold {g['threshold']:.4f}" in capsys.readouterr().out and g["kept"] >= 0.9 and "review_keep" not in g
+    assert main(["fit-gate", "--bundle", str(out), "--data", str(packaged("guard-train.jsonl")), "--calib-data", str(role_data),
+                 "--split", "all", "--review-keep", "0.9"]) == 0
+    g = GuardBundle.load(out).manifest["flag_gate"]
+    assert f"review edge {g['review_threshold']:.4f}: keeps 0.900" in capsys.readouterr().out
+    assert main(["calibrate", "--bundle", str(out), "--data", str(role_data), "--target-recall", "0.9", "--review-recall", "0.9"]) == 0
+    assert "user review band (user turns the flag gate's review edge lets in)" in capsys.readouterr().out
 
 
 def test_the_tail_mask_keeps_each_rows_last_real_tokens_on_either_padding_side():

@@ -62,7 +62,8 @@ def calibrate(ns) -> int:
     print(f"bundle {b.bundle_id}: {cfg.precision} threshold {entry['threshold']:.4f} -> recall {at['recall']:.4f}, FPR {at['fpr']:.4f}, "
           f"AUROC {at['auroc']:.4f}; vs fp32 max |Δ| {entry['parity_vs_fp32']['max_abs_diff']:.2e}, batch invariance {entry['batch_invariance']['max_abs_diff']:.2e}")
     for role, band in review_bands_of(entry).items():
-        print(f"  {role} review band: {band['threshold']:.4f} < score <= flag threshold; recall of FLAG or REVIEW {band['recall']:.4f}, "
+        gated = " (user turns the flag gate's review edge lets in)" if band.get("gated") else ""
+        print(f"  {role} review band{gated}: {band['threshold']:.4f} < score <= flag threshold; recall of FLAG or REVIEW {band['recall']:.4f}, "
               f"benign sent to review {band['benign_review_share']:.4f}, flagged {band['benign_flag_share']:.4f}")
     return 0
 
@@ -96,6 +97,9 @@ def fit_gate(ns) -> int:
     g = run(from_args(FitGateConfig, ns)).manifest["flag_gate"]
     print(f"flag gate threshold {g['threshold']:.4f}: keeps {g['kept']:.3f} of the {g['n_flagged_harmful']} FLAGged harmful prompts; "
           f"fitted on {g['n_harmful']} harmful / {g['n_benign']} benign")
+    if g.get("review_keep"):
+        print(f"review edge {g['review_threshold']:.4f}: keeps {g['review_keep']:.3f} of the {g['n_harmful_calib']} harmful calibration prompts "
+              "in the band; run `reftguard calibrate` again to set the band's lower edge under it")
     return 0
 
 
