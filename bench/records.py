@@ -1,7 +1,8 @@
 """Whole-record quality and cost of a bundle, in one run.
 
 Quality: every record of records-dev (report half by default) decided by the serving path, per kind,
-against the whole-record goals (reftguard.record_eval.GOALS). Cost: records per second through a real
+against the whole-record goals (reftguard.record_eval.GOALS); the same for written-records-dev (replies
+written by hand, not by the packaged model). Cost: records per second through a real
 server (`reftguard serve` in a subprocess, on loopback) for the same records whole (every role scored) and as prompt-only items (their
 user turns alone), side by side in one run on one warm server.
 
@@ -70,6 +71,10 @@ def main(argv=None) -> int:
                                             "flag_or_review_rate": (decided["flag"] + decided["review"]) / decided["n"], "split": "all"}
         print(f"innocent prompt + a reply read by hand as {name}: {decided['flag']}/{decided['n']} flagged, "
               f"{decided['flag'] + decided['review']}/{decided['n']} flagged or for review")
+    # Replies written by hand, in many styles, to dev prompts (scripts/build_written_replies.py): never calibrated or
+    # fitted on, the closest thing here to records written by others.
+    quality["written"] = evaluate_records(scorer, load_records(packaged("written-records-dev.jsonl"), args.split))
+    print("replies written by hand:\n" + format_table(quality["written"]))
     with_replies = [r for r in records if any(role != "user" for role, _ in r.messages)]
     whole = [{"id": r.id, "messages": [{"role": role, "content": c} for role, c in r.messages]} for r in with_replies]
     prompt_only = [{"id": r.id, "messages": [{"role": role, "content": c} for role, c in r.messages if role == "user"]} for r in with_replies]

@@ -520,7 +520,19 @@ def render_records(r: dict) -> str:
             f"{r['bundle_id']}, {q['n']} report-half records. Innocent prompt + a model reply that a person read as harmful: flagged "
             f"{hand[0]}; read as evasive or harmless: {hand[1]} (both dev halves). Throughput through `reftguard serve` on this machine, "
             f"one run: {fmt(tp['records_per_s']['whole_records'], 1)} records/s whole against {fmt(tp['records_per_s']['prompt_only'], 1)} "
-            f"for the same {tp['records']} records' user turns alone (**{ratio(tp['whole_vs_prompt_only'])}**).")
+            f"for the same {tp['records']} records' user turns alone (**{ratio(tp['whole_vs_prompt_only'])}**)."
+            + _written(q.get("written")))
+
+
+def _written(w: dict | None) -> str:
+    """One sentence on the records whose replies were written by hand (written-records-dev)."""
+    if not w:
+        return ""
+    k = w["by_kind"]
+    return (f" Replies written by hand, not by the packaged model ({w['n']} records, written-records-dev): innocent prompt + harmful reply "
+            f"flagged {fmt(k['innocent_harmful_reply']['flag_rate'], 3)} (n={k['innocent_harmful_reply']['n']}), harmful request + its "
+            f"reply {fmt(k['harmful_exchange']['flag_rate'], 3)}, benign exchanges flagged {fmt(k['benign_exchange']['flag_rate'], 3)} "
+            f"(n={k['benign_exchange']['n']}).")
 
 
 @register("curation_band", ["bench/results/curation.json"])

@@ -36,8 +36,10 @@ RECIPE = {
     "export": {"topic_layer": 8, "tail_tokens": 32},
     # Replies and system prompts are read with refusal features fitted on their own turns (roles-train),
     # not with R_l, which the teacher learnt from requests (reftguard/role_fit.py): whitened directions
-    # (shrinkage by 5-fold CV on roles-train), replies on their hand-read labels (research/reply_probe.py).
-    "role_features": {"data": ["roles-train.jsonl"], "roles": ["assistant", "system"], "center": "midpoint",
+    # (shrinkage by 5-fold CV on roles-train), replies on their hand-read labels (research/reply_probe.py), plus
+    # replies written by hand in many styles: fitted on the packaged model's replies alone, the feature flagged 15%
+    # of a fresh written set's benign replies, 7.7% with them (research/written_replies.py).
+    "role_features": {"data": ["roles-train.jsonl", "written-roles-train.jsonl"], "roles": ["assistant", "system"], "center": "midpoint",
                       "shrink": ["assistant=0.3", "system=10"], "hand_labels": ["reply-hand-labels-train.json"]},
     # The harm-category head on the graph's topic state (layer 8, mean over tokens), fitted on classes read by
     # hand for guard-train (the data's own category strings often name a kind of harm, not a domain) and the

@@ -35,6 +35,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "reftguard" / "data"
@@ -327,15 +328,17 @@ def _render(rows: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def write_or_check(doc: str, build_files: Callable[[], dict[str, list[dict]]], script: str, argv=None) -> int:
+    """A data builder's command line: write the files `build_files` returns into reftguard/data, or with
+    --check fail when a committed one differs from a fresh build."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="fail if the committed files differ from a fresh build")
     args = ap.parse_args(argv)
-    built = build()
+    built = build_files()
     stale = [n for n, rows in built.items() if not (DATA / n).is_file() or (DATA / n).read_text(encoding="utf-8") != _render(rows)]
     if args.check:
         if stale:
-            print(f"stale: {', '.join(stale)} (run python scripts/build_record_data.py)", file=sys.stderr)
+            print(f"stale: {', '.join(stale)} (run python scripts/{script})", file=sys.stderr)
             return 1
         return 0
     for name, rows in built.items():
@@ -345,6 +348,10 @@ def main(argv=None) -> int:
             kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
         print(f"{name}: {len(rows)} rows {dict(sorted(kinds.items()))}")
     return 0
+
+
+def main(argv=None) -> int:
+    return write_or_check(__doc__, build, "build_record_data.py", argv)
 
 
 if __name__ == "__main__":

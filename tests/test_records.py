@@ -203,3 +203,27 @@ def test_record_data_is_fresh_and_split_by_group():
         replies = {r["id"] for r in recs[side] if r["kind"] == "innocent_harmful_reply"}
         assert len(read) == len(set(read)) and set(read) == replies, f
         assert set(hand.get("unsure", [])) <= set(hand[other]), f
+
+
+def test_written_reply_data_is_fresh_and_keeps_train_and_dev_apart():
+    """The written-reply files equal a rebuild; dev records answer dev prompts and train turns training prompts, no
+    reply text is on both sides, and each harmful dev reply comes both after an innocent prompt and after its request."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, "scripts/build_written_replies.py", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    dev = [json.loads(line) for line in packaged("written-records-dev.jsonl").read_text().splitlines()]
+    train = [json.loads(line) for line in packaged("written-roles-train.jsonl").read_text().splitlines()]
+    ids = lambda files: {json.loads(line)["id"] for f in files for line in packaged(f).read_text().splitlines()}  # noqa: E731
+    dev_prompts = ids(("guard-dev.jsonl", "handwritten-dev.jsonl", "contrast-dev.jsonl"))
+    train_prompts = ids(("guard-train.jsonl", "guard-train-extra.jsonl", "contrast-train.jsonl"))
+    assert {r["group"][2:] for r in dev} <= dev_prompts and {r["group"][2:] for r in train} <= train_prompts
+    assert not {r["messages"][-1]["content"] for r in dev} & {r["text"] for r in train}
+    assert all(r["role"] == "assistant" for r in train) and {r["label"] for r in train} == {"harmful", "benign"}
+    by_group: dict = {}
+    for r in dev:
+        by_group.setdefault(r["group"], set()).add(r["kind"])
+    assert all(k in ({"innocent_harmful_reply", "harmful_exchange"}, {"benign_exchange"}) for k in by_group.values())

@@ -23,8 +23,9 @@ TEACHER_TRAIN_FILES = TRAIN_FILES + ("contrast-train.jsonl",)
 CALIBRATION_FILES = DEV_FILES + ("contrast-dev.jsonl",)
 # Whole finetuning records (scripts/build_record_data.py): records with harm in any role, and the labelled
 # assistant/system turns that per-role thresholds are calibrated on (`roles-dev`, calib half).
-RECORD_TRAIN_FILES = ("records-train.jsonl", "roles-train.jsonl")
-RECORD_DEV_FILES = ("records-dev.jsonl", "roles-dev.jsonl")
+# Replies written by hand (scripts/build_written_replies.py): dev records for evaluation only, train turns for fitting.
+RECORD_TRAIN_FILES = ("records-train.jsonl", "roles-train.jsonl", "written-roles-train.jsonl")
+RECORD_DEV_FILES = ("records-dev.jsonl", "roles-dev.jsonl", "written-records-dev.jsonl")
 # Every packaged file some teacher trains on (each packaged file is this, a calibration file or a record
 # dev file): evaluation sets built from dev prompts refuse these.
 PACKAGED_TRAIN_FILES = TEACHER_TRAIN_FILES + ("contrast-train-extra.jsonl", "persona-train.jsonl") + RECORD_TRAIN_FILES
