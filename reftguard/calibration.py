@@ -9,8 +9,8 @@ fp32's, so readers from before per-precision calibration see what they always sa
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
