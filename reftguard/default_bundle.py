@@ -37,8 +37,9 @@ RECIPE = {
     # Replies and system prompts are read with refusal features fitted on their own turns (roles-train),
     # not with R_l, which the teacher learnt from requests (reftguard/role_fit.py): whitened directions
     # (shrinkage by 5-fold CV on roles-train), replies on their hand-read labels (research/reply_probe.py), plus
-    # replies written by hand in many styles: fitted on the packaged model's replies alone, the feature flagged 15%
-    # of a fresh written set's benign replies, 7.7% with them (research/written_replies.py).
+    # replies written by hand in many styles, two rounds: fitted on the packaged model's replies alone, the feature
+    # flagged 15% of a fresh written set's benign replies; each round, judged on a fresh set, cut it (to 1.7%, w3):
+    # research/written_replies.py.
     "role_features": {"data": ["roles-train.jsonl", "written-roles-train.jsonl"], "roles": ["assistant", "system"], "center": "midpoint",
                       "shrink": ["assistant=0.3", "system=10"], "hand_labels": ["reply-hand-labels-train.json"]},
     # The harm-category head on the graph's topic state (layer 8, mean over tokens), fitted on classes read by

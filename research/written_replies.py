@@ -9,21 +9,22 @@ other writers.
 
 Candidates, each a shrinkage-LDA assistant feature (shrink 0.3, midpoint, as shipped) on the default bundle's
 states, its threshold 2% FPR on the calib half of roles-dev's benign exchanges (as `calibrate` sets it):
-  shipped   roles-train, hand labels (the default's feature, refitted here: the same numbers)
-  written   roles-train + written-roles-train
+  model     roles-train, hand labels (the default's feature before this study)
+  w1        + written-roles-train's first round (145 harmful, 160 benign)
+  w1+w3     + its third round too (written after the second rule's result)
 
-Rule, written before the numbers: adopt `written` into the default's role-feature data iff on the calib half of
+Rule, written before the numbers: adopt `w1` into the default's role-feature data iff on the calib half of
 written-records-dev its harmful-reply recall rises >= 0.05, its benign written replies flagged rise <= 0.02,
 and on the calib half of roles-dev hand-read harmful recall falls <= 0.02. The report halves are only reported.
 
-First result (set w1; research/results/written_replies.json, `w1`): not adopted by that rule. The shipped feature
+First result (set w1; research/results/written_replies.json): not adopted by that rule. The `model` feature
 reads written harmful replies well (recall 0.90 / 0.84, calib / report) but flags 15% / 23% of written *benign*
-replies (its threshold keeps 2% of the packaged model's benign replies): a gap the rule did not look at. `written`:
+replies (its threshold keeps 2% of the packaged model's benign replies): a gap the rule did not look at. `w1`:
 recall 0.92 / 1.00 (+0.03 on calib, under the 0.05), benign written replies flagged 9% / 15%, AUROC 0.93 -> 0.98 /
 0.88 -> 0.97; roles-dev hand-read recall unchanged (0.84 / 0.88), evasive replies flagged 0.17 / 0.23 -> 0.17 / 0.27.
 
 Second rule, written after that result and before set w2 existed (65 harmful and 65 benign dev prompts no w1 reply
-answers, replies by new writers): adopt `written` iff on w2 (both halves: it chooses nothing else) benign written
+answers, replies by new writers): adopt `w1` iff on w2 (both halves: it chooses nothing else) benign written
 replies flagged fall by >= 0.03, written harmful replies' recall falls by <= 0.02, and on the calib half of
 roles-dev hand-read harmful recall falls <= 0.02 and evasive replies flagged rise <= 0.02.
 
@@ -31,9 +32,19 @@ Second result (`w2`, 60 harmful / 65 benign): adopted. Benign written replies fl
 replies recalled 0.83 -> 0.93, AUROC 0.91 -> 0.97; roles-dev calib unchanged (recall 0.84, evasive 0.17; report
 evasive 0.23 -> 0.27). In the default: RECIPE["role_features"]["data"] gains written-roles-train.jsonl.
 
-Shipped (research/results/written_replies_bundles.json, `--compare` the default before and after, at their own
-thresholds): written records, report half: benign exchanges flagged 15.2% -> 3.8%, innocent prompt + harmful reply
-0.78 -> 0.90, harmful request + its reply 0.90 -> 0.94.
+Third rule, written after that and before round w3 existed. A learning curve of the second result (w2 benign
+flagged 15.4%, 14.4%, 11.3%, 9.2%, 7.7% with 0, 25, 50, 75, 100% of w1's training replies) was still falling, so a
+third round added 150 harmful and 150 benign training replies and, by other writers, 60 + 60 dev replies (w3) to
+prompts no earlier round uses. Adopt `w1+w3` over `w1` iff on w3 (both halves) benign written replies flagged
+fall by >= 0.02, written harmful recall falls by <= 0.02, and on the calib half of roles-dev hand-read harmful
+recall falls <= 0.02 and evasive replies flagged rise <= 0.02.
+
+Third result (w3: 54 harmful / 60 benign): adopted. Benign written replies flagged 6.7% -> 1.7%, harmful recall 0.944
+-> 0.944, AUROC 0.988 -> 0.997; roles-dev calib unchanged (0.84, evasive 0.17); report half: hand-read recall 0.88
+-> 0.85, evasive 0.27 -> 0.23. written-roles-train.jsonl now holds both training rounds (284 harmful, 310 benign).
+
+Shipped: research/results/written_replies_bundles.json (`--compare` the defaults before the written replies,
+with w1, with w1+w3; each at its own thresholds); the figures are in docs/design.md and the closing notes.
 
     OMP_NUM_THREADS=2 python -m research.written_replies [--bundle DIR] [--out research/results/written_replies.json]
     OMP_NUM_THREADS=2 python -m research.written_replies --compare OLD_BUNDLE NEW_BUNDLE
@@ -108,17 +119,25 @@ def main(argv=None) -> int:
         return compare(args.compare, "research/results/written_replies_bundles.json")
     bundle, cache = bundle_of(args), Path(args.cache)
     train = rows_of("roles-train", "assistant")
-    extra = rows_of("written-roles-train", "assistant")
+    rounds_of = {f"{w['id']}:written:assistant": w["set"] for w in map(json.loads, Path("scripts/data/replies-written.jsonl").read_text().splitlines())
+                 if w["side"] == "train"}  # the writing round of each written training turn (its source row)
+    extra = [r | {"set": rounds_of[r["id"]]} for r in rows_of("written-roles-train", "assistant")]
     dev = rows_of("roles-dev", "assistant")
     wdev = written_dev()
     h_tr, h_x, h_dev = (states(bundle, n, "assistant", r, cache) for n, r in (("roles-train", train), ("written-roles-train", extra), ("roles-dev", dev)))
     h_w = states(bundle, "written-records-dev", "assistant", wdev, cache)
-    cands = {"shipped": shrinkage_feature(h_tr, hand_labels(train), SHRINK),
-             "written": shrinkage_feature(np.vstack([h_tr, h_x]), np.concatenate([hand_labels(train), hand_labels(extra)]), SHRINK)}
+    y_tr, y_x = hand_labels(train), hand_labels(extra)
+    rounds = {"model": set(), "w1": {"w1"}, "w1+w3": {"w1", "w3"}}  # the written training rounds each candidate adds
+    cands = {}
+    for name, sets in rounds.items():
+        m = np.array([r["set"] in sets for r in extra])
+        if sets <= {r["set"] for r in extra}:  # a round not written yet: no candidate
+            cands[name] = shrinkage_feature(np.vstack([h_tr, h_x[m]]), np.concatenate([y_tr, y_x[m]]), SHRINK)
     served = bundle.role_features()["assistant"]
     result = {"bundle_id": bundle.bundle_id, "rule": __doc__.split("Rule, written before the numbers: ")[1].split("\n\n")[0],
-              "n_written_train": {"harmful": int(hand_labels(extra).sum()), "benign": int(len(extra) - hand_labels(extra).sum())},
-              "shipped_equals_served": bool(np.allclose(cands["shipped"][0], served[0], atol=1e-4)), "candidates": {}}
+              "n_written_train": {ws: {"harmful": int(y_x[[r["set"] == ws for r in extra]].sum()),
+                                       "benign": int((1 - y_x[[r["set"] == ws for r in extra]]).sum())} for ws in sorted({r["set"] for r in extra})},
+              "served_is": next((k for k, (r, _) in cands.items() if np.allclose(r, served[0], atol=1e-4)), None), "candidates": {}}
     for name, (r, c) in cands.items():
         roles = measure_scores(dev, cosine_scores(h_dev, r, c))
         t = roles["calib"]["threshold"]
@@ -131,15 +150,20 @@ def main(argv=None) -> int:
                         for st in sorted({x["style"] for x in rows if x["label"] == "harmful"})}
             per_set[ws] = on_written(rows, s_w[idx], t) | {"harmful_recall_by_style": by_style}
         result["candidates"][name] = {"roles_dev": roles, "written_dev": per_set}
-    a, b = (result["candidates"][k] for k in ("shipped", "written"))
-    wa, wb = a["written_dev"]["w1"]["calib"], b["written_dev"]["w1"]["calib"]
-    ra, rb = a["roles_dev"]["calib"], b["roles_dev"]["calib"]
-    roles_ok = ra["hand_harmful_recall"] - rb["hand_harmful_recall"] <= 0.02
-    result["adopt_first_rule"] = bool(wb["harmful_recall"] - wa["harmful_recall"] >= 0.05 and wb["benign_flagged"] - wa["benign_flagged"] <= 0.02 and roles_ok)
-    if "w2" in a["written_dev"]:
-        va, vb = a["written_dev"]["w2"]["all"], b["written_dev"]["w2"]["all"]
-        result["adopt_second_rule"] = bool(va["benign_flagged"] - vb["benign_flagged"] >= 0.03 and va["harmful_recall"] - vb["harmful_recall"] <= 0.02
-                                           and roles_ok and rb["evasive_flag_rate"] - ra["evasive_flag_rate"] <= 0.02)
+
+    def judged(base: str, cand: str, on: str, half: str, recall_gain: float, benign_drop: float) -> bool:
+        a, b = result["candidates"][base], result["candidates"][cand]
+        wa, wb = a["written_dev"][on][half], b["written_dev"][on][half]
+        ra, rb = a["roles_dev"]["calib"], b["roles_dev"]["calib"]
+        return bool(wb["harmful_recall"] - wa["harmful_recall"] >= recall_gain and wa["benign_flagged"] - wb["benign_flagged"] >= benign_drop
+                    and ra["hand_harmful_recall"] - rb["hand_harmful_recall"] <= 0.02)
+
+    evasive_ok = lambda a, b: result["candidates"][b]["roles_dev"]["calib"]["evasive_flag_rate"] - result["candidates"][a]["roles_dev"]["calib"]["evasive_flag_rate"] <= 0.02  # noqa: E731
+    result["adopt_first_rule"] = judged("model", "w1", "w1", "calib", 0.05, -0.02)
+    if "w2" in result["candidates"]["model"]["written_dev"]:
+        result["adopt_second_rule"] = judged("model", "w1", "w2", "all", -0.02, 0.03) and evasive_ok("model", "w1")
+    if "w1+w3" in cands and "w3" in result["candidates"]["model"]["written_dev"]:
+        result["adopt_third_rule"] = judged("w1", "w1+w3", "w3", "all", -0.02, 0.02) and evasive_ok("w1", "w1+w3")
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rule"}, indent=1))
     return 0

@@ -221,7 +221,8 @@ def test_written_reply_data_is_fresh_and_keeps_train_and_dev_apart():
     dev_prompts = ids(("guard-dev.jsonl", "handwritten-dev.jsonl", "contrast-dev.jsonl"))
     train_prompts = ids(("guard-train.jsonl", "guard-train-extra.jsonl", "contrast-train.jsonl"))
     assert {r["group"][2:] for r in dev} <= dev_prompts and {r["group"][2:] for r in train} <= train_prompts
-    assert not {r["messages"][-1]["content"] for r in dev} & {r["text"] for r in train}
+    prose = lambda texts: {t for t in texts if len(t.split()) > 3}  # noqa: E731 (a one-word label like "positive" answers prompts on both sides)
+    assert not prose(r["messages"][-1]["content"] for r in dev) & prose(r["text"] for r in train)
     assert all(r["role"] == "assistant" for r in train) and {r["label"] for r in train} == {"harmful", "benign"}
     by_group: dict = {}
     for r in dev:
