@@ -37,7 +37,7 @@ GOALS = {"recall_flag_or_review": (">=", 0.98), "benign_review_or_flag": ("<=", 
          "category_top1": (">=", 0.80)}
 
 
-def _rates(s: np.ndarray, y: np.ndarray, kinds: list[str], flag: float, review: float, passes: np.ndarray, bands: np.ndarray) -> dict:
+def verdict_rates(s: np.ndarray, y: np.ndarray, kinds: list[str], flag: float, review: float, passes: np.ndarray, bands: np.ndarray) -> dict:
     """Verdict rates as `decide` gives them for one user turn: FLAG over the flag threshold and through the gate
     (`passes`), else REVIEW over the flag threshold (gated), or over the band's edge where the gate's review edge
     lets it in (`bands`)."""
@@ -51,13 +51,11 @@ def _rates(s: np.ndarray, y: np.ndarray, kinds: list[str], flag: float, review: 
             "hard_negative_review_or_flag": float(either[hard].mean()) if hard.any() else None}
 
 
-def gate_notes(bundle: GuardBundle, prompts) -> tuple[np.ndarray, np.ndarray]:
-    """Per prompt, whether it passes the bundle's flag gate and whether the gate lets it into the band (all do without one)."""
-    gate = bundle.flag_gate()
+def gate_notes(bundle: GuardBundle, gate, prompts) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt, whether it passes `gate` (the bundle's) and whether the gate lets it into the band (all do without one)."""
     if gate is None:
         return np.ones(len(prompts), dtype=bool), np.ones(len(prompts), dtype=bool)
-    states = turn_states(bundle, [p.text for p in prompts], output=gate.input)
-    return gate.passes(states), gate.bands(states)
+    return gate.notes(turn_states(bundle, [p.text for p in prompts], output=gate.input))
 
 
 def band(bundle: GuardBundle) -> dict:
@@ -68,12 +66,12 @@ def band(bundle: GuardBundle) -> dict:
     flag = bundle.threshold
     review = bundle.review_thresholds.get("user", flag)
     kinds = {h: [p.kind for p in ps] for h, ps in halves.items()}
-    notes = {h: gate_notes(bundle, ps) for h, ps in halves.items()}
     gate = bundle.flag_gate()
+    notes = {h: gate_notes(bundle, gate, ps) for h, ps in halves.items()}
     gated_band = gate is not None and np.isfinite(gate.review_threshold)
 
     def on_report(flag_t: float, review_t: float) -> dict:
-        return _rates(scores["report"], y["report"], kinds["report"], flag_t, review_t, *notes["report"])
+        return verdict_rates(scores["report"], y["report"], kinds["report"], flag_t, review_t, *notes["report"])
 
     curve = []
     for target in CURVE:  # what each recall target would cost: chosen on calib (as `calibrate` does), measured on report

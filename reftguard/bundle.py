@@ -68,13 +68,14 @@ class FlagGate(NamedTuple):
     input: str  # the graph output it reads (reftguard.bundle_io)
     review_threshold: float = float("-inf")  # `fit-gate --review-keep`; -inf: the band is the score's alone
 
-    def passes(self, states: np.ndarray) -> np.ndarray:
-        """Per row of `states` (its `input` output), whether it passes; the one place the gate's rules are written."""
-        return cosine_scores(states, self.direction, self.centre) > self.threshold
+    def notes(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of `states` (its `input` output): whether it passes the gate, and whether a request in the review
+        band may be REVIEWed (else it is ALLOWed); one reading, and the one place the gate's rules are written."""
+        reading = cosine_scores(states, self.direction, self.centre)
+        return reading > self.threshold, reading > self.review_threshold
 
     def bands(self, states: np.ndarray) -> np.ndarray:
-        """Per row, whether a request in the review band may be REVIEWed (else it is ALLOWed)."""
-        return cosine_scores(states, self.direction, self.centre) > self.review_threshold
+        return self.notes(states)[1]
 
 
 def _bundle_files(root: Path) -> list[str]:

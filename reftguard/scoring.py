@@ -128,6 +128,7 @@ def text_turns(texts: Sequence[str], role: str = "user") -> list[Turn]:
 
 
 RoleFeatures = dict  # {role: (R_role, c_role)}: GuardBundle.role_features()
+NO_NOTES = ("", float("nan"), True, True)  # a row's notes without a head or a gate: no category, passes, in the band
 
 
 def row_notes(outputs: Sequence[np.ndarray], head, gate: FlagGate | None = None) -> list[tuple[str, float, bool, bool]] | None:
@@ -140,8 +141,8 @@ def row_notes(outputs: Sequence[np.ndarray], head, gate: FlagGate | None = None)
     if top is None and g >= len(outputs):
         return None
     n = len(outputs[0])
-    passes, bands = (gate.passes(outputs[g]), gate.bands(outputs[g])) if g < len(outputs) else (np.ones(n, bool), np.ones(n, bool))
-    top = top or [("", float("nan"))] * n
+    passes, bands = gate.notes(outputs[g]) if g < len(outputs) else (np.ones(n, bool), np.ones(n, bool))
+    top = top or [NO_NOTES[:2]] * n
     return [(c, p, bool(passes[i]), bool(bands[i])) for i, (c, p) in enumerate(top)]
 
 
@@ -314,7 +315,7 @@ class BundleScorer:
             scores[rows], norms[rows] = row_scores(out, [roles[i] for i in rows], self.role_features), out[1]
             top = row_notes(out, self.category_head, self.flag_gate)
             if top is not None:
-                cats = cats or [("", float("nan"), True)] * len(ids)
+                cats = cats or [NO_NOTES] * len(ids)
                 for i, c in zip(rows, top):
                     cats[i] = c
         return scores, norms, cats

@@ -32,6 +32,7 @@ import numpy as np
 from reftguard.calibration import review_band, score_prompts
 from reftguard.data import CALIBRATION_FILES, load_labeled, packaged, select_split
 from reftguard.features import cosine_scores
+from bench.curation import verdict_rates
 from research.cli import bundle_of, parser
 from research.role_features import cached
 
@@ -48,13 +49,8 @@ def _saved(path: Path, n: int, compute) -> np.ndarray:
 
 
 def rates(s, g, y, kinds, flag, gate_t, review, review_gate) -> dict:
-    """`decide` for one user turn, with the band also needing the gate's cosine over `review_gate`."""
-    flagged = (s > flag) & (g > gate_t)
-    either = (s > flag) | ((s > review) & (g > review_gate))
-    hard = np.array([k == "hard_negative" for k in kinds])
-    return {"recall_flag_or_review": float(either[y == 1].mean()), "benign_review_or_flag": float(either[y == 0].mean()),
-            "hard_negative_review_or_flag": float(either[hard].mean()), "benign_flag": float(flagged[y == 0].mean()),
-            "hard_negative_flag": float(flagged[hard].mean())}
+    """`decide` for one user turn (bench.curation.verdict_rates), the band also needing the gate's cosine over `review_gate`."""
+    return verdict_rates(s, y, kinds, flag, review, g > gate_t, g > review_gate)
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,7 @@ import numpy as np
 from reftguard.bundle import GuardBundle
 from reftguard.encoding import PromptEncoder, pad_batch
 from reftguard.engines import Engine
-from reftguard.scoring import Thresholds, engine_thresholds, make_thresholds, row_notes, row_scores
+from reftguard.scoring import NO_NOTES, Thresholds, engine_thresholds, make_thresholds, row_notes, row_scores
 
 log = logging.getLogger("reftguard.model")
 WARMUP_TEXTS = ("warmup: how do I bake bread?", "warmup")
@@ -78,7 +78,7 @@ class ServedModel:
 
     def notes_of(self, results) -> list | None:
         """The per-row notes `decide` takes, from batcher results (PromptResult.category)."""
-        return [r.category or ("", float("nan"), True, True) for r in results] if self.notes_rows else None
+        return [r.category or NO_NOTES for r in results] if self.notes_rows else None
 
     def with_engine(self, engine: Engine) -> "ServedModel":
         """The same bundle and encoder on another engine (tests inject faults this way); a new model."""
